@@ -1,0 +1,33 @@
+# Every user-facing target installs what it needs first, so each one is a complete set-up
+# on a fresh clone. The stamp files re-run the install when pyproject.toml changes.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+DATE   ?=
+DATE_ARG := $(if $(DATE),--date $(DATE),)
+
+.PHONY: install install-test daily rank test bench clean
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e .
+	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+daily: install
+	$(BIN)/pipeline daily $(DATE_ARG)
+
+test: install-test
+	$(BIN)/python -m pytest -q -n 2 tests
+
+bench: install-test
+	$(BIN)/python -m pipeline.bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,1 @@
+"""ivcrush: rank upcoming earnings events by volatility risk premium."""

@@ -1,0 +1,256 @@
+"""Pandera models for every dataset: the column contract notebooks and stages rely on.
+
+Conventions: moves, IVs and spreads are fractions; money in the quote currency; date columns are
+naive ``datetime64`` at midnight in pandas and ``date32`` in Parquet; timestamps are UTC.
+``validate(name, df)`` is the one entry point: it checks every row and raises
+:class:`DatasetValidationError` naming the dataset, the columns and the offending rows.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import pandera.pandas as pa
+from pandera.typing import Series
+
+TIMINGS = ("BMO", "AMC", "DMH", "UNKNOWN")
+KNOWN_TIMINGS = ("BMO", "AMC", "DMH")
+TICKER_PATTERN = r"^[A-Z][A-Z0-9]{0,5}([.\-][A-Z0-9]{1,2})?$"
+VRP_TIERS = ("EXCELLENT", "GOOD", "MARGINAL", "SKIP")
+LIQUIDITY_TIERS = ("EXCELLENT", "GOOD", "WARNING", "REJECT")
+METRIC_STATUSES = ("ok", "degraded", "failed")
+IV_STATUSES = (
+    "ok", "no_quote", "crossed", "below_intrinsic", "above_upper_bound", "no_forward", "expired",
+    "not_converged",
+)
+
+
+class DatasetValidationError(ValueError):
+    """A dataset failed its schema; the message names dataset, columns and rows."""
+
+    def __init__(self, dataset: str, message: str):
+        super().__init__(f"dataset '{dataset}' failed validation:\n{message}")
+        self.dataset = dataset
+
+
+def _ticker(**kw):
+    return pa.Field(str_matches=TICKER_PATTERN, **kw)
+
+
+class _Model(pa.DataFrameModel):
+    class Config:
+        coerce = True
+        strict = "filter"   # extra columns are dropped, so the stored set is exactly the contract
+
+
+class Calendar(_Model):
+    """Upcoming earnings reports known on the as-of date (partition ``asof``)."""
+
+    ticker: Series[str] = _ticker()
+    report_date: Series[pa.DateTime]
+    timing: Series[str] = pa.Field(isin=TIMINGS)
+    fiscal_period_end: Series[pa.DateTime] = pa.Field(nullable=True)
+    eps_estimate: Series[float] = pa.Field(nullable=True)
+    source: Series[str]
+
+    class Config:
+        unique = ["ticker", "report_date"]
+
+
+class EarningsHistory(_Model):
+    """Past reports with their timing."""
+
+    ticker: Series[str] = _ticker()
+    report_date: Series[pa.DateTime]
+    timing: Series[str] = pa.Field(isin=TIMINGS)
+    fiscal_period_end: Series[pa.DateTime] = pa.Field(nullable=True)
+    reported_eps: Series[float] = pa.Field(nullable=True)
+    estimated_eps: Series[float] = pa.Field(nullable=True)
+    source: Series[str]
+
+    class Config:
+        unique = ["ticker", "report_date"]
+
+
+class Prices(_Model):
+    """Daily OHLCV bars, one row per ticker and NYSE session (partition ``year``)."""
+
+    ticker: Series[str] = _ticker()
+    date: Series[pa.DateTime]
+    open: Series[float] = pa.Field(gt=0)
+    high: Series[float] = pa.Field(gt=0)
+    low: Series[float] = pa.Field(gt=0)
+    close: Series[float] = pa.Field(gt=0)
+    volume: Series[float] = pa.Field(ge=0)
+    source: Series[str]
+
+    class Config:
+        unique = ["ticker", "date"]
+
+    @pa.dataframe_check(error="high below max(open, close) or low above min(open, close)")
+    def bar_is_consistent(cls, df: pd.DataFrame) -> Series[bool]:
+        top = df[["open", "close"]].max(axis=1)
+        bottom = df[["open", "close"]].min(axis=1)
+        tol = 1e-9 * top
+        return (df["high"] >= top - tol) & (df["low"] <= bottom + tol)
+
+
+class Chains(_Model):
+    """Option quotes as received, one row per contract (partition ``date``).
+
+    Crossed or zero-bid quotes are market facts and are kept; the stages decide what is usable.
+    """
+
+    ticker: Series[str] = _ticker()
+    expiration: Series[pa.DateTime]
+    strike: Series[float] = pa.Field(gt=0)
+    option_type: Series[str] = pa.Field(isin=["C", "P"])
+    bid: Series[float] = pa.Field(ge=0, nullable=True)
+    ask: Series[float] = pa.Field(ge=0, nullable=True)
+    last: Series[float] = pa.Field(ge=0, nullable=True)
+    volume: Series[float] = pa.Field(ge=0)
+    open_interest: Series[float] = pa.Field(ge=0)
+    underlying_price: Series[float] = pa.Field(gt=0)
+    quote_time: Series[pd.DatetimeTZDtype] = pa.Field(dtype_kwargs={"unit": "ns", "tz": "UTC"})
+    vendor_iv: Series[float] = pa.Field(ge=0, nullable=True)
+    vendor_delta: Series[float] = pa.Field(ge=-1, le=1, nullable=True)
+    source: Series[str]
+
+    class Config:
+        unique = ["ticker", "expiration", "strike", "option_type"]
+
+
+class Surface(_Model):
+    """Every quote with derived forward, time, IV and delta (partition ``date``)."""
+
+    ticker: Series[str] = _ticker()
+    expiration: Series[pa.DateTime]
+    strike: Series[float] = pa.Field(gt=0)
+    option_type: Series[str] = pa.Field(isin=["C", "P"])
+    bid: Series[float] = pa.Field(ge=0, nullable=True)
+    ask: Series[float] = pa.Field(ge=0, nullable=True)
+    mid: Series[float] = pa.Field(ge=0, nullable=True)
+    underlying_price: Series[float] = pa.Field(gt=0)
+    forward: Series[float] = pa.Field(gt=0, nullable=True)
+    rate: Series[float]
+    t: Series[float] = pa.Field(nullable=True)
+    iv: Series[float] = pa.Field(gt=0, nullable=True)
+    delta: Series[float] = pa.Field(ge=-1, le=1, nullable=True)
+    iv_status: Series[str] = pa.Field(isin=IV_STATUSES)
+
+
+class Moves(_Model):
+    """Realized reaction to each past report (no partition)."""
+
+    ticker: Series[str] = _ticker()
+    report_date: Series[pa.DateTime]
+    timing: Series[str] = pa.Field(isin=KNOWN_TIMINGS)
+    timing_source: Series[str] = pa.Field(isin=["vendor", "inferred"])
+    ref_date: Series[pa.DateTime]
+    reaction_date: Series[pa.DateTime]
+    ref_close: Series[float] = pa.Field(gt=0)
+    close_move: Series[float] = pa.Field(gt=-1)
+    gap_move: Series[float] = pa.Field(gt=-1)
+    max_move: Series[float] = pa.Field(gt=-1)
+
+    class Config:
+        unique = ["ticker", "report_date"]
+
+
+class Metrics(_Model):
+    """Everything known about each upcoming event on the as-of date (partition ``date``)."""
+
+    ticker: Series[str] = _ticker()
+    report_date: Series[pa.DateTime]
+    timing: Series[str] = pa.Field(isin=TIMINGS)
+    reaction_date: Series[pa.DateTime] = pa.Field(nullable=True)
+    spot: Series[float] = pa.Field(gt=0, nullable=True)
+    expiration: Series[pa.DateTime] = pa.Field(nullable=True)
+    straddle_mid: Series[float] = pa.Field(ge=0, nullable=True)
+    implied_move: Series[float] = pa.Field(ge=0, nullable=True)
+    hist_mean_abs_move: Series[float] = pa.Field(ge=0, nullable=True)
+    hist_median_abs_move: Series[float] = pa.Field(ge=0, nullable=True)
+    n_events: Series[int] = pa.Field(ge=0)
+    vrp: Series[float] = pa.Field(ge=0, nullable=True)
+    vrp_median: Series[float] = pa.Field(ge=0, nullable=True)
+    vrp_tier: Series[str] = pa.Field(isin=VRP_TIERS, nullable=True)
+    ts_event_std: Series[float] = pa.Field(ge=0, nullable=True)
+    ts_implied_move: Series[float] = pa.Field(ge=0, nullable=True)
+    ex_earnings_vol: Series[float] = pa.Field(ge=0, nullable=True)
+    ts_flag: Series[str] = pa.Field(nullable=True)
+    mad: Series[float] = pa.Field(ge=0, nullable=True)
+    consistency: Series[float] = pa.Field(ge=0, le=1, nullable=True)
+    ewm_mean_abs_move: Series[float] = pa.Field(ge=0, nullable=True)
+    ewm_std_abs_move: Series[float] = pa.Field(ge=0, nullable=True)
+    tail_ratio: Series[float] = pa.Field(ge=1, nullable=True)
+    trend_slope: Series[float] = pa.Field(nullable=True)
+    skew_atm_iv: Series[float] = pa.Field(nullable=True)
+    skew_slope: Series[float] = pa.Field(nullable=True)
+    skew_curvature: Series[float] = pa.Field(nullable=True)
+    rr25: Series[float] = pa.Field(nullable=True)
+    bf25: Series[float] = pa.Field(nullable=True)
+    skew_r2: Series[float] = pa.Field(nullable=True)
+    skew_n: Series[int] = pa.Field(ge=0)
+    straddle_spread: Series[float] = pa.Field(ge=0, nullable=True)
+    min_leg_open_interest: Series[float] = pa.Field(ge=0, nullable=True)
+    min_leg_volume: Series[float] = pa.Field(ge=0, nullable=True)
+    liquidity_tier: Series[str] = pa.Field(isin=LIQUIDITY_TIERS)
+    score: Series[float] = pa.Field(ge=0, le=100, nullable=True)
+    status: Series[str] = pa.Field(isin=METRIC_STATUSES)
+    reason: Series[str] = pa.Field(nullable=True)
+
+    class Config:
+        unique = ["ticker", "report_date"]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """How a dataset is stored: its model and its hive partition column (if any)."""
+
+    name: str
+    model: type[_Model]
+    partition: str | None = None   # column written as the directory name, e.g. date=2026-11-20
+
+    @property
+    def date_columns(self) -> list[str]:
+        return [c for c, dtype in self.model.to_schema().dtypes.items() if str(dtype) == "datetime64[ns]"]
+
+
+DATASETS: dict[str, Dataset] = {
+    d.name: d
+    for d in (
+        Dataset("calendar", Calendar, "asof"),
+        Dataset("earnings_history", EarningsHistory),
+        Dataset("prices", Prices, "year"),
+        Dataset("chains", Chains, "date"),
+        Dataset("surface", Surface, "date"),
+        Dataset("moves", Moves),
+        Dataset("metrics", Metrics, "date"),
+    )
+}
+
+
+def validate(name: str, df: pd.DataFrame) -> pd.DataFrame:
+    """Validate (and coerce) ``df`` against dataset ``name``; all failures reported at once."""
+    model = DATASETS[name].model
+    missing = [c for c in model.to_schema().columns if c not in df.columns]
+    if missing:
+        raise DatasetValidationError(name, f"missing columns: {', '.join(missing)}")
+    try:
+        return model.validate(df, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        raise DatasetValidationError(name, _describe(exc.failure_cases)) from None
+
+
+def _describe(failures: pd.DataFrame, max_rows: int = 8) -> str:
+    lines = []
+    for (column, check), group in failures.groupby(["column", "check"], dropna=False, sort=False):
+        rows = group["index"].dropna().tolist()
+        values = group["failure_case"].tolist()
+        where = f"column '{column}'" if isinstance(column, str) else "dataframe"
+        shown = ", ".join(f"row {r}: {v!r}" for r, v in zip(rows[:max_rows], values[:max_rows]))
+        if not rows:
+            shown = ", ".join(repr(v) for v in values[:max_rows])
+        more = f" (+{len(values) - max_rows} more)" if len(values) > max_rows else ""
+        lines.append(f"  {where} failed {check}: {shown}{more}")
+    return "\n".join(lines)

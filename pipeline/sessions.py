@@ -1,0 +1,114 @@
+"""NYSE trading sessions (exchange_calendars XNYS over a fixed, explicit range).
+
+The range is fixed rather than relative to today so results never depend on the clock.
+Everything here is vectorized over arrays of dates.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pandas as pd
+
+FIRST_DATE = pd.Timestamp("2008-01-02")
+LAST_DATE = pd.Timestamp("2035-12-31")
+NEW_YORK = "America/New_York"
+SECONDS_PER_YEAR = 365.0 * 86400.0
+
+
+class OutOfRangeError(ValueError):
+    """A date outside the calendar range this package supports."""
+
+
+@functools.lru_cache(maxsize=1)
+def _calendar():
+    import exchange_calendars as xcals
+
+    return xcals.get_calendar("XNYS", start=FIRST_DATE, end=LAST_DATE)
+
+
+@functools.lru_cache(maxsize=1)
+def _session_array() -> np.ndarray:
+    return _calendar().sessions.values.astype("datetime64[D]")
+
+
+def _as_days(dates) -> np.ndarray:
+    arr = np.asarray(pd.to_datetime(dates).values if not np.isscalar(dates) else
+                     [pd.Timestamp(dates).to_datetime64()]).astype("datetime64[D]")
+    if arr.size and (arr.min() < FIRST_DATE.to_datetime64() or arr.max() > LAST_DATE.to_datetime64()):
+        raise OutOfRangeError(f"dates must lie between {FIRST_DATE.date()} and {LAST_DATE.date()}")
+    return arr
+
+
+def sessions_between(start, end) -> pd.DatetimeIndex:
+    """NYSE sessions with start <= session <= end."""
+    s = _session_array()
+    lo, hi = _as_days([start, end])
+    return pd.DatetimeIndex(s[(s >= lo) & (s <= hi)].astype("datetime64[ns]"))
+
+
+def is_session(date) -> bool:
+    d = _as_days(date)[0]
+    s = _session_array()
+    i = np.searchsorted(s, d)
+    return bool(i < len(s) and s[i] == d)
+
+
+def session_on_or_before(date) -> pd.Timestamp:
+    """The session itself, or the last session before a non-session date."""
+    s = _session_array()
+    i = np.searchsorted(s, _as_days(date)[0], side="right") - 1
+    return pd.Timestamp(s[i])
+
+
+def sessions_offset(dates, offset: int, *, strict: bool) -> np.ndarray:
+    """Vectorized session arithmetic over naive dates (datetime64[ns] out).
+
+    ``strict=False``: offset 0 is the first session on or after the date.
+    ``strict=True``: offset 0 is the first session strictly after the date.
+    Offset k moves k sessions further (negative k goes back).
+    """
+    s = _session_array()
+    idx = np.searchsorted(s, _as_days(dates), side="right" if strict else "left") + offset
+    out = np.full(idx.shape, np.datetime64("NaT"), dtype="datetime64[ns]")
+    ok = (idx >= 0) & (idx < len(s))
+    out[ok] = s[idx[ok]].astype("datetime64[ns]")
+    return out
+
+
+def reaction_sessions(report_dates, timings) -> np.ndarray:
+    """Session on which the market first trades on a report.
+
+    BMO and DMH reports react on the report date (or the next session if that is not one);
+    AMC reports react on the first session after the report date.
+    """
+    timings = np.asarray(timings, dtype=object)
+    same_day = sessions_offset(report_dates, 0, strict=False)
+    next_day = sessions_offset(report_dates, 0, strict=True)
+    return np.where(timings == "AMC", next_day, same_day)
+
+
+def previous_sessions(dates) -> np.ndarray:
+    """The session before each date (dates are expected to be sessions)."""
+    return sessions_offset(dates, -1, strict=False)
+
+
+def session_closes_utc(dates) -> pd.DatetimeIndex:
+    """Closing time (UTC) of each session; 13:00 ET on early-close days."""
+    closes = _calendar().closes
+    return pd.DatetimeIndex(closes.reindex(pd.DatetimeIndex(dates)).values, tz="UTC")
+
+
+def year_fraction(quote_time, expiration) -> np.ndarray:
+    """Time to expiry in years: (close of the expiration session - quote time) / 365 days.
+
+    This one convention is shared by the synthetic pricer and the IV stage, so the two agree.
+    """
+    expiry_close = session_closes_utc(pd.DatetimeIndex(expiration))
+    delta = expiry_close - pd.DatetimeIndex(quote_time).tz_convert("UTC")
+    return delta.total_seconds().values / SECONDS_PER_YEAR
+
+
+def last_session_on_or_before_friday(dates) -> np.ndarray:
+    """Expiration date for a Friday: the Friday, or the session before it when it is a holiday."""
+    return sessions_offset(np.asarray(dates, dtype="datetime64[D]") + 1, -1, strict=False)
