@@ -15,7 +15,9 @@ from pandera.typing import Series
 
 TIMINGS = ("BMO", "AMC", "DMH", "UNKNOWN")
 KNOWN_TIMINGS = ("BMO", "AMC", "DMH")
-TICKER_PATTERN = r"^[A-Z][A-Z0-9]{0,5}([.\-][A-Z0-9]{1,2})?$"
+from pipeline.tickers import TICKER_RE
+
+TICKER_PATTERN = TICKER_RE.pattern
 VRP_TIERS = ("EXCELLENT", "GOOD", "MARGINAL", "SKIP")
 LIQUIDITY_TIERS = ("EXCELLENT", "GOOD", "WARNING", "REJECT")
 METRIC_STATUSES = ("ok", "degraded", "failed")

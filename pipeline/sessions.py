@@ -33,8 +33,9 @@ def _session_array() -> np.ndarray:
 
 
 def _as_days(dates) -> np.ndarray:
-    arr = np.asarray(pd.to_datetime(dates).values if not np.isscalar(dates) else
-                     [pd.Timestamp(dates).to_datetime64()]).astype("datetime64[D]")
+    if np.ndim(dates) == 0:
+        dates = [dates]
+    arr = pd.DatetimeIndex(dates).values.astype("datetime64[D]")
     if arr.size and (arr.min() < FIRST_DATE.to_datetime64() or arr.max() > LAST_DATE.to_datetime64()):
         raise OutOfRangeError(f"dates must lie between {FIRST_DATE.date()} and {LAST_DATE.date()}")
     return arr

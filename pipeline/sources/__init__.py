@@ -1,0 +1,19 @@
+"""Market-data sources behind one interface (:class:`pipeline.sources.base.Source`)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class SourceUnavailable(RuntimeError):
+    """The configured source cannot be used (e.g. missing credentials)."""
+
+
+def make_source(config, root: Path):
+    if config.source == "synthetic":
+        from pipeline.sources.synthetic import SyntheticMarket
+
+        return SyntheticMarket(seed=config.synthetic_seed, universe_size=config.universe_size,
+                               rate=config.risk_free_rate, archive_dir=Path(root) / "raw" / "synthetic")
+    from pipeline.sources.live import LiveSource
+
+    return LiveSource.from_environment(config, root)

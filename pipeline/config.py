@@ -1,0 +1,203 @@
+"""Load and validate ``config.yaml``; every error names the offending key."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+MOVE_TYPES = ("close_move", "gap_move", "max_move")
+VRP_TIER_NAMES = ("EXCELLENT", "GOOD", "MARGINAL")
+LIQUIDITY_TIER_NAMES = ("EXCELLENT", "GOOD", "WARNING")
+LIQUIDITY_KEYS = ("max_spread", "min_open_interest", "min_volume")
+SCORE_KEYS = ("vrp", "consistency", "skew", "liquidity")
+
+
+class ConfigError(ValueError):
+    """The configuration file is unusable; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Config:
+    source: str = "synthetic"
+    synthetic_seed: int = 7
+    universe_size: int = 500
+    symbols: tuple[str, ...] = ()
+    lookahead_days: int = 7
+    risk_free_rate: float = 0.04
+    move_type: str = "close_move"
+    max_events: int = 12
+    min_events: int = 4
+    ewm_halflife: float = 4.0
+    history_years: int = 4
+    max_leg_spread: float = 0.5
+    disagreement_ratio: float = 1.5
+    skew_min_points: int = 5
+    skew_max_abs_x: float = 3.0
+    vrp_tiers: dict = field(default_factory=lambda: {"EXCELLENT": 1.8, "GOOD": 1.4, "MARGINAL": 1.2})
+    liquidity_tiers: dict = field(default_factory=dict)
+    score_weights: dict = field(default_factory=dict)
+    tradier_base_url: str = "https://api.tradier.com/v1"
+    alphavantage_base_url: str = "https://www.alphavantage.co/query"
+    calendar_horizon: str = "3month"
+
+    def replace(self, **changes) -> "Config":
+        from dataclasses import replace
+
+        return replace(self, **changes)
+
+
+# yaml path -> (Config field, type, validator or None)
+def _positive(v):
+    return v > 0
+
+
+def _non_negative(v):
+    return v >= 0
+
+
+_SCALARS = {
+    ("source",): ("source", str, lambda v: v in ("synthetic", "live")),
+    ("synthetic", "seed"): ("synthetic_seed", int, _non_negative),
+    ("synthetic", "universe_size"): ("universe_size", int, _non_negative),
+    ("lookahead_days",): ("lookahead_days", int, _non_negative),
+    ("risk_free_rate",): ("risk_free_rate", float, lambda v: -0.1 < v < 1),
+    ("history", "move_type"): ("move_type", str, lambda v: v in MOVE_TYPES),
+    ("history", "max_events"): ("max_events", int, _positive),
+    ("history", "min_events"): ("min_events", int, _positive),
+    ("history", "ewm_halflife"): ("ewm_halflife", float, _positive),
+    ("history", "years"): ("history_years", int, _positive),
+    ("implied", "max_leg_spread"): ("max_leg_spread", float, _positive),
+    ("term_structure", "disagreement_ratio"): ("disagreement_ratio", float, lambda v: v >= 1),
+    ("skew", "min_points"): ("skew_min_points", int, lambda v: v >= 3),
+    ("skew", "max_abs_x"): ("skew_max_abs_x", float, _positive),
+    ("live", "tradier_base_url"): ("tradier_base_url", str, None),
+    ("live", "alphavantage_base_url"): ("alphavantage_base_url", str, None),
+    ("live", "calendar_horizon"): ("calendar_horizon", str, lambda v: v in ("3month", "6month", "12month")),
+}
+_SECTIONS = {"synthetic", "universe", "history", "implied", "term_structure", "skew", "live"}
+_MAPPINGS = {"vrp_tiers", "liquidity_tiers", "score_weights"}
+
+
+def _typed(key: str, value, kind):
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ConfigError(f"config key '{key}': expected {kind.__name__}, got {value!r}")
+    if kind is float and not math.isfinite(value):
+        raise ConfigError(f"config key '{key}': must be a finite number, got {value!r}")
+    return value
+
+
+def parse_config(raw) -> Config:
+    """Build a :class:`Config` from the parsed YAML mapping, rejecting anything unexpected."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("config: the top level must be a mapping of keys to values")
+    values: dict = {}
+    known_top = {path[0] for path in _SCALARS} | _SECTIONS | _MAPPINGS
+    for key in raw:
+        if key not in known_top:
+            raise ConfigError(f"config key '{key}': unknown key")
+    for section in _SECTIONS:
+        body = raw.get(section)
+        if body is None:
+            continue
+        if not isinstance(body, dict):
+            raise ConfigError(f"config key '{section}': expected a mapping")
+        known = {path[1] for path in _SCALARS if path[0] == section} | ({"symbols"} if section == "universe" else set())
+        for key in body:
+            if key not in known:
+                raise ConfigError(f"config key '{section}.{key}': unknown key")
+    for path, (name, kind, check) in _SCALARS.items():
+        node = raw
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            continue
+        key = ".".join(path)
+        value = _typed(key, node, kind)
+        if check is not None and not check(value):
+            raise ConfigError(f"config key '{key}': invalid value {value!r}")
+        values[name] = value
+    if values.get("min_events", 4) > values.get("max_events", 12):
+        raise ConfigError("config key 'history.min_events': must not exceed history.max_events")
+    symbols = (raw.get("universe") or {}).get("symbols") or []
+    if not isinstance(symbols, list) or not all(isinstance(s, str) for s in symbols):
+        raise ConfigError("config key 'universe.symbols': expected a list of ticker strings")
+    from pipeline.tickers import validate_ticker
+
+    values["symbols"] = tuple(validate_ticker(s, what="config key 'universe.symbols'") for s in symbols)
+    values["vrp_tiers"] = _decreasing_tiers(raw.get("vrp_tiers"), "vrp_tiers", VRP_TIER_NAMES)
+    values["liquidity_tiers"] = _liquidity_tiers(raw.get("liquidity_tiers"))
+    values["score_weights"] = _weights(raw.get("score_weights"))
+    return Config(**values)
+
+
+def _decreasing_tiers(body, key, names) -> dict:
+    if body is None:
+        return dict(Config().vrp_tiers)
+    if not isinstance(body, dict) or set(body) != set(names):
+        raise ConfigError(f"config key '{key}': expected exactly the tiers {', '.join(names)}")
+    tiers = {n: _typed(f"{key}.{n}", body[n], float) for n in names}
+    levels = list(tiers.values())
+    if any(a <= b for a, b in zip(levels, levels[1:])):
+        raise ConfigError(f"config key '{key}': thresholds must be strictly decreasing ({', '.join(names)})")
+    return tiers
+
+
+DEFAULT_LIQUIDITY = {
+    "EXCELLENT": {"max_spread": 0.05, "min_open_interest": 1000.0, "min_volume": 200.0},
+    "GOOD": {"max_spread": 0.10, "min_open_interest": 250.0, "min_volume": 50.0},
+    "WARNING": {"max_spread": 0.25, "min_open_interest": 25.0, "min_volume": 1.0},
+}
+DEFAULT_WEIGHTS = {"vrp": 0.5, "consistency": 0.2, "skew": 0.1, "liquidity": 0.2}
+
+
+def _liquidity_tiers(body) -> dict:
+    if body is None:
+        return {k: dict(v) for k, v in DEFAULT_LIQUIDITY.items()}
+    if not isinstance(body, dict) or set(body) != set(LIQUIDITY_TIER_NAMES):
+        raise ConfigError(f"config key 'liquidity_tiers': expected exactly {', '.join(LIQUIDITY_TIER_NAMES)}")
+    tiers = {}
+    for name in LIQUIDITY_TIER_NAMES:
+        entry = body[name]
+        if not isinstance(entry, dict) or set(entry) != set(LIQUIDITY_KEYS):
+            raise ConfigError(f"config key 'liquidity_tiers.{name}': expected keys {', '.join(LIQUIDITY_KEYS)}")
+        tiers[name] = {k: _typed(f"liquidity_tiers.{name}.{k}", entry[k], float) for k in LIQUIDITY_KEYS}
+        if any(v < 0 for v in tiers[name].values()):
+            raise ConfigError(f"config key 'liquidity_tiers.{name}': thresholds must be non-negative")
+    for a, b in zip(LIQUIDITY_TIER_NAMES, LIQUIDITY_TIER_NAMES[1:]):
+        ta, tb = tiers[a], tiers[b]
+        if ta["max_spread"] > tb["max_spread"] or ta["min_open_interest"] < tb["min_open_interest"] \
+                or ta["min_volume"] < tb["min_volume"]:
+            raise ConfigError(f"config key 'liquidity_tiers.{a}': must be at least as strict as {b}")
+    return tiers
+
+
+def _weights(body) -> dict:
+    if body is None:
+        return dict(DEFAULT_WEIGHTS)
+    if not isinstance(body, dict) or set(body) != set(SCORE_KEYS):
+        raise ConfigError(f"config key 'score_weights': expected exactly {', '.join(SCORE_KEYS)}")
+    weights = {k: _typed(f"score_weights.{k}", body[k], float) for k in SCORE_KEYS}
+    if any(w < 0 for w in weights.values()):
+        raise ConfigError("config key 'score_weights': weights must be non-negative")
+    if abs(sum(weights.values()) - 1.0) > 1e-9:
+        raise ConfigError(f"config key 'score_weights': weights must sum to 1 (they sum to {sum(weights.values()):g})")
+    return weights
+
+
+def load_config(path: Path | str) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: cannot be read ({exc.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path}: not valid YAML ({exc})") from None
+    return parse_config(raw)

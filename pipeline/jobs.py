@@ -1,0 +1,153 @@
+"""The staged jobs: fetch from a source into validated snapshots, compute, report.
+
+Each job reads what it needs from the store and writes its own snapshot, so any job can be
+rerun alone and a rerun of a date replaces that date's outputs whole.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline import sessions
+from pipeline.config import Config
+from pipeline.schemas import validate
+from pipeline.store import Store
+
+log = logging.getLogger("pipeline")
+
+CALENDAR_HORIZON_DAYS = 90
+HISTORY_REFRESH_DAYS = 75      # a ticker reports about every 91 days; refresh when one may be new
+
+
+@dataclass
+class Context:
+    """What every job needs: the config, the store and (for fetch jobs) a source."""
+
+    config: Config
+    store: Store
+    source: object = None
+    failures: list = field(default_factory=list)      # (ticker, stage, reason)
+    row_counts: dict = field(default_factory=dict)
+
+    @property
+    def root(self) -> Path:
+        return self.store.root
+
+
+def window_tickers(ctx: Context, as_of: pd.Timestamp) -> tuple[pd.DataFrame, list[str]]:
+    from pipeline.stages.events import upcoming_events
+
+    calendar = ctx.store.read("calendar", as_of)
+    upcoming = upcoming_events(calendar, as_of, ctx.config.lookahead_days)
+    return upcoming, sorted(upcoming["ticker"].unique())
+
+
+def fetch_calendar(ctx: Context, as_of: pd.Timestamp) -> int:
+    calendar = ctx.source.calendar(as_of, CALENDAR_HORIZON_DAYS)
+    if ctx.config.symbols:
+        calendar = calendar[calendar["ticker"].isin(ctx.config.symbols)]
+    ctx.store.write("calendar", calendar, as_of)
+    ctx.row_counts["calendar"] = len(calendar)
+    return len(calendar)
+
+
+def fetch_history(ctx: Context, as_of: pd.Timestamp) -> int:
+    """Refresh earnings history for window tickers that have none or may have reported since."""
+    _, tickers = window_tickers(ctx, as_of)
+    stored = ctx.store.read("earnings_history") if ctx.store.exists("earnings_history") else None
+    if stored is not None:
+        newest = stored.groupby("ticker")["report_date"].max()
+        fresh = newest[newest >= as_of - pd.Timedelta(days=HISTORY_REFRESH_DAYS)].index
+        stale = [t for t in tickers if t not in set(fresh)]
+    else:
+        stale = tickers
+    if stale:
+        fetched = ctx.source.earnings_history(stale, as_of)
+        combined = fetched if stored is None else pd.concat(
+            [stored[~stored["ticker"].isin(stale)], fetched], ignore_index=True)
+        combined = combined.sort_values(["ticker", "report_date"], kind="stable").reset_index(drop=True)
+        ctx.store.write("earnings_history", combined)
+    ctx.row_counts["earnings_history"] = len(stale)
+    return len(stale)
+
+
+def missing_price_ranges(stored: pd.DataFrame | None, tickers: list[str], start, end) -> pd.DataFrame:
+    """Per ticker, the span of wanted sessions [first missing, last missing]; tickers without
+    anything missing are left out. Columns: ticker, start, end."""
+    wanted = sessions.sessions_between(start, end)
+    grid = pd.MultiIndex.from_product([tickers, wanted], names=["ticker", "date"])
+    if stored is not None and len(stored):
+        have = pd.MultiIndex.from_frame(stored[["ticker", "date"]])
+        grid = grid[~grid.isin(have)]
+    missing = grid.to_frame(index=False)
+    if missing.empty:
+        return pd.DataFrame(columns=["ticker", "start", "end"])
+    spans = missing.groupby("ticker")["date"].agg(["min", "max"]).reset_index()
+    return spans.rename(columns={"min": "start", "max": "end"})
+
+
+def backfill_prices(ctx: Context, as_of: pd.Timestamp) -> int:
+    """Fetch only the sessions the store lacks for the window tickers; rewrite touched years."""
+    _, tickers = window_tickers(ctx, as_of)
+    start = as_of - pd.DateOffset(years=ctx.config.history_years) - pd.Timedelta(days=10)
+    stored = ctx.store.read("prices") if ctx.store.partitions("prices") else None
+    spans = missing_price_ranges(stored, tickers, start, as_of)
+    fetched = []
+    for (lo, hi), group in spans.groupby(["start", "end"], sort=True):
+        fetched.append(ctx.source.prices(group["ticker"].tolist(), lo, hi))
+    new = pd.concat(fetched, ignore_index=True) if fetched else None
+    if new is not None and len(new):
+        new = validate("prices", new)
+        years = set(new["date"].dt.year)
+        keep = stored[stored["date"].dt.year.isin(years)] if stored is not None else None
+        merged = pd.concat([keep, new], ignore_index=True) if keep is not None else new
+        merged = merged.drop_duplicates(["ticker", "date"], keep="last").sort_values(["ticker", "date"], kind="stable")
+        ctx.store.write_by_year("prices", merged)
+    ctx.row_counts["prices_new_rows"] = 0 if new is None else len(new)
+    return ctx.row_counts["prices_new_rows"]
+
+
+def pull_chains(ctx: Context, as_of: pd.Timestamp) -> int:
+    from pipeline.stages.events import event_expirations
+
+    upcoming, tickers = window_tickers(ctx, as_of)
+    listed = ctx.source.expirations(tickers, as_of)
+    wanted = event_expirations(listed, upcoming)
+    chains = ctx.source.chains(wanted, as_of)
+    for ticker in sorted(set(tickers) - set(chains["ticker"])):
+        ctx.failures.append((ticker, "pull-chains", "no option chain for the event expirations"))
+    ctx.store.write("chains", chains, as_of)
+    ctx.row_counts["chains"] = len(chains)
+    return len(chains)
+
+
+def compute(ctx: Context, as_of: pd.Timestamp) -> pd.DataFrame:
+    from pipeline.stages.metrics import compute_metrics
+
+    result = compute_metrics(
+        as_of,
+        calendar=ctx.store.read("calendar", as_of),
+        history=ctx.store.read("earnings_history"),
+        prices=ctx.store.read("prices"),
+        chains=ctx.store.read("chains", as_of),
+        config=ctx.config,
+    )
+    ctx.store.write("moves", result.moves)
+    ctx.store.write("surface", result.surface, as_of)
+    ctx.store.write("metrics", result.metrics, as_of)
+    for row in result.metrics[result.metrics["status"] == "failed"].itertuples():
+        ctx.failures.append((row.ticker, "compute", row.reason))
+    ctx.row_counts.update(moves=len(result.moves), surface=len(result.surface), metrics=len(result.metrics))
+    return result.metrics
+
+
+FETCH_STAGES = (
+    ("fetch-calendar", fetch_calendar),
+    ("fetch-history", fetch_history),
+    ("backfill-prices", backfill_prices),
+    ("pull-chains", pull_chains),
+)
+

@@ -1,0 +1,47 @@
+"""The ranked CSV report: ``<root>/reports/rank_YYYY-MM-DD.csv``, best event first."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.stages.rank import rank_events
+from pipeline.store import atomic_write_bytes
+
+REPORT_COLUMNS = [
+    "rank", "ticker", "report_date", "timing", "spot", "expiration", "implied_move",
+    "hist_mean_abs_move", "hist_median_abs_move", "n_events", "vrp", "vrp_median", "vrp_tier",
+    "ts_implied_move", "ex_earnings_vol", "ts_flag", "mad", "consistency", "ewm_mean_abs_move",
+    "ewm_std_abs_move", "tail_ratio", "trend_slope", "skew_atm_iv", "skew_slope", "skew_curvature",
+    "rr25", "bf25", "skew_r2", "skew_n", "liquidity_tier", "straddle_spread", "min_leg_open_interest",
+    "min_leg_volume", "score", "status", "reason",
+]
+# Spreadsheets execute cells starting with these; text cells are defused with a leading quote.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralize_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """Prefix text cells that a spreadsheet would treat as a formula; numeric columns untouched."""
+    out = frame.copy()
+    for column in out.columns:
+        if pd.api.types.is_string_dtype(out[column]) and not pd.api.types.is_datetime64_any_dtype(out[column]):
+            text = out[column]
+            risky = text.str.startswith(FORMULA_PREFIXES).fillna(False)
+            out[column] = text.where(~risky, "'" + text)
+    return out
+
+
+def report_frame(metrics: pd.DataFrame) -> pd.DataFrame:
+    ranked = rank_events(metrics)
+    out = ranked.reindex(columns=REPORT_COLUMNS)
+    for column in ("report_date", "expiration"):
+        out[column] = out[column].dt.strftime("%Y-%m-%d")
+    return neutralize_text(out)
+
+
+def write_report(metrics: pd.DataFrame, root: Path, as_of: pd.Timestamp) -> tuple[Path, pd.DataFrame]:
+    frame = report_frame(metrics)
+    path = Path(root) / "reports" / f"rank_{pd.Timestamp(as_of).date().isoformat()}.csv"
+    text = frame.to_csv(index=False, float_format="%.6g", lineterminator="\n")
+    atomic_write_bytes(path, lambda tmp: tmp.write_text(text))
+    return path, frame

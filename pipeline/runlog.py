@@ -1,0 +1,103 @@
+"""Run bookkeeping: the data-root lock, the per-run manifest and the log file.
+
+The lock is an OS file lock (flock): the kernel drops it when the holder dies, so a lock left by
+a killed run is simply taken over; the holder's pid and start time are written beside it for the
+message a waiting run prints.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from pipeline.store import atomic_write_bytes
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_PARTIAL = 3
+EXIT_LOCKED = 75      # EX_TEMPFAIL: another run holds the data root; try again later
+
+
+class LockedError(RuntimeError):
+    pass
+
+
+@contextmanager
+def data_root_lock(root: Path, wait_seconds: float):
+    root.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(root / ".pipeline.lock"), timeout=wait_seconds)
+    holder = root / ".pipeline.lock.holder"
+    try:
+        lock.acquire()
+    except Timeout:
+        who = holder.read_text().strip() if holder.exists() else "unknown process"
+        raise LockedError(f"another pipeline run holds {root} ({who}); waited {wait_seconds:g}s") from None
+    try:
+        holder.write_text(f"pid {os.getpid()} since {datetime.now(timezone.utc).isoformat(timespec='seconds')}\n")
+        yield
+    finally:
+        holder.unlink(missing_ok=True)
+        lock.release()
+
+
+def setup_logging(root: Path) -> Path:
+    """One line per event to ``<root>/logs/pipeline-YYYY-MM-DD.log`` (UTC day)."""
+    logs = root / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    path = logs / f"pipeline-{datetime.now(timezone.utc).date().isoformat()}.log"
+    logger = logging.getLogger("pipeline")
+    logger.setLevel(logging.INFO)
+    if not any(getattr(h, "baseFilename", None) == str(path) for h in logger.handlers):
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        handler = logging.FileHandler(path)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        logger.addHandler(handler)
+    return path
+
+
+class Manifest:
+    """Collects what a run did and writes ``<root>/runs/<timestamp>.json`` at the end."""
+
+    def __init__(self, root: Path, command: str, as_of, source: str):
+        self.root = root
+        self.started = datetime.now(timezone.utc)
+        self.data = {"command": command, "as_of": str(as_of.date()) if as_of is not None else None,
+                     "source": source, "started_utc": self.started.isoformat(timespec="seconds"),
+                     "pid": os.getpid(), "stages": [], "failures": [], "exit_status": None}
+
+    @contextmanager
+    def stage(self, name: str, ctx=None):
+        began = time.perf_counter()
+        entry = {"stage": name, "status": "running"}
+        self.data["stages"].append(entry)
+        try:
+            yield entry
+            entry["status"] = "ok"
+        except BaseException as exc:
+            entry["status"] = "failed"
+            entry["error"] = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            entry["seconds"] = round(time.perf_counter() - began, 3)
+            if ctx is not None:
+                entry["rows"] = dict(ctx.row_counts)
+                ctx.row_counts.clear()
+
+    def finish(self, exit_status: int, failures=(), report: Path | None = None) -> Path:
+        self.data["failures"] = [{"ticker": t, "stage": s, "reason": r} for t, s, r in failures]
+        self.data["exit_status"] = exit_status
+        self.data["report"] = str(report) if report else None
+        self.data["seconds"] = round((datetime.now(timezone.utc) - self.started).total_seconds(), 3)
+        stamp = self.started.strftime("%Y%m%dT%H%M%S.%fZ")
+        path = self.root / "runs" / f"{stamp}-{os.getpid()}.json"
+        text = json.dumps(self.data, indent=2, default=str)
+        atomic_write_bytes(path, lambda tmp: tmp.write_text(text))
+        return path

@@ -1,0 +1,460 @@
+"""A deterministic simulated market that knows its own truth.
+
+Every random number is a counter-based hash of (seed, ticker, day, stream), so a value for a
+given day never depends on the as-of date, on the date range asked for or on which other tickers
+were requested. That makes any as-of date reproducible and incremental backfills consistent.
+
+The model, per ticker:
+- log price follows a slowly mean-reverting walk from ``EPOCH`` with diffusive vol ``diffusive_vol``
+  split between overnight (30% of variance) and intraday;
+- quarterly reports (fiscal quarter ends shifted by the ticker's fiscal offset, plus a report lag);
+  each report adds a jump ``jump_std * z`` to the reaction session's return: overnight for BMO and
+  AMC, intraday for DMH; ``z`` is standard normal, or unit-variance Student-t(3) for fat-tailed names;
+- options are priced with Black-76 on a total variance ``diffusive_vol^2 * t + sum(event_std^2)``
+  over the upcoming events up to expiry, where ``event_std = true_premium * jump_std`` is the
+  event std the options embed; the smile is a quadratic in standardized moneyness.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import pandas as pd
+from scipy.special import ndtr, ndtri
+
+from pipeline import sessions
+from pipeline.stages.ivol import black76_price
+
+EPOCH = pd.Timestamp("2010-01-04")
+TICK = 0.01
+OVERNIGHT_SHARE = 0.3
+MEAN_REVERSION = 1.0 / 500.0          # per session: a half-life of about 350 sessions
+CLASS_SHARES = ("BRK.B", "BF-B", "LEN.B", "MOG-A", "HEI.A", "BIO-B")
+CHAIN_COLUMNS = ["ticker", "expiration", "strike", "option_type", "bid", "ask", "last", "volume",
+                 "open_interest", "underlying_price", "quote_time", "vendor_iv", "vendor_delta", "source"]
+_LETTERS = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
+
+# Streams: one independent hash stream per kind of draw.
+(S_NAME, S_PARAM, S_OVERNIGHT, S_INTRADAY, S_RANGE, S_VOLUME, S_JUMP, S_LAG, S_DMH,
+ S_QUOTE, S_BAD, S_OI, S_TVOL, S_EPS) = range(1, 15)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finalizer on uint64 arrays (wrapping arithmetic is intended)."""
+    x = x.astype(np.uint64, copy=True)
+    with np.errstate(over="ignore"):
+        x ^= x >> np.uint64(30)
+        x *= np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(27)
+        x *= np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(31)
+    return x
+
+
+def uniform(seed: int, stream: int, *keys) -> np.ndarray:
+    """Uniform (0, 1) draws, a pure function of (seed, stream, keys...); keys broadcast."""
+    h = _mix(np.uint64((seed * 0x9E3779B97F4A7C15 + stream) & 0xFFFFFFFFFFFFFFFF))
+    for key in keys:
+        with np.errstate(over="ignore"):
+            h = _mix(h ^ (np.asarray(key).astype(np.int64).astype(np.uint64) + np.uint64(0x632BE59BD9B4E019)))
+    return ((h >> np.uint64(11)).astype(np.float64) + 0.5) / float(1 << 53)
+
+
+def normal(seed: int, stream: int, *keys) -> np.ndarray:
+    return ndtri(uniform(seed, stream, *keys))
+
+
+def student_t3_unit(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Unit-variance Student-t(3) from two uniforms (normal / sqrt(chi2_3 / 3), chi2 via gamma)."""
+    from scipy.special import gammaincinv
+
+    z = ndtri(u)
+    chi2 = 2.0 * gammaincinv(1.5, v)
+    return z / np.sqrt(chi2 / 3.0) / math.sqrt(3.0)
+
+
+@functools.lru_cache(maxsize=8)
+def _universe(seed: int, size: int) -> pd.DataFrame:
+    names: list[str] = []
+    used: set[str] = set()
+    for i in range(size):
+        if i % 97 == 13 and len(names) // 97 < len(CLASS_SHARES):
+            name = CLASS_SHARES[len([n for n in names if n in CLASS_SHARES])]
+        else:
+            attempt = 0
+            while True:
+                u = uniform(seed, S_NAME, i, attempt, np.arange(5))
+                length = 1 + int(u[0] * 4)
+                name = "".join(_LETTERS[(u[1:1 + length] * 26).astype(int)])
+                if name not in used and name not in CLASS_SHARES:
+                    break
+                attempt += 1
+        used.add(name)
+        names.append(name)
+    ids = np.arange(size)
+    u = [uniform(seed, S_PARAM, ids, k) for k in range(12)]
+    growth = u[0] < 0.35
+    liquidity = u[1] ** 0.7
+    spot0 = np.exp(np.log(8.0) + (np.log(900.0) - np.log(8.0)) * u[2])
+    jump_std = np.where(growth, 0.045 + 0.075 * u[3], 0.015 + 0.03 * u[3])
+    # Premium lognormal around 1.2 (DESIGN §7: implied exceeds realized by 10-40% on average,
+    # widely dispersed, some names underpriced).
+    true_premium = np.clip(1.2 * np.exp(0.28 * ndtri(u[4])), 0.6, 2.6)
+    timing_u = u[5]
+    timing = np.where(timing_u < 0.47, "BMO", np.where(timing_u < 0.94, "AMC", "DMH"))
+    return pd.DataFrame({
+        "ticker": pd.array(names, dtype="str"),
+        "ticker_id": ids,
+        "growth": growth,
+        "liquidity": liquidity,
+        "spot0": spot0,
+        "diffusive_vol": np.where(growth, 0.30 + 0.30 * u[6], 0.14 + 0.16 * u[6]),
+        "jump_std": jump_std,
+        "fat_tailed": u[7] < 0.3,
+        "true_premium": true_premium,
+        "usual_timing": timing,
+        "vendor_knows_timing": u[8] >= 0.06,
+        "fiscal_offset_months": (u[9] * 3).astype(int),
+        "report_lag_days": 18 + (u[10] * 28).astype(int),
+        "dividend_yield": np.where(u[11] < 0.4, 0.0, 0.035 * u[11]),
+        "smile_slope": -0.04 - 0.10 * uniform(seed, S_PARAM, ids, 20),
+        "smile_curvature": 0.015 + 0.04 * uniform(seed, S_PARAM, ids, 21),
+        "concave_before_event": uniform(seed, S_PARAM, ids, 22) < 0.2,
+        "weeklies": liquidity > 0.35,
+    })
+
+
+class SyntheticMarket:
+    """The embedded market; implements :class:`pipeline.sources.base.Source`."""
+
+    name = "synthetic"
+
+    def __init__(self, seed: int = 7, universe_size: int = 500, rate: float = 0.04, archive_dir=None):
+        self.seed = int(seed)
+        self.universe_size = int(universe_size)
+        self.rate = float(rate)
+        self.archive_dir = archive_dir   # when set, every answer is kept as received, plus the truth
+
+    def _archive(self, dataset: str, day, frame: pd.DataFrame, name: str | None = None) -> pd.DataFrame:
+        if self.archive_dir is not None:
+            self._keep(frame, f"{dataset}/{pd.Timestamp(day).date().isoformat()}/{name or dataset + '.parquet'}")
+        return frame
+
+    def _keep(self, frame: pd.DataFrame, relative: str) -> None:
+        from pathlib import Path
+
+        from pipeline.store import atomic_write_bytes
+
+        atomic_write_bytes(Path(self.archive_dir) / relative, lambda tmp: frame.to_parquet(tmp, index=False))
+
+    # ---- universe and events -------------------------------------------------------------
+    @property
+    def universe(self) -> pd.DataFrame:
+        return _universe(self.seed, self.universe_size)
+
+    def _params(self, tickers) -> pd.DataFrame:
+        u = self.universe.set_index("ticker")
+        missing = sorted(set(tickers) - set(u.index))
+        if missing:
+            raise KeyError(f"synthetic: unknown tickers {missing[:5]}")
+        return u.loc[list(tickers)].reset_index()
+
+    def events(self, start, end, tickers=None) -> pd.DataFrame:
+        """Every report with start <= report_date <= end, with its true parameters."""
+        start, end = pd.Timestamp(start), pd.Timestamp(end)
+        p = self.universe if tickers is None else self._params(tickers)
+        first_q = (start.year - 1) * 4
+        quarters = np.arange(first_q, end.year * 4 + 4)
+        tid = np.repeat(p["ticker_id"].to_numpy(), len(quarters))
+        q = np.tile(quarters, len(p))
+        rows = np.repeat(np.arange(len(p)), len(quarters))
+        offset = p["fiscal_offset_months"].to_numpy()[rows]
+        # Month index of the fiscal quarter end (months since year 0, 0-based).
+        month_end = q * 3 + 2 + offset
+        quarter_end = (np.array(month_end // 12, dtype="int64") - 1970).astype("datetime64[Y]") \
+            .astype("datetime64[M]") + (month_end % 12 + 1).astype("timedelta64[M]")
+        quarter_end = quarter_end.astype("datetime64[D]") - np.timedelta64(1, "D")
+        jitter = (uniform(self.seed, S_LAG, tid, q) * 7).astype(int) - 3
+        lag = p["report_lag_days"].to_numpy()[rows] + jitter
+        wanted_report = quarter_end + lag.astype("timedelta64[D]")
+        report = sessions.sessions_offset(wanted_report, 0, strict=False).astype("datetime64[D]")
+        keep = (report >= start.to_datetime64()) & (report <= end.to_datetime64())
+        rows, tid, q, report, quarter_end = rows[keep], tid[keep], q[keep], report[keep], quarter_end[keep]
+        timing = p["usual_timing"].to_numpy()[rows].astype(object)
+        timing[uniform(self.seed, S_DMH, tid, q) < 0.03] = "DMH"
+        fat = p["fat_tailed"].to_numpy()[rows]
+        u1, u2 = uniform(self.seed, S_JUMP, tid, q, 0), uniform(self.seed, S_JUMP, tid, q, 1)
+        z = np.where(fat, student_t3_unit(u1, u2), ndtri(u1))
+        jump_std = p["jump_std"].to_numpy()[rows]
+        report_ns = report.astype("datetime64[ns]")
+        reaction = sessions.reaction_sessions(report_ns, timing)
+        vendor_timing = np.where(p["vendor_knows_timing"].to_numpy()[rows], timing, "UNKNOWN")
+        eps = np.round(0.2 + 2.0 * uniform(self.seed, S_EPS, tid, q, 0), 2)
+        surprise = np.round(0.1 * normal(self.seed, S_EPS, tid, q, 1), 2)
+        out = pd.DataFrame({
+            "ticker": p["ticker"].to_numpy()[rows],
+            "ticker_id": tid,
+            "report_date": report_ns,
+            "timing": timing.astype(str),
+            "vendor_timing": vendor_timing.astype(str),
+            "fiscal_period_end": quarter_end.astype("datetime64[ns]"),
+            "reaction_date": reaction,
+            "jump": jump_std * z,
+            "true_move_std": jump_std,
+            "implied_move_std": jump_std * p["true_premium"].to_numpy()[rows],
+            "true_premium": p["true_premium"].to_numpy()[rows],
+            "fat_tailed": fat,
+            "estimated_eps": eps,
+            "reported_eps": eps + surprise,
+        })
+        return out.sort_values(["ticker", "report_date"], kind="stable").reset_index(drop=True)
+
+    # ---- prices --------------------------------------------------------------------------
+    def _paths(self, p: pd.DataFrame, end: pd.Timestamp):
+        """Simulated bars from EPOCH to ``end`` for the tickers in ``p`` (2-D arrays)."""
+        from scipy.signal import lfilter
+
+        days = sessions.sessions_between(EPOCH, end)
+        ordinal = (days.values.astype("datetime64[D]").astype(np.int64))[None, :]
+        tid = p["ticker_id"].to_numpy()[:, None]
+        daily = (p["diffusive_vol"].to_numpy() / math.sqrt(252.0))[:, None]
+        overnight = daily * math.sqrt(OVERNIGHT_SHARE) * normal(self.seed, S_OVERNIGHT, tid, ordinal)
+        intraday = daily * math.sqrt(1 - OVERNIGHT_SHARE) * normal(self.seed, S_INTRADAY, tid, ordinal)
+        ev = self.events(EPOCH, end, p["ticker"].tolist())
+        ev = ev[ev["reaction_date"] <= end]
+        row = pd.Index(p["ticker"]).get_indexer(ev["ticker"])
+        col = days.get_indexer(pd.DatetimeIndex(ev["reaction_date"]))
+        jump_overnight = ev["timing"].to_numpy() != "DMH"
+        np.add.at(overnight, (row[jump_overnight], col[jump_overnight]), ev["jump"].to_numpy()[jump_overnight])
+        np.add.at(intraday, (row[~jump_overnight], col[~jump_overnight]), ev["jump"].to_numpy()[~jump_overnight])
+        phi = 1.0 - MEAN_REVERSION
+        deviation = lfilter([1.0], [1.0, -phi], overnight + intraday, axis=1)
+        previous = np.concatenate([np.zeros((len(p), 1)), deviation[:, :-1]], axis=1)
+        log_prev_close = np.log(p["spot0"].to_numpy())[:, None] + previous
+        log_open = log_prev_close + overnight - MEAN_REVERSION * previous
+        log_close = log_open + intraday
+        wiggle = daily * 0.6 * np.abs(normal(self.seed, S_RANGE, tid, ordinal, np.arange(2)[:, None, None]))
+        high = np.maximum(log_open, log_close) + wiggle[0]
+        low = np.minimum(log_open, log_close) - wiggle[1]
+        base_volume = (2e5 + 2e7 * p["liquidity"].to_numpy() ** 2)[:, None]
+        volume = np.round(base_volume * np.exp(0.35 * normal(self.seed, S_VOLUME, tid, ordinal)))
+        volume[row, col] *= 3.0
+        bars = {"open": np.exp(log_open), "high": np.exp(high), "low": np.exp(low), "close": np.exp(log_close),
+                "volume": volume}
+        return days, bars
+
+    def prices(self, tickers, start, end) -> pd.DataFrame:
+        start, end = pd.Timestamp(start), pd.Timestamp(end)
+        return self._archive("prices", end, self._bars(tickers, start, end), f"prices-{start.date()}-{end.date()}.parquet")
+
+    def _bars(self, tickers, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        if start < EPOCH:
+            raise ValueError(f"synthetic market starts on {EPOCH.date()}")
+        frames = []
+        p_all = self._params(tickers)
+        for lo in range(0, len(p_all), 1000):   # bounded memory for large universes
+            p = p_all.iloc[lo:lo + 1000]
+            days, bars = self._paths(p, end)
+            keep = days >= start
+            n_days = int(keep.sum())
+            frames.append(pd.DataFrame({
+                "ticker": np.repeat(p["ticker"].to_numpy(), n_days),
+                "date": np.tile(days[keep].values, len(p)),
+                **{k: np.round(v[:, keep], 4 if k != "volume" else 0).ravel() for k, v in bars.items()},
+                "source": self.name,
+            }))
+        if not frames:
+            return pd.DataFrame(columns=["ticker", "date", "open", "high", "low", "close", "volume", "source"])
+        return pd.concat(frames, ignore_index=True)
+
+    # ---- calendar and history ------------------------------------------------------------
+    def calendar(self, as_of, horizon_days: int) -> pd.DataFrame:
+        as_of = pd.Timestamp(as_of)
+        ev = self.events(as_of, as_of + pd.Timedelta(days=horizon_days))
+        if self.archive_dir is not None:
+            self._keep(self.truth_events(as_of, horizon_days), "truth_events.parquet")
+        return self._archive("calendar", as_of, pd.DataFrame({
+            "ticker": ev["ticker"], "report_date": ev["report_date"], "timing": ev["vendor_timing"],
+            "fiscal_period_end": ev["fiscal_period_end"], "eps_estimate": ev["estimated_eps"],
+            "source": self.name,
+        }))
+
+    def earnings_history(self, tickers, as_of) -> pd.DataFrame:
+        as_of = pd.Timestamp(as_of)
+        ev = self.events(EPOCH, as_of, tickers)
+        return self._archive("earnings_history", as_of, pd.DataFrame({
+            "ticker": ev["ticker"], "report_date": ev["report_date"], "timing": ev["vendor_timing"],
+            "fiscal_period_end": ev["fiscal_period_end"], "reported_eps": ev["reported_eps"],
+            "estimated_eps": ev["estimated_eps"], "source": self.name,
+        }))
+
+    # ---- options -------------------------------------------------------------------------
+    def expirations(self, tickers, as_of) -> pd.DataFrame:
+        """Weekly Fridays for six weeks (liquid names) and monthly third Fridays for eight months."""
+        as_of = pd.Timestamp(as_of)
+        p = self._params(tickers)
+        fridays = pd.date_range(as_of + pd.Timedelta(days=1), as_of + pd.Timedelta(days=250), freq="W-FRI")
+        third = (fridays.day >= 15) & (fridays.day <= 21)
+        weekly = fridays <= as_of + pd.Timedelta(days=42)
+        expiry = pd.DatetimeIndex(sessions.last_session_on_or_before_friday(fridays.values))
+        listed_all = pd.DataFrame({"expiration": expiry, "monthly": third, "weekly": weekly})
+        listed_all = listed_all[listed_all["expiration"] > as_of]
+        rows = []
+        for has_weeklies in (True, False):
+            names = p.loc[p["weeklies"] == has_weeklies, "ticker"]
+            mask = listed_all["monthly"] | (listed_all["weekly"] & has_weeklies)
+            exp = listed_all.loc[mask, "expiration"].to_numpy()
+            rows.append(pd.DataFrame({"ticker": np.repeat(names.to_numpy(), len(exp)),
+                                      "expiration": np.tile(exp, len(names))}))
+        out = pd.concat(rows, ignore_index=True)
+        return out.sort_values(["ticker", "expiration"], kind="stable").reset_index(drop=True)
+
+    def _expiry_groups(self, wanted: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+        """One row per (ticker, expiration) with forward, vols and smile parameters."""
+        g = wanted[["ticker", "expiration"]].drop_duplicates().reset_index(drop=True)
+        p = self._params(g["ticker"].unique())
+        g = g.merge(p, on="ticker", how="left")
+        spot = self._bars(p["ticker"].tolist(), as_of, as_of)[["ticker", "close"]]
+        g = g.merge(spot.rename(columns={"close": "spot"}), on="ticker", how="left")
+        quote_time = sessions.session_closes_utc([as_of])[0]
+        g["quote_time"] = quote_time
+        g["t"] = sessions.year_fraction(np.full(len(g), quote_time), g["expiration"])
+        upcoming = self.events(as_of, as_of + pd.Timedelta(days=400), p["ticker"].tolist())
+        upcoming = upcoming[upcoming["reaction_date"] > as_of]
+        pairs = g[["ticker", "expiration"]].merge(upcoming[["ticker", "reaction_date", "implied_move_std"]], on="ticker")
+        pairs = pairs[pairs["reaction_date"] <= pairs["expiration"]]
+        event_var = (pairs.assign(v=pairs["implied_move_std"] ** 2)
+                     .groupby(["ticker", "expiration"], sort=False)["v"].sum().rename("event_variance"))
+        g = g.merge(event_var, on=["ticker", "expiration"], how="left").fillna({"event_variance": 0.0})
+        first = upcoming.groupby("ticker", sort=False)["reaction_date"].min().rename("next_reaction")
+        g = g.merge(first, on="ticker", how="left")
+        g["atm_vol"] = np.sqrt(g["diffusive_vol"] ** 2 + g["event_variance"] / g["t"])
+        g["forward"] = g["spot"] * np.exp((self.rate - g["dividend_yield"]) * g["t"])
+        g["discount"] = np.exp(-self.rate * g["t"])
+        # The first expiration holding the event: some names carry a concave (negative
+        # curvature) smile there, the bimodal-outcome signature before earnings.
+        exps_after = g[g["expiration"] >= g["next_reaction"]].groupby("ticker")["expiration"].min()
+        is_event_expiry = g["expiration"].to_numpy() == g["ticker"].map(exps_after).to_numpy()
+        concave = is_event_expiry & g["concave_before_event"].to_numpy()
+        g["slope"] = g["atm_vol"] * g["smile_slope"]
+        g["curvature"] = g["atm_vol"] * np.where(concave, -0.5 * g["smile_curvature"], g["smile_curvature"])
+        g["is_event_expiry"] = is_event_expiry
+        return g
+
+    @staticmethod
+    def _strike_step(spot: np.ndarray) -> np.ndarray:
+        return np.select([spot < 25, spot < 60, spot < 150, spot < 500], [0.5, 1.0, 2.5, 5.0], 10.0)
+
+    def smile_vol(self, g: pd.DataFrame, x: np.ndarray) -> np.ndarray:
+        """IV at standardized moneyness x: atm + slope*x + curvature*x^2 (x clipped to +-2.5)."""
+        xc = np.clip(x, -2.5, 2.5)
+        vol = g["atm_vol"].to_numpy() + g["slope"].to_numpy() * xc + g["curvature"].to_numpy() * xc ** 2
+        return np.maximum(vol, 0.3 * g["atm_vol"].to_numpy())
+
+    def chains(self, wanted: pd.DataFrame, as_of) -> pd.DataFrame:
+        as_of = pd.Timestamp(as_of)
+        g = self._expiry_groups(wanted, as_of)
+        if g.empty:
+            return self._archive("chains", as_of, pd.DataFrame(columns=CHAIN_COLUMNS))
+        step = self._strike_step(g["spot"].to_numpy())
+        width = g["atm_vol"].to_numpy() * np.sqrt(g["t"].to_numpy())
+        inner = np.clip(np.ceil(g["forward"].to_numpy() * width * 1.2 / step), 3, 20).astype(int)
+        outer = np.clip(np.ceil(g["forward"].to_numpy() * width * 1.6 / (2 * step)), 2, 12).astype(int)
+        per_side = inner + outer
+        count = 2 * per_side + 1
+        gi = np.repeat(np.arange(len(g)), count)
+        k = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count) - per_side[gi]
+        inner_g = inner[gi]
+        # Denser near the money: one step inside, two steps outside.
+        offset = np.where(np.abs(k) <= inner_g, k, np.sign(k) * (inner_g + 2 * (np.abs(k) - inner_g)))
+        center = np.round(g["spot"].to_numpy() / step) * step
+        strike = np.round(center[gi] + offset * step[gi], 2)
+        rows = g.iloc[gi].reset_index(drop=True)
+        valid = strike > 0
+        rows, strike = rows[valid].reset_index(drop=True), strike[valid]
+        n = len(rows)
+        rows = pd.concat([rows, rows], ignore_index=True)
+        strike = np.concatenate([strike, strike])
+        is_call = np.repeat([True, False], n)
+        fwd, t, disc = rows["forward"].to_numpy(), rows["t"].to_numpy(), rows["discount"].to_numpy()
+        x = np.log(strike / fwd) / (rows["atm_vol"].to_numpy() * np.sqrt(t))
+        vol = self.smile_vol(rows, x)
+        model = black76_price(fwd, strike, t, vol, disc, is_call)
+        d1 = (np.log(fwd / strike) + 0.5 * vol ** 2 * t) / (vol * np.sqrt(t))
+        delta = np.where(is_call, disc * ndtr(d1), disc * (ndtr(d1) - 1.0))
+
+        tid = rows["ticker_id"].to_numpy()
+        eday = rows["expiration"].values.astype("datetime64[D]").astype(np.int64)
+        key = (tid, eday, np.round(strike * 100).astype(np.int64), is_call.astype(int))
+        liq = rows["liquidity"].to_numpy()
+        # Full spread as a fraction of mid: 1-3% for liquid ATM names, 10-30% for illiquid ones,
+        # wider in the wings; never under two ticks.
+        rel_spread = (0.012 + 0.22 * (1 - liq) ** 2) * (1 + 0.6 * np.abs(x)) * (1 + 0.25 * uniform(self.seed, S_QUOTE, *key, 0))
+        half = np.maximum(rel_spread * model, 2 * TICK) / 2
+        center_q = model * (1 + 0.002 * normal(self.seed, S_QUOTE, *key, 1))
+        bid = np.floor((center_q - half) / TICK + 1e-9) * TICK
+        ask = np.ceil((center_q + half) / TICK - 1e-9) * TICK
+        bid = np.where(bid < TICK, 0.0, bid)
+        bad = uniform(self.seed, S_BAD, *key)
+        bid = np.where(bad < 0.01, 0.0, bid)                                   # pulled bids
+        crossed = (bad > 0.994) & (bid > 0)
+        bid, ask = np.where(crossed, ask + TICK, bid), np.where(crossed, bid, ask)  # crossed markets
+        base_oi = 20 + 20000 * liq ** 2
+        oi = np.floor(base_oi * np.exp(-0.7 * np.abs(x)) * np.exp(0.8 * normal(self.seed, S_OI, *key)))
+        vol_traded = np.floor(oi * 0.15 * uniform(self.seed, S_TVOL, *key, 0) ** 2 * (1 + 3 * rows["is_event_expiry"].to_numpy()))
+        last = np.where(vol_traded > 0, np.round(center_q / TICK) * TICK, np.nan)
+        chains = pd.DataFrame({
+            "ticker": rows["ticker"].to_numpy(),
+            "expiration": rows["expiration"].to_numpy(),
+            "strike": strike,
+            "option_type": np.where(is_call, "C", "P"),
+            "bid": np.round(bid, 2),
+            "ask": np.round(ask, 2),
+            "last": np.round(last, 2),
+            "volume": vol_traded,
+            "open_interest": oi,
+            "underlying_price": rows["spot"].to_numpy(),
+            "quote_time": rows["quote_time"].to_numpy(),
+            "vendor_iv": np.round(vol, 4),
+            "vendor_delta": np.round(delta, 4),
+            "source": self.name,
+        }).sort_values(["ticker", "expiration", "option_type", "strike"], kind="stable").reset_index(drop=True)
+        return self._archive("chains", as_of, chains)
+
+    # ---- ground truth --------------------------------------------------------------------
+    def truth_events(self, as_of, horizon_days: int) -> pd.DataFrame:
+        """Per (ticker, report_date) up to as_of + horizon: true jump law, embedded event std,
+        realized reaction (past events) and the model straddle of the event expiration (upcoming)."""
+        as_of = pd.Timestamp(as_of)
+        end = as_of + pd.Timedelta(days=horizon_days)
+        ev = self.events(EPOCH, end)
+        days, bars = self._paths(self.universe, as_of)
+        row = pd.Index(self.universe["ticker"]).get_indexer(ev["ticker"])
+        col = days.get_indexer(pd.DatetimeIndex(ev["reaction_date"]))
+        reacted = (col > 0) & (ev["reaction_date"] <= as_of).to_numpy()
+        realized = np.full(len(ev), np.nan)
+        close = bars["close"]
+        realized[reacted] = np.round(close[row[reacted], col[reacted]], 4) / np.round(close[row[reacted], col[reacted] - 1], 4) - 1
+        ev["realized_move"] = realized
+        upcoming = ev[(ev["reaction_date"] > as_of) & (ev["report_date"] <= end)]
+        model = pd.DataFrame(columns=["ticker", "report_date"])
+        if len(upcoming):
+            listed = self.expirations(upcoming["ticker"].unique().tolist(), as_of)
+            first = upcoming.groupby("ticker", sort=False)["reaction_date"].min().rename("next_reaction").reset_index()
+            listed = listed.merge(first, on="ticker")
+            ev_exp = listed[listed["expiration"] >= listed["next_reaction"]].groupby("ticker", as_index=False)["expiration"].min()
+            g = self._expiry_groups(ev_exp, as_of)
+            # ATM (K = F) Black-76 straddle: 2 * D * F * (2 N(sigma sqrt(t) / 2) - 1).
+            sig_rt = g["atm_vol"] * np.sqrt(g["t"])
+            straddle = 2 * g["discount"] * g["forward"] * (2 * ndtr(sig_rt / 2) - 1)
+            model = pd.DataFrame({
+                "ticker": g["ticker"], "report_date": g["ticker"].map(
+                    upcoming.groupby("ticker")["report_date"].min()),
+                "event_expiration": g["expiration"], "spot": g["spot"],
+                "model_straddle_move": straddle / g["spot"], "model_atm_vol": g["atm_vol"],
+                "true_skew_slope": g["slope"], "true_skew_curvature": g["curvature"],
+                "diffusive_vol": g["diffusive_vol"],
+            })
+        ev = ev.drop(columns=["ticker_id"]).rename(columns={"jump": "realized_jump"})
+        return ev.merge(model, on=["ticker", "report_date"], how="left")

@@ -1,0 +1,88 @@
+"""The move the options market prices for an event: the at-the-money straddle of the first
+expiration that covers the reaction session."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+IMPLIED_COLUMNS = ["ticker", "report_date", "expiration", "spot", "straddle_mid", "implied_move",
+                   "straddle_spread", "min_leg_open_interest", "min_leg_volume", "expiration_volume",
+                   "implied_reason"]
+
+
+def usable_straddles(chains: pd.DataFrame, max_leg_spread: float) -> pd.DataFrame:
+    """Strikes where both legs have a usable two-sided quote, with the straddle built from them.
+
+    A leg is usable when bid > 0, ask >= bid and (ask - bid) / mid <= ``max_leg_spread``.
+    Exact duplicate quotes are collapsed (first kept) so they cannot double-count.
+    """
+    quotes = chains.drop_duplicates(["ticker", "expiration", "strike", "option_type"])
+    mid = (quotes["bid"] + quotes["ask"]) / 2.0
+    usable = (quotes["bid"] > 0) & (quotes["ask"] >= quotes["bid"]) & \
+        ((quotes["ask"] - quotes["bid"]) <= max_leg_spread * mid)
+    legs = quotes[usable].assign(mid=mid[usable], spread=(quotes["ask"] - quotes["bid"])[usable])
+    keys = ["ticker", "expiration", "strike"]
+    fields = ["mid", "spread", "open_interest", "volume"]
+    calls = legs[legs["option_type"] == "C"].set_index(keys)[fields]
+    puts = legs[legs["option_type"] == "P"].set_index(keys)[fields]
+    both = calls.join(puts, lsuffix="_call", rsuffix="_put", how="inner")
+    return pd.DataFrame({
+        "straddle_mid": both["mid_call"] + both["mid_put"],
+        "spread_abs": both["spread_call"] + both["spread_put"],
+        "min_oi": np.minimum(both["open_interest_call"], both["open_interest_put"]),
+        "min_volume": np.minimum(both["volume_call"], both["volume_put"]),
+    }).reset_index().sort_values(["strike", "ticker", "expiration"], kind="stable")
+
+
+def event_straddles(chains: pd.DataFrame, events: pd.DataFrame, max_leg_spread: float) -> pd.DataFrame:
+    """Straddle implied move per event.
+
+    expiration = first listed expiration with expiration >= reaction session;
+    straddle(spot) = linear interpolation of straddle mids between the usable strikes bracketing
+    the spot (the nearest usable strike when the spot is outside them);
+    implied_move = straddle(spot) / spot, an estimate of the expected absolute move (~0.8 sigma);
+    straddle_spread = (call spread + put spread) / straddle mid, interpolated the same way.
+    Events without a chain, a covering expiration or a usable strike get nulls and a reason.
+    """
+    ev = events[["ticker", "report_date", "reaction_date"]]
+    listed = chains[["ticker", "expiration"]].drop_duplicates()
+    cover = listed.merge(ev, on="ticker")
+    cover = cover[cover["expiration"] >= cover["reaction_date"]]
+    first = cover.sort_values("expiration").drop_duplicates(["ticker", "report_date"])
+    out = ev.merge(first[["ticker", "report_date", "expiration"]], on=["ticker", "report_date"], how="left")
+    spot = chains.groupby("ticker")["underlying_price"].first()
+    out["spot"] = out["ticker"].map(spot)
+    exp_volume = chains.groupby(["ticker", "expiration"])["volume"].sum().rename("expiration_volume")
+    out = out.merge(exp_volume, left_on=["ticker", "expiration"], right_index=True, how="left")
+
+    straddles = usable_straddles(chains, max_leg_spread).merge(
+        out[["ticker", "expiration", "report_date", "spot"]].dropna(subset=["expiration"]),
+        on=["ticker", "expiration"])
+    probes = out.dropna(subset=["expiration", "spot"]).sort_values("spot")[["ticker", "report_date", "spot"]]
+    by = ["ticker", "report_date"]
+    cols = ["strike", "straddle_mid", "spread_abs", "min_oi", "min_volume"]
+    right = straddles[by + cols].assign(key=straddles["strike"]).sort_values("key")
+    below = pd.merge_asof(probes, right, left_on="spot", right_on="key", by=by, direction="backward")
+    above = pd.merge_asof(probes, right, left_on="spot", right_on="key", by=by, direction="forward")
+    lo, hi = below.set_index(by)[cols], above.set_index(by)[cols]
+    lo, hi = lo.fillna(hi), hi.fillna(lo)          # one-sided: use the nearest usable strike
+    width = hi["strike"] - lo["strike"]
+    spot_at = probes.set_index(by)["spot"]
+    weight = ((spot_at - lo["strike"]) / width.where(width > 0)).fillna(0.0)
+    interp = lo[["straddle_mid", "spread_abs"]].mul(1 - weight, axis=0) + hi[["straddle_mid", "spread_abs"]].mul(weight, axis=0)
+    result = pd.DataFrame({
+        "straddle_mid": interp["straddle_mid"],
+        "straddle_spread": interp["spread_abs"] / interp["straddle_mid"],
+        "min_leg_open_interest": np.fmin(lo["min_oi"], hi["min_oi"]),
+        "min_leg_volume": np.fmin(lo["min_volume"], hi["min_volume"]),
+        "one_sided": (below.set_index(by)["strike"].isna() | above.set_index(by)["strike"].isna()).to_numpy(),
+    }).reset_index()
+    out = out.merge(result, on=by, how="left")
+    out["implied_move"] = out["straddle_mid"] / out["spot"]
+    has_chain = out["ticker"].isin(chains["ticker"].unique())
+    out["implied_reason"] = np.select(
+        [~has_chain, out["expiration"].isna(), out["straddle_mid"].isna(), out["one_sided"].fillna(False).astype(bool)],
+        ["no option chain", "no expiration covers the reaction session",
+         "no usable straddle quotes (zero bid, crossed or too wide)", "spot outside usable strikes: nearest strike used"],
+        None)
+    return out[IMPLIED_COLUMNS]

@@ -1,0 +1,81 @@
+"""The metrics engine: every stage composed over the whole universe for one as-of date.
+
+Pure: DataFrames and the config in, DataFrames out. Every step is keyed by ticker, so running
+it on a partition of tickers gives exactly that partition's rows of the full run.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import Config
+from pipeline.schemas import DATASETS
+from pipeline.stages import consistency, events as events_stage, implied, liquidity, moves as moves_stage, rank
+from pipeline.stages import ivol, skew, term
+
+
+@dataclass
+class MetricsResult:
+    moves: pd.DataFrame
+    surface: pd.DataFrame
+    metrics: pd.DataFrame
+
+
+def compute_metrics(as_of: pd.Timestamp, calendar: pd.DataFrame, history: pd.DataFrame,
+                    prices: pd.DataFrame, chains: pd.DataFrame, config: Config) -> MetricsResult:
+    as_of = pd.Timestamp(as_of)
+    upcoming = events_stage.upcoming_events(calendar, as_of, config.lookahead_days)
+    moves = moves_stage.historical_moves(history, prices, as_of)
+    stats = consistency.history_stats(moves, move_type=config.move_type, max_events=config.max_events,
+                                      min_events=config.min_events, ewm_halflife=config.ewm_halflife)
+    straddles = implied.event_straddles(chains, upcoming, config.max_leg_spread)
+    surface = ivol.build_surface(chains, config.risk_free_rate)
+    skews = skew.fit_skew(surface, min_points=config.skew_min_points, max_abs_x=config.skew_max_abs_x)
+    terms = term.term_structure(term.atm_iv_by_expiration(surface), upcoming)
+
+    m = upcoming.merge(straddles, on=["ticker", "report_date"], how="left")
+    m = m.merge(stats, on="ticker", how="left")
+    m = m.merge(skews, on=["ticker", "expiration"], how="left")
+    m = m.merge(terms, on=["ticker", "report_date"], how="left")
+    m["n_events"] = m["n_events"].fillna(0).astype(int)
+    m["skew_n"] = m["skew_n"].fillna(0).astype(int)
+    m["spot"] = m["spot"].fillna(m["ticker"].map(_last_close(prices, as_of)))
+
+    m["vrp"] = rank.vrp(m["implied_move"], m["hist_mean_abs_move"])
+    m["vrp_median"] = rank.vrp(m["implied_move"], m["hist_median_abs_move"])
+    m["vrp_tier"] = rank.vrp_tier(m["vrp"], config.vrp_tiers)
+    disagrees = term.flag_disagreement(m["implied_move"], m["ts_implied_move"], config.disagreement_ratio)
+    m["ts_flag"] = m["ts_flag"].where(~disagrees, "disagrees_with_straddle")
+    m["liquidity_tier"] = liquidity.liquidity_tier(m["straddle_spread"], m["min_leg_open_interest"],
+                                                   m["min_leg_volume"], m["expiration_volume"],
+                                                   config.liquidity_tiers)
+    m["score"] = rank.composite_score(m, config.score_weights, config.vrp_tiers)
+    m["status"], m["reason"] = _status(m)
+    columns = list(DATASETS["metrics"].model.to_schema().columns)
+    metrics = m.reindex(columns=columns).sort_values(["ticker", "report_date"], kind="stable").reset_index(drop=True)
+    return MetricsResult(moves=moves, surface=surface, metrics=metrics)
+
+
+def _last_close(prices: pd.DataFrame, as_of: pd.Timestamp) -> pd.Series:
+    known = prices[prices["date"] <= as_of].sort_values("date")
+    return known.groupby("ticker")["close"].last()
+
+
+def _status(m: pd.DataFrame) -> tuple[np.ndarray, pd.Series]:
+    """failed: no VRP (the core number); degraded: VRP but a qualifier is missing; else ok.
+    The reason joins every stage's reason that applies."""
+    reasons = pd.DataFrame({
+        "implied": m["implied_reason"],
+        "history": m["hist_reason"],
+        "term": m["ts_flag"],
+        "skew": m["skew_reason"],
+    })
+    labelled = pd.DataFrame({name: name + ": " + col.astype("str") for name, col in reasons.items()}).where(reasons.notna())
+    long = labelled.stack().dropna()
+    reason = long.groupby(level=0).agg("; ".join).reindex(m.index).astype("str")
+    failed = m["vrp"].isna().to_numpy()
+    degraded = reasons.notna().any(axis=1).to_numpy() | (m["liquidity_tier"] == "REJECT").to_numpy()
+    status = np.where(failed, "failed", np.where(degraded, "degraded", "ok"))
+    return status, reason
