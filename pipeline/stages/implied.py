@@ -14,9 +14,8 @@ def usable_straddles(chains: pd.DataFrame, max_leg_spread: float) -> pd.DataFram
     """Strikes where both legs have a usable two-sided quote, with the straddle built from them.
 
     A leg is usable when bid > 0, ask >= bid and (ask - bid) / mid <= ``max_leg_spread``.
-    Exact duplicate quotes are collapsed (first kept) so they cannot double-count.
     """
-    quotes = chains.drop_duplicates(["ticker", "expiration", "strike", "option_type"])
+    quotes = chains
     mid = (quotes["bid"] + quotes["ask"]) / 2.0
     usable = (quotes["bid"] > 0) & (quotes["ask"] >= quotes["bid"]) & \
         ((quotes["ask"] - quotes["bid"]) <= max_leg_spread * mid)
@@ -43,7 +42,9 @@ def event_straddles(chains: pd.DataFrame, events: pd.DataFrame, max_leg_spread: 
     implied_move = straddle(spot) / spot, an estimate of the expected absolute move (~0.8 sigma);
     straddle_spread = (call spread + put spread) / straddle mid, interpolated the same way.
     Events without a chain, a covering expiration or a usable strike get nulls and a reason.
+    A contract quoted twice counts once (first quote kept).
     """
+    chains = chains.drop_duplicates(["ticker", "expiration", "strike", "option_type"])
     ev = events[["ticker", "report_date", "reaction_date"]]
     listed = chains[["ticker", "expiration"]].drop_duplicates()
     cover = listed.merge(ev, on="ticker")

@@ -1,0 +1,84 @@
+"""Historical moves against the synthetic market's realized reactions."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline import sessions
+from pipeline.stages.moves import historical_moves
+
+END = pd.Timestamp("2026-11-20")
+
+
+@pytest.fixture(scope="module")
+def recovered(market):
+    tickers = market.universe["ticker"].tolist()[:250]
+    history = market.earnings_history(tickers, END)
+    prices = market.prices(tickers, "2018-01-02", END)
+    truth = market.truth_events(END, 0)
+    moves = historical_moves(history, prices, END)
+    return moves.merge(truth, on=["ticker", "report_date"], suffixes=("", "_true")), truth[truth.ticker.isin(tickers)]
+
+
+def test_reaction_sessions_follow_timing_and_holidays():
+    report = pd.to_datetime(["2026-11-25", "2026-11-25", "2026-11-27", "2026-07-02", "2026-11-21"])
+    timing = ["AMC", "BMO", "AMC", "AMC", "BMO"]
+    got = pd.DatetimeIndex(sessions.reaction_sessions(report.values, timing))
+    # AMC before Thanksgiving reacts on the early-close Friday; AMC before July 3 (observed
+    # holiday in 2026) reacts on July 6; a BMO "report" on a Saturday reacts on Monday.
+    assert list(got.strftime("%Y-%m-%d")) == ["2026-11-27", "2026-11-25", "2026-11-30", "2026-07-06", "2026-11-23"]
+
+
+@pytest.mark.parametrize("timing", ["BMO", "AMC", "DMH"])
+def test_close_moves_equal_truth_exactly(recovered, timing):
+    joined, _ = recovered
+    vendor = joined[(joined["timing_source"] == "vendor") & (joined["timing_true"] == timing)]
+    assert len(vendor) > (20 if timing == "DMH" else 500)
+    assert (vendor["reaction_date"] == vendor["reaction_date_true"]).all()
+    np.testing.assert_array_equal(vendor["close_move"].to_numpy(), vendor["realized_move"].to_numpy())
+
+
+def test_holiday_and_early_close_neighbours_are_exact(recovered):
+    joined, _ = recovered
+    vendor = joined[joined["timing_source"] == "vendor"]
+    closes = sessions.session_closes_utc(vendor["reaction_date"]).tz_convert(sessions.NEW_YORK)
+    early = vendor[closes.hour < 16]
+    gap_days = (vendor["reaction_date"] - vendor["ref_date"]).dt.days
+    after_holiday = vendor[(gap_days > 1) & (vendor["reaction_date"].dt.dayofweek != 0)]
+    assert len(early) >= 3 and len(after_holiday) >= 10
+    for subset in (early, after_holiday):
+        np.testing.assert_array_equal(subset["close_move"].to_numpy(), subset["realized_move"].to_numpy())
+
+
+def test_every_reacted_report_is_measured(recovered):
+    joined, truth = recovered
+    ref = sessions.previous_sessions(truth["reaction_date"].values)
+    reacted = truth[(truth["reaction_date"] <= END) & (ref >= np.datetime64("2018-01-02"))]
+    assert len(joined) == len(reacted)
+
+
+def test_unknown_timing_is_inferred_when_the_jump_is_visible(recovered):
+    joined, _ = recovered
+    inferred = joined[joined["timing_source"] == "inferred"]
+    # An overnight jump well above the ordinary overnight noise identifies the reaction session.
+    daily_overnight = 0.6 * np.sqrt(0.3 / 252)      # upper end of diffusive vol, overnight share
+    visible = inferred[inferred["realized_jump"].abs() > 4 * daily_overnight]
+    assert len(visible) >= 20
+    assert (visible["timing"] == visible["timing_true"]).mean() >= 0.97
+
+
+def test_gap_and_max_moves_are_consistent(recovered):
+    joined, _ = recovered
+    assert (joined["max_move"].abs() >= joined["close_move"].abs() - 1e-12).all()
+    assert (joined["max_move"].abs() >= joined["gap_move"].abs() - 1e-12).all()
+
+
+def test_missing_bars_leave_the_report_out_rather_than_guess(market):
+    tickers = market.universe["ticker"].tolist()[:5]
+    history = market.earnings_history(tickers, END)
+    prices = market.prices(tickers, "2022-01-03", END)
+    moves = historical_moves(history, prices, END)
+    victim = moves.iloc[-1]
+    holed = prices[~((prices["ticker"] == victim["ticker"]) & (prices["date"] == victim["reaction_date"]))]
+    again = historical_moves(history, holed, END)
+    assert len(again) == len(moves) - 1
+    assert not ((again["ticker"] == victim["ticker"]) & (again["report_date"] == victim["report_date"])).any()
