@@ -2,6 +2,7 @@
 so ``pipeline --help`` stays fast."""
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from datetime import datetime
@@ -103,6 +104,7 @@ class Runner:
                             metrics = ctx.store.read("metrics", as_of)
                             report_path, frame = _report(metrics, root, as_of)
                 except (SourceUnavailable, FileNotFoundError, ValueError, RuntimeError) as exc:
+                    logging.getLogger("pipeline").exception("%s %s failed", command, as_of.date())
                     manifest.finish(EXIT_FAILED, ctx.failures)
                     _fail(f"{command} {as_of.date()} failed: {exc}", EXIT_FAILED)
                 fetch_failures = [f for f in ctx.failures if f[1] != "compute"]

@@ -14,6 +14,15 @@ LIQUIDITY_KEYS = ("max_spread", "min_open_interest", "min_volume")
 SCORE_KEYS = ("vrp", "consistency", "skew", "liquidity")
 
 
+DEFAULT_LIQUIDITY = {
+    "EXCELLENT": {"max_spread": 0.05, "min_open_interest": 1000.0, "min_volume": 200.0},
+    "GOOD": {"max_spread": 0.10, "min_open_interest": 250.0, "min_volume": 50.0},
+    "WARNING": {"max_spread": 0.25, "min_open_interest": 25.0, "min_volume": 1.0},
+}
+DEFAULT_WEIGHTS = {"vrp": 0.5, "consistency": 0.2, "skew": 0.1, "liquidity": 0.2}
+DEFAULT_VRP_TIERS = {"EXCELLENT": 1.8, "GOOD": 1.4, "MARGINAL": 1.2}
+
+
 class ConfigError(ValueError):
     """The configuration file is unusable; the message names the key."""
 
@@ -35,17 +44,15 @@ class Config:
     disagreement_ratio: float = 1.5
     skew_min_points: int = 5
     skew_max_abs_x: float = 3.0
-    vrp_tiers: dict = field(default_factory=lambda: {"EXCELLENT": 1.8, "GOOD": 1.4, "MARGINAL": 1.2})
-    liquidity_tiers: dict = field(default_factory=dict)
-    score_weights: dict = field(default_factory=dict)
+    vrp_tiers: dict = field(default_factory=lambda: dict(DEFAULT_VRP_TIERS))
+    liquidity_tiers: dict = field(default_factory=lambda: {k: dict(v) for k, v in DEFAULT_LIQUIDITY.items()})
+    score_weights: dict = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     tradier_base_url: str = "https://api.tradier.com/v1"
     alphavantage_base_url: str = "https://www.alphavantage.co/query"
     calendar_horizon: str = "3month"
-
-    def replace(self, **changes) -> "Config":
-        from dataclasses import replace
-
-        return replace(self, **changes)
+    alphavantage_daily_budget: int = 25       # free tier: 25 requests a day
+    alphavantage_min_interval: float = 1.0    # seconds between Alpha Vantage requests
+    request_deadline: float = 30.0            # seconds for one whole HTTP answer, body included
 
 
 # yaml path -> (Config field, type, validator or None)
@@ -75,6 +82,9 @@ _SCALARS = {
     ("live", "tradier_base_url"): ("tradier_base_url", str, None),
     ("live", "alphavantage_base_url"): ("alphavantage_base_url", str, None),
     ("live", "calendar_horizon"): ("calendar_horizon", str, lambda v: v in ("3month", "6month", "12month")),
+    ("live", "alphavantage_daily_budget"): ("alphavantage_daily_budget", int, _positive),
+    ("live", "alphavantage_min_interval"): ("alphavantage_min_interval", float, _non_negative),
+    ("live", "request_deadline"): ("request_deadline", float, _positive),
 }
 _SECTIONS = {"synthetic", "universe", "history", "implied", "term_structure", "skew", "live"}
 _MAPPINGS = {"vrp_tiers", "liquidity_tiers", "score_weights"}
@@ -138,7 +148,7 @@ def parse_config(raw) -> Config:
 
 def _decreasing_tiers(body, key, names) -> dict:
     if body is None:
-        return dict(Config().vrp_tiers)
+        return dict(DEFAULT_VRP_TIERS)
     if not isinstance(body, dict) or set(body) != set(names):
         raise ConfigError(f"config key '{key}': expected exactly the tiers {', '.join(names)}")
     tiers = {n: _typed(f"{key}.{n}", body[n], float) for n in names}
@@ -148,12 +158,6 @@ def _decreasing_tiers(body, key, names) -> dict:
     return tiers
 
 
-DEFAULT_LIQUIDITY = {
-    "EXCELLENT": {"max_spread": 0.05, "min_open_interest": 1000.0, "min_volume": 200.0},
-    "GOOD": {"max_spread": 0.10, "min_open_interest": 250.0, "min_volume": 50.0},
-    "WARNING": {"max_spread": 0.25, "min_open_interest": 25.0, "min_volume": 1.0},
-}
-DEFAULT_WEIGHTS = {"vrp": 0.5, "consistency": 0.2, "skew": 0.1, "liquidity": 0.2}
 
 
 def _liquidity_tiers(body) -> dict:

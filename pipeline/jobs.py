@@ -13,13 +13,15 @@ import pandas as pd
 
 from pipeline import sessions
 from pipeline.config import Config
-from pipeline.schemas import validate
+from pipeline.schemas import split_valid_tickers
 from pipeline.store import Store
 
 log = logging.getLogger("pipeline")
 
 CALENDAR_HORIZON_DAYS = 90
-HISTORY_REFRESH_DAYS = 75      # a ticker reports about every 91 days; refresh when one may be new
+# Reports come about 91 days apart: if the newest stored report is further than this before the
+# upcoming one, the store has missed a report and the ticker's history is fetched again.
+MAX_REPORT_GAP_DAYS = 120
 
 
 @dataclass
@@ -36,6 +38,14 @@ class Context:
     def root(self) -> Path:
         return self.store.root
 
+    def keep_valid(self, name: str, frame: pd.DataFrame, stage: str) -> pd.DataFrame:
+        """The rows of tickers whose data passes the schema; the others become failures."""
+        valid, rejected = split_valid_tickers(name, frame)
+        for ticker, reason in sorted(rejected.items()):
+            log.warning("%s: dropped %s from %s: %s", stage, ticker, name, reason)
+            self.failures.append((ticker, stage, f"invalid {name} data: {reason}"))
+        return valid
+
 
 def window_tickers(ctx: Context, as_of: pd.Timestamp) -> tuple[pd.DataFrame, list[str]]:
     from pipeline.stages.events import upcoming_events
@@ -49,28 +59,25 @@ def fetch_calendar(ctx: Context, as_of: pd.Timestamp) -> int:
     calendar = ctx.source.calendar(as_of, CALENDAR_HORIZON_DAYS)
     if ctx.config.symbols:
         calendar = calendar[calendar["ticker"].isin(ctx.config.symbols)]
-    ctx.store.write("calendar", calendar, as_of)
+    ctx.store.write("calendar", ctx.keep_valid("calendar", calendar, "fetch-calendar"), as_of)
     ctx.row_counts["calendar"] = len(calendar)
     return len(calendar)
 
 
 def fetch_history(ctx: Context, as_of: pd.Timestamp) -> int:
-    """Refresh earnings history for window tickers that have none or may have reported since."""
-    _, tickers = window_tickers(ctx, as_of)
+    """Fetch earnings history for window tickers whose stored history misses a recent report."""
+    upcoming, tickers = window_tickers(ctx, as_of)
     stored = ctx.store.read("earnings_history") if ctx.store.exists("earnings_history") else None
-    if stored is not None:
-        newest = stored.groupby("ticker")["report_date"].max()
-        fresh = newest[newest >= as_of - pd.Timedelta(days=HISTORY_REFRESH_DAYS)].index
-        stale = [t for t in tickers if t not in set(fresh)]
-    else:
-        stale = tickers
+    newest = stored.groupby("ticker")["report_date"].max() if stored is not None else pd.Series(dtype="datetime64[ns]")
+    due = upcoming.set_index("ticker")["report_date"] - pd.Timedelta(days=MAX_REPORT_GAP_DAYS)
+    stale = sorted(t for t in tickers if t not in newest.index or newest[t] < due[t])
     if stale:
-        fetched = ctx.source.earnings_history(stale, as_of)
+        fetched = ctx.keep_valid("earnings_history", ctx.source.earnings_history(stale, as_of), "fetch-history")
         combined = fetched if stored is None else pd.concat(
             [stored[~stored["ticker"].isin(stale)], fetched], ignore_index=True)
         combined = combined.sort_values(["ticker", "report_date"], kind="stable").reset_index(drop=True)
         ctx.store.write("earnings_history", combined)
-    ctx.row_counts["earnings_history"] = len(stale)
+    ctx.row_counts["earnings_history_refreshed"] = len(stale)
     return len(stale)
 
 
@@ -100,7 +107,7 @@ def backfill_prices(ctx: Context, as_of: pd.Timestamp) -> int:
         fetched.append(ctx.source.prices(group["ticker"].tolist(), lo, hi))
     new = pd.concat(fetched, ignore_index=True) if fetched else None
     if new is not None and len(new):
-        new = validate("prices", new)
+        new = ctx.keep_valid("prices", new, "backfill-prices")
         years = set(new["date"].dt.year)
         keep = stored[stored["date"].dt.year.isin(years)] if stored is not None else None
         merged = pd.concat([keep, new], ignore_index=True) if keep is not None else new
@@ -116,7 +123,7 @@ def pull_chains(ctx: Context, as_of: pd.Timestamp) -> int:
     upcoming, tickers = window_tickers(ctx, as_of)
     listed = ctx.source.expirations(tickers, as_of)
     wanted = event_expirations(listed, upcoming)
-    chains = ctx.source.chains(wanted, as_of)
+    chains = ctx.keep_valid("chains", ctx.source.chains(wanted, as_of), "pull-chains")
     for ticker in sorted(set(tickers) - set(chains["ticker"])):
         ctx.failures.append((ticker, "pull-chains", "no option chain for the event expirations"))
     ctx.store.write("chains", chains, as_of)

@@ -21,6 +21,7 @@ TICKER_PATTERN = TICKER_RE.pattern
 VRP_TIERS = ("EXCELLENT", "GOOD", "MARGINAL", "SKIP")
 LIQUIDITY_TIERS = ("EXCELLENT", "GOOD", "WARNING", "REJECT")
 METRIC_STATUSES = ("ok", "degraded", "failed")
+MAX_PRICE = 1e7        # no listed US equity or option trades near this: larger values are garbage
 IV_STATUSES = (
     "ok", "no_quote", "crossed", "below_intrinsic", "above_upper_bound", "no_forward", "expired",
     "not_converged",
@@ -79,10 +80,10 @@ class Prices(_Model):
 
     ticker: Series[str] = _ticker()
     date: Series[pa.DateTime]
-    open: Series[float] = pa.Field(gt=0)
-    high: Series[float] = pa.Field(gt=0)
-    low: Series[float] = pa.Field(gt=0)
-    close: Series[float] = pa.Field(gt=0)
+    open: Series[float] = pa.Field(gt=0, lt=MAX_PRICE)
+    high: Series[float] = pa.Field(gt=0, lt=MAX_PRICE)
+    low: Series[float] = pa.Field(gt=0, lt=MAX_PRICE)
+    close: Series[float] = pa.Field(gt=0, lt=MAX_PRICE)
     volume: Series[float] = pa.Field(ge=0)
     source: Series[str]
 
@@ -105,14 +106,14 @@ class Chains(_Model):
 
     ticker: Series[str] = _ticker()
     expiration: Series[pa.DateTime]
-    strike: Series[float] = pa.Field(gt=0)
+    strike: Series[float] = pa.Field(gt=0, lt=MAX_PRICE)
     option_type: Series[str] = pa.Field(isin=["C", "P"])
-    bid: Series[float] = pa.Field(ge=0, nullable=True)
-    ask: Series[float] = pa.Field(ge=0, nullable=True)
-    last: Series[float] = pa.Field(ge=0, nullable=True)
+    bid: Series[float] = pa.Field(ge=0, lt=MAX_PRICE, nullable=True)
+    ask: Series[float] = pa.Field(ge=0, lt=MAX_PRICE, nullable=True)
+    last: Series[float] = pa.Field(ge=0, lt=MAX_PRICE, nullable=True)
     volume: Series[float] = pa.Field(ge=0)
     open_interest: Series[float] = pa.Field(ge=0)
-    underlying_price: Series[float] = pa.Field(gt=0)
+    underlying_price: Series[float] = pa.Field(gt=0, lt=MAX_PRICE)
     quote_time: Series[pd.DatetimeTZDtype] = pa.Field(dtype_kwargs={"unit": "ns", "tz": "UTC"})
     vendor_iv: Series[float] = pa.Field(ge=0, nullable=True)
     vendor_delta: Series[float] = pa.Field(ge=-1, le=1, nullable=True)
@@ -242,6 +243,34 @@ def validate(name: str, df: pd.DataFrame) -> pd.DataFrame:
         return model.validate(df, lazy=True)
     except pa.errors.SchemaErrors as exc:
         raise DatasetValidationError(name, _describe(exc.failure_cases)) from None
+
+
+def split_valid_tickers(name: str, df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Validate ``df``; when failures sit on identifiable rows, drop every row of the tickers
+    concerned instead of failing the whole dataset, and return ``{ticker: reason}`` for them.
+
+    Failures that cannot be pinned to rows (a missing column, a wrong dtype for the whole column)
+    still raise :class:`DatasetValidationError`: they are the source's fault, not one ticker's.
+    """
+    frame = df.reset_index(drop=True)
+    try:
+        return validate(name, frame), {}
+    except DatasetValidationError as first_error:
+        model = DATASETS[name].model
+        try:
+            model.validate(frame, lazy=True)
+        except pa.errors.SchemaErrors as exc:
+            failures = exc.failure_cases
+        else:                                   # pragma: no cover - validate() just failed
+            raise first_error
+        rows = failures["index"]
+        if rows.isna().any() or "ticker" not in frame.columns:
+            raise first_error
+        located = failures.assign(ticker=frame["ticker"].to_numpy()[rows.astype(int).to_numpy()])
+        reasons = (located.assign(what="column '" + located["column"].astype(str) + "' failed " + located["check"].astype(str))
+                   .groupby("ticker")["what"].agg(lambda w: "; ".join(sorted(set(w)))))
+        kept = frame[~frame["ticker"].isin(reasons.index)]
+        return validate(name, kept), reasons.to_dict()
 
 
 def _describe(failures: pd.DataFrame, max_rows: int = 8) -> str:

@@ -64,8 +64,9 @@ def _last_close(prices: pd.DataFrame, as_of: pd.Timestamp) -> pd.Series:
 
 
 def _status(m: pd.DataFrame) -> tuple[np.ndarray, pd.Series]:
-    """failed: no VRP (the core number); degraded: VRP but a qualifier is missing; else ok.
-    The reason joins every stage's reason that applies."""
+    """failed: no VRP (the core number); degraded: VRP but a qualifier is missing or the straddle
+    is untradeable (REJECT); else ok. The reason joins every stage's reason or flag that applies
+    (a flag such as disagrees_with_straddle is reported without degrading the status)."""
     reasons = pd.DataFrame({
         "implied": m["implied_reason"],
         "history": m["hist_reason"],
@@ -76,6 +77,7 @@ def _status(m: pd.DataFrame) -> tuple[np.ndarray, pd.Series]:
     long = labelled.stack().dropna()
     reason = long.groupby(level=0).agg("; ".join).reindex(m.index).astype("str")
     failed = m["vrp"].isna().to_numpy()
-    degraded = reasons.notna().any(axis=1).to_numpy() | (m["liquidity_tier"] == "REJECT").to_numpy()
+    missing = m[["implied_move", "hist_mean_abs_move", "ts_implied_move", "skew_slope"]].isna().any(axis=1)
+    degraded = missing.to_numpy() | (m["liquidity_tier"] == "REJECT").to_numpy()
     status = np.where(failed, "failed", np.where(degraded, "degraded", "ok"))
     return status, reason

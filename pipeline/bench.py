@@ -1,0 +1,176 @@
+"""Benchmark of the compute stages on a synthetic universe: ``make bench``.
+
+For each universe size N it builds one as-of date's inputs in memory (every ticker gets an
+upcoming event and its first five expirations after it: ~300 quotes per ticker), then times
+each stage (best of ``--repeat`` runs) and measures its peak traced memory in a separate run. It also reports
+implied-vol throughput with the max error against QuantLib on a sample, skew fits per second, and
+the same maths run ticker by ticker in a plain loop (on a sample, scaled to N) as a reference.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import time
+import tracemalloc
+
+import numpy as np
+import pandas as pd
+
+AS_OF = pd.Timestamp("2026-11-20")
+
+
+def build_inputs(n_tickers: int, seed: int = 7):
+    from pipeline.sources.synthetic import SyntheticMarket
+    from pipeline.stages.events import event_expirations, upcoming_events
+
+    market = SyntheticMarket(seed=seed, universe_size=n_tickers)
+    calendar = market.calendar(AS_OF, 92)
+    events = upcoming_events(calendar, AS_OF, 92)
+    tickers = events["ticker"].tolist()
+    wanted = event_expirations(market.expirations(tickers, AS_OF), events, count=5)
+    return {
+        "calendar": calendar,
+        "history": market.earnings_history(tickers, AS_OF),
+        "prices": market.prices(tickers, AS_OF - pd.DateOffset(years=4, days=10), AS_OF),
+        "chains": market.chains(wanted, AS_OF),
+        "events": events,
+    }
+
+
+def stage_functions(inputs, config):
+    """Each compute stage as a zero-argument callable, in pipeline order, fed by the previous."""
+    from pipeline.stages import consistency, implied, ivol, moves, skew, term
+    from pipeline.stages.metrics import compute_metrics
+
+    state = {}
+
+    def run_moves():
+        state["moves"] = moves.historical_moves(inputs["history"], inputs["prices"], AS_OF)
+
+    def run_stats():
+        state["stats"] = consistency.history_stats(state["moves"])
+
+    def run_straddle():
+        implied.event_straddles(inputs["chains"], inputs["events"], config.max_leg_spread)
+
+    def run_surface():
+        state["surface"] = ivol.build_surface(inputs["chains"], config.risk_free_rate)
+
+    def run_skew():
+        state["skew"] = skew.fit_skew(state["surface"], min_points=config.skew_min_points,
+                                      max_abs_x=config.skew_max_abs_x)
+
+    def run_term():
+        term.term_structure(term.atm_iv_by_expiration(state["surface"]), inputs["events"])
+
+    def run_all():
+        compute_metrics(AS_OF, inputs["calendar"], inputs["history"], inputs["prices"], inputs["chains"], config)
+
+    return [("moves", run_moves), ("history_stats", run_stats), ("straddle", run_straddle),
+            ("surface (IV)", run_surface), ("skew", run_skew), ("term", run_term),
+            ("end-to-end compute", run_all)], state
+
+
+def time_best(fn, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        gc.collect()
+        began = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - began)
+    return best
+
+
+def peak_memory(fn) -> float:
+    gc.collect()
+    tracemalloc.start()
+    fn()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak / 2**20
+
+
+def iv_against_quantlib(surface: pd.DataFrame, sample: int = 2000) -> tuple[float, float]:
+    """Options/s of the vectorized solver on every quote, and max |iv - QuantLib| on a sample."""
+    import QuantLib as ql
+
+    from pipeline.stages.ivol import implied_vol
+
+    ok = surface[surface["iv_status"] == "ok"]
+    price = ok["mid"].to_numpy()
+    forward, strike, t = ok["forward"].to_numpy(), ok["strike"].to_numpy(), ok["t"].to_numpy()
+    discount = np.exp(-ok["rate"].to_numpy() * t)
+    is_call = (ok["option_type"] == "C").to_numpy()
+    seconds = time_best(lambda: implied_vol(price, forward, strike, t, discount, is_call), 3)
+    iv, _ = implied_vol(price, forward, strike, t, discount, is_call)
+    pick = np.random.default_rng(0).choice(len(ok), size=min(sample, len(ok)), replace=False)
+    worst = 0.0
+    for i in pick:
+        kind = ql.Option.Call if is_call[i] else ql.Option.Put
+        std = ql.blackFormulaImpliedStdDev(kind, strike[i], forward[i], price[i], discount[i], 0.0,
+                                           iv[i] * np.sqrt(t[i]), 1e-14, 500)
+        worst = max(worst, abs(std / np.sqrt(t[i]) - iv[i]))
+    return len(ok) / seconds, worst
+
+
+def loop_reference(inputs, config, sample: int) -> float:
+    """Seconds for the full compute run ticker by ticker, on ``sample`` tickers scaled to all."""
+    from pipeline.stages.metrics import compute_metrics
+
+    tickers = inputs["events"]["ticker"].tolist()
+    chosen = tickers[:sample]
+    by = {k: inputs[k].groupby("ticker") for k in ("calendar", "history", "prices", "chains")}
+    began = time.perf_counter()
+    for ticker in chosen:
+        part = {k: g.get_group(ticker) for k, g in by.items()}
+        compute_metrics(AS_OF, part["calendar"], part["history"], part["prices"], part["chains"], config)
+    return (time.perf_counter() - began) * len(tickers) / len(chosen)
+
+
+def bench(sizes, repeat: int, loop_sample: int) -> None:
+    from pipeline.config import Config
+
+    config = Config()
+    rows = []
+    for n in sizes:
+        began = time.perf_counter()
+        inputs = build_inputs(n)
+        build_seconds = time.perf_counter() - began
+        stages, state = stage_functions(inputs, config)
+        timings = {}
+        for name, fn in stages:
+            timings[name] = (time_best(fn, repeat), peak_memory(fn))
+        iv_rate, iv_error = iv_against_quantlib(state["surface"])
+        skew_groups = state["skew"].shape[0]
+        loop_seconds = loop_reference(inputs, config, loop_sample)
+        rows.append((n, len(inputs["chains"]), build_seconds, timings, iv_rate, iv_error,
+                     skew_groups / timings["skew"][0], loop_seconds))
+        print(f"N={n}: built {len(inputs['chains']):,} quotes in {build_seconds:.1f}s", flush=True)
+    print()
+    header = f"{'stage':<22}" + "".join(f"{'N=' + format(r[0], ','):>24}" for r in rows)
+    print(header)
+    print(f"{'':<22}" + "".join(f"{'seconds   peak MiB':>24}" for _ in rows))
+    for name, _ in stages:
+        print(f"{name:<22}" + "".join(f"{r[3][name][0]:>12.3f}{r[3][name][1]:>12.1f}" for r in rows))
+    print(f"{'quotes':<22}" + "".join(f"{r[1]:>24,}" for r in rows))
+    print(f"{'IV options/s':<22}" + "".join(f"{r[4]:>24,.0f}" for r in rows))
+    print(f"{'IV max err vs QuantLib':<22}" + "".join(f"{r[5]:>24.2e}" for r in rows))
+    print(f"{'skew groups/s':<22}" + "".join(f"{r[6]:>24,.0f}" for r in rows))
+    print(f"{'per-ticker loop (s)':<22}" + "".join(f"{r[7]:>24.1f}" for r in rows))
+    print(f"{'loop / vectorized':<22}" + "".join(f"{r[7] / r[3]['end-to-end compute'][0]:>23.0f}x" for r in rows))
+    base = rows[0]
+    print(f"{'growth vs N (time)':<22}" + "".join(
+        f"{(r[3]['end-to-end compute'][0] / base[3]['end-to-end compute'][0]) / (r[0] / base[0]):>23.2f}x" for r in rows))
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[500, 5000, 20000])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--loop-sample", type=int, default=100, help="tickers timed in the per-ticker loop")
+    args = parser.parse_args(argv)
+    bench(args.sizes, args.repeat, args.loop_sample)
+
+
+if __name__ == "__main__":
+    main()

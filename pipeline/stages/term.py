@@ -1,0 +1,137 @@
+"""At-the-money IV per expiration and the term-structure estimate of the earnings move.
+
+Units: IVs and moves are fractions (0.05 = 5%), IVs annualized, ``t`` in years.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+QUOTE_KEY = ["ticker", "expiration"]
+CONTRACT_KEY = ["ticker", "expiration", "strike", "option_type"]
+EVENT_KEY = ["ticker", "report_date"]
+TERM_COLUMNS = [*EVENT_KEY, "ts_event_std", "ts_implied_move", "ex_earnings_vol", "ts_flag"]
+# E|Z| = sqrt(2/pi) for a standard normal: turns the event std into an expected absolute move.
+MEAN_ABS_PER_STD = np.sqrt(2.0 / np.pi)
+
+
+def otm_quotes(surface: pd.DataFrame) -> pd.DataFrame:
+    """Out-of-the-money quotes with a usable IV, one row per contract, with k = ln(K/F).
+
+    Puts with K < F and calls with K >= F, ``iv_status == "ok"``. A contract quoted more than
+    once (same ticker, expiration, strike, option_type) becomes one row with the mean forward,
+    t and iv, so exact duplicates change nothing and conflicting ones count once.
+    Columns: ticker, expiration, strike, option_type, forward, t, iv, k.
+    """
+    usable = surface[surface["iv_status"] == "ok"]
+    quotes = usable.groupby(CONTRACT_KEY, sort=False, as_index=False)[["forward", "t", "iv"]].mean()
+    k = np.log(quotes["strike"] / quotes["forward"])
+    out_of_money = np.where(quotes["option_type"] == "P", k < 0, k >= 0)
+    return quotes[out_of_money].assign(k=k[out_of_money])
+
+
+def _nearest_each_side(quotes: pd.DataFrame) -> pd.DataFrame:
+    """Per (ticker, expiration): the OTM quote just below F (a put) and at/just above F (a call)."""
+    ordered = quotes.sort_values([*QUOTE_KEY, "k"])
+    below = ordered[ordered["k"] < 0].drop_duplicates(QUOTE_KEY, keep="last")
+    above = ordered[ordered["k"] >= 0].drop_duplicates(QUOTE_KEY, keep="first")
+    columns = [*QUOTE_KEY, "k", "iv"]
+    return below[columns].merge(above[columns], on=QUOTE_KEY, suffixes=("_below", "_above"))
+
+
+def expiration_times(surface: pd.DataFrame) -> pd.DataFrame:
+    """ticker, expiration, t: the median time to expiry of each group's rows, sorted by group."""
+    return surface.groupby(QUOTE_KEY, as_index=False)["t"].median()
+
+
+def interpolate_atm(quotes: pd.DataFrame, expirations: pd.DataFrame) -> pd.DataFrame:
+    """``expirations`` (ticker, expiration, t) plus atm_iv from ``quotes`` (see :func:`otm_quotes`).
+
+    atm_iv = iv_below + (0 - k_below) / (k_above - k_below) * (iv_above - iv_below): linear in
+    k = ln(K/F) between the nearest OTM put below the forward and the nearest OTM call at or above
+    it. NaN when one side has no usable quote: extrapolating a one-sided smile to the money is not
+    trustworthy.
+    """
+    sides = _nearest_each_side(quotes)
+    weight = -sides["k_below"] / (sides["k_above"] - sides["k_below"])
+    sides = sides.assign(atm_iv=sides["iv_below"] + weight * (sides["iv_above"] - sides["iv_below"]))
+    return expirations.merge(sides[[*QUOTE_KEY, "atm_iv"]], on=QUOTE_KEY, how="left")
+
+
+def atm_iv_by_expiration(surface: pd.DataFrame) -> pd.DataFrame:
+    """ATM IV at K = F per (ticker, expiration): ticker, expiration, t, atm_iv.
+
+    One row per (ticker, expiration) in ``surface``, sorted; see :func:`interpolate_atm` for the
+    interpolation and :func:`expiration_times` for t.
+    """
+    return interpolate_atm(otm_quotes(surface), expiration_times(surface))
+
+
+def _first_two_expirations(atm: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
+    """Per event: sigma/T of the first two expirations on or after the reaction date (NaN if absent).
+
+    Expirations without a positive t and a finite ATM IV are skipped.
+    """
+    usable = atm[(atm["t"] > 0) & np.isfinite(atm["atm_iv"])][["ticker", "expiration", "t", "atm_iv"]]
+    candidates = events[[*EVENT_KEY, "reaction_date"]].drop_duplicates(EVENT_KEY).merge(usable, on="ticker")
+    candidates = candidates[candidates["expiration"] >= candidates["reaction_date"]]
+    candidates = candidates.sort_values([*EVENT_KEY, "expiration"])
+    rank = candidates.groupby(EVENT_KEY, sort=False).cumcount()
+    first, second = (candidates[rank == r].set_index(EVENT_KEY)[["t", "atm_iv"]] for r in (0, 1))
+    pairs = first.join(second, how="outer", lsuffix="1", rsuffix="2")
+    pairs.columns = ["t1", "sigma1", "t2", "sigma2"]
+    return events[[*EVENT_KEY, "reaction_date"]].merge(pairs.reset_index(), on=EVENT_KEY, how="left")
+
+
+def term_structure(atm: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
+    """Event move implied by the ATM term structure, one row per event.
+
+    With the first two expirations whose date is on or after the reaction date (IV sigma1 at T1,
+    sigma2 at T2, T1 < T2, both containing the event, constant diffusive vol assumed):
+
+    - event variance   sigma_E^2 = (sigma1^2 - sigma2^2) * T1 * T2 / (T2 - T1)   (fraction^2)
+    - diffusive variance         = (sigma1^2 T1 - sigma2^2 T2) / (T1 - T2)        (per year)
+    - ``ts_event_std`` = sigma_E, ``ts_implied_move`` = sqrt(2/pi) * sigma_E (expected |move|),
+      ``ex_earnings_vol`` = sqrt(diffusive variance) (annualized).
+
+    ``atm``: ticker, expiration, t, atm_iv (see :func:`atm_iv_by_expiration`); ``events``: ticker,
+    report_date, reaction_date. Values are null and ``ts_flag`` says why, first match wins:
+    ``no_reaction_date``, ``no_expiration_after_event``, ``one_expiration``, ``not_inverted``
+    (sigma1 <= sigma2: no event premium to extract), ``negative_diffusive_variance`` (the front
+    expiration has more total variance than the back: calendar arbitrage or bad quotes).
+    """
+    pairs = _first_two_expirations(atm, events)
+    t1, t2, sigma1, sigma2 = (pairs[c].to_numpy(float) for c in ("t1", "t2", "sigma1", "sigma2"))
+    var1, var2 = sigma1 * sigma1, sigma2 * sigma2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        event_var = (var1 - var2) * t1 * t2 / (t2 - t1)
+        diffusive_var = (var1 * t1 - var2 * t2) / (t1 - t2)
+    flag = np.select(
+        [pairs["reaction_date"].isna().to_numpy(), np.isnan(t1), np.isnan(t2), ~(sigma1 > sigma2), ~(diffusive_var >= 0)],
+        ["no_reaction_date", "no_expiration_after_event", "one_expiration", "not_inverted",
+         "negative_diffusive_variance"],
+        default="",
+    )
+    valid = flag == ""
+    event_std = np.sqrt(np.where(valid, event_var, np.nan))
+    return pd.DataFrame({
+        "ticker": pairs["ticker"].to_numpy(),
+        "report_date": pairs["report_date"].to_numpy(),
+        "ts_event_std": event_std,
+        "ts_implied_move": MEAN_ABS_PER_STD * event_std,
+        "ex_earnings_vol": np.sqrt(np.where(valid, diffusive_var, np.nan)),
+        "ts_flag": pd.array(np.where(valid, None, flag), dtype="str"),
+    }, index=events.index)[TERM_COLUMNS]
+
+
+def flag_disagreement(implied_move, ts_implied_move, ratio: float) -> np.ndarray:
+    """True where the two move estimates differ by more than ``ratio`` either way.
+
+    max(a/b, b/a) > ratio for positive a, b; False where either is missing or not positive
+    (nothing to compare). The caller turns True into ts_flag "disagrees_with_straddle".
+    """
+    a = np.asarray(implied_move, dtype=float)
+    b = np.asarray(ts_implied_move, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        spread = np.maximum(a / b, b / a)
+    return (a > 0) & (b > 0) & (spread > ratio)

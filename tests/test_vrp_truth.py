@@ -1,0 +1,65 @@
+"""Ranking quality: does the reported VRP order events like the synthetic market's true premium?
+
+Every ticker of the default universe reports once a quarter, so running the compute stage for
+each session of a quarter and keeping each event as seen on the session before it reacts covers
+the whole universe once, the way a trader would see it the day before.
+"""
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import spearmanr
+
+from pipeline import sessions
+from pipeline.config import Config
+from pipeline.stages.events import event_expirations, upcoming_events
+from pipeline.stages.metrics import compute_metrics
+
+END = pd.Timestamp("2026-11-20")
+
+
+@pytest.fixture(scope="module")
+def day_before_metrics(market):
+    days = sessions.sessions_between("2026-08-20", END)
+    tickers = market.universe["ticker"].tolist()
+    history = market.earnings_history(tickers, END)
+    prices = market.prices(tickers, "2022-06-01", END)
+    calendar = market.calendar(days[0], 100)
+    config = Config()
+    rows = []
+    for day in days:
+        upcoming = upcoming_events(calendar, day, config.lookahead_days)
+        next_session = sessions.sessions_offset([day], 0, strict=True)[0]
+        names = upcoming.loc[upcoming["reaction_date"] == next_session, "ticker"]
+        if names.empty:
+            continue
+        wanted = event_expirations(market.expirations(names.tolist(), day), upcoming[upcoming.ticker.isin(names)])
+        part = lambda frame: frame[frame["ticker"].isin(names)]
+        result = compute_metrics(day, part(calendar), part(history), part(prices),
+                                 market.chains(wanted, day), config)
+        rows.append(result.metrics)
+    metrics = pd.concat(rows, ignore_index=True)
+    truth = market.truth_events(END, 1)
+    return metrics.merge(truth[["ticker", "report_date", "true_premium", "implied_move_std"]],
+                         on=["ticker", "report_date"])
+
+
+def test_reported_vrp_ranks_events_like_the_true_premium(day_before_metrics):
+    m = day_before_metrics.dropna(subset=["vrp"])
+    assert m["ticker"].nunique() >= 450                    # the default universe, once each
+    rho = spearmanr(m["vrp"], m["true_premium"]).statistic
+    oracle = spearmanr(m["implied_move_std"] / m["hist_mean_abs_move"], m["true_premium"]).statistic
+    print(f"\nSpearman(vrp, true premium) = {rho:.3f} over {len(m)} events; oracle ceiling {oracle:.3f}")
+    # Threshold. Even an oracle that knows the exact event std the options embed only reaches
+    # rho ~0.67, because the denominator is the mean of 12 fat-tailed draws (relative error
+    # ~25%). The straddle also carries each ticker's own diffusive variance until expiry (up to a
+    # week after the event), which has no relation to the premium. Measured: rho ~0.40. Under
+    # no skill rho is ~N(0, 1/sqrt(n)) = 0.045 for n ~ 500, so 0.30 is > 6 standard errors above
+    # chance and ~0.1 below the measured value, which leaves room for seed-level variation.
+    assert rho >= 0.30
+    assert oracle > rho
+
+
+def test_higher_tiers_hold_higher_true_premiums(day_before_metrics):
+    m = day_before_metrics.dropna(subset=["vrp_tier"])
+    means = m.groupby("vrp_tier")["true_premium"].mean()
+    assert means["EXCELLENT"] > means["SKIP"]
