@@ -76,7 +76,7 @@ class Runner:
         from pipeline import jobs
         from pipeline.runlog import (EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, LockedError, Manifest,
                                      data_root_lock, setup_logging)
-        from pipeline.sources import SourceUnavailable, make_source
+        from pipeline.sources import make_source
         from pipeline.store import Store
 
         as_of = resolve_date(date)
@@ -103,7 +103,7 @@ class Runner:
                         with manifest.stage("report", ctx):
                             metrics = ctx.store.read("metrics", as_of)
                             report_path, frame = _report(metrics, root, as_of)
-                except (SourceUnavailable, FileNotFoundError, ValueError, RuntimeError) as exc:
+                except Exception as exc:  # noqa: BLE001 - any failure: logged, manifested, exit 1
                     logging.getLogger("pipeline").exception("%s %s failed", command, as_of.date())
                     manifest.finish(EXIT_FAILED, ctx.failures)
                     _fail(f"{command} {as_of.date()} failed: {exc}", EXIT_FAILED)
@@ -198,3 +198,4 @@ def rank(runner: Runner, date):
     as_of = resolve_date(date)
     stages = [] if Store(runner.data_dir).exists("metrics", as_of) else ALL_STAGES
     runner.run("rank", str(as_of.date()), stages, report=True)
+

@@ -137,9 +137,12 @@ def parse_config(raw) -> Config:
     symbols = (raw.get("universe") or {}).get("symbols") or []
     if not isinstance(symbols, list) or not all(isinstance(s, str) for s in symbols):
         raise ConfigError("config key 'universe.symbols': expected a list of ticker strings")
-    from pipeline.tickers import validate_ticker
+    from pipeline.tickers import InvalidTickerError, validate_ticker
 
-    values["symbols"] = tuple(validate_ticker(s, what="config key 'universe.symbols'") for s in symbols)
+    try:
+        values["symbols"] = tuple(validate_ticker(s, what="config key 'universe.symbols'") for s in symbols)
+    except InvalidTickerError as exc:
+        raise ConfigError(str(exc)) from None
     values["vrp_tiers"] = _decreasing_tiers(raw.get("vrp_tiers"), "vrp_tiers", VRP_TIER_NAMES)
     values["liquidity_tiers"] = _liquidity_tiers(raw.get("liquidity_tiers"))
     values["score_weights"] = _weights(raw.get("score_weights"))

@@ -13,7 +13,7 @@ import pandas as pd
 
 from pipeline import sessions
 from pipeline.config import Config
-from pipeline.schemas import split_valid_tickers
+from pipeline.schemas import empty, split_valid_tickers
 from pipeline.store import Store
 
 log = logging.getLogger("pipeline")
@@ -121,10 +121,13 @@ def pull_chains(ctx: Context, as_of: pd.Timestamp) -> int:
     from pipeline.stages.events import event_expirations
 
     upcoming, tickers = window_tickers(ctx, as_of)
-    listed = ctx.source.expirations(tickers, as_of)
-    wanted = event_expirations(listed, upcoming)
-    chains = ctx.keep_valid("chains", ctx.source.chains(wanted, as_of), "pull-chains")
-    for ticker in sorted(set(tickers) - set(chains["ticker"])):
+    if tickers:
+        wanted = event_expirations(ctx.source.expirations(tickers, as_of), upcoming)
+        chains = ctx.keep_valid("chains", ctx.source.chains(wanted, as_of), "pull-chains")
+    else:
+        chains = empty("chains")
+    quarantined = {t for t, stage, _ in ctx.failures if stage == "pull-chains"}
+    for ticker in sorted(set(tickers) - set(chains["ticker"]) - quarantined):
         ctx.failures.append((ticker, "pull-chains", "no option chain for the event expirations"))
     ctx.store.write("chains", chains, as_of)
     ctx.row_counts["chains"] = len(chains)
@@ -137,8 +140,8 @@ def compute(ctx: Context, as_of: pd.Timestamp) -> pd.DataFrame:
     result = compute_metrics(
         as_of,
         calendar=ctx.store.read("calendar", as_of),
-        history=ctx.store.read("earnings_history"),
-        prices=ctx.store.read("prices"),
+        history=ctx.store.read_or_empty("earnings_history"),
+        prices=ctx.store.read_or_empty("prices"),
         chains=ctx.store.read("chains", as_of),
         config=ctx.config,
     )

@@ -245,6 +245,12 @@ def validate(name: str, df: pd.DataFrame) -> pd.DataFrame:
         raise DatasetValidationError(name, _describe(exc.failure_cases)) from None
 
 
+def empty(name: str) -> pd.DataFrame:
+    """A zero-row frame of dataset ``name`` with the contract's columns and dtypes."""
+    dtypes = DATASETS[name].model.to_schema().dtypes
+    return validate(name, pd.DataFrame({c: pd.Series(dtype=str(d)) for c, d in dtypes.items()}))
+
+
 def split_valid_tickers(name: str, df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
     """Validate ``df``; when failures sit on identifiable rows, drop every row of the tickers
     concerned instead of failing the whole dataset, and return ``{ticker: reason}`` for them.

@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.schemas import DATASETS, validate
+from pipeline.schemas import DATASETS, empty, validate
 
 FILE_NAME = "part-0.parquet"
 TMP_PREFIX = ".tmp-"
@@ -109,6 +109,11 @@ class Store:
             where = f" for {dataset.partition}={_partition_text(partition)}" if partition is not None else ""
             raise FileNotFoundError(f"dataset '{name}' has no snapshot{where} ({path})")
         return validate(name, self._read_file(name, path))
+
+    def read_or_empty(self, name: str) -> pd.DataFrame:
+        """An unpartitioned or year-partitioned dataset, empty when nothing was ever written."""
+        has_data = self.partitions(name) if DATASETS[name].partition == "year" else self.exists(name)
+        return self.read(name) if has_data else empty(name)
 
     @staticmethod
     def _read_file(name: str, path: Path) -> pd.DataFrame:

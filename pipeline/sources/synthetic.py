@@ -438,7 +438,7 @@ class SyntheticMarket:
         realized[reacted] = np.round(close[row[reacted], col[reacted]], 4) / np.round(close[row[reacted], col[reacted] - 1], 4) - 1
         ev["realized_move"] = realized
         upcoming = ev[(ev["reaction_date"] > as_of) & (ev["report_date"] <= end)]
-        model = pd.DataFrame(columns=["ticker", "report_date"])
+        model = pd.DataFrame({"ticker": pd.Series(dtype="str"), "report_date": pd.Series(dtype="datetime64[ns]")})
         if len(upcoming):
             listed = self.expirations(upcoming["ticker"].unique().tolist(), as_of)
             first = upcoming.groupby("ticker", sort=False)["reaction_date"].min().rename("next_reaction").reset_index()

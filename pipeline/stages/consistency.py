@@ -33,6 +33,9 @@ def history_stats(moves: pd.DataFrame, *, move_type: str = "close_move", max_eve
     fractions. One row per ticker.
     """
     recent = recent_abs_moves(moves, move_type, max_events)
+    if recent.empty:
+        columns = {"ticker": "str", "n_events": "int64", **{c: "float64" for c in STAT_COLUMNS[1:]}, "hist_reason": "str"}
+        return pd.DataFrame({c: pd.Series(dtype=d) for c, d in columns.items()})
     x = recent["abs_move"]
     by = recent.groupby("ticker", sort=True)
     median = by["abs_move"].transform("median")

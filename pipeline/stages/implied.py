@@ -44,6 +44,9 @@ def event_straddles(chains: pd.DataFrame, events: pd.DataFrame, max_leg_spread: 
     Events without a chain, a covering expiration or a usable strike get nulls and a reason.
     A contract quoted twice counts once (first quote kept).
     """
+    if events.empty:
+        dtypes = {"ticker": "str", "report_date": "datetime64[ns]", "expiration": "datetime64[ns]", "implied_reason": "str"}
+        return pd.DataFrame({c: pd.Series(dtype=dtypes.get(c, "float64")) for c in IMPLIED_COLUMNS})
     chains = chains.drop_duplicates(["ticker", "expiration", "strike", "option_type"])
     ev = events[["ticker", "report_date", "reaction_date"]]
     listed = chains[["ticker", "expiration"]].drop_duplicates()

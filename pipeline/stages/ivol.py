@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr, ndtri
 
+from pipeline.schemas import IV_STATUSES
 from pipeline.sessions import year_fraction
 
 SQRT_2PI = np.sqrt(2.0 * np.pi)
@@ -38,12 +39,8 @@ MAX_ITERATIONS = 40   # two steps normally; the rest is room for bisection fallb
 # being fresh 8 MB arrays, which makes 1e6 options about 1.5x faster. Results do not depend on it.
 BLOCK = 1 << 16
 
-STATUSES = (
-    "ok", "no_quote", "crossed", "below_intrinsic", "above_upper_bound", "no_forward", "expired",
-    "not_converged",
-)
-_STATUS_ARRAY = np.array(STATUSES, dtype=object)
-_CODE = {name: np.int8(i) for i, name in enumerate(STATUSES)}
+_STATUS_ARRAY = np.array(IV_STATUSES, dtype=object)
+_CODE = {name: np.int8(i) for i, name in enumerate(IV_STATUSES)}
 
 PARITY_STRIKES = 3   # strikes nearest the money whose parity forwards are combined (median)
 SURFACE_COLUMNS = [

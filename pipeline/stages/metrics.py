@@ -40,6 +40,8 @@ def compute_metrics(as_of: pd.Timestamp, calendar: pd.DataFrame, history: pd.Dat
     m = m.merge(skews, on=["ticker", "expiration"], how="left")
     m = m.merge(terms, on=["ticker", "report_date"], how="left")
     m["n_events"] = m["n_events"].fillna(0).astype(int)
+    # history_stats only sees tickers with at least one measured move.
+    m["hist_reason"] = m["hist_reason"].where(m["n_events"] > 0, "no past reports with prices")
     m["skew_n"] = m["skew_n"].fillna(0).astype(int)
     m["spot"] = m["spot"].fillna(m["ticker"].map(_last_close(prices, as_of)))
 

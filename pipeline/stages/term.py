@@ -107,7 +107,8 @@ def term_structure(atm: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
         event_var = (var1 - var2) * t1 * t2 / (t2 - t1)
         diffusive_var = (var1 * t1 - var2 * t2) / (t1 - t2)
     flag = np.select(
-        [pairs["reaction_date"].isna().to_numpy(), np.isnan(t1), np.isnan(t2), ~(sigma1 > sigma2), ~(diffusive_var >= 0)],
+        [pairs["reaction_date"].isna().to_numpy(), np.isnan(t1), np.isnan(t2), ~(sigma1 > sigma2),
+         ~(diffusive_var >= 0)],
         ["no_reaction_date", "no_expiration_after_event", "one_expiration", "not_inverted",
          "negative_diffusive_variance"],
         default="",
