@@ -135,6 +135,7 @@ class Surface(_Model):
     mid: Series[float] = pa.Field(ge=0, nullable=True)
     underlying_price: Series[float] = pa.Field(gt=0)
     forward: Series[float] = pa.Field(gt=0, nullable=True)
+    forward_source: Series[str] = pa.Field(isin=["parity", "spot"], nullable=True)
     rate: Series[float]
     t: Series[float] = pa.Field(nullable=True)
     iv: Series[float] = pa.Field(gt=0, nullable=True)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr, ndtri
 
-from pipeline.schemas import IV_STATUSES
+from pipeline.schemas import DATASETS, IV_STATUSES
 from pipeline.sessions import year_fraction
 
 SQRT_2PI = np.sqrt(2.0 * np.pi)
@@ -43,10 +43,7 @@ _STATUS_ARRAY = np.array(IV_STATUSES, dtype=object)
 _CODE = {name: np.int8(i) for i, name in enumerate(IV_STATUSES)}
 
 PARITY_STRIKES = 3   # strikes nearest the money whose parity forwards are combined (median)
-SURFACE_COLUMNS = [
-    "ticker", "expiration", "strike", "option_type", "bid", "ask", "mid", "underlying_price",
-    "forward", "rate", "t", "iv", "delta", "iv_status",
-]
+SURFACE_COLUMNS = list(DATASETS["surface"].model.to_schema().columns)
 QUOTE_KEY = ["ticker", "expiration"]
 
 
@@ -503,14 +500,16 @@ def build_surface(chains: pd.DataFrame, rate: float) -> pd.DataFrame:
       ``expired`` comes first, then ``crossed`` for bid > ask and ``no_quote`` for missing quotes
       or bid <= 0 (a zero-bid wing quote says only that the option is worth less than its ask),
       then ``no_forward`` when the group has no forward, then the price-bound statuses.
-    - ``forward`` from :func:`implied_forwards` (parity, else carried spot); ``t`` from
+    - ``forward`` from :func:`implied_forwards` (parity, else carried spot; ``forward_source``
+      says which); ``t`` from
       :func:`pipeline.sessions.year_fraction`; ``rate`` the rate used for D = exp(-rate t).
     - ``delta`` = :func:`black76_delta` (forward delta, D N(d1) / -D N(-d1)) where iv is ok.
     Rows keep the order of ``chains``.
     """
     t = year_fraction(chains["quote_time"], chains["expiration"])
     forwards = implied_forwards(chains, rate)
-    forward = chains[QUOTE_KEY].merge(forwards, on=QUOTE_KEY, how="left")["forward"].to_numpy(float)
+    matched = chains[QUOTE_KEY].merge(forwards, on=QUOTE_KEY, how="left")
+    forward = matched["forward"].to_numpy(float)
     bid = chains["bid"].to_numpy(float)
     ask = chains["ask"].to_numpy(float)
     strike = chains["strike"].to_numpy(float)
@@ -532,6 +531,7 @@ def build_surface(chains: pd.DataFrame, rate: float) -> pd.DataFrame:
         "mid": mid,
         "underlying_price": chains["underlying_price"].to_numpy(float),
         "forward": forward,
+        "forward_source": matched["forward_source"].to_numpy(),
         "rate": np.full(len(chains), float(rate)),
         "t": t,
         "iv": iv,
