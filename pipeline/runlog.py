@@ -18,6 +18,8 @@ from filelock import FileLock, Timeout
 
 from pipeline.store import atomic_write_bytes
 
+log = logging.getLogger("pipeline")
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -90,8 +92,11 @@ class Manifest:
             if ctx is not None:
                 entry["rows"] = dict(ctx.row_counts)
                 ctx.row_counts.clear()
+            log.info("stage %s %s in %.3fs rows=%s", name, entry["status"], entry["seconds"], entry.get("rows", {}))
 
     def finish(self, exit_status: int, failures=(), report: Path | None = None) -> Path:
+        for ticker, stage, reason in failures:
+            log.warning("ticker %s failed at %s: %s", ticker, stage, reason)
         self.data["failures"] = [{"ticker": t, "stage": s, "reason": r} for t, s, r in failures]
         self.data["exit_status"] = exit_status
         self.data["report"] = str(report) if report else None
@@ -100,4 +105,5 @@ class Manifest:
         path = self.root / "runs" / f"{stamp}-{os.getpid()}.json"
         text = json.dumps(self.data, indent=2, default=str)
         atomic_write_bytes(path, lambda tmp: tmp.write_text(text))
+        log.info("run %s as_of=%s exit=%s manifest=%s", self.data["command"], self.data["as_of"], exit_status, path)
         return path

@@ -82,3 +82,18 @@ def test_missing_bars_leave_the_report_out_rather_than_guess(market):
     again = historical_moves(history, holed, END)
     assert len(again) == len(moves) - 1
     assert not ((again["ticker"] == victim["ticker"]) & (again["report_date"] == victim["report_date"])).any()
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None)
+@given(scale=st.floats(0.01, 1000.0))
+def test_moves_are_unchanged_when_all_prices_scale(market, scale):
+    tickers = market.universe["ticker"].tolist()[:3]
+    history = market.earnings_history(tickers, END)
+    prices = market.prices(tickers, "2025-01-02", END)
+    scaled = prices.assign(**{c: prices[c] * scale for c in ("open", "high", "low", "close")})
+    a, b = historical_moves(history, prices, END), historical_moves(history, scaled, END)
+    for column in ("close_move", "gap_move", "max_move"):
+        np.testing.assert_allclose(a[column], b[column], rtol=1e-9, atol=1e-12)
