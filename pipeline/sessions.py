@@ -104,10 +104,15 @@ def year_fraction(quote_time, expiration) -> np.ndarray:
     """Time to expiry in years: (close of the expiration session - quote time) / 365 days.
 
     This one convention is shared by the synthetic pricer and the IV stage, so the two agree.
+    A chain holds few distinct expirations and quote times, so the calendar is consulted once
+    per distinct value.
     """
-    expiry_close = session_closes_utc(pd.DatetimeIndex(expiration))
-    delta = expiry_close - pd.DatetimeIndex(quote_time).tz_convert("UTC")
-    return delta.total_seconds().values / SECONDS_PER_YEAR
+    expiry_codes, expiries = pd.factorize(pd.DatetimeIndex(expiration))
+    quote_codes, quotes = pd.factorize(pd.DatetimeIndex(quote_time).tz_convert("UTC"))
+    expiry_close = session_closes_utc(expiries).values.astype("datetime64[ns]").astype(np.int64)
+    quote_ns = quotes.values.astype("datetime64[ns]").astype(np.int64)
+    seconds = (expiry_close[expiry_codes] - quote_ns[quote_codes]) / 1e9
+    return np.where((expiry_codes < 0) | (quote_codes < 0), np.nan, seconds / SECONDS_PER_YEAR)
 
 
 def last_session_on_or_before_friday(dates) -> np.ndarray:

@@ -47,13 +47,18 @@ def event_straddles(chains: pd.DataFrame, events: pd.DataFrame, max_leg_spread: 
     if events.empty:
         dtypes = {"ticker": "str", "report_date": "datetime64[ns]", "expiration": "datetime64[ns]", "implied_reason": "str"}
         return pd.DataFrame({c: pd.Series(dtype=dtypes.get(c, "float64")) for c in IMPLIED_COLUMNS})
-    chains = chains.drop_duplicates(["ticker", "expiration", "strike", "option_type"])
     ev = events[["ticker", "report_date", "reaction_date"]]
-    listed = chains[["ticker", "expiration"]].drop_duplicates()
+    # Choose each event's expiration on the small table of listed (ticker, expiration) pairs,
+    # then work only on those quotes: most of a chain belongs to other expirations.
+    group = chains.groupby(["ticker", "expiration"], sort=False).ngroup().to_numpy()
+    _, first_row = np.unique(group, return_index=True)
+    listed = chains[["ticker", "expiration"]].iloc[first_row].assign(group=np.arange(len(first_row)))
     cover = listed.merge(ev, on="ticker")
     cover = cover[cover["expiration"] >= cover["reaction_date"]]
-    first = cover.sort_values("expiration").drop_duplicates(["ticker", "report_date"])
+    first = cover.sort_values("expiration", kind="stable").drop_duplicates(["ticker", "report_date"])
     out = ev.merge(first[["ticker", "report_date", "expiration"]], on=["ticker", "report_date"], how="left")
+    chains = chains[np.isin(group, first["group"].to_numpy())]
+    chains = chains.drop_duplicates(["ticker", "expiration", "strike", "option_type"])
     spot = chains.groupby("ticker")["underlying_price"].first()
     out["spot"] = out["ticker"].map(spot)
     exp_volume = chains.groupby(["ticker", "expiration"])["volume"].sum().rename("expiration_volume")
@@ -83,7 +88,7 @@ def event_straddles(chains: pd.DataFrame, events: pd.DataFrame, max_leg_spread: 
     }).reset_index()
     out = out.merge(result, on=by, how="left")
     out["implied_move"] = out["straddle_mid"] / out["spot"]
-    has_chain = out["ticker"].isin(chains["ticker"].unique())
+    has_chain = pd.Index(listed["ticker"].unique()).get_indexer(out["ticker"]) >= 0
     out["implied_reason"] = np.select(
         [~has_chain, out["expiration"].isna(), out["straddle_mid"].isna(), out["one_sided"].fillna(False).astype(bool)],
         ["no option chain", "no expiration covers the reaction session",

@@ -10,6 +10,12 @@ MOVES_COLUMNS = ["ticker", "report_date", "timing", "timing_source", "ref_date",
                  "ref_close", "close_move", "gap_move", "max_move"]
 
 
+def _bar_keys(ticker_codes: np.ndarray, dates) -> np.ndarray:
+    """One int64 per (ticker, day): ticker code * 100000 + days since 1970 (-1 for unknown tickers)."""
+    days = np.asarray(dates, dtype="datetime64[D]").astype(np.int64)
+    return np.where(ticker_codes >= 0, ticker_codes.astype(np.int64) * 100_000 + days, -1)
+
+
 def _candidate_moves(history: pd.DataFrame, prices: pd.DataFrame) -> pd.DataFrame:
     """Moves for each (report, timing) candidate row of ``history``.
 
@@ -17,20 +23,38 @@ def _candidate_moves(history: pd.DataFrame, prices: pd.DataFrame) -> pd.DataFram
     gap_move   = open[reaction] / ref_close - 1
     max_move   = the larger in size of high[reaction] / ref_close - 1 and low[reaction] / ref_close - 1,
                  with its sign
-    where ref_close is the close of the session before the reaction session.
+    where ref_close is the close of the session before the reaction session. Bars are looked up
+    by integer (ticker, day) keys: joining millions of bars on string and date columns is what
+    made this stage slow.
     """
     reaction = sessions.reaction_sessions(history["report_date"].values, history["timing"].to_numpy())
-    frame = history.assign(reaction_date=reaction, ref_date=sessions.previous_sessions(reaction))
-    bars = prices[["ticker", "date", "open", "high", "low", "close"]]
-    frame = frame.merge(bars.rename(columns={"date": "reaction_date"}), on=["ticker", "reaction_date"])
-    frame = frame.merge(bars[["ticker", "date", "close"]].rename(columns={"date": "ref_date", "close": "ref_close"}),
-                        on=["ticker", "ref_date"])
-    up = frame["high"] / frame["ref_close"] - 1.0
-    down = frame["low"] / frame["ref_close"] - 1.0
-    return frame.assign(
-        close_move=frame["close"] / frame["ref_close"] - 1.0,
-        gap_move=frame["open"] / frame["ref_close"] - 1.0,
-        max_move=np.where(up.abs() >= down.abs(), up, down),
+    ref = sessions.previous_sessions(reaction)
+    price_codes, price_tickers = pd.factorize(prices["ticker"])
+    history_codes = pd.Index(price_tickers).get_indexer(history["ticker"])
+    bar_keys = _bar_keys(price_codes, prices["date"].values)
+    order = np.argsort(bar_keys, kind="stable")
+    sorted_keys = bar_keys[order]
+
+    def bar_rows(dates):
+        keys = _bar_keys(history_codes, dates)
+        if not len(sorted_keys):
+            return np.zeros(len(keys), dtype=np.int64), np.zeros(len(keys), dtype=bool)
+        at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+        return order[at], (keys >= 0) & (sorted_keys[at] == keys)
+
+    at_reaction, has_reaction = bar_rows(reaction)
+    at_ref, has_ref = bar_rows(ref)
+    keep = has_reaction & has_ref
+    bars = {c: prices[c].to_numpy(float) for c in ("open", "high", "low", "close")}
+    r, f = at_reaction[keep], at_ref[keep]
+    ref_close = bars["close"][f]
+    up = bars["high"][r] / ref_close - 1.0
+    down = bars["low"][r] / ref_close - 1.0
+    return history[keep].assign(
+        reaction_date=reaction[keep], ref_date=ref[keep], ref_close=ref_close,
+        close_move=bars["close"][r] / ref_close - 1.0,
+        gap_move=bars["open"][r] / ref_close - 1.0,
+        max_move=np.where(np.abs(up) >= np.abs(down), up, down),
     )
 
 
