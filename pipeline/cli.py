@@ -107,6 +107,10 @@ class Runner:
                     logging.getLogger("pipeline").exception("%s %s failed", command, as_of.date())
                     manifest.finish(EXIT_FAILED, ctx.failures)
                     _fail(f"{command} {as_of.date()} failed: {exc}", EXIT_FAILED)
+                calls = _source_calls(ctx)
+                if calls:
+                    manifest.data["calls"] = calls
+                    click.echo(f"vendor requests: {sum(calls.values())} {calls}", err=True)
                 fetch_failures = [f for f in ctx.failures if f[1] != "compute"]
                 status = EXIT_PARTIAL if fetch_failures else EXIT_OK
                 manifest_path = manifest.finish(status, ctx.failures, report_path)
@@ -116,6 +120,14 @@ class Runner:
             _print_top(frame, report_path)
         click.echo(f"manifest: {manifest_path}", err=True)
         sys.exit(status)
+
+
+def _source_calls(ctx) -> dict:
+    """Fold a live source's per-ticker failures into the run's; return its request counts."""
+    source_failures = getattr(ctx.source, "failures", [])
+    known = set(ctx.failures)
+    ctx.failures.extend(f for f in source_failures if tuple(f) not in known)
+    return ctx.source.call_counts() if hasattr(ctx.source, "call_counts") else {}
 
 
 def _progress(stages):
@@ -192,10 +204,21 @@ def daily(runner: Runner, date):
 @DATE
 @click.pass_obj
 def rank(runner: Runner, date):
-    """Write data/reports/rank_DATE.csv (computing the date first if it has no metrics yet)."""
+    """Write data/reports/rank_DATE.csv: recompute the date's metrics from its stored snapshots
+    (so config changes apply), fetching them first if the date was never run."""
     from pipeline.store import Store
 
     as_of = resolve_date(date)
-    stages = [] if Store(runner.data_dir).exists("metrics", as_of) else ALL_STAGES
-    runner.run("rank", str(as_of.date()), stages, report=True)
+    fetched = Store(runner.data_dir).exists("chains", as_of)
+    runner.run("rank", str(as_of.date()), ["compute"] if fetched else ALL_STAGES, report=True)
 
+
+@main.command()
+@click.pass_obj
+def doctor(runner: Runner):
+    """Check config, credentials (presence only), vendor reachability, HTTP cache and data freshness."""
+    from pipeline.doctor import exit_code, render, run_checks
+
+    checks = run_checks(runner.data_dir, runner.config_path, runner.source_override)
+    click.echo(render(checks))
+    sys.exit(exit_code(checks))

@@ -158,6 +158,8 @@ def _decreasing_tiers(body, key, names) -> dict:
     levels = list(tiers.values())
     if any(a <= b for a, b in zip(levels, levels[1:])):
         raise ConfigError(f"config key '{key}': thresholds must be strictly decreasing ({', '.join(names)})")
+    if levels[0] <= 1.0:
+        raise ConfigError(f"config key '{key}.{names[0]}': must exceed 1 (a VRP of 1 is no premium)")
     return tiers
 
 

@@ -59,7 +59,8 @@ def fetch_calendar(ctx: Context, as_of: pd.Timestamp) -> int:
     calendar = ctx.source.calendar(as_of, CALENDAR_HORIZON_DAYS)
     if ctx.config.symbols:
         calendar = calendar[calendar["ticker"].isin(ctx.config.symbols)]
-    ctx.store.write("calendar", ctx.keep_valid("calendar", calendar, "fetch-calendar"), as_of)
+    calendar = ctx.keep_valid("calendar", calendar, "fetch-calendar")
+    ctx.store.write("calendar", calendar, as_of)
     ctx.row_counts["calendar"] = len(calendar)
     return len(calendar)
 
@@ -73,8 +74,12 @@ def fetch_history(ctx: Context, as_of: pd.Timestamp) -> int:
     stale = sorted(t for t in tickers if t not in newest.index or newest[t] < due[t])
     if stale:
         fetched = ctx.keep_valid("earnings_history", ctx.source.earnings_history(stale, as_of), "fetch-history")
+        answered = set(fetched["ticker"])
+        for ticker in sorted(set(stale) - answered - {t for t, stage, _ in ctx.failures if stage == "fetch-history"}):
+            ctx.failures.append((ticker, "fetch-history", "source returned no earnings history"))
+        # Only tickers the source answered for are replaced: a failed fetch never erases history.
         combined = fetched if stored is None else pd.concat(
-            [stored[~stored["ticker"].isin(stale)], fetched], ignore_index=True)
+            [stored[~stored["ticker"].isin(answered)], fetched], ignore_index=True)
         combined = combined.sort_values(["ticker", "report_date"], kind="stable").reset_index(drop=True)
         ctx.store.write("earnings_history", combined)
     ctx.row_counts["earnings_history_refreshed"] = len(stale)
@@ -145,13 +150,20 @@ def compute(ctx: Context, as_of: pd.Timestamp) -> pd.DataFrame:
         chains=ctx.store.read("chains", as_of),
         config=ctx.config,
     )
-    ctx.store.write("moves", result.moves)
+    # Moves are facts about past reports: keep the union, so rerunning an older date never
+    # shrinks the dataset (a newer computation of the same report wins).
+    stored_moves = ctx.store.read_or_empty("moves")
+    moves = pd.concat([stored_moves, result.moves], ignore_index=True)
+    moves = moves.drop_duplicates(["ticker", "report_date"], keep="last").sort_values(
+        ["ticker", "report_date"], kind="stable").reset_index(drop=True)
+    ctx.store.write("moves", moves)
     ctx.store.write("surface", result.surface, as_of)
-    ctx.store.write("metrics", result.metrics, as_of)
-    for row in result.metrics[result.metrics["status"] == "failed"].itertuples():
-        ctx.failures.append((row.ticker, "compute", row.reason))
-    ctx.row_counts.update(moves=len(result.moves), surface=len(result.surface), metrics=len(result.metrics))
-    return result.metrics
+    metrics = ctx.keep_valid("metrics", result.metrics, "compute")
+    ctx.store.write("metrics", metrics, as_of)
+    failed = metrics[metrics["status"] == "failed"]
+    ctx.failures.extend(zip(failed["ticker"], ["compute"] * len(failed), failed["reason"]))
+    ctx.row_counts.update(moves=len(moves), surface=len(result.surface), metrics=len(metrics))
+    return metrics
 
 
 FETCH_STAGES = (

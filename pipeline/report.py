@@ -42,6 +42,6 @@ def report_frame(metrics: pd.DataFrame) -> pd.DataFrame:
 def write_report(metrics: pd.DataFrame, root: Path, as_of: pd.Timestamp) -> tuple[Path, pd.DataFrame]:
     frame = report_frame(metrics)
     path = Path(root) / "reports" / f"rank_{pd.Timestamp(as_of).date().isoformat()}.csv"
-    text = frame.to_csv(index=False, float_format="%.6g", lineterminator="\n")
+    text = frame.to_csv(index=False, float_format="%.10g", lineterminator="\n")
     atomic_write_bytes(path, lambda tmp: tmp.write_text(text))
     return path, frame

@@ -21,6 +21,7 @@ TICKER_PATTERN = TICKER_RE.pattern
 VRP_TIERS = ("EXCELLENT", "GOOD", "MARGINAL", "SKIP")
 LIQUIDITY_TIERS = ("EXCELLENT", "GOOD", "WARNING", "REJECT")
 METRIC_STATUSES = ("ok", "degraded", "failed")
+NO_TICKER = "<missing ticker>"
 MAX_PRICE = 1e7        # no listed US equity or option trades near this: larger values are garbage
 IV_STATUSES = (
     "ok", "no_quote", "crossed", "below_intrinsic", "above_upper_bound", "no_forward", "expired",
@@ -273,10 +274,12 @@ def split_valid_tickers(name: str, df: pd.DataFrame) -> tuple[pd.DataFrame, dict
         rows = failures["index"]
         if rows.isna().any() or "ticker" not in frame.columns:
             raise first_error
-        located = failures.assign(ticker=frame["ticker"].to_numpy()[rows.astype(int).to_numpy()])
+        # A row without a ticker is reported under a placeholder so it can be dropped too.
+        ticker = frame["ticker"].astype(object).where(frame["ticker"].notna(), NO_TICKER)
+        located = failures.assign(ticker=ticker.to_numpy()[rows.astype(int).to_numpy()])
         reasons = (located.assign(what="column '" + located["column"].astype(str) + "' failed " + located["check"].astype(str))
                    .groupby("ticker")["what"].agg(lambda w: "; ".join(sorted(set(w)))))
-        kept = frame[~frame["ticker"].isin(reasons.index)]
+        kept = frame[~ticker.isin(reasons.index)]
         return validate(name, kept), reasons.to_dict()
 
 

@@ -48,13 +48,6 @@ def sessions_between(start, end) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(s[(s >= lo) & (s <= hi)].astype("datetime64[ns]"))
 
 
-def is_session(date) -> bool:
-    d = _as_days(date)[0]
-    s = _session_array()
-    i = np.searchsorted(s, d)
-    return bool(i < len(s) and s[i] == d)
-
-
 def session_on_or_before(date) -> pd.Timestamp:
     """The session itself, or the last session before a non-session date."""
     s = _session_array()
@@ -109,10 +102,12 @@ def year_fraction(quote_time, expiration) -> np.ndarray:
     """
     expiry_codes, expiries = pd.factorize(pd.DatetimeIndex(expiration))
     quote_codes, quotes = pd.factorize(pd.DatetimeIndex(quote_time).tz_convert("UTC"))
-    expiry_close = session_closes_utc(expiries).values.astype("datetime64[ns]").astype(np.int64)
-    quote_ns = quotes.values.astype("datetime64[ns]").astype(np.int64)
-    seconds = (expiry_close[expiry_codes] - quote_ns[quote_codes]) / 1e9
-    return np.where((expiry_codes < 0) | (quote_codes < 0), np.nan, seconds / SECONDS_PER_YEAR)
+    closes = session_closes_utc(expiries).as_unit("ns")
+    # Subtract exact integer nanoseconds (float64 cannot hold 1.8e18 ns to the nanosecond); a
+    # date that is not a session has no close and gives NaN.
+    nanoseconds = closes.asi8[expiry_codes] - quotes.as_unit("ns").asi8[quote_codes]
+    invalid = (expiry_codes < 0) | (quote_codes < 0) | closes.isna()[expiry_codes]
+    return np.where(invalid, np.nan, nanoseconds / 1e9 / SECONDS_PER_YEAR)
 
 
 def last_session_on_or_before_friday(dates) -> np.ndarray:

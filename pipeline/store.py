@@ -3,7 +3,8 @@
 Each partition is exactly one file, ``<dataset>/<key>=<value>/part-0.parquet``. A write goes to
 a hidden temporary file in the same directory, is fsynced, then ``os.replace``d over the old file,
 so a reader sees either the previous snapshot or the new one, never half of either, and a rerun
-replaces the partition whole. Hidden names (``.tmp-*``) are skipped by pyarrow, polars and DuckDB.
+replaces the partition whole. Temporaries are hidden (``.tmp-*``, skipped by pyarrow datasets)
+and end in ``.partial``, so ``*.parquet`` globs (DuckDB, polars) never match them either.
 The partition column lives only in the directory name, as hive readers expect.
 """
 from __future__ import annotations
@@ -25,7 +26,8 @@ TMP_PREFIX = ".tmp-"
 def atomic_write_bytes(path: Path, write) -> None:
     """Call ``write(tmp_path)`` then atomically move the result to ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f"{TMP_PREFIX}{uuid.uuid4().hex}-{path.name}"
+    # Not "*.parquet": glob-based readers (DuckDB, polars) would pick a temporary up.
+    tmp = path.parent / f"{TMP_PREFIX}{uuid.uuid4().hex}-{path.name}.partial"
     try:
         write(tmp)
         with open(tmp, "rb") as fh:

@@ -334,7 +334,10 @@ class SyntheticMarket:
         g["discount"] = np.exp(-self.rate * g["t"])
         # The first expiration holding the event: some names carry a concave (negative
         # curvature) smile there, the bimodal-outcome signature before earnings.
-        exps_after = g[g["expiration"] >= g["next_reaction"]].groupby("ticker")["expiration"].min()
+        # Decided on the listed expirations, not the requested ones, so a quote never depends on
+        # which other expirations were asked for.
+        listed = self.expirations(p["ticker"].tolist(), as_of).merge(first.reset_index(), on="ticker")
+        exps_after = listed[listed["expiration"] >= listed["next_reaction"]].groupby("ticker")["expiration"].min()
         is_event_expiry = g["expiration"].to_numpy() == g["ticker"].map(exps_after).to_numpy()
         concave = is_event_expiry & g["concave_before_event"].to_numpy()
         g["slope"] = g["atm_vol"] * g["smile_slope"]

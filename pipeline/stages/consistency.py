@@ -62,11 +62,15 @@ def history_stats(moves: pd.DataFrame, *, move_type: str = "close_move", max_eve
     stats["trend_slope"] = (n * sums["tx"] - sums["t"] * sums["x"]) / denominator.where(denominator > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         stats["consistency"] = (1.0 - stats["mad"] / stats["hist_median_abs_move"]).clip(0.0, 1.0)
-        stats["tail_ratio"] = stats["max_abs_move"] / stats["hist_mean_abs_move"]
+        # max >= mean always; the floor only undoes rounding when all moves are equal.
+        stats["tail_ratio"] = (stats["max_abs_move"] / stats["hist_mean_abs_move"]).clip(lower=1.0)
     zero = stats["hist_mean_abs_move"] <= 0
     stats.loc[zero, ["consistency", "tail_ratio"]] = np.nan
+    zero_median = ~zero & (stats["hist_median_abs_move"] <= 0)
     too_few = stats["n_events"] < min_events
     stats.loc[too_few, STAT_COLUMNS[1:]] = np.nan
     stats["hist_reason"] = np.select(
-        [too_few, zero], [f"fewer than {min_events} past reports", "all past moves are zero"], None)
+        [too_few, zero, zero_median],
+        [f"fewer than {min_events} past reports", "all past moves are zero",
+         "median past move is zero: consistency undefined"], None)
     return stats.drop(columns="max_abs_move").reset_index()

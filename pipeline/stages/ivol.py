@@ -406,6 +406,28 @@ def _solve_in_blocks(beta, x):
     ])
 
 
+def _implied_vol_codes(price, forward, strike, t, discount, is_call):
+    """:func:`implied_vol` on 1-d arrays, with the status as an index into IV_STATUSES.
+
+    The surface keeps these codes until it writes its status column: string comparisons over a
+    million quotes would cost more than the bounds checks themselves.
+    """
+    code, time_value = _bound_status(price, forward, strike, t, discount, is_call)
+
+    solvable = np.flatnonzero(code == _CODE["ok"])
+    x = _otm_log_moneyness(forward[solvable], strike[solvable])
+    beta = time_value[solvable] / np.sqrt(forward[solvable] * strike[solvable])
+    # Normalizing can round a price just under the ceiling onto b_max = exp(x/2).
+    at_ceiling = beta >= np.exp(0.5 * x)
+    code[solvable[at_ceiling]] = _CODE["above_upper_bound"]
+    solvable, x, beta = solvable[~at_ceiling], x[~at_ceiling], beta[~at_ceiling]
+
+    iv = np.full(price.shape, np.nan)
+    iv[solvable] = _solve_in_blocks(beta, x) / np.sqrt(t[solvable])
+    code[solvable[np.isnan(iv[solvable])]] = _CODE["not_converged"]
+    return iv, code
+
+
 def implied_vol(price, forward, strike, t, discount, is_call):
     """Black-76 implied volatility of option prices, all at once.
 
@@ -424,51 +446,162 @@ def implied_vol(price, forward, strike, t, discount, is_call):
     which its error is at the level of the price's own rounding (about 1e-16 / vega).
     """
     price, forward, strike, t, discount, is_call = _broadcast(price, forward, strike, t, discount, is_call=is_call)
-    shape = price.shape
-    price, forward, strike, t, discount, is_call = (
-        a.ravel() for a in (price, forward, strike, t, discount, is_call))
-    code, time_value = _bound_status(price, forward, strike, t, discount, is_call)
+    iv, code = _implied_vol_codes(*(a.ravel() for a in (price, forward, strike, t, discount, is_call)))
+    return iv.reshape(price.shape), _STATUS_ARRAY[code].reshape(price.shape)
 
-    solvable = np.flatnonzero(code == _CODE["ok"])
-    x = _otm_log_moneyness(forward[solvable], strike[solvable])
-    beta = time_value[solvable] / np.sqrt(forward[solvable] * strike[solvable])
-    # Normalizing can round a price just under the ceiling onto b_max = exp(x/2).
-    at_ceiling = beta >= np.exp(0.5 * x)
-    code[solvable[at_ceiling]] = _CODE["above_upper_bound"]
-    solvable, x, beta = solvable[~at_ceiling], x[~at_ceiling], beta[~at_ceiling]
 
-    iv = np.full(price.shape, np.nan)
-    iv[solvable] = _solve_in_blocks(beta, x) / np.sqrt(t[solvable])
-    code[solvable[np.isnan(iv[solvable])]] = _CODE["not_converged"]
-    return iv.reshape(shape), _STATUS_ARRAY[code].reshape(shape)
+# --- grouping on integer codes -------------------------------------------------------------------
+# Grouping, joining or sorting on (ticker, expiration) itself is slow: the ticker is an Arrow
+# string, and pandas' composite-key machinery costs seconds per million quotes. The stages number
+# the groups once (quote_groups) and do the rest with NumPy on that integer code.
+
+def quote_groups(frame: pd.DataFrame) -> tuple[np.ndarray, int]:
+    """Per row the number of its (ticker, expiration) in sorted key order, and the number of groups.
+
+    -1 where the ticker or the expiration is missing: such rows are in no group, as in groupby.
+    """
+    group = frame.groupby(QUOTE_KEY).ngroup().to_numpy(dtype=np.int64, na_value=-1)
+    return group, int(group.max(initial=-1)) + 1
+
+
+def quote_keys(frame: pd.DataFrame, group: np.ndarray, n_groups: int) -> pd.DataFrame:
+    """ticker, expiration of every group (from its first row): one row per group, sorted."""
+    rows = np.flatnonzero(group >= 0)
+    first = np.full(n_groups, group.size)
+    np.minimum.at(first, group[rows], rows)
+    return pd.DataFrame({key: frame[key].take(first).array for key in QUOTE_KEY})
+
+
+def to_rows(per_group: np.ndarray, group: np.ndarray, missing) -> np.ndarray:
+    """Per-group values spread over the rows, ``missing`` on rows in no group (group -1)."""
+    return np.append(per_group, missing)[group]
+
+
+def group_median(group: np.ndarray, n_groups: int, values: np.ndarray) -> np.ndarray:
+    """Per-group median as pandas' groupby median; ``group`` in [0, n_groups).
+
+    NaN values are skipped; the median is the middle value of an odd count and
+    (upper middle + lower middle) / 2 of an even one; NaN for a group without values.
+    """
+    present = np.flatnonzero(~np.isnan(values))
+    order = present[np.argsort(group[present], kind="stable")]
+    group, values = group[order], values[order]
+    # Values mostly repeat within a group (one spot, one time to expiry per expiration) and a group
+    # of equal values is sorted already: only groups holding different values are sorted by value.
+    differs = (group[1:] == group[:-1]) & (values[1:] != values[:-1])
+    mixed = np.zeros(n_groups, bool)
+    mixed[group[1:][differs]] = True
+    rows = np.flatnonzero(mixed[group])
+    values[rows] = values[rows[np.lexsort((values[rows], group[rows]))]]
+    count = np.bincount(group, minlength=n_groups)
+    middle = np.cumsum(count) - count + count // 2
+    padded = np.append(values, np.nan)
+    median = np.where(count % 2 == 1, padded[middle], (padded[middle] + padded[middle - 1]) / 2)
+    return np.where(count > 0, median, np.nan)
+
+
+def runs(sorted_codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each run of equal codes (>= 0, sorted) starts, and the run number of every element."""
+    new = np.diff(sorted_codes, prepend=-1) != 0
+    return np.flatnonzero(new), np.cumsum(new) - 1
+
+
+def contract_runs(group, strike, is_put, rows):
+    """``rows`` ordered by contract (group, strike, call before put), their sort keys, and run starts.
+
+    A run is one contract's quotes in row order (the sort is stable), so it starts at the
+    contract's first row. ``rows`` must have a group and a strike.
+    """
+    strike_rank = pd.factorize(strike[rows], sort=True)[0]
+    key = (group[rows] * (strike_rank.max(initial=-1) + 1) + strike_rank) * 2 + is_put[rows]
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    return rows[order], key, runs(key)[0]
+
+
+def run_means(values: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """Mean of each run values[start[i]:start[i + 1]], NaN skipped (pandas' groupby mean)."""
+    if start.size == values.size:
+        return values   # one quote per contract, the usual case: each mean is the value itself
+    present = ~np.isnan(values)
+    with np.errstate(invalid="ignore"):
+        return (np.add.reduceat(np.where(present, values, 0.0), start)
+                / np.add.reduceat(present, start, dtype=np.int64))
 
 
 # --- forwards and the surface stage --------------------------------------------------------------
+
+# The surface's string columns are taken from these by code: building a str column from a
+# million Python strings costs a quarter of a second.
+_FORWARD_SOURCES = pd.array(["parity", "spot"], dtype="str")
+_STATUSES = pd.array(IV_STATUSES, dtype="str")
+
 
 def _two_sided_mid(bid, ask):
     """(bid + ask) / 2 where the quote is two-sided (0 < bid <= ask), else NaN."""
     return np.where((bid > 0) & (ask >= bid), 0.5 * (bid + ask), np.nan)
 
 
-def _parity_forwards(quotes: pd.DataFrame, rate: float) -> pd.DataFrame:
-    """Median of F = K + (C - P)/D over the PARITY_STRIKES strikes with the smallest |C - P|.
+def _smallest_per_group(group, distance, count):
+    """Indices of the ``count`` smallest distances in each group, ties to the lower index.
 
-    C, P are two-sided mids at the same strike (duplicate quotes averaged), D = exp(-rate t) with
-    t the mean time to expiry of the two legs. Near the money |C - P| is smallest and the quotes are
-    tightest, so the forward is least sensitive to spreads there.
+    ``group`` is sorted. ``count`` rounds of per-group minima instead of a sort by distance:
+    a float sort of every pair costs more than a few passes over the groups.
     """
-    legs = quotes.assign(mid=_two_sided_mid(quotes["bid"].to_numpy(float), quotes["ask"].to_numpy(float)))
-    legs = legs[legs["mid"].notna()]
-    key = [*QUOTE_KEY, "strike"]
-    calls, puts = (legs[legs["option_type"] == kind].groupby(key, sort=False)[["mid", "t"]].mean()
-                   for kind in ("C", "P"))
-    pairs = calls.join(puts, how="inner", lsuffix="_call", rsuffix="_put").reset_index()
-    discount = np.exp(-rate * 0.5 * (pairs["t_call"] + pairs["t_put"]))
-    call_minus_put = pairs["mid_call"] - pairs["mid_put"]
-    pairs = pairs.assign(forward=pairs["strike"] + call_minus_put / discount, distance=call_minus_put.abs())
-    pairs = pairs[pairs["forward"] > 0].sort_values([*QUOTE_KEY, "distance", "strike"])
-    nearest = pairs.groupby(QUOTE_KEY, sort=False).head(PARITY_STRIKES)
-    return nearest.groupby(QUOTE_KEY, sort=False, as_index=False)["forward"].median()
+    start, run = runs(group)
+    position = np.arange(distance.size)
+    taken = np.zeros(distance.size, bool)
+    for _ in range(count):
+        remaining = np.where(taken, np.inf, distance)
+        nearest = np.minimum.reduceat(remaining, start)
+        hit = np.where((remaining == nearest[run]) & ~taken, position, distance.size)
+        pick = np.minimum.reduceat(hit, start)
+        taken[pick[pick < distance.size]] = True
+    return np.flatnonzero(taken)
+
+
+def _parity_forwards(group, n_groups, strike, is_call, is_put, mid, t, rate):
+    """Per group, the median of F = K + (C - P)/D over the PARITY_STRIKES strikes with the smallest |C - P|.
+
+    C, P are two-sided mids (``mid``, NaN where not two-sided) at the same strike (duplicate quotes
+    averaged), D = exp(-rate t) with t the mean time to expiry of the two legs; only F > 0 counts
+    and ties in |C - P| go to the lower strike. Near the money |C - P| is smallest and the quotes
+    are tightest, so the forward is least sensitive to spreads there. NaN for a group without a pair.
+    """
+    legs = np.flatnonzero((group >= 0) & ~np.isnan(mid) & ~np.isnan(strike) & (is_call | is_put))
+    legs, key, start = contract_runs(group, strike, is_put, legs)
+    mean_mid, mean_t = run_means(mid[legs], start), run_means(t[legs], start)
+    # Runs are ordered (group, strike, call before put): a pair is a call run right before the
+    # put run of the same strike, and pairs come out sorted by group, then strike.
+    contract = key[start]
+    call = np.flatnonzero((contract[:-1] % 2 == 0) & (contract[1:] == contract[:-1] + 1))
+    put = call + 1
+    discount = np.exp(-rate * 0.5 * (mean_t[call] + mean_t[put]))
+    call_minus_put = mean_mid[call] - mean_mid[put]
+    pair_row = legs[start[call]]
+    forward = strike[pair_row] + call_minus_put / discount
+    kept = np.flatnonzero(forward > 0)
+    pair_group = group[pair_row][kept]
+    nearest = _smallest_per_group(pair_group, np.abs(call_minus_put[kept]), PARITY_STRIKES)
+    return group_median(pair_group[nearest], n_groups, forward[kept][nearest])
+
+
+def _group_forwards(group, n_groups, t, strike, is_call, is_put, bid, ask, spot, rate):
+    """Forward per group and its source as an index into _FORWARD_SOURCES (-1: none); see implied_forwards."""
+    forward = _parity_forwards(group, n_groups, strike, is_call, is_put, _two_sided_mid(bid, ask), t, rate)
+    # The carried spot only matters where parity gave nothing.
+    rows = np.flatnonzero(to_rows(np.isnan(forward), group, False))
+    carried = group_median(group[rows], n_groups, spot[rows] * np.exp(rate * t[rows]))
+    source = np.select([~np.isnan(forward), ~np.isnan(carried)], [0, 1], default=-1)
+    return np.where(np.isnan(forward), carried, forward), source
+
+
+def _chain_arrays(chains: pd.DataFrame):
+    """strike, is_call, is_put, bid, ask, underlying_price of every quote as NumPy arrays."""
+    option_type = chains["option_type"]
+    return (chains["strike"].to_numpy(float), (option_type == "C").to_numpy(bool),
+            (option_type == "P").to_numpy(bool), chains["bid"].to_numpy(float), chains["ask"].to_numpy(float),
+            chains["underlying_price"].to_numpy(float))
 
 
 def implied_forwards(quotes: pd.DataFrame, rate: float) -> pd.DataFrame:
@@ -476,19 +609,16 @@ def implied_forwards(quotes: pd.DataFrame, rate: float) -> pd.DataFrame:
 
     ``quotes`` has chains columns (ticker, expiration, strike, option_type, bid, ask,
     underlying_price, quote_time). Only strikes where both legs are two-sided (0 < bid <= ask)
-    count. Without such a pair the forward is the spot carried at the rate,
-    underlying_price * exp(rate t) (median over the group), which ignores dividends.
+    count (see :func:`_parity_forwards`). Without such a pair the forward is the spot carried at the
+    rate, underlying_price * exp(rate t) (median over the group), which ignores dividends.
     Returns ticker, expiration, forward (money), forward_source ("parity", "spot", or null when
     neither exists), one row per (ticker, expiration), sorted.
     """
-    quotes = quotes.assign(t=year_fraction(quotes["quote_time"], quotes["expiration"]))
-    carried = quotes.assign(spot_forward=quotes["underlying_price"] * np.exp(rate * quotes["t"]))
-    out = carried.groupby(QUOTE_KEY, as_index=False)["spot_forward"].median()
-    out = out.merge(_parity_forwards(quotes, rate), on=QUOTE_KEY, how="left")
-    from_parity = out["forward"].notna()
-    source = np.select([from_parity, out["spot_forward"].notna()], ["parity", "spot"], default=None)
-    return out.assign(forward=out["forward"].fillna(out["spot_forward"]),
-                      forward_source=pd.array(source, dtype="str"))[[*QUOTE_KEY, "forward", "forward_source"]]
+    group, n_groups = quote_groups(quotes)
+    t = year_fraction(quotes["quote_time"], quotes["expiration"])
+    forward, source = _group_forwards(group, n_groups, t, *_chain_arrays(quotes), rate)
+    return quote_keys(quotes, group, n_groups).assign(
+        forward=forward, forward_source=_FORWARD_SOURCES.take(source, allow_fill=True))
 
 
 def build_surface(chains: pd.DataFrame, rate: float) -> pd.DataFrame:
@@ -506,36 +636,33 @@ def build_surface(chains: pd.DataFrame, rate: float) -> pd.DataFrame:
     - ``delta`` = :func:`black76_delta` (forward delta, D N(d1) / -D N(-d1)) where iv is ok.
     Rows keep the order of ``chains``.
     """
+    group, n_groups = quote_groups(chains)
     t = year_fraction(chains["quote_time"], chains["expiration"])
-    forwards = implied_forwards(chains, rate)
-    matched = chains[QUOTE_KEY].merge(forwards, on=QUOTE_KEY, how="left")
-    forward = matched["forward"].to_numpy(float)
-    bid = chains["bid"].to_numpy(float)
-    ask = chains["ask"].to_numpy(float)
-    strike = chains["strike"].to_numpy(float)
-    is_call = (chains["option_type"] == "C").to_numpy(bool)
+    strike, is_call, is_put, bid, ask, spot = _chain_arrays(chains)
+    group_forward, group_source = _group_forwards(group, n_groups, t, strike, is_call, is_put, bid, ask, spot, rate)
+    forward = to_rows(group_forward, group, np.nan)
     discount = np.exp(-rate * t)
 
     mid = np.where((ask >= bid) & (ask > 0), 0.5 * (bid + ask), np.nan)
-    iv, status = implied_vol(_two_sided_mid(bid, ask), forward, strike, t, discount, is_call)
-    status = np.where((status == "no_quote") & (bid > ask), "crossed", status)
-    delta = np.where(status == "ok", black76_delta(forward, strike, t, iv, discount, is_call), np.nan)
+    iv, status = _implied_vol_codes(_two_sided_mid(bid, ask), forward, strike, t, discount, is_call)
+    status[(status == _CODE["no_quote"]) & (bid > ask)] = _CODE["crossed"]
+    ok = np.flatnonzero(status == _CODE["ok"])
+    delta = np.full(len(chains), np.nan)
+    delta[ok] = black76_delta(forward[ok], strike[ok], t[ok], iv[ok], discount[ok], is_call[ok])
 
-    out = pd.DataFrame({
-        "ticker": chains["ticker"].to_numpy(),
-        "expiration": chains["expiration"].to_numpy(),
-        "strike": strike,
-        "option_type": chains["option_type"].to_numpy(),
-        "bid": bid,
-        "ask": ask,
+    quoted = {c: chains[c] for c in ("ticker", "expiration", "option_type")}
+    quoted.update({c: chains[c].astype(float) for c in ("strike", "bid", "ask", "underlying_price")})
+    derived = {
         "mid": mid,
-        "underlying_price": chains["underlying_price"].to_numpy(float),
         "forward": forward,
-        "forward_source": matched["forward_source"].to_numpy(),
+        "forward_source": _FORWARD_SOURCES.take(to_rows(group_source, group, -1), allow_fill=True),
         "rate": np.full(len(chains), float(rate)),
         "t": t,
         "iv": iv,
         "delta": delta,
-        "iv_status": status,
-    }, index=chains.index)
-    return out[SURFACE_COLUMNS]
+        "iv_status": _STATUSES.take(status),
+    }
+    columns = quoted | derived
+    # Columns of ``chains`` are shared, not copied (copy-on-write tracks them as for any view), and
+    # the derived ones are new: consolidating the float columns into one block would only copy them.
+    return pd.DataFrame({name: columns[name] for name in SURFACE_COLUMNS}, index=chains.index, copy=False)

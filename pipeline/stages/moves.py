@@ -63,10 +63,13 @@ def historical_moves(history: pd.DataFrame, prices: pd.DataFrame, as_of: pd.Time
 
     UNKNOWN timing is inferred: both candidates (BMO: react on the report date, AMC: the next
     session) are computed and the one with the larger overnight gap wins (``timing_source`` =
-    "inferred"). Reports without the bars they need are left out, never filled.
+    "inferred"); until both candidates have reacted the report is left out, since the choice
+    cannot be made. Reports without the bars they need are left out, never filled, and two
+    reports mapping to one reaction session count once (the later report).
     """
     as_of = pd.Timestamp(as_of)
-    past = history[history["report_date"] <= as_of][["ticker", "report_date", "timing"]]
+    in_range = (history["report_date"] <= as_of) & (history["report_date"] > sessions.FIRST_DATE)
+    past = history[in_range][["ticker", "report_date", "timing"]]
     unknown = past["timing"] == "UNKNOWN"
     candidates = pd.concat([
         past[~unknown].assign(timing_source="vendor"),
@@ -74,8 +77,13 @@ def historical_moves(history: pd.DataFrame, prices: pd.DataFrame, as_of: pd.Time
         past[unknown].assign(timing="AMC", timing_source="inferred"),
     ], ignore_index=True)
     moves = _candidate_moves(candidates, prices)
-    moves = moves[moves["reaction_date"] <= sessions.session_on_or_before(as_of)]
+    reacted = moves["reaction_date"] <= sessions.session_on_or_before(as_of)
+    candidates = moves.groupby(["ticker", "report_date"], sort=False)["reaction_date"].transform("size")
+    decided = reacted & ((moves["timing_source"] == "vendor") | (candidates == 2))
+    moves = moves[decided & (moves.groupby(["ticker", "report_date"], sort=False)["reaction_date"]
+                             .transform("max") <= sessions.session_on_or_before(as_of))]
     moves = (moves.assign(abs_gap=moves["gap_move"].abs())
              .sort_values(["ticker", "report_date", "abs_gap"], ascending=[True, True, False], kind="stable")
-             .drop_duplicates(["ticker", "report_date"]))
+             .drop_duplicates(["ticker", "report_date"])
+             .drop_duplicates(["ticker", "reaction_date"], keep="last"))
     return moves[MOVES_COLUMNS].reset_index(drop=True)

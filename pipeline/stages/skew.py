@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtri
 
+from pipeline.stages.ivol import quote_groups, quote_keys
 from pipeline.stages.term import QUOTE_KEY, expiration_times, interpolate_atm, otm_quotes
 
 SKEW_COLUMNS = [
@@ -25,19 +26,20 @@ DELTA_ITERATIONS = 50
 DELTA_TOLERANCE = 1e-12
 
 
-def _fit_points(quotes: pd.DataFrame, atm: pd.DataFrame, max_abs_x: float) -> pd.DataFrame:
-    """The quotes a smile fit uses, with their group, standardized moneyness and weight.
+def _fit_points(group, t, iv, k, atm_iv, max_abs_x: float):
+    """The quotes a smile fit uses: (group, x, iv, weight) arrays.
 
+    Quotes (group, t, iv, k) from :func:`pipeline.stages.term.otm_quotes`, ``atm_iv`` per group.
     x = k / (atm_iv sqrt(t)), kept when |x| <= ``max_abs_x``. Weight = normalized vega
     phi(d1) = vega / (D F sqrt(t)), d1 = -k / (iv sqrt(t)) + iv sqrt(t) / 2: IV noise from a price
     tick scales like 1/vega, so far wings, where a cent is a lot of vol, count less.
     """
-    quotes = quotes.merge(atm[[*QUOTE_KEY, "atm_iv", "group"]], on=QUOTE_KEY)
-    root_t = np.sqrt(quotes["t"])
-    x = quotes["k"] / (quotes["atm_iv"] * root_t)
-    d1 = -quotes["k"] / (quotes["iv"] * root_t) + 0.5 * quotes["iv"] * root_t
-    points = quotes.assign(x=x, weight=np.exp(-0.5 * d1 * d1) / np.sqrt(2.0 * np.pi))
-    return points[points["x"].abs() <= max_abs_x]
+    root_t = np.sqrt(t)
+    x = k / (atm_iv[group] * root_t)
+    d1 = -k / (iv * root_t) + 0.5 * iv * root_t
+    weight = np.exp(-0.5 * d1 * d1) / np.sqrt(2.0 * np.pi)
+    kept = np.abs(x) <= max_abs_x
+    return group[kept], x[kept], iv[kept], weight[kept]
 
 
 def _group_sums(group, n_groups, *weights):
@@ -57,11 +59,13 @@ def _solve_quadratic(group, n_groups, x, y, w, eligible):
     total, wx = _group_sums(group, n_groups, w, w * x)
     with np.errstate(divide="ignore", invalid="ignore"):
         centre = wx / total
-        (wxx,) = _group_sums(group, n_groups, w * (x - centre[group]) ** 2)
+        offset = x - centre[group]
+        (wxx,) = _group_sums(group, n_groups, w * offset**2)
         scale = np.sqrt(wxx / total)
-        u = (x - centre[group]) / scale[group]
+        u = offset / scale[group]
+    wu, wu2 = w * u, w * u**2
     s0, s1, s2, s3, s4, r0, r1, r2 = _group_sums(
-        group, n_groups, w, w * u, w * u**2, w * u**3, w * u**4, w * y, w * u * y, w * u**2 * y)
+        group, n_groups, w, wu, wu2, w * u**3, w * u**4, w * y, wu * y, wu2 * y)
     normal = np.stack([np.stack([s0, s1, s2], -1), np.stack([s1, s2, s3], -1), np.stack([s2, s3, s4], -1)], -2)
     with np.errstate(divide="ignore", invalid="ignore"):
         determinant = np.linalg.det(normal / s0[:, None, None])
@@ -141,26 +145,23 @@ def fit_skew(surface: pd.DataFrame, min_points: int = 5, max_abs_x: float = 3.0)
       outputs null -- or ``no_25_delta`` (fit kept; a 25-delta point is off the fitted range or
       the curve is not usable there).
     """
-    quotes = otm_quotes(surface)
-    groups = interpolate_atm(quotes, expiration_times(surface))
-    groups = groups.assign(group=np.arange(len(groups)))
-    points = _fit_points(quotes, groups, max_abs_x)
-    group = points["group"].to_numpy()
-    n_groups = len(groups)
-    x, y, w = (points[c].to_numpy(float) for c in ("x", "iv", "weight"))
+    surface_group, n_groups = quote_groups(surface)
+    quote_group, quote_t, quote_iv, k = otm_quotes(surface, surface_group)
+    atm_iv = interpolate_atm(quote_group, k, quote_iv, n_groups)
+    group, x, y, w = _fit_points(quote_group, quote_t, quote_iv, k, atm_iv, max_abs_x)
 
     count = np.bincount(group, minlength=n_groups)
-    no_atm = ~np.isfinite(groups["atm_iv"].to_numpy(float))
+    no_atm = ~np.isfinite(atm_iv)
     too_few = count < min_points
     a, b, c, fitted, solved = _solve_quadratic(group, n_groups, x, y, w, ~no_atm & ~too_few)
     r2 = _weighted_r2(group, n_groups, y, w, fitted)
     rr25, bf25 = _risk_reversal_and_butterfly(
-        a, b, c, groups["atm_iv"].to_numpy(float), groups["t"].to_numpy(float), max_abs_x)
+        a, b, c, atm_iv, expiration_times(surface, surface_group, n_groups), max_abs_x)
 
     reason = np.select([no_atm, too_few, ~solved, np.isnan(rr25)],
                        ["no_atm_iv", "too_few_points", "singular_fit", "no_25_delta"], default="")
     # a, b, c are NaN already for unsolved groups; R^2 of an empty group would read as 1.
-    return groups[QUOTE_KEY].assign(
+    return quote_keys(surface, surface_group, n_groups).assign(
         skew_atm_iv=a,
         skew_slope=b,
         skew_curvature=c,

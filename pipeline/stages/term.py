@@ -7,55 +7,81 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-QUOTE_KEY = ["ticker", "expiration"]
-CONTRACT_KEY = ["ticker", "expiration", "strike", "option_type"]
+from pipeline.stages.ivol import (
+    QUOTE_KEY, contract_runs, group_median, quote_groups, quote_keys, run_means, runs,
+)
+
 EVENT_KEY = ["ticker", "report_date"]
 TERM_COLUMNS = [*EVENT_KEY, "ts_event_std", "ts_implied_move", "ex_earnings_vol", "ts_flag"]
 # E|Z| = sqrt(2/pi) for a standard normal: turns the event std into an expected absolute move.
 MEAN_ABS_PER_STD = np.sqrt(2.0 / np.pi)
 
 
-def otm_quotes(surface: pd.DataFrame) -> pd.DataFrame:
-    """Out-of-the-money quotes with a usable IV, one row per contract, with k = ln(K/F).
+def otm_quotes(surface: pd.DataFrame, group: np.ndarray):
+    """Out-of-the-money quotes with a usable IV, one per contract: arrays (group, t, iv, k), k = ln(K/F).
 
-    Puts with K < F and calls with K >= F, ``iv_status == "ok"``. A contract quoted more than
-    once (same ticker, expiration, strike, option_type) becomes one row with the mean forward,
-    t and iv, so exact duplicates change nothing and conflicting ones count once.
-    Columns: ticker, expiration, strike, option_type, forward, t, iv, k.
+    ``group`` is :func:`pipeline.stages.ivol.quote_groups` of ``surface``. Puts with K < F and
+    calls with K >= F, ``iv_status == "ok"``; option_type is "C" or "P" (the Surface schema).
+    A contract quoted more than once (same ticker, expiration, strike, option_type) becomes one
+    quote with the mean forward, t and iv, so exact duplicates change nothing and conflicting ones
+    count once. Contracts come in the order of their first row, as from groupby(sort=False).
     """
-    usable = surface[surface["iv_status"] == "ok"]
-    quotes = usable.groupby(CONTRACT_KEY, sort=False, as_index=False)[["forward", "t", "iv"]].mean()
-    k = np.log(quotes["strike"] / quotes["forward"])
-    out_of_money = np.where(quotes["option_type"] == "P", k < 0, k >= 0)
-    return quotes[out_of_money].assign(k=k[out_of_money])
+    strike = surface["strike"].to_numpy(float)
+    is_put = (surface["option_type"] == "P").to_numpy(bool)
+    usable = np.flatnonzero((surface["iv_status"] == "ok").to_numpy(bool) & (group >= 0) & ~np.isnan(strike))
+    rows, _, start = contract_runs(group, strike, is_put, usable)
+    # A run starts at its contract's first row.
+    by_first_row = np.argsort(rows[start], kind="stable")
+    first = rows[start][by_first_row]
+    forward, t, iv = (run_means(surface[c].to_numpy(float)[rows], start)[by_first_row]
+                      for c in ("forward", "t", "iv"))
+    k = np.log(strike[first] / forward)
+    out_of_money = np.where(is_put[first], k < 0, k >= 0)
+    return group[first][out_of_money], t[out_of_money], iv[out_of_money], k[out_of_money]
 
 
-def _nearest_each_side(quotes: pd.DataFrame) -> pd.DataFrame:
-    """Per (ticker, expiration): the OTM quote just below F (a put) and at/just above F (a call)."""
-    ordered = quotes.sort_values([*QUOTE_KEY, "k"])
-    below = ordered[ordered["k"] < 0].drop_duplicates(QUOTE_KEY, keep="last")
-    above = ordered[ordered["k"] >= 0].drop_duplicates(QUOTE_KEY, keep="first")
-    columns = [*QUOTE_KEY, "k", "iv"]
-    return below[columns].merge(above[columns], on=QUOTE_KEY, suffixes=("_below", "_above"))
+def _nearest_each_side(group, k):
+    """Per group present in ``group``: the group, and the index of the last quote with the largest
+    k < 0 (a put) and of the first with the smallest k >= 0 (a call); -1 where a side is empty.
+
+    Per-group maxima and minima over the quotes ordered by group (stably, so ties keep their
+    order), instead of a sort of every quote by k.
+    """
+    order = np.argsort(group, kind="stable")
+    group, k = group[order], k[order]
+    start, run = runs(group)
+    below_k = np.where(k < 0, k, -np.inf)
+    below = (k < 0) & (below_k == np.maximum.reduceat(below_k, start)[run])
+    last_below = np.maximum.reduceat(np.where(below, np.arange(k.size), -1), start)
+    above_k = np.where(k >= 0, k, np.inf)
+    above = (k >= 0) & (above_k == np.minimum.reduceat(above_k, start)[run])
+    first_above = np.minimum.reduceat(np.where(above, np.arange(k.size), k.size), start)
+    # Both "none" markers (-1 and k.size) read the trailing -1.
+    index = np.append(order, -1)
+    return group[start], index[last_below], index[first_above]
 
 
-def expiration_times(surface: pd.DataFrame) -> pd.DataFrame:
-    """ticker, expiration, t: the median time to expiry of each group's rows, sorted by group."""
-    return surface.groupby(QUOTE_KEY, as_index=False)["t"].median()
+def expiration_times(surface: pd.DataFrame, group: np.ndarray, n_groups: int) -> np.ndarray:
+    """The median time to expiry of each group's rows (``group`` from quote_groups)."""
+    rows = np.flatnonzero(group >= 0)
+    return group_median(group[rows], n_groups, surface["t"].to_numpy(float)[rows])
 
 
-def interpolate_atm(quotes: pd.DataFrame, expirations: pd.DataFrame) -> pd.DataFrame:
-    """``expirations`` (ticker, expiration, t) plus atm_iv from ``quotes`` (see :func:`otm_quotes`).
+def interpolate_atm(group, k, iv, n_groups: int) -> np.ndarray:
+    """atm_iv per group from the quotes (group, k, iv) of :func:`otm_quotes`.
 
     atm_iv = iv_below + (0 - k_below) / (k_above - k_below) * (iv_above - iv_below): linear in
     k = ln(K/F) between the nearest OTM put below the forward and the nearest OTM call at or above
     it. NaN when one side has no usable quote: extrapolating a one-sided smile to the money is not
     trustworthy.
     """
-    sides = _nearest_each_side(quotes)
-    weight = -sides["k_below"] / (sides["k_above"] - sides["k_below"])
-    sides = sides.assign(atm_iv=sides["iv_below"] + weight * (sides["iv_above"] - sides["iv_below"]))
-    return expirations.merge(sides[[*QUOTE_KEY, "atm_iv"]], on=QUOTE_KEY, how="left")
+    present, below, above = _nearest_each_side(group, k)
+    both = (below >= 0) & (above >= 0)
+    present, below, above = present[both], below[both], above[both]
+    weight = -k[below] / (k[above] - k[below])
+    atm_iv = np.full(n_groups, np.nan)
+    atm_iv[present] = iv[below] + weight * (iv[above] - iv[below])
+    return atm_iv
 
 
 def atm_iv_by_expiration(surface: pd.DataFrame) -> pd.DataFrame:
@@ -64,7 +90,10 @@ def atm_iv_by_expiration(surface: pd.DataFrame) -> pd.DataFrame:
     One row per (ticker, expiration) in ``surface``, sorted; see :func:`interpolate_atm` for the
     interpolation and :func:`expiration_times` for t.
     """
-    return interpolate_atm(otm_quotes(surface), expiration_times(surface))
+    group, n_groups = quote_groups(surface)
+    quote_group, _, iv, k = otm_quotes(surface, group)
+    return quote_keys(surface, group, n_groups).assign(
+        t=expiration_times(surface, group, n_groups), atm_iv=interpolate_atm(quote_group, k, iv, n_groups))
 
 
 def _first_two_expirations(atm: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:

@@ -1,0 +1,441 @@
+"""The one HTTP layer every vendor client goes through.
+
+Layers, outermost first:
+
+1. :meth:`HttpClient.get` — our retry loop for what urllib3 cannot retry (a connection reset
+   after the headers, a blown deadline), Tradier 429s (wait until ``X-Ratelimit-Expiry``) and
+   HTTP-200 vendor throttles; the per-provider circuit breaker; call/hit counting.
+2. ``requests_cache.CachedSession`` (SQLite, JSON serializer) — per-endpoint expiry; credentials
+   are in ``ignored_parameters`` so they are neither part of a key nor stored; ``filter_fn`` keeps
+   vendor errors and empty answers out of the cache.
+3. :class:`_VendorAdapter` — only reached on a cache miss, so rate limiting and the breaker's
+   fail-fast cost nothing for cached answers; urllib3 ``Retry`` with backoff for 5xx and
+   connection errors; reads the body against an overall deadline so a trickling server cannot
+   hang the run.
+
+Rate limiters, the daily budget and the breaker live in :mod:`pipeline.sources.limits`.
+Time: rate limits and backoff use an injected :class:`Clock` (tests advance a fake one);
+the body deadline uses the real monotonic clock because it bounds real socket waits.
+Secrets: nothing here ever formats a URL into a message or log line; error texts go through
+:meth:`HttpClient.scrub` and urllib3/requests-cache log records are scrubbed too.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Callable
+
+import requests
+from requests.adapters import HTTPAdapter
+from requests_cache import DEFAULT_IGNORED_PARAMS, DO_NOT_CACHE, CachedSession
+from urllib3.exceptions import ProtocolError, ReadTimeoutError
+from urllib3.util.retry import Retry
+
+from pipeline.sources.base import SourceError
+from pipeline.sources.limits import CircuitBreaker, Clock, HttpError, RequestRejected
+from pipeline.store import atomic_write_bytes
+
+CACHE_FILE = "http_cache.sqlite"
+# Library defaults plus every spelling our vendors use for a credential.
+IGNORED_PARAMETERS = tuple(dict.fromkeys((*DEFAULT_IGNORED_PARAMS, "Authorization", "apikey", "api_key", "token")))
+_CREDENTIAL_IN_URL = re.compile(r"(?i)\b(apikey|api_key|token|access_token)=[^&\s'\"]+")
+RETRY_STATUSES = (500, 502, 503, 504)
+MINUTE, HOUR, DAY = 60, 3600, 86400
+
+
+class _DeadlineExceeded(requests.exceptions.Timeout):
+    pass
+
+
+class Verdict(Enum):
+    """What an HTTP-200 body that is not data means."""
+
+    THROTTLED = "throttled"        # wait and retry
+    EXHAUSTED = "exhausted"        # quota gone for the day: stop using the provider
+    UNAUTHORIZED = "unauthorized"  # bad credentials: stop using the provider
+    REJECTED = "rejected"          # this call will never succeed (premium, invalid call)
+
+
+@dataclass(frozen=True)
+class BodyProblem:
+    verdict: Verdict
+    message: str
+    pause: float = 0.0             # seconds to wait before retrying a THROTTLED call
+
+
+# What one attempt came to, as the retry loop in HttpClient.get sees it.
+OK, THROTTLED, BROKEN, FAILED, REJECTED, FATAL = "ok", "throttled", "broken", "failed", "rejected", "fatal"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """OK: data. THROTTLED: wait (``pause`` or the rate window) and retry. BROKEN: a cut or
+    empty answer, retried here because urllib3 cannot. FAILED: urllib3 already retried; counts
+    toward the breaker. REJECTED: this call only. FATAL: stop using the provider."""
+
+    kind: str
+    detail: str = ""
+    pause: float = 0.0
+
+
+# ---- providers ---------------------------------------------------------------------------
+
+@dataclass
+class Provider:
+    """One vendor as the HTTP layer sees it."""
+
+    name: str
+    base_url: str
+    limiter: object                           # TradierRateLimiter | SpacedRateLimiter
+    credential_env: str                       # named (never shown) in credential errors
+    secrets: tuple[str, ...]                  # values scrubbed from anything we write
+    expire_after: dict[str, int]              # URL suffix pattern (after base_url) -> seconds
+    inspect: Callable[[bytes], BodyProblem | None] = lambda body: None
+    breaker: CircuitBreaker = None
+
+    def __post_init__(self):
+        self.base_url = self.base_url.rstrip("/")
+        if self.breaker is None:
+            self.breaker = CircuitBreaker(self.name)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    body: bytes
+    cache_key: str | None          # to drop the entry if a normalizer rejects the body
+
+
+def is_empty_answer(body: bytes) -> bool:
+    """A body that carries no data: blank, null, an object of nulls or a header-only CSV.
+
+    Such answers are passed to the normalizers (they are legitimate "nothing" replies) but never
+    cached, so a transient empty reply is not remembered for hours.
+    """
+    text = body.strip()
+    if text in (b"", b"null", b'"null"', b"{}", b"[]"):
+        return True
+    if text[:1] == b"{":
+        if len(text) > 512:      # data payloads are large; only small objects can be all-null
+            return False
+        try:
+            return _all_null(json.loads(text))
+        except ValueError:
+            return False
+    return len([line for line in text.splitlines() if line.strip()]) <= 1
+
+
+def _all_null(node) -> bool:
+    if isinstance(node, dict):
+        return all(_all_null(v) for v in node.values())
+    return node is None or node == "null" or node == [] or node == {}
+
+
+# ---- the adapter and retry policy ----------------------------------------------------------
+
+class _VendorRetry(Retry):
+    """urllib3 retry whose backoff sleeps on the injected clock and whose every extra attempt
+    goes through the provider's rate limiter and the call counter."""
+
+    sleeper: Callable[[float], None] = staticmethod(time.sleep)
+    on_attempt: Callable[[], None] = staticmethod(lambda: None)
+
+    def new(self, **kw):
+        retry = super().new(**kw)
+        retry.sleeper, retry.on_attempt = self.sleeper, self.on_attempt
+        return retry
+
+    def get_backoff_time(self) -> float:
+        # urllib3 retries the first failure at once; a vendor that just failed deserves a pause.
+        errors = len(self.history)
+        return 0.0 if errors == 0 else min(self.backoff_factor * 2 ** (errors - 1), self.backoff_max)
+
+    def sleep(self, response=None) -> None:
+        self.sleeper(self.get_backoff_time())
+        self.on_attempt()
+
+
+class _VendorAdapter(HTTPAdapter):
+    """Reached only on cache misses: breaker, rate limiter, counting, then a deadline-bound read."""
+
+    def __init__(self, client: "HttpClient", retry: Retry):
+        super().__init__(max_retries=retry)
+        self.client = client
+
+    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
+        self.client._before_wire_attempt()
+        deadline = time.monotonic() + self.client.deadline
+        response = super().send(request, stream=True, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
+        self.client._current_provider().limiter.observe(response.headers)
+        try:
+            response._content = _read_body(response.raw, deadline)
+        finally:
+            response.raw.release_conn()
+        response._content_consumed = True
+        # requests-cache redacts request/response URLs but not the raw response's request URL.
+        response.raw._request_url = self.client.scrub(getattr(response.raw, "_request_url", None) or "")
+        return response
+
+
+def _read_body(raw, deadline: float) -> bytes:
+    chunks = []
+    while True:
+        if time.monotonic() > deadline:
+            raw.close()
+            raise _DeadlineExceeded("the whole answer did not arrive before the deadline")
+        try:
+            chunk = raw.read1(65536)
+        except ProtocolError:
+            raise requests.exceptions.ChunkedEncodingError("connection broken mid-body") from None
+        except ReadTimeoutError:
+            raise requests.exceptions.ChunkedEncodingError("read timed out mid-body") from None
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+# ---- the client ----------------------------------------------------------------------------
+
+@dataclass
+class CallStats:
+    network: Counter = field(default_factory=Counter)   # wire attempts per "vendor.endpoint"
+    hits: Counter = field(default_factory=Counter)      # answers served by the cache
+    misses: Counter = field(default_factory=Counter)    # logical calls that went to the wire
+    throttled: Counter = field(default_factory=Counter)  # 429s and HTTP-200 throttle notices
+
+
+class HttpClient:
+    """``get`` one vendor endpoint through cache, limiter, retries, deadline and breaker."""
+
+    def __init__(self, cache_dir: Path, providers: list[Provider], *, clock: Clock | None = None,
+                 deadline: float = 30.0, connect_timeout: float = 5.0, read_timeout: float = 10.0,
+                 attempts: int = 3, backoff: float = 1.0, throttle_waits: int = 5, raw_dir: Path | None = None):
+        self.clock = clock or Clock()
+        self.providers = {p.name: p for p in providers}
+        self.deadline = float(deadline)
+        self.timeout = (connect_timeout, min(read_timeout, deadline))
+        self.attempts, self.backoff, self.throttle_waits = attempts, backoff, throttle_waits
+        self.raw_dir = Path(raw_dir) if raw_dir is not None else None
+        self.stats = CallStats()
+        self._current: tuple[str, str, str | None] = ("", "", None)
+        self._secrets = tuple(sorted({s for p in providers for s in p.secrets if s}, key=len, reverse=True))
+        _scrub_library_logs(self)
+
+        cache_dir = Path(cache_dir)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        # WAL: a commit no longer waits for an fsync (20+ ms a response), yet a crash cannot
+        # corrupt the database, only lose the last few entries, which a cache can afford.
+        self.session = CachedSession(
+            str(cache_dir / CACHE_FILE), backend="sqlite", serializer="json", wal=True,
+            expire_after=DO_NOT_CACHE, urls_expire_after=self._expiry_patterns(),
+            ignored_parameters=list(IGNORED_PARAMETERS), allowable_codes=(200,), allowable_methods=("GET",),
+            filter_fn=self._cacheable, stale_if_error=False,
+        )
+        retry = _VendorRetry(total=attempts - 1, connect=attempts - 1, read=attempts - 1, status=attempts - 1,
+                             other=0, backoff_factor=backoff, backoff_max=30.0, status_forcelist=RETRY_STATUSES,
+                             allowed_methods=frozenset({"GET"}), raise_on_status=False,
+                             respect_retry_after_header=False)
+        retry.sleeper, retry.on_attempt = self.clock.sleep, self._before_wire_attempt
+        adapter = _VendorAdapter(self, retry)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    def _expiry_patterns(self) -> dict:
+        patterns = {}
+        for provider in self.providers.values():
+            for suffix, seconds in provider.expire_after.items():
+                patterns[provider.base_url + suffix] = seconds
+        return patterns
+
+    # -- hooks used by the adapter and retry ------------------------------------------------
+    def _current_provider(self) -> Provider:
+        return self.providers[self._current[0]]
+
+    def _before_wire_attempt(self) -> None:
+        vendor, endpoint, symbol = self._current
+        provider = self.providers[vendor]
+        provider.breaker.check(endpoint, symbol)
+        provider.limiter.before_send(endpoint, symbol)
+        self.stats.network[f"{vendor}.{endpoint}"] += 1
+
+    def _cacheable(self, response) -> bool:
+        if response.status_code != 200 or getattr(response, "from_cache", False):
+            return response.status_code == 200
+        provider = self._current_provider()
+        body = response.content or b""
+        return not is_empty_answer(body) and provider.inspect(body) is None
+
+    # -- public API ---------------------------------------------------------------------------
+    def get(self, vendor: str, endpoint: str, path: str = "", params: dict | None = None, *,
+            symbol: str | None = None, headers: dict | None = None) -> Fetched:
+        """One logical call. Raises RequestRejected (this call only), ProviderUnavailable (stop
+        using the provider) or HttpError (gave up after retries; counts toward the breaker)."""
+        provider = self.providers[vendor]
+        key = f"{vendor}.{endpoint}"
+        broken = throttles = 0
+        while True:
+            self._current = (vendor, endpoint, symbol)
+            response = None
+            try:
+                response = self.session.get(provider.base_url + path, params=params, headers=headers,
+                                            timeout=self.timeout)
+            except (_DeadlineExceeded, requests.exceptions.ChunkedEncodingError) as exc:
+                outcome = Outcome(BROKEN, self._describe(exc))     # mid-body: urllib3 cannot retry it
+            except requests.exceptions.RequestException as exc:
+                outcome = Outcome(FAILED, self._describe(exc))     # urllib3 already retried it
+            else:
+                outcome = self._classify(provider, response)
+            if outcome.kind == OK:
+                provider.breaker.success()
+                (self.stats.hits if response.from_cache else self.stats.misses)[key] += 1
+                return Fetched(response.content, getattr(response, "cache_key", None))
+            if outcome.kind == REJECTED:
+                raise RequestRejected(vendor, endpoint, symbol, outcome.detail)
+            if outcome.kind == FATAL:
+                provider.breaker.trip(outcome.detail)
+                provider.breaker.check(endpoint, symbol)
+            if outcome.kind == BROKEN:
+                broken += 1
+                if broken < self.attempts:
+                    self.clock.sleep(self.backoff * 2 ** (broken - 1))
+                    continue
+            if outcome.kind == THROTTLED:
+                throttles += 1
+                self.stats.throttled[key] += 1
+                if throttles <= self.throttle_waits:
+                    provider.limiter.throttled(response.headers, outcome.pause)
+                    continue
+            provider.breaker.failure(f"{endpoint}: {outcome.detail}")
+            raise HttpError(vendor, endpoint, symbol, f"gave up: {outcome.detail}")
+
+    def _classify(self, provider: Provider, response) -> "Outcome":
+        status, body = response.status_code, response.content or b""
+        if status == 429:
+            return Outcome(THROTTLED, "HTTP 429 rate limited")
+        if status in (401, 403):
+            return Outcome(FATAL, f"HTTP {status}: credentials refused; check {provider.credential_env} and that "
+                                  "it belongs to the configured base URL's environment")
+        if status >= 500:
+            return Outcome(FAILED, f"HTTP {status} after {self.attempts} attempts")
+        if status != 200:
+            return Outcome(REJECTED, f"HTTP {status}: {self.scrub(_snippet(body))}")
+        if not body.strip():
+            return Outcome(BROKEN, "HTTP 200 with an empty body")
+        problem = provider.inspect(body)
+        if problem is None:
+            return Outcome(OK)
+        message = self.scrub(problem.message)
+        kind = {Verdict.THROTTLED: THROTTLED, Verdict.REJECTED: REJECTED}.get(problem.verdict, FATAL)
+        if problem.verdict is Verdict.UNAUTHORIZED:
+            message = f"{message} (check {provider.credential_env})"
+        return Outcome(kind, message, problem.pause)
+
+    def cached(self, vendor: str, path: str = "", params: dict | None = None, headers: dict | None = None) -> bool:
+        """Whether a fresh cached answer exists (no network), for planning calls against a budget."""
+        provider = self.providers[vendor]
+        self._current = (vendor, "cache-probe", None)
+        response = self.session.get(provider.base_url + path, params=params, headers=headers, only_if_cached=True)
+        return response.status_code == 200 and bool(getattr(response, "from_cache", False))
+
+    def fetch(self, vendor: str, endpoint: str, path: str, params: dict, parse: Callable[[bytes], object], *,
+              symbol: str | None = None, headers: dict | None = None, archive_as: tuple[str, str] | None = None):
+        """``get`` then ``parse`` the body; a body the parser rejects is dropped from the cache and
+        never archived; an accepted one is archived as (day, file name)."""
+        fetched = self.get(vendor, endpoint, path, params, symbol=symbol, headers=headers)
+        try:
+            result = parse(fetched.body)
+        except SourceError:
+            self.discard(fetched)
+            raise
+        if archive_as is not None:
+            self.archive(vendor, endpoint, *archive_as, fetched.body)
+        return result
+
+    def probe(self, vendor: str, timeout: float = 10.0) -> int:
+        """HTTP status of a bare GET of the base URL: no credentials, no cache, no limiter, so it
+        proves the route without spending any quota. Raises HttpError when nothing answers."""
+        provider = self.providers[vendor]
+        try:
+            with requests.Session() as plain:
+                return plain.get(provider.base_url, timeout=timeout).status_code
+        except requests.RequestException as exc:
+            raise HttpError(vendor, "probe", None, self._describe(exc)) from None
+
+    def discard(self, fetched: Fetched) -> None:
+        """Forget a cached answer that a normalizer rejected, so a rerun asks again."""
+        if fetched.cache_key:
+            self.session.cache.delete(fetched.cache_key)
+
+    def archive(self, vendor: str, endpoint: str, day: str, name: str, body: bytes) -> Path | None:
+        """Keep the raw answer under <raw>/<vendor>/<endpoint>/<day>/<name>, credentials removed."""
+        if self.raw_dir is None:
+            return None
+        path = self.raw_dir / vendor / endpoint / day / name
+        clean = self.scrub_bytes(body)
+        if not (path.exists() and path.read_bytes() == clean):    # a cache hit re-archives nothing
+            atomic_write_bytes(path, lambda tmp: tmp.write_bytes(clean))
+        return path
+
+    def scrub(self, text: str) -> str:
+        text = _CREDENTIAL_IN_URL.sub(lambda m: f"{m.group(1)}=***", text)
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def scrub_bytes(self, body: bytes) -> bytes:
+        for secret in self._secrets:
+            body = body.replace(secret.encode(), b"***")
+        return body
+
+    def call_counts(self) -> dict[str, int]:
+        return dict(sorted(self.stats.network.items()))
+
+    def cache_counts(self) -> dict[str, int]:
+        return {"hits": sum(self.stats.hits.values()), "misses": sum(self.stats.misses.values())}
+
+    def close(self) -> None:
+        self.session.close()
+
+    @staticmethod
+    def _describe(exc: Exception) -> str:
+        # Never str(exc) of a requests error: it embeds the URL, which holds the API key.
+        if isinstance(exc, _DeadlineExceeded):
+            return "deadline exceeded (answer trickled in too slowly)"
+        if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+            return "connection broken mid-body"
+        if isinstance(exc, requests.exceptions.Timeout):
+            return f"timed out ({type(exc).__name__})"
+        if isinstance(exc, requests.exceptions.ConnectionError):
+            return f"connection failed ({type(exc).__name__})"
+        return f"request failed ({type(exc).__name__})"
+
+
+def _snippet(body: bytes, limit: int = 160) -> str:
+    return body[:limit].decode("utf-8", "replace").strip().replace("\n", " ")
+
+
+class _ScrubFilter(logging.Filter):
+    def __init__(self, client: HttpClient):
+        super().__init__()
+        self.client = client
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self.client.scrub(record.getMessage())
+        record.args = None
+        return True
+
+
+def _scrub_library_logs(client: HttpClient) -> None:
+    """urllib3 logs retried URLs (with the API key in the query) at WARNING; requests-cache
+    logs URLs at DEBUG. Scrub every record from those libraries' existing loggers."""
+    names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] in ("urllib3", "requests_cache")]
+    for name in names:
+        logger = logging.getLogger(name)
+        for old in [f for f in logger.filters if isinstance(f, _ScrubFilter)]:
+            logger.removeFilter(old)
+        logger.addFilter(_ScrubFilter(client))

@@ -1,0 +1,257 @@
+"""The live source: Alpha Vantage for earnings dates, Tradier for options and prices.
+
+Call plan for one daily run (the jobs already narrow everything to the window's tickers):
+- fetch-calendar: one EARNINGS_CALENDAR call covers the whole market;
+- fetch-history: one EARNINGS call per ticker whose history is stale, cached for a week and
+  planned against the Alpha Vantage daily budget (tickers that do not fit are deferred);
+- backfill-prices: one Tradier history call per ticker for just the missing span;
+- pull-chains: one expirations call per window ticker, one quotes call per 100 tickers for the
+  underlying prices, and one chains call per (ticker, expiration) the metrics need.
+
+A ticker whose call or payload fails is recorded in ``failures`` and skipped; a provider that
+cannot be used any more (bad credentials, circuit open, budget spent) fails the stage.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pandas as pd
+
+from pipeline.schemas import DATASETS
+from pipeline.sources import SourceUnavailable, alphavantage, tradier
+from pipeline.sources.base import SourceError
+from pipeline.sources.http import HttpClient
+from pipeline.sources.limits import Clock, ProviderUnavailable
+from pipeline.store import atomic_write_bytes
+from pipeline.tickers import is_valid_ticker
+
+log = logging.getLogger("pipeline.live")
+
+CREDENTIAL_RE = re.compile(r"[A-Za-z0-9._~+/=-]{1,512}")
+STATS_DIR = "runs"                     # under <root>/cache: one JSON of counters per run
+HORIZON_DAYS = {"3month": 90, "6month": 181, "12month": 365}   # days each horizon covers
+
+
+def _columns(dataset: str) -> list[str]:
+    return list(DATASETS[dataset].model.to_schema().columns)
+
+
+class LiveSource:
+    """Implements :class:`pipeline.sources.base.Source` over the vendors' HTTP APIs."""
+
+    name = "live"
+
+    def __init__(self, http: HttpClient, tradier_client: tradier.TradierClient,
+                 av_client: alphavantage.AlphaVantageClient, calendar_horizon: str = "3month",
+                 stats_dir: Path | None = None):
+        self.http, self.tradier, self.av = http, tradier_client, av_client
+        self.calendar_horizon = calendar_horizon
+        self.failures: list[tuple[str, str, str]] = []
+        started = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")     # sorts by start time
+        self.stats_path = None if stats_dir is None else Path(stats_dir) / f"{started}-{os.getpid()}.json"
+
+    @classmethod
+    def from_environment(cls, config, root, environ=None, clock: Clock | None = None) -> "LiveSource":
+        env = os.environ if environ is None else environ
+        token, apikey = env.get(tradier.CREDENTIAL_ENV, "").strip(), env.get(alphavantage.CREDENTIAL_ENV, "").strip()
+        missing = [name for name, value in ((tradier.CREDENTIAL_ENV, token), (alphavantage.CREDENTIAL_ENV, apikey))
+                   if not value]
+        if missing:
+            raise SourceUnavailable(f"source 'live' needs the environment variable(s) {', '.join(missing)} "
+                                    "(see README, 'Live data')")
+        for name, value in ((tradier.CREDENTIAL_ENV, token), (alphavantage.CREDENTIAL_ENV, apikey)):
+            # requests quotes a bad header value in its error message: refuse it here, unquoted.
+            if not CREDENTIAL_RE.fullmatch(value):
+                raise SourceUnavailable(f"environment variable {name} holds characters no API key has "
+                                        "(whitespace, quotes or non-ASCII)")
+        tradier_url = _base_url(env, "TRADIER_BASE_URL", config.tradier_base_url, "live.tradier_base_url")
+        av_url = _base_url(env, "ALPHAVANTAGE_BASE_URL", config.alphavantage_base_url, "live.alphavantage_base_url")
+        root = Path(root)
+        clock = clock or Clock()
+        cache_dir = root / "cache"
+        providers = [
+            tradier.provider(tradier_url, token, clock),
+            alphavantage.provider(av_url, apikey, clock, cache_dir, config.alphavantage_daily_budget,
+                                  config.alphavantage_min_interval),
+        ]
+        http = HttpClient(cache_dir, providers, clock=clock, deadline=config.request_deadline, raw_dir=root / "raw")
+        return cls(http, tradier.TradierClient(http, token), alphavantage.AlphaVantageClient(http, apikey),
+                   config.calendar_horizon, cache_dir / STATS_DIR)
+
+    # ---- bookkeeping ------------------------------------------------------------------------
+    def call_counts(self) -> dict[str, int]:
+        """Requests sent to each vendor endpoint this run (retries included, cache hits not)."""
+        return self.http.call_counts()
+
+    def _fail(self, ticker: str, stage: str, reason: str) -> None:
+        self.failures.append((ticker, stage, reason))
+        log.warning("%s %s skipped: %s", stage, ticker, reason)
+
+    def _valid(self, tickers, stage: str) -> list[str]:
+        valid = []
+        for ticker in dict.fromkeys(tickers):
+            if is_valid_ticker(ticker):
+                valid.append(ticker)
+            else:
+                self._fail(str(ticker)[:24], stage, "invalid ticker symbol; not sent to the vendor")
+        return valid
+
+    def _per_ticker(self, items, stage: str, call, tickers_of=lambda item: [item]):
+        """``call(item)`` for each item; an item's failure is recorded against its tickers and
+        skipped, a provider's failure is raised."""
+        results = {}
+        for item in _progress(items, stage):
+            try:
+                results[item] = call(item)
+            except ProviderUnavailable:
+                raise
+            except SourceError as exc:
+                for ticker in tickers_of(item):
+                    self._fail(ticker, stage, str(exc))
+        return results
+
+    @contextmanager
+    def _stage(self, stage: str):
+        """Log and persist the call counters when a Source method ends, however it ends."""
+        try:
+            yield stage
+        finally:
+            counts, cache = self.call_counts(), self.http.cache_counts()
+            log.info("%s: vendor calls so far %s; cache %s", stage, counts, cache)
+            if self.stats_path is not None:
+                text = json.dumps({"stage": stage, "calls": counts, "cache": cache,
+                                   "failures": [list(f) for f in self.failures]}, indent=2)
+                atomic_write_bytes(self.stats_path, lambda tmp: tmp.write_text(text))
+
+    # ---- Source protocol --------------------------------------------------------------------
+    def calendar(self, as_of: pd.Timestamp, horizon_days: int) -> pd.DataFrame:
+        as_of = pd.Timestamp(as_of)
+        with self._stage("fetch-calendar") as stage:
+            frame, skipped = self.av.calendar(_horizon(horizon_days, self.calendar_horizon), _day(as_of))
+            for symbol, reason in skipped:
+                self._fail(symbol, stage, reason)
+        inside = (frame["report_date"] >= as_of) & (frame["report_date"] <= as_of + pd.Timedelta(days=horizon_days))
+        frame = frame[inside].drop_duplicates(["ticker", "report_date"])
+        return _finish_frame(frame, "calendar", alphavantage.VENDOR, ["ticker", "report_date"])
+
+    def earnings_history(self, tickers: list[str], as_of: pd.Timestamp) -> pd.DataFrame:
+        as_of = pd.Timestamp(as_of)
+        with self._stage("fetch-history") as stage:
+            planned = self._plan_earnings(self._valid(tickers, stage), stage)
+            found = self._per_ticker(planned, stage, lambda t: self.av.earnings(t, _day(as_of)))
+        frames = [f[f["report_date"] <= as_of] for f in found.values()]
+        return _finish_frame(_concat(frames, alphavantage.HISTORY_FIELDS), "earnings_history",
+                             alphavantage.VENDOR, ["ticker", "report_date"])
+
+    def _plan_earnings(self, tickers: list[str], stage: str) -> list[str]:
+        """Cached answers are free; the rest must fit the day's Alpha Vantage budget."""
+        cached = [t for t in tickers if self.av.earnings_cached(t)]
+        uncached = [t for t in tickers if t not in set(cached)]
+        room = self.av.budget_remaining()
+        for ticker in uncached[room:]:
+            self._fail(ticker, stage, f"deferred: the Alpha Vantage daily budget has room for {room} more "
+                                      f"call(s) today and {len(uncached)} tickers need one")
+        return sorted(cached + uncached[:room])
+
+    def prices(self, tickers: list[str], start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        start, end = pd.Timestamp(start), pd.Timestamp(end)
+        with self._stage("backfill-prices") as stage:
+            found = self._per_ticker(self._valid(tickers, stage), stage,
+                                     lambda t: self.tradier.history(t, start, end, _day(end)))
+        frames = [f[(f["date"] >= start) & (f["date"] <= end)] for f in found.values()]
+        return _finish_frame(_concat(frames, tradier.BAR_FIELDS), "prices", tradier.VENDOR, ["ticker", "date"])
+
+    def expirations(self, tickers: list[str], as_of: pd.Timestamp) -> pd.DataFrame:
+        as_of = pd.Timestamp(as_of)
+        with self._stage("pull-chains") as stage:
+            found = self._per_ticker(self._valid(tickers, stage), stage,
+                                     lambda t: self.tradier.expirations(t, _day(as_of)))
+            for ticker in sorted(t for t, dates in found.items() if not dates):
+                self._fail(ticker, stage, "no listed options (Tradier returned no expirations)")
+        rows = [(t, d) for t, dates in found.items() for d in dates if d > as_of]
+        frame = pd.DataFrame(rows, columns=["ticker", "expiration"])
+        return frame.astype({"ticker": "str", "expiration": "datetime64[ns]"}).sort_values(
+            ["ticker", "expiration"], kind="stable").reset_index(drop=True)
+
+    def chains(self, wanted: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+        as_of = pd.Timestamp(as_of)
+        with self._stage("pull-chains") as stage:
+            spots = self._underlying_prices(self._valid(sorted(wanted["ticker"].unique()), stage), as_of, stage)
+            pairs = wanted[wanted["ticker"].isin(list(spots))].sort_values(["ticker", "expiration"])
+            found = self._per_ticker(
+                list(pairs.itertuples(index=False, name=None)), stage,
+                lambda pair: self.tradier.chain(pair[0], pair[1], _day(as_of)), tickers_of=lambda pair: pair[:1])
+            for (ticker, expiration), chain in found.items():
+                if chain.empty:
+                    self._fail(ticker, stage, f"empty option chain for {pd.Timestamp(expiration).date()}")
+        frame = _concat(list(found.values()), tradier.CHAIN_FIELDS)
+        frame["underlying_price"] = frame["ticker"].map(spots).astype("float64")
+        return _finish_frame(frame, "chains", tradier.VENDOR, ["ticker", "expiration", "option_type", "strike"])
+
+    def _underlying_prices(self, tickers: list[str], as_of: pd.Timestamp, stage: str) -> dict[str, float]:
+        """Last price per ticker from batched quotes; tickers without one get no chains."""
+        batches = [tuple(tickers[i:i + tradier.QUOTE_BATCH]) for i in range(0, len(tickers), tradier.QUOTE_BATCH)]
+        answers = self._per_ticker(batches, stage, lambda batch: self.tradier.quotes(list(batch), _day(as_of)),
+                                   tickers_of=list)
+        spots = {t: price for prices in answers.values() for t, price in prices.items()}
+        for ticker in (t for batch in answers for t in batch if t not in spots):
+            self._fail(ticker, stage, "no underlying price in the Tradier quote; chains not pulled")
+        return spots
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def _base_url(env, variable: str, configured: str, key: str) -> str:
+    url = env.get(variable, "").strip() or configured
+    source = variable if env.get(variable, "").strip() else f"config key '{key}'"
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.username:
+        raise SourceUnavailable(f"{source}: expected an http(s) base URL without credentials or query")
+    return url
+
+
+def _horizon(days: int, configured: str) -> str:
+    """The configured calendar horizon, widened when the run asks for a longer span."""
+    for name, span in HORIZON_DAYS.items():
+        if span >= days and span >= HORIZON_DAYS[configured]:
+            return name
+    return "12month"
+
+
+def _day(ts: pd.Timestamp) -> str:
+    return pd.Timestamp(ts).date().isoformat()
+
+
+def _concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
+    return pd.concat(frames, ignore_index=True)
+
+
+def _finish_frame(frame: pd.DataFrame, dataset: str, vendor: str, order: list[str]) -> pd.DataFrame:
+    """Schema column order, the same dtypes the synthetic source produces, sorted like it."""
+    frame = frame.assign(source=vendor)
+    columns = _columns(dataset)
+    schema = DATASETS[dataset].model.to_schema()
+    types = {}
+    for column in columns:
+        dtype = str(schema.columns[column].dtype)
+        types[column] = "str" if dtype.startswith(("str", "string")) else dtype   # pandas 3 default text
+    frame = frame.reindex(columns=columns).astype(types)
+    return frame.sort_values(order, kind="stable").reset_index(drop=True)
+
+
+def _progress(items, stage: str):
+    from tqdm import tqdm
+
+    # disable=None: a bar on a terminal, silence under cron (no TTY).
+    return tqdm(items, desc=stage, unit="call", disable=None, leave=False)

@@ -1,0 +1,42 @@
+"""Helpers shared by the tests/test_live_*.py files (not a test module)."""
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from pipeline.config import Config
+from pipeline.sources.http import CACHE_FILE
+from pipeline.sources.live import LiveSource
+
+# Distinctive values, so a byte search finds any leak.
+TOKEN = "tok-SECRET-7f3a9c51e0"
+APIKEY = "AVKEY-SECRET-19d2e8b4"
+
+
+def vendor_env(server, token: str = TOKEN, apikey: str = APIKEY) -> dict:
+    return {"TRADIER_TOKEN": token, "ALPHAVANTAGE_API_KEY": apikey,
+            "TRADIER_BASE_URL": server.tradier_url, "ALPHAVANTAGE_BASE_URL": server.alphavantage_url}
+
+
+def live_source(server, root: Path, clock, **config) -> LiveSource:
+    settings = {"source": "live", "alphavantage_daily_budget": 500} | config
+    return LiveSource.from_environment(Config(**settings), root, environ=vendor_env(server), clock=clock)
+
+
+def cached_urls(root: Path) -> list[str]:
+    """The (redacted) URLs stored in the SQLite HTTP cache, read straight from the database."""
+    path = Path(root) / "cache" / CACHE_FILE
+    if not path.exists():
+        return []
+    with sqlite3.connect(path) as db:
+        return [json.loads(value)["url"] for (value,) in db.execute("select value from responses")]
+
+
+def files_containing(root: Path, needles: list[str]) -> list[str]:
+    hits = []
+    for path in Path(root).rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            hits += [f"{path}: {n}" for n in needles if n.encode() in data]
+    return hits

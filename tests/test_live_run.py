@@ -1,0 +1,92 @@
+"""A whole daily run with ``source: live`` against the loopback vendors, driven through the CLI:
+the same metrics and report as the synthetic source, the planned number of calls, a warm rerun
+that asks the vendors nothing, and no credential anywhere on disk."""
+import json
+
+import pandas as pd
+import yaml
+from click.testing import CliRunner
+from live_support import APIKEY, TOKEN, cached_urls, files_containing, vendor_env
+from loopback import LoopbackVendor
+
+from pipeline.cli import main
+from pipeline.sources.synthetic import SyntheticMarket
+from pipeline.stages.events import upcoming_events
+from pipeline.store import Store
+
+DATE = "2026-11-20"
+SETTINGS = {"synthetic": {"seed": 7, "universe_size": 120}, "lookahead_days": 7,
+            "live": {"alphavantage_daily_budget": 500, "alphavantage_min_interval": 0.0}}
+
+
+def daily(root, config_path, env=None):
+    result = CliRunner().invoke(main, ["--data-dir", str(root), "--config", str(config_path), "daily", "--date", DATE],
+                                env=env)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def live_and_synthetic_runs(base):
+    configs = {}
+    for source in ("synthetic", "live"):
+        configs[source] = base / f"{source}.yaml"
+        configs[source].write_text(yaml.safe_dump({"source": source} | SETTINGS))
+    synthetic = daily(base / "synthetic", configs["synthetic"])
+    market = SyntheticMarket(seed=7, universe_size=120)
+    with LoopbackVendor(market, DATE, token=TOKEN, apikey=APIKEY) as server:
+        env = vendor_env(server)
+        cold = daily(base / "live", configs["live"], env)
+        cold_requests = dict(server.requests)
+        server.reset_counts()
+        warm = daily(base / "live", configs["live"], env)
+        warm_requests = dict(server.requests)
+        rate_limited = server.count(429)
+    return {"synthetic_root": base / "synthetic", "live_root": base / "live", "outputs": [synthetic, cold, warm],
+            "cold": cold_requests, "warm": warm_requests, "429": rate_limited}
+
+
+def test_live_daily_run(tmp_path):
+    """One cold live run, one warm rerun and one synthetic run feed every check below (separate
+    tests sharing a fixture would repeat the runs on each xdist worker)."""
+    runs = live_and_synthetic_runs(tmp_path)
+    live_metrics_and_report_equal_the_synthetic_run(runs)
+    a_cold_run_makes_exactly_the_planned_calls(runs)
+    a_warm_rerun_asks_the_vendors_nothing(runs)
+    no_credential_is_written_or_printed(runs)
+
+
+def live_metrics_and_report_equal_the_synthetic_run(runs):
+    live, synthetic = Store(runs["live_root"]), Store(runs["synthetic_root"])
+    got, expected = live.read("metrics", DATE), synthetic.read("metrics", DATE)
+    assert len(got) >= 8
+    pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=0, atol=1e-12)
+    report = f"reports/rank_{DATE}.csv"
+    pd.testing.assert_frame_equal(pd.read_csv(runs["live_root"] / report), pd.read_csv(runs["synthetic_root"] / report),
+                                  check_exact=False, rtol=0, atol=1e-12)
+    sources = set(live.read("chains", DATE)["source"]) | set(live.read("calendar", DATE)["source"])
+    assert sources == {"tradier", "alphavantage"}
+
+
+def a_cold_run_makes_exactly_the_planned_calls(runs):
+    calendar = Store(runs["live_root"]).read("calendar", DATE)
+    window = len(upcoming_events(calendar, pd.Timestamp(DATE), SETTINGS["lookahead_days"]))
+    assert runs["cold"] == {"EARNINGS_CALENDAR": 1, "EARNINGS": window, "history": window,
+                            "expirations": window, "quotes": 1, "chains": 2 * window}
+    assert runs["429"] == 0
+    manifest = sorted((runs["live_root"] / "runs").glob("*.json"))[0]
+    assert json.loads(manifest.read_text())["exit_status"] == 0
+
+
+def a_warm_rerun_asks_the_vendors_nothing(runs):
+    assert runs["warm"] == {}
+    stats = sorted((runs["live_root"] / "cache" / "runs").glob("*.json"))
+    assert json.loads(stats[-1].read_text())["cache"]["misses"] == 0
+
+
+def no_credential_is_written_or_printed(runs):
+    root = runs["live_root"]
+    assert (root / "cache" / "http_cache.sqlite").exists() and any((root / "logs").iterdir())
+    assert any((root / "raw" / "tradier").rglob("*.json")) and cached_urls(root)
+    assert files_containing(root, [TOKEN, APIKEY]) == []
+    for result in runs["outputs"]:
+        assert TOKEN not in result.output and APIKEY not in result.output
