@@ -58,6 +58,13 @@ def test_notebook_loader_returns_validated_frames(daily_root):
 def test_truth_is_written_for_the_tests(daily_root):
     truth = pd.read_parquet(daily_root / "raw" / "synthetic" / "truth_events.parquet")
     assert {"ticker", "report_date", "timing", "true_move_std", "implied_move_std"} <= set(truth.columns)
+    assert truth.duplicated(["ticker", "report_date"]).sum() == 0
+    assert (truth["implied_move_std"] / truth["true_move_std"]).sub(truth["true_premium"]).abs().max() < 1e-12
+    past = truth[truth["reaction_date"] <= "2026-11-20"]
+    # Fat-tailed names produce rare multi-fold moves, as small caps do; never a price at or below 0.
+    assert past["realized_move"].notna().mean() > 0.99 and past["realized_move"].dropna().between(-0.99, 10).all()
+    metrics = load("metrics", date="2026-11-20", data_dir=daily_root)
+    assert set(metrics["ticker"]) <= set(truth.dropna(subset=["model_straddle_move"])["ticker"])
 
 
 def test_same_seed_and_date_give_identical_bytes_and_reruns_are_idempotent(daily_root, tmp_path):
