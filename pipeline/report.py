@@ -9,8 +9,8 @@ from pipeline.stages.rank import rank_events
 from pipeline.store import atomic_write_bytes
 
 REPORT_COLUMNS = [
-    "rank", "ticker", "report_date", "timing", "spot", "expiration", "implied_move",
-    "hist_mean_abs_move", "hist_median_abs_move", "n_events", "vrp", "vrp_median", "vrp_tier",
+    "rank", "ticker", "report_date", "timing", "spot", "expiration", "implied_move", "implied_event_move",
+    "hist_mean_abs_move", "hist_median_abs_move", "n_events", "vrp", "vrp_median", "vrp_event", "vrp_tier",
     "ts_implied_move", "ex_earnings_vol", "ts_flag", "mad", "consistency", "ewm_mean_abs_move",
     "ewm_std_abs_move", "tail_ratio", "trend_slope", "skew_atm_iv", "skew_slope", "skew_curvature",
     "rr25", "bf25", "skew_r2", "skew_n", "liquidity_tier", "straddle_spread", "min_leg_open_interest",

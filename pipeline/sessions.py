@@ -100,13 +100,16 @@ def year_fraction(quote_time, expiration) -> np.ndarray:
     A chain holds few distinct expirations and quote times, so the calendar is consulted once
     per distinct value.
     """
-    expiry_codes, expiries = pd.factorize(pd.DatetimeIndex(expiration))
-    quote_codes, quotes = pd.factorize(pd.DatetimeIndex(quote_time).tz_convert("UTC"))
+    expiry_codes, expiries = pd.factorize(pd.DatetimeIndex(pd.to_datetime(expiration)))
+    quote_codes, quotes = pd.factorize(pd.DatetimeIndex(pd.to_datetime(quote_time, utc=True)))
     closes = session_closes_utc(expiries).as_unit("ns")
-    # Subtract exact integer nanoseconds (float64 cannot hold 1.8e18 ns to the nanosecond); a
-    # date that is not a session has no close and gives NaN.
-    nanoseconds = closes.asi8[expiry_codes] - quotes.as_unit("ns").asi8[quote_codes]
-    invalid = (expiry_codes < 0) | (quote_codes < 0) | closes.isna()[expiry_codes]
+    # Subtract exact integer nanoseconds (float64 cannot hold 1.8e18 ns to the nanosecond). A
+    # missing value (code -1) picks the appended sentinel, masked below, as does a date that is
+    # not a session (no close).
+    close_ns = np.append(closes.asi8, 0)
+    quote_ns = np.append(quotes.as_unit("ns").asi8, 0)
+    invalid = (expiry_codes < 0) | (quote_codes < 0) | np.append(closes.isna(), True)[expiry_codes]
+    nanoseconds = close_ns[expiry_codes] - quote_ns[quote_codes]
     return np.where(invalid, np.nan, nanoseconds / 1e9 / SECONDS_PER_YEAR)
 
 

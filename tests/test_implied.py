@@ -111,3 +111,14 @@ def test_properties_monotone_and_scale_invariant(call, put, bump, spot, scale):
     move = event_straddles(base, EVENT, 0.5).iloc[0]["implied_move"]
     assert event_straddles(raised, EVENT, 0.5).iloc[0]["implied_move"] > move
     assert event_straddles(scaled, EVENT, 0.5).iloc[0]["implied_move"] == pytest.approx(move, rel=1e-9)
+
+
+def test_event_only_move_removes_exactly_the_diffusion_to_expiry():
+    from pipeline.stages.implied import event_only_move
+
+    sigma_d, sigma_e, t = 0.3, 0.06, 20 / 365
+    straddle = np.sqrt(2 / np.pi) * np.sqrt(sigma_d ** 2 * t + sigma_e ** 2)
+    got = event_only_move(pd.Series([straddle]), pd.Series([sigma_d]), pd.Series([t])).iloc[0]
+    assert got == pytest.approx(np.sqrt(2 / np.pi) * sigma_e, rel=1e-12)
+    # Never negative: more diffusion than the straddle holds leaves no event move.
+    assert event_only_move(pd.Series([0.01]), pd.Series([0.9]), pd.Series([0.5])).iloc[0] == 0.0

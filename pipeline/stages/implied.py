@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-IMPLIED_COLUMNS = ["ticker", "report_date", "expiration", "spot", "straddle_mid", "implied_move",
+from pipeline.sessions import year_fraction
+
+IMPLIED_COLUMNS = ["ticker", "report_date", "expiration", "t", "spot", "straddle_mid", "implied_move",
                    "straddle_spread", "min_leg_open_interest", "min_leg_volume", "expiration_volume",
                    "implied_reason"]
 
@@ -59,8 +61,10 @@ def event_straddles(chains: pd.DataFrame, events: pd.DataFrame, max_leg_spread: 
     out = ev.merge(first[["ticker", "report_date", "expiration"]], on=["ticker", "report_date"], how="left")
     chains = chains[np.isin(group, first["group"].to_numpy())]
     chains = chains.drop_duplicates(["ticker", "expiration", "strike", "option_type"])
-    spot = chains.groupby("ticker")["underlying_price"].first()
-    out["spot"] = out["ticker"].map(spot)
+    first_quote = chains.groupby("ticker")[["underlying_price", "quote_time"]].first()
+    per_event = first_quote.reindex(out["ticker"])      # reindex keeps the datetime dtype (NaT)
+    out["spot"] = per_event["underlying_price"].to_numpy()
+    out["t"] = year_fraction(per_event["quote_time"], out["expiration"])
     exp_volume = chains.groupby(["ticker", "expiration"])["volume"].sum().rename("expiration_volume")
     out = out.merge(exp_volume, left_on=["ticker", "expiration"], right_index=True, how="left")
 
@@ -95,3 +99,15 @@ def event_straddles(chains: pd.DataFrame, events: pd.DataFrame, max_leg_spread: 
          "no usable straddle quotes (zero bid, crossed or too wide)", "spot outside usable strikes: nearest strike used"],
         None)
     return out[IMPLIED_COLUMNS]
+
+
+def event_only_move(implied_move: pd.Series, ex_earnings_vol: pd.Series, t: pd.Series) -> pd.Series:
+    """The straddle's implied move with the ordinary (ex-earnings) diffusion to expiry removed.
+
+    An at-the-money straddle prices sqrt(2/pi) * sqrt(sigma_d^2 t + sigma_E^2) of the spot, so
+    event_move = sqrt(max(implied_move^2 - (2/pi) sigma_d^2 t, 0)) = sqrt(2/pi) sigma_E, with
+    sigma_d the ex-earnings vol from the term structure and t the straddle's years to expiry.
+    Comparable across names whatever the gap between event and expiration (fractions).
+    """
+    diffusion = (2.0 / np.pi) * ex_earnings_vol ** 2 * t
+    return np.sqrt((implied_move ** 2 - diffusion).clip(lower=0.0))

@@ -48,7 +48,10 @@ def compute_metrics(as_of: pd.Timestamp, calendar: pd.DataFrame, history: pd.Dat
     m["vrp"] = rank.vrp(m["implied_move"], m["hist_mean_abs_move"])
     m["vrp_median"] = rank.vrp(m["implied_move"], m["hist_median_abs_move"])
     m["vrp_tier"] = rank.vrp_tier(m["vrp"], config.vrp_tiers)
-    disagrees = term.flag_disagreement(m["implied_move"], m["ts_implied_move"], config.disagreement_ratio)
+    m["implied_event_move"] = implied.event_only_move(m["implied_move"], m["ex_earnings_vol"], m["t"])
+    m["vrp_event"] = rank.vrp(m["implied_event_move"], m["hist_mean_abs_move"])
+    # Like with like: both are event-only moves; a gap means the quotes disagree with each other.
+    disagrees = term.flag_disagreement(m["implied_event_move"], m["ts_implied_move"], config.disagreement_ratio)
     m["ts_flag"] = m["ts_flag"].where(~disagrees, "disagrees_with_straddle")
     m["liquidity_tier"] = liquidity.liquidity_tier(m["straddle_spread"], m["min_leg_open_interest"],
                                                    m["min_leg_volume"], m["expiration_volume"],

@@ -25,7 +25,9 @@ def vrp_tier(vrp_values: pd.Series, tiers: dict) -> pd.Series:
 def composite_score(metrics: pd.DataFrame, weights: dict, vrp_tiers: dict) -> pd.Series:
     """0-100 score = 100 * sum(weight_k * component_k) with components in [0, 1]:
 
-    - vrp: (vrp - 1) / (2 * (EXCELLENT threshold - 1)), clipped: no premium scores 0
+    - vrp: (v - 1) / (2 * (EXCELLENT threshold - 1)), clipped, with v = vrp_event (the event-only
+      premium, comparable whatever the gap between event and expiration) where the term
+      structure gives it, else vrp: no premium scores 0
     - consistency: the consistency value
     - skew: 1 - |rr25| / 0.10, clipped: a balanced smile suits a delta-neutral short straddle;
       unknown skew counts 0.5
@@ -33,8 +35,9 @@ def composite_score(metrics: pd.DataFrame, weights: dict, vrp_tiers: dict) -> pd
     Events without a VRP get no score.
     """
     top = max(vrp_tiers.values())
+    premium = metrics["vrp_event"].fillna(metrics["vrp"]) if "vrp_event" in metrics else metrics["vrp"]
     components = {
-        "vrp": ((metrics["vrp"] - 1.0) / (2.0 * (top - 1.0))).clip(0.0, 1.0),
+        "vrp": ((premium - 1.0) / (2.0 * (top - 1.0))).clip(0.0, 1.0),
         "consistency": metrics["consistency"].fillna(0.0),
         "skew": (1.0 - metrics["rr25"].abs() / RR25_SCALE).clip(0.0, 1.0).fillna(0.5),
         "liquidity": metrics["liquidity_tier"].map(LIQUIDITY_SCORE).astype(float),
