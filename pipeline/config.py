@@ -8,8 +8,10 @@ from pathlib import Path
 import yaml
 
 MOVE_TYPES = ("close_move", "gap_move", "max_move")
-VRP_TIER_NAMES = ("EXCELLENT", "GOOD", "MARGINAL")
-LIQUIDITY_TIER_NAMES = ("EXCELLENT", "GOOD", "WARNING")
+from pipeline.schemas import LIQUIDITY_TIERS, VRP_TIERS
+
+VRP_TIER_NAMES = VRP_TIERS[:-1]              # the last tier is what falls below every threshold
+LIQUIDITY_TIER_NAMES = LIQUIDITY_TIERS[:-1]
 LIQUIDITY_KEYS = ("max_spread", "min_open_interest", "min_volume")
 SCORE_KEYS = ("vrp", "consistency", "skew", "liquidity")
 

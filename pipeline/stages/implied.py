@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.sessions import year_fraction
+from pipeline.stages.events import event_expirations
 
 IMPLIED_COLUMNS = ["ticker", "report_date", "expiration", "t", "spot", "straddle_mid", "implied_move",
                    "straddle_spread", "min_leg_open_interest", "min_leg_volume", "expiration_volume",
@@ -55,10 +56,8 @@ def event_straddles(chains: pd.DataFrame, events: pd.DataFrame, max_leg_spread: 
     group = chains.groupby(["ticker", "expiration"], sort=False).ngroup().to_numpy()
     _, first_row = np.unique(group, return_index=True)
     listed = chains[["ticker", "expiration"]].iloc[first_row].assign(group=np.arange(len(first_row)))
-    cover = listed.merge(ev, on="ticker")
-    cover = cover[cover["expiration"] >= cover["reaction_date"]]
-    first = cover.sort_values("expiration", kind="stable").drop_duplicates(["ticker", "report_date"])
-    out = ev.merge(first[["ticker", "report_date", "expiration"]], on=["ticker", "report_date"], how="left")
+    first = event_expirations(listed, ev, count=1).merge(listed, on=["ticker", "expiration"])
+    out = ev.merge(first[["ticker", "expiration"]], on="ticker", how="left")
     chains = chains[np.isin(group, first["group"].to_numpy())]
     chains = chains.drop_duplicates(["ticker", "expiration", "strike", "option_type"])
     first_quote = chains.groupby("ticker")[["underlying_price", "quote_time"]].first()

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-TIER_ORDER = ("EXCELLENT", "GOOD", "WARNING")
+from pipeline.config import LIQUIDITY_TIER_NAMES
+
 
 
 def liquidity_tier(straddle_spread: pd.Series, min_open_interest: pd.Series, min_volume: pd.Series,
@@ -18,9 +19,9 @@ def liquidity_tier(straddle_spread: pd.Series, min_open_interest: pd.Series, min
     """
     oi_only = expiration_volume.fillna(0).to_numpy() <= 0
     conditions = []
-    for name in TIER_ORDER:
+    for name in LIQUIDITY_TIER_NAMES:
         t = tiers[name]
         ok = (straddle_spread.to_numpy() <= t["max_spread"]) & (min_open_interest.to_numpy() >= t["min_open_interest"])
         ok &= oi_only | (min_volume.to_numpy() >= t["min_volume"])
         conditions.append(ok)
-    return pd.Series(np.select(conditions, list(TIER_ORDER), "REJECT"), index=straddle_spread.index, dtype="str")
+    return pd.Series(np.select(conditions, list(LIQUIDITY_TIER_NAMES), "REJECT"), index=straddle_spread.index, dtype="str")
