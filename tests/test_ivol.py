@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 from pipeline.schemas import IV_STATUSES, validate
 from pipeline.sessions import year_fraction
 from pipeline.stages.ivol import (
-    SURFACE_COLUMNS, black76_delta, black76_price, black76_vega, build_surface, implied_forwards,
+    SURFACE_COLUMNS, black76_delta, black76_price, black76_vega, build_surface, group_median, implied_forwards,
     implied_vol,
 )
 
@@ -353,3 +353,44 @@ def test_surface_of_a_subset_of_tickers_equals_the_subset_of_the_surface():
     whole = build_surface(chains, RATE)
     part = chains["ticker"] == "BBB"
     pd.testing.assert_frame_equal(build_surface(chains[part], RATE), whole[part])
+
+
+def test_implied_forwards_use_the_three_strikes_nearest_the_money_ties_to_the_lower_strike():
+    def pair(strike, call_minus_put, put=3.0):
+        call = put + call_minus_put
+        return [("AAA", strike, "C", call - 0.01, call + 0.01), ("AAA", strike, "P", put - 0.01, put + 0.01)]
+    # |C - P| = 1 at 99, 101 and 103: the tie at 103 loses to the lower strikes; 100 (0.5) is nearest.
+    rows = pair(98.0, 2.0) + pair(99.0, 1.0) + pair(100.0, 0.5) + pair(101.0, -1.0) + pair(103.0, -1.0)
+    rows += [("AAA", 100.0, "C", 3.6, 3.6)]     # a duplicate call quote: the two are averaged
+    chains = pd.DataFrame(rows, columns=["ticker", "strike", "option_type", "bid", "ask"]).assign(
+        expiration=pd.Timestamp("2026-12-18"), underlying_price=100.0, quote_time=QUOTE_TIME)
+    t = year_fraction(pd.Series([QUOTE_TIME]), pd.Series([pd.Timestamp("2026-12-18")]))[0]
+    discount = math.exp(-RATE * t)
+    expected = np.median([99.0 + 1.0 / discount, 100.0 + 0.55 / discount, 101.0 - 1.0 / discount])
+    for order in (chains.index, chains.index[::-1]):
+        forwards = implied_forwards(chains.loc[order], RATE)
+        assert forwards["forward"].iloc[0] == pytest.approx(expected, rel=1e-14)
+
+
+def test_surface_rows_follow_chains_in_any_order():
+    chains = sample_chains()
+    shuffled = chains.sample(frac=1.0, random_state=5)
+    pd.testing.assert_frame_equal(build_surface(shuffled, RATE), build_surface(chains, RATE).loc[shuffled.index])
+
+
+def test_surface_is_independent_of_later_edits_to_chains():
+    chains = sample_chains()
+    surface = build_surface(chains, RATE)
+    before = surface.copy()
+    chains.loc[chains.index[0], ["strike", "bid", "ask", "underlying_price"]] = [1.0, 2.0, 3.0, 4.0]
+    chains.loc[chains.index[0], "ticker"] = "ZZZ"
+    pd.testing.assert_frame_equal(surface, before)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), st.sampled_from([np.nan, 0.5, 1.0, 1.0, 2.0, 3.5, -1.0])), max_size=40))
+def test_group_median_is_pandas_groupby_median(rows):
+    group = np.array([g for g, _ in rows], dtype=np.int64)
+    values = np.array([v for _, v in rows], dtype=float)
+    expected = pd.Series(values).groupby(group).median().reindex(range(8))
+    np.testing.assert_array_equal(group_median(group, 8, values), expected.to_numpy())

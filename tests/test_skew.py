@@ -139,3 +139,9 @@ def test_fit_is_invariant_to_scaling_forward_and_strikes(factor, a, b, c, t):
     columns = [*FIT, "rr25", "bf25", "skew_r2"]
     np.testing.assert_allclose(moved[columns], base[columns], rtol=1e-8, atol=1e-11)
     assert (moved["skew_n"] == base["skew_n"]).all()
+
+
+def test_rows_in_any_order_give_the_same_fit():
+    surface = surface_of(*(smile(f"T{i}", 0.2 + 0.05 * i, -0.03, 0.01, noise=0.003, seed=i) for i in range(4)))
+    shuffled = surface.sample(frac=1.0, random_state=4)
+    pd.testing.assert_frame_equal(fit_skew(shuffled), fit_skew(surface), rtol=1e-12)

@@ -127,3 +127,21 @@ def test_flag_disagreement():
     straddle = np.array([0.05, 0.05, 0.05, 0.05, np.nan, 0.0, 0.05])
     term = np.array([0.05, 0.074, 0.076, 0.03, 0.05, 0.05, np.nan])
     assert list(flag_disagreement(straddle, term, 1.5)) == [False, False, True, True, False, False, False]
+
+
+def test_expiration_time_is_the_median_of_the_group_rows():
+    t = times(EXPIRATIONS[2:3])[0]
+    surface = flat_smile("AAA", EXPIRATIONS[2], t, 0.3)
+    # Quotes taken at different times: an even count of rows takes the mean of the middle two.
+    shifted = surface.assign(t=t + np.array([0.0, 0.0, 3e-4, 1e-4, 0.0, 2e-4, 0.0, 0.0, 1e-4, 5e-4]))
+    atm = atm_iv_by_expiration(shifted)
+    assert atm["t"].iloc[0] == shifted["t"].median()
+
+
+def test_rows_in_any_order_give_the_same_atm_ivs():
+    t = times(EXPIRATIONS[1:])
+    surface = pd.concat([surface_with_atm_vols(f"T{i}", np.sqrt(0.25**2 + (0.02 * (i + 1))**2 / t))
+                         for i in range(3)], ignore_index=True)
+    surface = surface.assign(iv=surface["iv"] * (1 + 0.01 * np.sin(surface["strike"])))
+    pd.testing.assert_frame_equal(atm_iv_by_expiration(surface.sample(frac=1.0, random_state=2)),
+                                  atm_iv_by_expiration(surface))

@@ -132,7 +132,8 @@ def black76_delta(forward, strike, t, sigma, discount, is_call):
     with np.errstate(divide="ignore", invalid="ignore"):
         s = sigma * np.sqrt(t)
         d1 = np.log(forward / strike) / s + 0.5 * s
-    return np.where(is_call, discount * ndtr(d1), -discount * ndtr(-d1))
+    sign = np.where(is_call, 1.0, -1.0)   # one N() per quote, not one per side
+    return sign * discount * ndtr(sign * d1)
 
 
 # --- initial guess: Jäckel's four-branch rational-cubic interpolation ----------------------------
@@ -500,10 +501,14 @@ def group_median(group: np.ndarray, n_groups: int, values: np.ndarray) -> np.nda
     return np.where(count > 0, median, np.nan)
 
 
-def runs(sorted_codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Where each run of equal codes (>= 0, sorted) starts, and the run number of every element."""
-    new = np.diff(sorted_codes, prepend=-1) != 0
-    return np.flatnonzero(new), np.cumsum(new) - 1
+def run_starts(sorted_codes: np.ndarray) -> np.ndarray:
+    """Where each run of equal codes (>= 0, sorted) starts."""
+    return np.flatnonzero(np.diff(sorted_codes, prepend=-1))
+
+
+def run_numbers(start: np.ndarray, size: int) -> np.ndarray:
+    """The run number of each of ``size`` elements, from the run starts."""
+    return np.repeat(np.arange(start.size), np.diff(start, append=size))
 
 
 def contract_runs(group, strike, is_put, rows):
@@ -516,7 +521,7 @@ def contract_runs(group, strike, is_put, rows):
     key = (group[rows] * (strike_rank.max(initial=-1) + 1) + strike_rank) * 2 + is_put[rows]
     order = np.argsort(key, kind="stable")
     key = key[order]
-    return rows[order], key, runs(key)[0]
+    return rows[order], key, run_starts(key)
 
 
 def run_means(values: np.ndarray, start: np.ndarray) -> np.ndarray:
@@ -548,7 +553,8 @@ def _smallest_per_group(group, distance, count):
     ``group`` is sorted. ``count`` rounds of per-group minima instead of a sort by distance:
     a float sort of every pair costs more than a few passes over the groups.
     """
-    start, run = runs(group)
+    start = run_starts(group)
+    run = run_numbers(start, group.size)
     position = np.arange(distance.size)
     taken = np.zeros(distance.size, bool)
     for _ in range(count):
@@ -650,10 +656,15 @@ def build_surface(chains: pd.DataFrame, rate: float) -> pd.DataFrame:
     delta = np.full(len(chains), np.nan)
     delta[ok] = black76_delta(forward[ok], strike[ok], t[ok], iv[ok], discount[ok], is_call[ok])
 
-    quoted = {c: chains[c] for c in ("ticker", "expiration", "option_type")}
-    quoted.update({c: chains[c].astype(float) for c in ("strike", "bid", "ask", "underlying_price")})
-    derived = {
+    columns = {
+        "ticker": chains["ticker"].astype("str"),
+        "expiration": chains["expiration"],
+        "strike": chains["strike"].astype(float),
+        "option_type": chains["option_type"].astype("str"),
+        "bid": chains["bid"].astype(float),
+        "ask": chains["ask"].astype(float),
         "mid": mid,
+        "underlying_price": chains["underlying_price"].astype(float),
         "forward": forward,
         "forward_source": _FORWARD_SOURCES.take(to_rows(group_source, group, -1), allow_fill=True),
         "rate": np.full(len(chains), float(rate)),
@@ -662,7 +673,6 @@ def build_surface(chains: pd.DataFrame, rate: float) -> pd.DataFrame:
         "delta": delta,
         "iv_status": _STATUSES.take(status),
     }
-    columns = quoted | derived
     # Columns of ``chains`` are shared, not copied (copy-on-write tracks them as for any view), and
     # the derived ones are new: consolidating the float columns into one block would only copy them.
     return pd.DataFrame({name: columns[name] for name in SURFACE_COLUMNS}, index=chains.index, copy=False)

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtri
 
-from pipeline.stages.ivol import quote_groups, quote_keys
-from pipeline.stages.term import QUOTE_KEY, expiration_times, interpolate_atm, otm_quotes
+from pipeline.stages.ivol import QUOTE_KEY, quote_groups, quote_keys
+from pipeline.stages.term import expiration_times, interpolate_atm, otm_quotes
 
 SKEW_COLUMNS = [
     *QUOTE_KEY, "skew_atm_iv", "skew_slope", "skew_curvature", "rr25", "bf25", "skew_r2", "skew_n",

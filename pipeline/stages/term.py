@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.stages.ivol import (
-    QUOTE_KEY, contract_runs, group_median, quote_groups, quote_keys, run_means, runs,
+    contract_runs, group_median, quote_groups, quote_keys, run_means, run_numbers, run_starts,
 )
 
 EVENT_KEY = ["ticker", "report_date"]
@@ -30,7 +30,8 @@ def otm_quotes(surface: pd.DataFrame, group: np.ndarray):
     is_put = (surface["option_type"] == "P").to_numpy(bool)
     usable = np.flatnonzero((surface["iv_status"] == "ok").to_numpy(bool) & (group >= 0) & ~np.isnan(strike))
     rows, _, start = contract_runs(group, strike, is_put, usable)
-    # A run starts at its contract's first row.
+    # Runs start at their contract's first row; ordering contracts by it keeps the tie-breaks of
+    # the nearest quotes and the summation order of the skew fit independent of the sort key.
     by_first_row = np.argsort(rows[start], kind="stable")
     first = rows[start][by_first_row]
     forward, t, iv = (run_means(surface[c].to_numpy(float)[rows], start)[by_first_row]
@@ -49,7 +50,8 @@ def _nearest_each_side(group, k):
     """
     order = np.argsort(group, kind="stable")
     group, k = group[order], k[order]
-    start, run = runs(group)
+    start = run_starts(group)
+    run = run_numbers(start, group.size)
     below_k = np.where(k < 0, k, -np.inf)
     below = (k < 0) & (below_k == np.maximum.reduceat(below_k, start)[run])
     last_below = np.maximum.reduceat(np.where(below, np.arange(k.size), -1), start)
