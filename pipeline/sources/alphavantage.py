@@ -17,10 +17,11 @@ import pandas as pd
 
 from pipeline.sources.http import DAY, HOUR, BodyProblem, HttpClient, Provider, Verdict
 from pipeline.sources.limits import Clock, DailyBudget, SpacedRateLimiter
-from pipeline.sources.payload import Reader
+from pipeline.sources.payload import Reader, daily_bar
 from pipeline.tickers import is_valid_ticker, validate_ticker
 
 VENDOR = "alphavantage"
+AV_BAR_KEYS = {"open": "1. open", "high": "2. high", "low": "3. low", "close": "4. close", "volume": "5. volume"}
 CREDENTIAL_ENV = "ALPHAVANTAGE_API_KEY"
 BUDGET_FILE = "alphavantage_budget.json"
 TIMINGS = {"pre-market": "BMO", "post-market": "AMC", "during-market": "DMH"}
@@ -168,15 +169,8 @@ def parse_daily(body: bytes, symbol: str) -> pd.DataFrame:
         bar = r.mapping(bar, f"bar {str(day)[:12]}")
         if bar is None:
             raise r.error(f"bar {str(day)[:12]} is empty")
-        row = {"ticker": symbol, "date": r.date(day, "date")}
-        for key, name in (("1. open", "open"), ("2. high", "high"), ("3. low", "low"), ("4. close", "close")):
-            row[name] = r.number(bar.get(key), key)
-            if not row[name] > 0:
-                raise r.error(f"{key} on {day} is not a positive price")
-        row["volume"] = r.number(bar.get("5. volume"), "5. volume")
-        if not row["volume"] >= 0:
-            raise r.error(f"volume on {day} is missing or negative")
-        rows.append(row)
+        rows.append({"ticker": symbol, "date": r.date(day, "date"),
+                     **daily_bar(r, bar, AV_BAR_KEYS, str(day)[:10])})
     frame = pd.DataFrame(rows, columns=BAR_FIELDS).sort_values("date", kind="stable")
     return _typed(frame, dates=("date",), text=("ticker",)).reset_index(drop=True)
 

@@ -118,6 +118,18 @@ class Reader:
         return pd.Timestamp(day)
 
 
+def daily_bar(reader: Reader, raw: dict, fields: dict[str, str], when: str) -> dict:
+    """One daily bar from a vendor mapping: ``fields`` maps open/high/low/close/volume to the
+    vendor's keys. Prices must be positive and volume non-negative, else a typed error."""
+    row = {name: reader.number(raw.get(key), key) for name, key in fields.items()}
+    for name in ("open", "high", "low", "close"):
+        if not row[name] > 0:
+            raise reader.error(f"{fields[name]} on {when} is not a positive price ({raw.get(fields[name])!r})")
+    if not row["volume"] >= 0:
+        raise reader.error(f"volume on {when} is missing or negative")
+    return row
+
+
 def _position(exc: Exception) -> str:
     pos = getattr(exc, "pos", None)
     return f"byte {pos}" if pos is not None else "start"

@@ -12,10 +12,11 @@ import pandas as pd
 
 from pipeline.sources.http import DAY, DO_NOT_CACHE, HOUR, MINUTE, HttpClient, Provider
 from pipeline.sources.limits import Clock, TradierRateLimiter
-from pipeline.sources.payload import Reader
+from pipeline.sources.payload import Reader, daily_bar
 from pipeline.tickers import validate_ticker
 
 VENDOR = "tradier"
+TRADIER_BAR_KEYS = {name: name for name in ("open", "high", "low", "close", "volume")}
 CREDENTIAL_ENV = "TRADIER_TOKEN"
 OPTION_TYPES = {"call": "C", "put": "P"}
 QUOTE_BATCH = 100          # symbols per quotes call; keeps the URL well under common length limits
@@ -156,15 +157,8 @@ def parse_history(body: bytes, symbol: str) -> pd.DataFrame:
     days = r.items(node.get("day"), "history.day") if node else []
     rows = []
     for day in days:
-        row = {"date": r.date(day.get("date"), "date")}
-        for name in ("open", "high", "low", "close"):
-            row[name] = r.number(day.get(name), name)
-            if not row[name] > 0:
-                raise r.error(f"{name} on {row['date'].date()} is not a positive price ({day.get(name)!r})")
-        row["volume"] = r.number(day.get("volume"), "volume")
-        if not row["volume"] >= 0:
-            raise r.error(f"volume on {row['date'].date()} is missing or negative")
-        rows.append(row)
+        date = r.date(day.get("date"), "date")
+        rows.append({"date": date, **daily_bar(r, day, TRADIER_BAR_KEYS, str(date.date()))})
     frame = pd.DataFrame(rows, columns=BAR_FIELDS[1:])
     if frame["date"].duplicated().any():
         raise r.error("the same session appears twice")
