@@ -62,6 +62,7 @@ def test_the_run_finishes_partial_and_healthy_tickers_are_ranked(broken_run):
     healthy = metrics.drop(index=list(damage.values()))
     assert (healthy["status"] != "failed").sum() >= 30
     assert metrics.loc[list(damage.values()), "rank"].min() > (healthy["vrp"].notna()).sum() - 5
+    assert metrics.loc[damage["no_chain"], "spot"] > 0           # from the last close instead
 
 
 @pytest.mark.parametrize("kind,reason", [

@@ -43,7 +43,9 @@ def compute_metrics(as_of: pd.Timestamp, calendar: pd.DataFrame, history: pd.Dat
     # history_stats only sees tickers with at least one measured move.
     m["hist_reason"] = m["hist_reason"].where(m["n_events"] > 0, "no past reports with prices")
     m["skew_n"] = m["skew_n"].fillna(0).astype(int)
-    m["spot"] = m["spot"].fillna(m["ticker"].map(_last_close(prices, as_of)))
+    no_spot = m.loc[m["spot"].isna(), "ticker"].unique()
+    if len(no_spot):       # only events without a chain; avoids a pass over every bar
+        m["spot"] = m["spot"].fillna(m["ticker"].map(_last_close(prices[prices["ticker"].isin(no_spot)], as_of)))
 
     m["vrp"] = rank.vrp(m["implied_move"], m["hist_mean_abs_move"])
     m["vrp_median"] = rank.vrp(m["implied_move"], m["hist_median_abs_move"])
@@ -64,8 +66,9 @@ def compute_metrics(as_of: pd.Timestamp, calendar: pd.DataFrame, history: pd.Dat
 
 
 def _last_close(prices: pd.DataFrame, as_of: pd.Timestamp) -> pd.Series:
-    known = prices[prices["date"] <= as_of].sort_values("date")
-    return known.groupby("ticker")["close"].last()
+    """Close of each ticker's last bar on or before the as-of date."""
+    known = prices[prices["date"] <= as_of]
+    return known.loc[known.groupby("ticker")["date"].idxmax(), ["ticker", "close"]].set_index("ticker")["close"]
 
 
 def _status(m: pd.DataFrame) -> tuple[np.ndarray, pd.Series]:
