@@ -91,20 +91,19 @@ class Runner:
                 ctx = jobs.Context(config=config, store=store)
                 report_path = None
                 try:
-                    if any(name in dict(jobs.FETCH_STAGES) for name in stages):
+                    if any(name in jobs.FETCH_STAGES for name in stages):
                         ctx.source = make_source(config, root)
                     for name in _progress(stages):
                         with manifest.stage(name, ctx):
-                            if name == "compute":
-                                metrics = jobs.compute(ctx, as_of)
-                            else:
-                                dict(jobs.FETCH_STAGES)[name](ctx, as_of)
+                            jobs.STAGES[name](ctx, as_of)
                     if report:
+                        from pipeline.report import write_report
+
                         with manifest.stage("report", ctx):
-                            metrics = ctx.store.read("metrics", as_of)
-                            report_path, frame = _report(metrics, root, as_of)
+                            report_path, frame = write_report(ctx.store.read("metrics", as_of), root, as_of)
                 except Exception as exc:  # noqa: BLE001 - any failure: logged, manifested, exit 1
                     logging.getLogger("pipeline").exception("%s %s failed", command, as_of.date())
+                    _source_calls(ctx)
                     manifest.finish(EXIT_FAILED, ctx.failures)
                     _fail(f"{command} {as_of.date()} failed: {exc}", EXIT_FAILED)
                 calls = _source_calls(ctx)
@@ -137,17 +136,11 @@ def _progress(stages):
     return tqdm(stages, desc="stages", unit="stage", disable=None, file=sys.stderr, leave=False)
 
 
-def _report(metrics, root, as_of):
-    from pipeline.report import write_report
-
-    return write_report(metrics, root, as_of)
-
-
 def _print_top(frame, path, rows: int = 15):
     import pandas as pd
 
     shown = ["rank", "ticker", "report_date", "timing", "implied_move", "hist_mean_abs_move", "vrp",
-             "vrp_tier", "consistency", "liquidity_tier", "score"]
+             "vrp_event", "vrp_tier", "consistency", "liquidity_tier", "score"]
     if frame.empty:
         click.echo(f"no upcoming events in the window; wrote an empty report {path}")
         return
@@ -189,6 +182,7 @@ _stage_command("backfill-prices", "Fetch daily bars for sessions the store lacks
 _stage_command("pull-chains", "Pull option chains for the expirations the window's events need.")
 _stage_command("compute", "Compute moves, surface and metrics from the stored snapshots.")
 
+# The order of pipeline.jobs.STAGES, spelled out so the CLI starts without importing pandas.
 ALL_STAGES = ["fetch-calendar", "fetch-history", "backfill-prices", "pull-chains", "compute"]
 
 

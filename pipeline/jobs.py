@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
 
@@ -33,10 +32,6 @@ class Context:
     source: object = None
     failures: list = field(default_factory=list)      # (ticker, stage, reason)
     row_counts: dict = field(default_factory=dict)
-
-    @property
-    def root(self) -> Path:
-        return self.store.root
 
     def keep_valid(self, name: str, frame: pd.DataFrame, stage: str) -> pd.DataFrame:
         """The rows of tickers whose data passes the schema; the others become failures."""
@@ -166,10 +161,13 @@ def compute(ctx: Context, as_of: pd.Timestamp) -> pd.DataFrame:
     return metrics
 
 
-FETCH_STAGES = (
-    ("fetch-calendar", fetch_calendar),
-    ("fetch-history", fetch_history),
-    ("backfill-prices", backfill_prices),
-    ("pull-chains", pull_chains),
-)
+# Every stage in run order; all but compute talk to a source.
+STAGES = {
+    "fetch-calendar": fetch_calendar,
+    "fetch-history": fetch_history,
+    "backfill-prices": backfill_prices,
+    "pull-chains": pull_chains,
+    "compute": compute,
+}
+FETCH_STAGES = tuple(name for name in STAGES if name != "compute")
 

@@ -14,7 +14,6 @@ EVENT = pd.DataFrame({"ticker": ["TEST"], "report_date": [pd.Timestamp("2026-11-
 
 
 def chain(strikes, call_bid, call_ask, put_bid, put_ask, spot=100.0, ticker="TEST", volume=10.0):
-    n = len(strikes)
     frame = lambda kind, bid, ask: pd.DataFrame({
         "ticker": ticker, "expiration": EXP, "strike": np.asarray(strikes, float), "option_type": kind,
         "bid": np.asarray(bid, float), "ask": np.asarray(ask, float), "last": np.nan,

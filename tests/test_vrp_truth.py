@@ -4,7 +4,6 @@ Every ticker of the default universe reports once a quarter, so running the comp
 each session of a quarter and keeping each event as seen on the session before it reacts covers
 the whole universe once, the way a trader would see it the day before.
 """
-import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import spearmanr
