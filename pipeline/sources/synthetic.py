@@ -21,10 +21,11 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy.special import ndtr, ndtri
+from scipy.special import ndtri
 
 from pipeline import sessions
-from pipeline.stages.ivol import black76_price
+from pipeline.stages.events import event_expirations
+from pipeline.stages.ivol import black76_delta, black76_price
 
 EPOCH = pd.Timestamp("2010-01-04")
 TICK = 0.01
@@ -384,8 +385,7 @@ class SyntheticMarket:
         x = np.log(strike / fwd) / (rows["atm_vol"].to_numpy() * np.sqrt(t))
         vol = self.smile_vol(rows, x)
         model = black76_price(fwd, strike, t, vol, disc, is_call)
-        d1 = (np.log(fwd / strike) + 0.5 * vol ** 2 * t) / (vol * np.sqrt(t))
-        delta = np.where(is_call, disc * ndtr(d1), disc * (ndtr(d1) - 1.0))
+        delta = black76_delta(fwd, strike, t, vol, disc, is_call)
 
         tid = rows["ticker_id"].to_numpy()
         eday = rows["expiration"].values.astype("datetime64[D]").astype(np.int64)
@@ -444,13 +444,10 @@ class SyntheticMarket:
         model = pd.DataFrame({"ticker": pd.Series(dtype="str"), "report_date": pd.Series(dtype="datetime64[ns]")})
         if len(upcoming):
             listed = self.expirations(upcoming["ticker"].unique().tolist(), as_of)
-            first = upcoming.groupby("ticker", sort=False)["reaction_date"].min().rename("next_reaction").reset_index()
-            listed = listed.merge(first, on="ticker")
-            ev_exp = listed[listed["expiration"] >= listed["next_reaction"]].groupby("ticker", as_index=False)["expiration"].min()
-            g = self._expiry_groups(ev_exp, as_of)
-            # ATM (K = F) Black-76 straddle: 2 * D * F * (2 N(sigma sqrt(t) / 2) - 1).
-            sig_rt = g["atm_vol"] * np.sqrt(g["t"])
-            straddle = 2 * g["discount"] * g["forward"] * (2 * ndtr(sig_rt / 2) - 1)
+            first = upcoming.groupby("ticker", as_index=False)["reaction_date"].min()
+            g = self._expiry_groups(event_expirations(listed, first, count=1), as_of)
+            # The model straddle at K = F, where call and put are worth the same.
+            straddle = 2 * black76_price(g["forward"], g["forward"], g["t"], g["atm_vol"], g["discount"], True)
             model = pd.DataFrame({
                 "ticker": g["ticker"], "report_date": g["ticker"].map(
                     upcoming.groupby("ticker")["report_date"].min()),

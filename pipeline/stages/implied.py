@@ -7,6 +7,7 @@ import pandas as pd
 
 from pipeline.sessions import year_fraction
 from pipeline.stages.events import event_expirations
+from pipeline.stages.ivol import two_sided_mid
 
 IMPLIED_COLUMNS = ["ticker", "report_date", "expiration", "t", "spot", "straddle_mid", "implied_move",
                    "straddle_spread", "min_leg_open_interest", "min_leg_volume", "expiration_volume",
@@ -16,12 +17,12 @@ IMPLIED_COLUMNS = ["ticker", "report_date", "expiration", "t", "spot", "straddle
 def usable_straddles(chains: pd.DataFrame, max_leg_spread: float) -> pd.DataFrame:
     """Strikes where both legs have a usable two-sided quote, with the straddle built from them.
 
-    A leg is usable when bid > 0, ask >= bid and (ask - bid) / mid <= ``max_leg_spread``.
+    A leg is usable when it is two-sided (:func:`~pipeline.stages.ivol.two_sided_mid`) and
+    (ask - bid) / mid <= ``max_leg_spread``.
     """
     quotes = chains
-    mid = (quotes["bid"] + quotes["ask"]) / 2.0
-    usable = (quotes["bid"] > 0) & (quotes["ask"] >= quotes["bid"]) & \
-        ((quotes["ask"] - quotes["bid"]) <= max_leg_spread * mid)
+    mid = pd.Series(two_sided_mid(quotes["bid"].to_numpy(float), quotes["ask"].to_numpy(float)), index=quotes.index)
+    usable = mid.notna() & ((quotes["ask"] - quotes["bid"]) <= max_leg_spread * mid)
     legs = quotes[usable].assign(mid=mid[usable], spread=(quotes["ask"] - quotes["bid"])[usable])
     keys = ["ticker", "expiration", "strike"]
     fields = ["mid", "spread", "open_interest", "volume"]

@@ -542,7 +542,7 @@ _FORWARD_SOURCES = pd.array(["parity", "spot"], dtype="str")
 _STATUSES = pd.array(IV_STATUSES, dtype="str")
 
 
-def _two_sided_mid(bid, ask):
+def two_sided_mid(bid, ask):
     """(bid + ask) / 2 where the quote is two-sided (0 < bid <= ask), else NaN."""
     return np.where((bid > 0) & (ask >= bid), 0.5 * (bid + ask), np.nan)
 
@@ -594,7 +594,7 @@ def _parity_forwards(group, n_groups, strike, is_call, is_put, mid, t, rate):
 
 def _group_forwards(group, n_groups, t, strike, is_call, is_put, bid, ask, spot, rate):
     """Forward per group and its source as an index into _FORWARD_SOURCES (-1: none); see implied_forwards."""
-    forward = _parity_forwards(group, n_groups, strike, is_call, is_put, _two_sided_mid(bid, ask), t, rate)
+    forward = _parity_forwards(group, n_groups, strike, is_call, is_put, two_sided_mid(bid, ask), t, rate)
     # The carried spot only matters where parity gave nothing.
     rows = np.flatnonzero(to_rows(np.isnan(forward), group, False))
     carried = group_median(group[rows], n_groups, spot[rows] * np.exp(rate * t[rows]))
@@ -650,7 +650,7 @@ def build_surface(chains: pd.DataFrame, rate: float) -> pd.DataFrame:
     discount = np.exp(-rate * t)
 
     mid = np.where((ask >= bid) & (ask > 0), 0.5 * (bid + ask), np.nan)
-    iv, status = _implied_vol_codes(_two_sided_mid(bid, ask), forward, strike, t, discount, is_call)
+    iv, status = _implied_vol_codes(two_sided_mid(bid, ask), forward, strike, t, discount, is_call)
     status[(status == _CODE["no_quote"]) & (bid > ask)] = _CODE["crossed"]
     ok = np.flatnonzero(status == _CODE["ok"])
     delta = np.full(len(chains), np.nan)
