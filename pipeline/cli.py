@@ -75,7 +75,7 @@ class Runner:
         """Run the named stages for one as-of date under the lock, with a manifest."""
         from pipeline import jobs
         from pipeline.runlog import (EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, LockedError, Manifest,
-                                     data_root_lock, setup_logging)
+                                     data_root_lock, progress, setup_logging)
         from pipeline.sources import make_source
         from pipeline.store import Store
 
@@ -93,7 +93,7 @@ class Runner:
                 try:
                     if any(name in jobs.FETCH_STAGES for name in stages):
                         ctx.source = make_source(config, root)
-                    for name in _progress(stages):
+                    for name in progress(stages, "stages", "stage"):
                         with manifest.stage(name, ctx):
                             jobs.STAGES[name](ctx, as_of)
                     if report:
@@ -127,13 +127,6 @@ def _source_calls(ctx) -> dict:
     known = set(ctx.failures)
     ctx.failures.extend(f for f in source_failures if tuple(f) not in known)
     return ctx.source.call_counts() if hasattr(ctx.source, "call_counts") else {}
-
-
-def _progress(stages):
-    from tqdm import tqdm
-
-    # disable=None: a bar on a terminal, silence under cron (no TTY).
-    return tqdm(stages, desc="stages", unit="stage", disable=None, file=sys.stderr, leave=False)
 
 
 def _print_top(frame, path, rows: int = 15):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -25,6 +26,13 @@ EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_PARTIAL = 3
 EXIT_LOCKED = 75      # EX_TEMPFAIL: another run holds the data root; try again later
+
+
+def progress(items, desc: str, unit: str):
+    """A progress bar on a terminal, silence under cron (tqdm's disable=None: no TTY, no bar)."""
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, unit=unit, disable=None, file=sys.stderr, leave=False)
 
 
 class LockedError(RuntimeError):

@@ -29,6 +29,7 @@ from pipeline.sources import SourceUnavailable, alphavantage, tradier
 from pipeline.sources.base import SourceError
 from pipeline.sources.http import HttpClient
 from pipeline.sources.limits import Clock, ProviderUnavailable
+from pipeline.runlog import progress
 from pipeline.store import atomic_write_bytes
 from pipeline.tickers import is_valid_ticker
 
@@ -107,7 +108,7 @@ class LiveSource:
         """``call(item)`` for each item; an item's failure is recorded against its tickers and
         skipped, a provider's failure is raised."""
         results = {}
-        for item in _progress(items, stage):
+        for item in progress(items, stage, "call"):
             try:
                 results[item] = call(item)
             except ProviderUnavailable:
@@ -248,10 +249,3 @@ def _finish_frame(frame: pd.DataFrame, dataset: str, vendor: str, order: list[st
         types[column] = "str" if dtype.startswith(("str", "string")) else dtype   # pandas 3 default text
     frame = frame.reindex(columns=columns).astype(types)
     return frame.sort_values(order, kind="stable").reset_index(drop=True)
-
-
-def _progress(items, stage: str):
-    from tqdm import tqdm
-
-    # disable=None: a bar on a terminal, silence under cron (no TTY).
-    return tqdm(items, desc=stage, unit="call", disable=None, leave=False)
