@@ -8,9 +8,7 @@ def load(dataset: str, date=None, data_dir=None):
     ``data_dir`` defaults to ``PIPELINE_DATA_DIR`` or ``data``. Calendar snapshots are keyed by
     their as-of date, passed as ``date`` too.
     """
-    import os
-
+    from pipeline.config import resolve
     from pipeline.store import Store
 
-    root = data_dir or os.environ.get("PIPELINE_DATA_DIR", "data")
-    return Store(root).read(dataset, date)
+    return Store(resolve(data_dir=data_dir).root).read(dataset, date)

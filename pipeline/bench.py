@@ -39,7 +39,7 @@ def build_inputs(n_tickers: int, seed: int = 7):
 
 def stage_functions(inputs, config):
     """Each compute stage as a zero-argument callable, in pipeline order, fed by the previous."""
-    from pipeline.stages import consistency, implied, ivol, moves, skew, term
+    from pipeline.stages import consistency, implied, moves, skew, surface, term
     from pipeline.stages.metrics import compute_metrics
 
     state = {}
@@ -54,7 +54,7 @@ def stage_functions(inputs, config):
         implied.event_straddles(inputs["chains"], inputs["events"], config.max_leg_spread)
 
     def run_surface():
-        state["surface"] = ivol.build_surface(inputs["chains"], config.risk_free_rate)
+        state["surface"] = surface.build_surface(inputs["chains"], config.risk_free_rate)
 
     def run_skew():
         state["skew"] = skew.fit_skew(state["surface"], min_points=config.skew_min_points,
@@ -94,7 +94,7 @@ def iv_against_quantlib(surface: pd.DataFrame, sample: int = 2000) -> tuple[floa
     """Options/s of the vectorized solver on every quote, and max |iv - QuantLib| on a sample."""
     import QuantLib as ql
 
-    from pipeline.stages.ivol import implied_vol
+    from pipeline.black76 import implied_vol
 
     ok = surface[surface["iv_status"] == "ok"]
     price = ok["mid"].to_numpy()

@@ -3,14 +3,10 @@ so ``pipeline --help`` stays fast."""
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from datetime import datetime
-from pathlib import Path
 
 import click
-
-DEFAULT_CONFIG = "config.yaml"
 
 
 def _fail(message: str, code: int):
@@ -45,88 +41,37 @@ def resolve_date(text: str | None):
 
 
 class Runner:
-    """Shared options, resolved lazily."""
+    """The global options, turned into settings when a command needs them."""
 
-    def __init__(self, data_dir: str, config_path: str | None, source: str | None, wait_lock: float):
-        self.data_dir = Path(data_dir)
+    def __init__(self, data_dir: str | None, config_path: str | None, source: str | None, wait_lock: float):
+        self.data_dir = data_dir
         self.config_path = config_path
         self.source_override = source
         self.wait_lock = wait_lock
 
-    def config(self):
-        from pipeline.config import Config, ConfigError, load_config
+    def settings(self):
+        from pipeline.config import ConfigError, resolve
         from pipeline.runlog import EXIT_BAD_INPUT
 
-        path = self.config_path or os.environ.get("PIPELINE_CONFIG")
         try:
-            if path is None:
-                config = load_config(DEFAULT_CONFIG) if Path(DEFAULT_CONFIG).exists() else Config()
-            else:
-                config = load_config(path)
+            return resolve(self.config_path, self.data_dir, self.source_override)
         except ConfigError as exc:
             _fail(str(exc), EXIT_BAD_INPUT)
-        if self.source_override:
-            from dataclasses import replace
 
-            config = replace(config, source=self.source_override)
-        return config
-
-    def run(self, command: str, date: str | None, stages: list[str], report: bool):
-        """Run the named stages for one as-of date under the lock, with a manifest."""
-        from pipeline import jobs
-        from pipeline.runlog import (EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, LockedError, Manifest,
-                                     data_root_lock, progress, setup_logging)
-        from pipeline.sources import make_source
-        from pipeline.store import Store
+    def run(self, command: str, date: str | None, steps: list[str]):
+        """Run the named steps for one as-of date through :func:`pipeline.run.execute`."""
+        from pipeline.run import execute
 
         as_of = resolve_date(date)
-        config = self.config()
-        root = self.data_dir
-        try:
-            with data_root_lock(root, self.wait_lock):
-                setup_logging(root)
-                store = Store(root)
-                store.clean_temporaries()
-                manifest = Manifest(root, command, as_of, config.source)
-                ctx = jobs.Context(config=config, store=store)
-                report_path = None
-                try:
-                    if any(name in jobs.FETCH_STAGES for name in stages):
-                        ctx.source = make_source(config, root)
-                    for name in progress(stages, "stages", "stage"):
-                        with manifest.stage(name, ctx):
-                            jobs.STAGES[name](ctx, as_of)
-                    if report:
-                        from pipeline.report import write_report
-
-                        with manifest.stage("report", ctx):
-                            report_path, frame = write_report(ctx.store.read("metrics", as_of), root, as_of)
-                except Exception as exc:  # noqa: BLE001 - any failure: logged, manifested, exit 1
-                    logging.getLogger("pipeline").exception("%s %s failed", command, as_of.date())
-                    _source_calls(ctx)
-                    manifest.finish(EXIT_FAILED, ctx.failures)
-                    _fail(f"{command} {as_of.date()} failed: {exc}", EXIT_FAILED)
-                calls = _source_calls(ctx)
-                if calls:
-                    manifest.data["calls"] = calls
-                    click.echo(f"vendor requests: {sum(calls.values())} {calls}", err=True)
-                fetch_failures = [f for f in ctx.failures if f[1] != "compute"]
-                status = EXIT_PARTIAL if fetch_failures else EXIT_OK
-                manifest_path = manifest.finish(status, ctx.failures, report_path)
-        except LockedError as exc:
-            _fail(str(exc), EXIT_LOCKED)
-        if report_path is not None:
-            _print_top(frame, report_path)
-        click.echo(f"manifest: {manifest_path}", err=True)
-        sys.exit(status)
-
-
-def _source_calls(ctx) -> dict:
-    """Fold a live source's per-ticker failures into the run's; return its request counts."""
-    source_failures = getattr(ctx.source, "failures", [])
-    known = set(ctx.failures)
-    ctx.failures.extend(f for f in source_failures if tuple(f) not in known)
-    return ctx.source.call_counts() if hasattr(ctx.source, "call_counts") else {}
+        outcome = execute(command, [as_of], steps, self.settings(), self.wait_lock)
+        if outcome.calls:
+            click.echo(f"vendor requests: {sum(outcome.calls.values())} {outcome.calls}", err=True)
+        if outcome.message:
+            _fail(outcome.message, outcome.exit_status)
+        for path, frame in outcome.reports:
+            _print_top(frame, path)
+        click.echo(f"manifest: {outcome.manifest}", err=True)
+        sys.exit(outcome.exit_status)
 
 
 def _print_top(frame, path, rows: int = 15):
@@ -143,10 +88,9 @@ def _print_top(frame, path, rows: int = 15):
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--data-dir", envvar="PIPELINE_DATA_DIR", default="data", show_default=True,
-              help="Data root (also PIPELINE_DATA_DIR).")
+@click.option("--data-dir", default=None, help="Data root (default PIPELINE_DATA_DIR, else ./data).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-              help=f"Config file (default ./{DEFAULT_CONFIG}, or PIPELINE_CONFIG).")
+              help="Config file (default PIPELINE_CONFIG, else ./config.yaml, else built-in defaults).")
 @click.option("--source", type=click.Choice(["synthetic", "live"]), default=None,
               help="Override the config's source.")
 @click.option("--wait-lock", type=float, default=0.0, show_default=True,
@@ -165,7 +109,7 @@ def _stage_command(name: str, help_text: str):
     @DATE
     @click.pass_obj
     def command(runner: Runner, date):
-        runner.run(name, date, [name], report=False)
+        runner.run(name, date, [name])
     return command
 
 
@@ -175,8 +119,8 @@ _stage_command("backfill-prices", "Fetch daily bars for sessions the store lacks
 _stage_command("pull-chains", "Pull option chains for the expirations the window's events need.")
 _stage_command("compute", "Compute moves, surface and metrics from the stored snapshots.")
 
-# The order of pipeline.jobs.STAGES, spelled out so the CLI starts without importing pandas.
-ALL_STAGES = ["fetch-calendar", "fetch-history", "backfill-prices", "pull-chains", "compute"]
+# The order of pipeline.jobs.STEPS, spelled out so the CLI starts without importing pandas.
+ALL_STEPS = ["fetch-calendar", "fetch-history", "backfill-prices", "pull-chains", "compute", "report"]
 
 
 @main.command()
@@ -184,7 +128,7 @@ ALL_STAGES = ["fetch-calendar", "fetch-history", "backfill-prices", "pull-chains
 @click.pass_obj
 def daily(runner: Runner, date):
     """Run every stage in order and write the ranked report."""
-    runner.run("daily", date, ALL_STAGES, report=True)
+    runner.run("daily", date, ALL_STEPS)
 
 
 @main.command()
@@ -196,8 +140,8 @@ def rank(runner: Runner, date):
     from pipeline.store import Store
 
     as_of = resolve_date(date)
-    fetched = Store(runner.data_dir).exists("chains", as_of)
-    runner.run("rank", str(as_of.date()), ["compute"] if fetched else ALL_STAGES, report=True)
+    fetched = Store(runner.settings().root).exists("chains", as_of)
+    runner.run("rank", str(as_of.date()), ["compute", "report"] if fetched else ALL_STEPS)
 
 
 @main.command()

@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
 
-MOVE_TYPES = ("close_move", "gap_move", "max_move")
 from pipeline.schemas import LIQUIDITY_TIERS, VRP_TIERS
+
+MOVE_TYPES = ("close_move", "gap_move", "max_move")
+DEFAULT_CONFIG = "config.yaml"          # looked up in the working directory
+DEFAULT_DATA_DIR = "data"
 
 VRP_TIER_NAMES = VRP_TIERS[:-1]              # the last tier is what falls below every threshold
 LIQUIDITY_TIER_NAMES = LIQUIDITY_TIERS[:-1]
@@ -199,6 +203,34 @@ def _weights(body) -> dict:
     if abs(sum(weights.values()) - 1.0) > 1e-9:
         raise ConfigError(f"config key 'score_weights': weights must sum to 1 (they sum to {sum(weights.values()):g})")
     return weights
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a command runs with: the config, where it came from, and the data root."""
+
+    config: Config
+    origin: str          # the config file read, or "built-in defaults"
+    root: Path
+
+
+def resolve(config_path: str | None = None, data_dir: str | Path | None = None, source: str | None = None,
+            environ=None) -> Settings:
+    """The one way to get the settings of a command, ``pipeline.load`` or ``doctor``.
+
+    Config file: ``config_path``, else ``PIPELINE_CONFIG``, else ``./config.yaml`` when it exists,
+    else the built-in defaults. Data root: ``data_dir``, else ``PIPELINE_DATA_DIR``, else ``./data``.
+    ``source`` overrides the config's source. Raises :class:`ConfigError`.
+    """
+    env = os.environ if environ is None else environ
+    path = config_path or env.get("PIPELINE_CONFIG") or None
+    if path is None and Path(DEFAULT_CONFIG).exists():
+        path = DEFAULT_CONFIG
+    config = Config() if path is None else load_config(path)
+    if source:
+        config = replace(config, source=source)
+    root = Path(data_dir or env.get("PIPELINE_DATA_DIR") or DEFAULT_DATA_DIR)
+    return Settings(config, "built-in defaults" if path is None else str(path), root)
 
 
 def load_config(path: Path | str) -> Config:

@@ -23,12 +23,20 @@ class Check:
     detail: str
 
 
-def run_checks(data_dir: Path, config_path: str | None, source_override: str | None,
+def run_checks(data_dir, config_path: str | None, source_override: str | None,
                environ=None, today=None) -> list[Check]:
+    """Every check, in order; ``data_dir``/``config_path`` as given on the command line (None:
+    resolved like every command, see :func:`pipeline.config.resolve`)."""
+    from pipeline.config import ConfigError, resolve
+
     env = os.environ if environ is None else environ
-    root = Path(data_dir)
-    config, checks = _config(config_path, source_override, env)
-    if config is not None and config.source == "live":
+    try:
+        settings = resolve(config_path, data_dir, source_override, environ=env)
+    except ConfigError as exc:
+        return [Check("config", FAIL, str(exc))]
+    config, root = settings.config, settings.root
+    checks = [Check("config", OK, f"{settings.origin}: valid; source {config.source}; data root {root}")]
+    if config.source == "live":
         checks += _credentials(env)
         if all(c.status == OK for c in checks):
             checks += _reachability(config, root, env)
@@ -52,24 +60,6 @@ def render(checks: list[Check]) -> str:
 
 # ---- individual checks -----------------------------------------------------------------------
 
-def _config(path: str | None, source_override: str | None, env):
-    from pipeline.cli import DEFAULT_CONFIG
-    from pipeline.config import Config, ConfigError, load_config
-
-    path = path or env.get("PIPELINE_CONFIG")
-    try:
-        if path is None and not Path(DEFAULT_CONFIG).exists():
-            config, where = Config(), "built-in defaults (no ./config.yaml)"
-        else:
-            where = path or DEFAULT_CONFIG
-            config = load_config(where)
-    except ConfigError as exc:
-        return None, [Check("config", FAIL, str(exc))]
-    if source_override:
-        config = config.replace(source=source_override)
-    return config, [Check("config", OK, f"{where}: valid; source {config.source}")]
-
-
 def _credentials(env) -> list[Check]:
     from pipeline.sources import alphavantage, tradier
 
@@ -81,8 +71,7 @@ def _credentials(env) -> list[Check]:
 
 
 def _reachability(config, root: Path, env) -> list[Check]:
-    from pipeline.sources import SourceUnavailable
-    from pipeline.sources.base import SourceError
+    from pipeline.sources.base import SourceError, SourceUnavailable
     from pipeline.sources.live import LiveSource
 
     try:

@@ -1,7 +1,8 @@
 """The staged jobs: fetch from a source into validated snapshots, compute, report.
 
 Each job reads what it needs from the store and writes its own snapshot, so any job can be
-rerun alone and a rerun of a date replaces that date's outputs whole.
+rerun alone and a rerun of a date replaces that date's outputs whole. Per-date jobs are in
+``STEPS``; ``write_moves`` runs once per run, after every date.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pandas as pd
 
 from pipeline import sessions
 from pipeline.config import Config
+from pipeline.failures import Failures
 from pipeline.schemas import empty, split_valid_tickers
 from pipeline.store import Store
 
@@ -25,20 +27,21 @@ MAX_REPORT_GAP_DAYS = 120
 
 @dataclass
 class Context:
-    """What every job needs: the config, the store and (for fetch jobs) a source."""
+    """What every job needs: the config, the store, the run's failure record and (for fetch
+    jobs) a source reporting into the same record."""
 
     config: Config
     store: Store
     source: object = None
-    failures: list = field(default_factory=list)      # (ticker, stage, reason)
+    failures: Failures = field(default_factory=Failures)
     row_counts: dict = field(default_factory=dict)
+    reports: list = field(default_factory=list)        # (path, ranked frame) per report written
 
     def keep_valid(self, name: str, frame: pd.DataFrame, stage: str) -> pd.DataFrame:
         """The rows of tickers whose data passes the schema; the others become failures."""
         valid, rejected = split_valid_tickers(name, frame)
         for ticker, reason in sorted(rejected.items()):
-            log.warning("%s: dropped %s from %s: %s", stage, ticker, name, reason)
-            self.failures.append((ticker, stage, f"invalid {name} data: {reason}"))
+            self.failures.add(ticker, stage, f"invalid {name} data: {reason}")
         return valid
 
 
@@ -70,8 +73,8 @@ def fetch_history(ctx: Context, as_of: pd.Timestamp) -> int:
     if stale:
         fetched = ctx.keep_valid("earnings_history", ctx.source.earnings_history(stale, as_of), "fetch-history")
         answered = set(fetched["ticker"])
-        for ticker in sorted(set(stale) - answered - {t for t, stage, _ in ctx.failures if stage == "fetch-history"}):
-            ctx.failures.append((ticker, "fetch-history", "source returned no earnings history"))
+        for ticker in sorted(set(stale) - answered):
+            ctx.failures.add(ticker, "fetch-history", "source returned no earnings history")
         # Only tickers the source answered for are replaced: a failed fetch never erases history.
         combined = fetched if stored is None else pd.concat(
             [stored[~stored["ticker"].isin(answered)], fetched], ignore_index=True)
@@ -126,9 +129,8 @@ def pull_chains(ctx: Context, as_of: pd.Timestamp) -> int:
         chains = ctx.keep_valid("chains", ctx.source.chains(wanted, as_of), "pull-chains")
     else:
         chains = empty("chains")
-    quarantined = {t for t, stage, _ in ctx.failures if stage == "pull-chains"}
-    for ticker in sorted(set(tickers) - set(chains["ticker"]) - quarantined):
-        ctx.failures.append((ticker, "pull-chains", "no option chain for the event expirations"))
+    for ticker in sorted(set(tickers) - set(chains["ticker"])):
+        ctx.failures.add(ticker, "pull-chains", "no option chain for the event expirations")
     ctx.store.write("chains", chains, as_of)
     ctx.row_counts["chains"] = len(chains)
     return len(chains)
@@ -137,37 +139,61 @@ def pull_chains(ctx: Context, as_of: pd.Timestamp) -> int:
 def compute(ctx: Context, as_of: pd.Timestamp) -> pd.DataFrame:
     from pipeline.stages.metrics import compute_metrics
 
+    calendar = ctx.store.read("calendar", as_of)
+    # Every metric is per ticker, so the stored history and bars of other tickers are not read.
+    tickers = calendar["ticker"].unique()
     result = compute_metrics(
         as_of,
-        calendar=ctx.store.read("calendar", as_of),
-        history=ctx.store.read_or_empty("earnings_history"),
-        prices=ctx.store.read_or_empty("prices"),
+        calendar=calendar,
+        history=ctx.store.scan("earnings_history", tickers=tickers),
+        prices=ctx.store.scan("prices", tickers=tickers),
         chains=ctx.store.read("chains", as_of),
         config=ctx.config,
     )
-    # Moves are facts about past reports: keep the union, so rerunning an older date never
-    # shrinks the dataset (a newer computation of the same report wins).
-    stored_moves = ctx.store.read_or_empty("moves")
-    moves = pd.concat([stored_moves, result.moves], ignore_index=True)
-    moves = moves.drop_duplicates(["ticker", "report_date"], keep="last").sort_values(
-        ["ticker", "report_date"], kind="stable").reset_index(drop=True)
-    ctx.store.write("moves", moves)
     ctx.store.write("surface", result.surface, as_of)
     metrics = ctx.keep_valid("metrics", result.metrics, "compute")
     ctx.store.write("metrics", metrics, as_of)
-    failed = metrics[metrics["status"] == "failed"]
-    ctx.failures.extend(zip(failed["ticker"], ["compute"] * len(failed), failed["reason"]))
-    ctx.row_counts.update(moves=len(moves), surface=len(result.surface), metrics=len(metrics))
+    for ticker, reason in zip(metrics.loc[metrics["status"] == "failed", "ticker"],
+                              metrics.loc[metrics["status"] == "failed", "reason"]):
+        ctx.failures.add(ticker, "compute", reason)
+    ctx.row_counts.update(surface=len(result.surface), metrics=len(metrics))
     return metrics
 
 
-# Every stage in run order; all but compute talk to a source.
-STAGES = {
+def report(ctx: Context, as_of: pd.Timestamp) -> None:
+    from pipeline.report import write_report
+
+    ctx.reports.append(write_report(ctx.store.read("metrics", as_of), ctx.store.root, as_of))
+
+
+def write_moves(ctx: Context) -> int:
+    """The ``moves`` dataset from the stored inputs, written once per run.
+
+    Moves are facts about past reports, so they are computed from the whole stored
+    ``earnings_history`` and ``prices`` as of the last stored session: the dataset depends on
+    the data, never on which dates were run or in which order.
+    """
+    from pipeline.stages.moves import historical_moves
+
+    prices = ctx.store.read_or_empty("prices")
+    history = ctx.store.read_or_empty("earnings_history")
+    if prices.empty or history.empty:
+        moves = empty("moves")
+    else:
+        moves = historical_moves(history, prices, prices["date"].max())
+    moves = moves.sort_values(["ticker", "report_date"], kind="stable").reset_index(drop=True)
+    ctx.store.write("moves", moves)
+    ctx.row_counts["moves"] = len(moves)
+    return len(moves)
+
+
+# Every per-date step in run order; the fetch steps talk to a source.
+STEPS = {
     "fetch-calendar": fetch_calendar,
     "fetch-history": fetch_history,
     "backfill-prices": backfill_prices,
     "pull-chains": pull_chains,
     "compute": compute,
+    "report": report,
 }
-FETCH_STAGES = tuple(name for name in STAGES if name != "compute")
-
+FETCH_STEPS = ("fetch-calendar", "fetch-history", "backfill-prices", "pull-chains")

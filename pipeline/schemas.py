@@ -7,6 +7,7 @@ naive ``datetime64`` at midnight in pandas and ``date32`` in Parquet; timestamps
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import pandas as pd
@@ -15,6 +16,7 @@ from pandera.typing import Series
 
 TIMINGS = ("BMO", "AMC", "DMH", "UNKNOWN")
 KNOWN_TIMINGS = ("BMO", "AMC", "DMH")
+from pipeline.black76 import IV_STATUSES  # the solver's statuses: the Surface's iv_status
 from pipeline.tickers import TICKER_RE
 
 TICKER_PATTERN = TICKER_RE.pattern
@@ -23,10 +25,6 @@ LIQUIDITY_TIERS = ("EXCELLENT", "GOOD", "WARNING", "REJECT")
 METRIC_STATUSES = ("ok", "degraded", "failed")
 NO_TICKER = "<missing ticker>"
 MAX_PRICE = 1e7        # no listed US equity or option trades near this: larger values are garbage
-IV_STATUSES = (
-    "ok", "no_quote", "crossed", "below_intrinsic", "above_upper_bound", "no_forward", "expired",
-    "not_converged",
-)
 
 
 class DatasetValidationError(ValueError):
@@ -237,14 +235,19 @@ DATASETS: dict[str, Dataset] = {
 }
 
 
-def validate(name: str, df: pd.DataFrame) -> pd.DataFrame:
-    """Validate (and coerce) ``df`` against dataset ``name``; all failures reported at once."""
-    model = DATASETS[name].model
-    missing = [c for c in model.to_schema().columns if c not in df.columns]
+def validate(name: str, df: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
+    """Validate (and coerce) ``df`` against dataset ``name`` (or only its ``columns``, for a
+    projection); all failures reported at once."""
+    schema = DATASETS[name].model.to_schema()
+    if columns is not None and list(columns) != list(schema.columns):
+        # A projection: column checks apply; row checks that need other columns cannot.
+        schema = copy.deepcopy(schema.select_columns(list(columns)))
+        schema.checks = []
+    missing = [c for c in schema.columns if c not in df.columns]
     if missing:
         raise DatasetValidationError(name, f"missing columns: {', '.join(missing)}")
     try:
-        return model.validate(df, lazy=True)
+        return schema.validate(df, lazy=True)
     except pa.errors.SchemaErrors as exc:
         raise DatasetValidationError(name, _describe(exc.failure_cases)) from None
 

@@ -101,11 +101,9 @@ class Store:
         """Read and validate one partition; for ``year``-partitioned data without a value, all years."""
         dataset = DATASETS[name]
         if dataset.partition == "year" and partition is None:
-            years = self.partitions(name)
-            if not years:
+            if not self.partitions(name):
                 raise FileNotFoundError(f"dataset '{name}' has no data under {self.parquet / name}")
-            frames = [self._read_file(name, self.partition_path(name, y)) for y in years]
-            return validate(name, pd.concat(frames, ignore_index=True))
+            return self.scan(name)
         path = self.partition_path(name, partition)
         if not path.exists():
             where = f" for {dataset.partition}={_partition_text(partition)}" if partition is not None else ""
@@ -117,9 +115,44 @@ class Store:
         has_data = self.partitions(name) if DATASETS[name].partition == "year" else self.exists(name)
         return self.read(name) if has_data else empty(name)
 
+    def scan(self, name: str, dates=None, tickers=None, columns=None) -> pd.DataFrame:
+        """Validated rows of ``name`` limited to partitions, tickers and columns.
+
+        ``dates``: partition values to read (dates for ``date``/``asof`` datasets, years for
+        ``prices``; None = all); ``tickers``: rows to keep, pushed into the Parquet reader as a
+        filter; ``columns``: the columns to load (projection; None = all). For ``date``/``asof``
+        datasets the partition value comes back as a datetime column of that name, so rows of
+        several partitions stay apart. Missing partitions are skipped.
+        """
+        dataset = DATASETS[name]
+        schema = dataset.model.to_schema()
+        wanted = list(schema.columns) if columns is None else [c for c in schema.columns if c in set(columns)]
+        filters = None if tickers is None else [("ticker", "in", sorted(set(tickers)))]
+        if dataset.partition is None:
+            paths = {None: self.partition_path(name)} if self.exists(name) else {}
+        else:
+            present = self.partitions(name)
+            keep = present if dates is None else sorted({_partition_text(d) for d in dates} & set(present))
+            paths = {value: self.partition_path(name, value) for value in keep}
+        frames = []
+        for value, path in paths.items():
+            frame = self._read_file(name, path, wanted, filters)
+            if dataset.partition not in (None, "year"):
+                frame.insert(0, dataset.partition, pd.Series(pd.Timestamp(value), index=frame.index, dtype="datetime64[ns]"))
+            frames.append(frame)
+        key = [] if dataset.partition in (None, "year") else [dataset.partition]
+        if not frames:
+            frame = empty(name)[wanted]
+            if key:
+                frame.insert(0, key[0], pd.Series(dtype="datetime64[ns]"))
+            return frame
+        combined = pd.concat(frames, ignore_index=True)
+        checked = validate(name, combined[wanted], wanted)
+        return pd.concat([combined[key], checked], axis=1) if key else checked
+
     @staticmethod
-    def _read_file(name: str, path: Path) -> pd.DataFrame:
-        return pq.read_table(path).to_pandas(date_as_object=False)
+    def _read_file(name: str, path: Path, columns=None, filters=None) -> pd.DataFrame:
+        return pq.read_table(path, columns=columns, filters=filters).to_pandas(date_as_object=False)
 
     def clean_temporaries(self) -> int:
         """Remove temporary files left by a killed writer; returns how many were removed."""

@@ -8,12 +8,11 @@ import pytest
 import QuantLib as ql
 from hypothesis import given, settings, strategies as st
 
-from pipeline.schemas import IV_STATUSES, validate
+from pipeline.black76 import IV_STATUSES, black76_delta, black76_price, black76_vega, implied_vol
+from pipeline.schemas import validate
 from pipeline.sessions import year_fraction
-from pipeline.stages.ivol import (
-    SURFACE_COLUMNS, black76_delta, black76_price, black76_vega, build_surface, group_median, implied_forwards,
-    implied_vol,
-)
+from pipeline.stages.groups import group_median
+from pipeline.stages.surface import SURFACE_COLUMNS, build_surface, implied_forwards
 
 EPS = np.finfo(float).eps
 VOL_TOLERANCE = 1e-10

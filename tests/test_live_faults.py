@@ -10,7 +10,8 @@ from live_support import APIKEY, TOKEN, cached_urls, files_containing, live_sour
 from loopback import FakeClock, LoopbackVendor
 
 from pipeline.config import Config
-from pipeline.sources import SourceUnavailable, alphavantage
+from pipeline.sources import alphavantage
+from pipeline.sources.base import SourceUnavailable
 from pipeline.sources.limits import BudgetExhausted, HttpError, ProviderUnavailable, RequestRejected
 from pipeline.sources.live import LiveSource
 from pipeline.sources.payload import PayloadError
@@ -91,7 +92,7 @@ def test_every_source_method_returns_the_synthetic_frames(vendor, source, market
     pd.testing.assert_frame_equal(listed, market.expirations(window, AS_OF), check_dtype=False)
     wanted = event_expirations(listed, upcoming)
     same(source.chains(wanted, AS_OF), market.chains(wanted, AS_OF))
-    assert source.failures == []
+    assert not source.failures
     assert source.call_counts() == {"alphavantage.EARNINGS": len(window), "alphavantage.EARNINGS_CALENDAR": 1,
                                     "tradier.chains": len(wanted), "tradier.expirations": len(window),
                                     "tradier.history": len(window), "tradier.quotes": 1}
@@ -116,7 +117,7 @@ def test_single_object_answers_are_read_as_one_element_lists(vendor, source, mar
     pd.testing.assert_frame_equal(bars.drop(columns="source"), expected.drop(columns="source"))
     assert source.tradier.quotes(tickers[:1], "2026-11-20") == {      # one "quote" object
         tickers[0]: float(market.prices(tickers[:1], AS_OF, AS_OF)["close"].iloc[0])}
-    assert source.failures == []
+    assert not source.failures
 
 
 def test_null_greeks_leave_vendor_iv_empty_and_the_rest_intact(vendor, source, market, tickers):
@@ -141,7 +142,7 @@ def test_null_chain_is_skipped_with_a_reason_and_not_cached(vendor, source, mark
     vendor.inject(fault, endpoint="chains")
     got = source.chains(pd.DataFrame({"ticker": [tickers[0]], "expiration": [expiration]}), AS_OF)
     assert got.empty
-    assert source.failures == [(tickers[0], "pull-chains", f"empty option chain for {expiration.date()}")]
+    assert list(source.failures) == [(tickers[0], "pull-chains", f"empty option chain for {expiration.date()}")]
     assert not [u for u in cached_urls(source_root(source)) if "chains" in u]
 
 
@@ -149,7 +150,7 @@ def test_null_expirations_mean_no_listed_options(vendor, source, tickers):
     vendor.inject("null_string", endpoint="expirations", symbol=tickers[1])
     listed = source.expirations(tickers[:2], AS_OF)
     assert set(listed["ticker"]) == {tickers[0]}
-    assert source.failures == [(tickers[1], "pull-chains", "no listed options (Tradier returned no expirations)")]
+    assert list(source.failures) == [(tickers[1], "pull-chains", "no listed options (Tradier returned no expirations)")]
     assert not [u for u in cached_urls(source_root(source)) if f"symbol={tickers[1]}" in u]
 
 
@@ -200,7 +201,7 @@ def test_500s_are_retried_with_backoff_then_succeed(vendor, source, market, tick
     vendor.inject("server_error", endpoint="history", times=2)
     slept = len(clock.slept)
     got = source.prices(tickers[:1], AS_OF - pd.Timedelta(days=10), AS_OF)
-    assert len(got) == 9 and source.failures == []          # nine sessions in the span
+    assert len(got) == 9 and not source.failures          # nine sessions in the span
     assert vendor.statuses[("history", 500)] == 2 and vendor.statuses[("history", 200)] == 1
     assert source.call_counts()["tradier.history"] == 3
     assert clock.slept[slept:] == [1.0, 2.0]          # backoff 1 s, 2 s (no immediate retry)
@@ -211,7 +212,7 @@ def test_429_storm_waits_for_the_expiry_header_then_succeeds(vendor, source, tic
     vendor.inject("rate_limited", endpoint="expirations", times=3)
     slept = len(clock.slept)
     listed = source.expirations(tickers[:1], AS_OF)
-    assert len(listed) > 5 and source.failures == []
+    assert len(listed) > 5 and not source.failures
     assert vendor.statuses[("expirations", 429)] == 3
     waits = clock.slept[slept:]
     assert len(waits) == 3 and all(0.2 <= w <= 0.2 + 0.25 + 1e-6 for w in waits)   # expiry + margin
@@ -229,7 +230,7 @@ def test_reset_mid_body_is_retried_by_our_loop(vendor, source, market, tickers):
 def test_empty_body_is_retried_and_never_cached(vendor, source, tickers):
     vendor.inject("empty_body", endpoint="expirations")
     assert len(source.expirations(tickers[:1], AS_OF)) > 5
-    assert vendor.requests["expirations"] == 2 and source.failures == []
+    assert vendor.requests["expirations"] == 2 and not source.failures
 
 
 def test_trickled_body_hits_the_deadline_and_is_retried(vendor, tmp_path, clock, tickers):
@@ -258,7 +259,7 @@ def test_alpha_vantage_throttle_notices_pause_and_retry(vendor, source, tickers,
     vendor.inject(fault, endpoint="EARNINGS", times=2)
     slept = len(clock.slept)
     got = source.earnings_history(tickers[:1], AS_OF)
-    assert len(got) > 10 and source.failures == []
+    assert len(got) > 10 and not source.failures
     assert clock.slept[slept:].count(pause) == 2
     assert len(cached_urls(source_root(source))) == 1
 
@@ -326,7 +327,7 @@ def test_alpha_vantage_daily_prices_are_the_last_100_sessions(vendor, source, ma
 def test_invalid_requested_ticker_never_reaches_the_vendor(vendor, source):
     got = source.prices(["bad/../x"], AS_OF - pd.Timedelta(days=5), AS_OF)
     assert got.empty and vendor.total_requests() == 0
-    assert source.failures == [("bad/../x", "backfill-prices", "invalid ticker symbol; not sent to the vendor")]
+    assert list(source.failures) == [("bad/../x", "backfill-prices", "invalid ticker symbol; not sent to the vendor")]
 
 
 # ---- failures: the stage fails with a clear message ----------------------------------------

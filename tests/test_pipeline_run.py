@@ -108,4 +108,4 @@ def test_cli_start_up_does_not_import_pandas():
 def test_cli_stage_list_is_the_jobs_stage_order():
     from pipeline import cli, jobs
 
-    assert cli.ALL_STAGES == list(jobs.STAGES)
+    assert cli.ALL_STEPS == list(jobs.STEPS)

@@ -3,8 +3,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.stages import ivol, skew, term
+from pipeline.stages import skew, term
 from pipeline.stages.events import event_expirations, upcoming_events
+from pipeline.stages.surface import build_surface
 
 AS_OF = pd.Timestamp("2026-11-20")
 
@@ -17,7 +18,7 @@ def recovered(market):
     events = events[events["timing"] != "UNKNOWN"]
     wanted = event_expirations(market.expirations(events["ticker"].tolist(), AS_OF), events)
     chains = market.chains(wanted, AS_OF)
-    surface = ivol.build_surface(chains, market.rate)
+    surface = build_surface(chains, market.rate)
     truth = market.truth_events(AS_OF, 14)
     ts = term.term_structure(term.atm_iv_by_expiration(surface), events).merge(truth, on=["ticker", "report_date"])
     fits = skew.fit_skew(surface).merge(truth, left_on=["ticker", "expiration"],

@@ -4,11 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 
-class SourceUnavailable(RuntimeError):
-    """The configured source cannot be used (e.g. missing credentials)."""
-
-
-def make_source(config, root: Path):
+def make_source(config, root: Path, failures):
+    """The configured source; a live source records per-ticker failures into ``failures``
+    (:class:`pipeline.failures.Failures`), the one record of the run."""
     if config.source == "synthetic":
         from pipeline.sources.synthetic import SyntheticMarket
 
@@ -16,4 +14,4 @@ def make_source(config, root: Path):
                                rate=config.risk_free_rate, archive_dir=Path(root) / "raw" / "synthetic")
     from pipeline.sources.live import LiveSource
 
-    return LiveSource.from_environment(config, root)
+    return LiveSource.from_environment(config, root, failures)

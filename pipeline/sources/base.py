@@ -1,6 +1,8 @@
 """What every market-data source provides, as normalized DataFrames (columns per schemas.py).
 
-Fetch stages talk only to this interface, so the synthetic market and the live vendors are
+A ticker a source cannot deliver is left out of the answer and recorded, with its reason, in the
+run's :class:`pipeline.failures.Failures` given to the source when it is made. Fetch stages talk
+only to this interface, so the synthetic market and the live vendors are
 interchangeable and a live run can be checked against a synthetic one.
 """
 from __future__ import annotations
@@ -8,6 +10,10 @@ from __future__ import annotations
 from typing import Protocol
 
 import pandas as pd
+
+
+class SourceUnavailable(RuntimeError):
+    """The configured source cannot be used (e.g. missing credentials)."""
 
 
 class SourceError(RuntimeError):
@@ -31,3 +37,9 @@ class Source(Protocol):
 
     def chains(self, wanted: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
         """Quotes for the (ticker, expiration) pairs in ``wanted`` as of the as_of close (Chains columns)."""
+
+    def call_counts(self) -> dict[str, int]:
+        """Requests sent to each vendor endpoint so far (empty for sources without a vendor)."""
+
+    def close(self) -> None:
+        """Release connections and caches."""

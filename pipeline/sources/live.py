@@ -25,9 +25,10 @@ from urllib.parse import urlsplit
 import pandas as pd
 
 from pipeline.schemas import DATASETS
-from pipeline.sources import SourceUnavailable, alphavantage, tradier
-from pipeline.sources.base import SourceError
+from pipeline.sources import alphavantage, tradier
+from pipeline.sources.base import SourceError, SourceUnavailable
 from pipeline.sources.http import HttpClient
+from pipeline.failures import Failures
 from pipeline.sources.limits import Clock, ProviderUnavailable
 from pipeline.runlog import progress
 from pipeline.store import atomic_write_bytes
@@ -51,15 +52,16 @@ class LiveSource:
 
     def __init__(self, http: HttpClient, tradier_client: tradier.TradierClient,
                  av_client: alphavantage.AlphaVantageClient, calendar_horizon: str = "3month",
-                 stats_dir: Path | None = None):
+                 stats_dir: Path | None = None, failures: Failures | None = None):
         self.http, self.tradier, self.av = http, tradier_client, av_client
         self.calendar_horizon = calendar_horizon
-        self.failures: list[tuple[str, str, str]] = []
+        self.failures = Failures() if failures is None else failures
         started = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")     # sorts by start time
         self.stats_path = None if stats_dir is None else Path(stats_dir) / f"{started}-{os.getpid()}.json"
 
     @classmethod
-    def from_environment(cls, config, root, environ=None, clock: Clock | None = None) -> "LiveSource":
+    def from_environment(cls, config, root, failures: Failures | None = None, environ=None,
+                         clock: Clock | None = None) -> "LiveSource":
         env = os.environ if environ is None else environ
         token, apikey = env.get(tradier.CREDENTIAL_ENV, "").strip(), env.get(alphavantage.CREDENTIAL_ENV, "").strip()
         missing = [name for name, value in ((tradier.CREDENTIAL_ENV, token), (alphavantage.CREDENTIAL_ENV, apikey))
@@ -84,16 +86,12 @@ class LiveSource:
         ]
         http = HttpClient(cache_dir, providers, clock=clock, deadline=config.request_deadline, raw_dir=root / "raw")
         return cls(http, tradier.TradierClient(http, token), alphavantage.AlphaVantageClient(http, apikey),
-                   config.calendar_horizon, cache_dir / STATS_DIR)
+                   config.calendar_horizon, cache_dir / STATS_DIR, failures)
 
     # ---- bookkeeping ------------------------------------------------------------------------
     def call_counts(self) -> dict[str, int]:
         """Requests sent to each vendor endpoint this run (retries included, cache hits not)."""
         return self.http.call_counts()
-
-    def _fail(self, ticker: str, stage: str, reason: str) -> None:
-        self.failures.append((ticker, stage, reason))
-        log.warning("%s %s skipped: %s", stage, ticker, reason)
 
     def _valid(self, tickers, stage: str) -> list[str]:
         valid = []
@@ -101,7 +99,7 @@ class LiveSource:
             if is_valid_ticker(ticker):
                 valid.append(ticker)
             else:
-                self._fail(str(ticker)[:24], stage, "invalid ticker symbol; not sent to the vendor")
+                self.failures.add(str(ticker)[:24], stage, "invalid ticker symbol; not sent to the vendor")
         return valid
 
     def _per_ticker(self, items, stage: str, call, tickers_of=lambda item: [item]):
@@ -115,7 +113,7 @@ class LiveSource:
                 raise
             except SourceError as exc:
                 for ticker in tickers_of(item):
-                    self._fail(ticker, stage, str(exc))
+                    self.failures.add(ticker, stage, str(exc))
         return results
 
     @contextmanager
@@ -137,7 +135,7 @@ class LiveSource:
         with self._stage("fetch-calendar") as stage:
             frame, skipped = self.av.calendar(_horizon(horizon_days, self.calendar_horizon), _day(as_of))
             for symbol, reason in skipped:
-                self._fail(symbol, stage, reason)
+                self.failures.add(symbol, stage, reason)
         inside = (frame["report_date"] >= as_of) & (frame["report_date"] <= as_of + pd.Timedelta(days=horizon_days))
         frame = frame[inside].drop_duplicates(["ticker", "report_date"])
         return _finish_frame(frame, "calendar", alphavantage.VENDOR, ["ticker", "report_date"])
@@ -157,7 +155,7 @@ class LiveSource:
         uncached = [t for t in tickers if t not in set(cached)]
         room = self.av.budget_remaining()
         for ticker in uncached[room:]:
-            self._fail(ticker, stage, f"deferred: the Alpha Vantage daily budget has room for {room} more "
+            self.failures.add(ticker, stage, f"deferred: the Alpha Vantage daily budget has room for {room} more "
                                       f"call(s) today and {len(uncached)} tickers need one")
         return sorted(cached + uncached[:room])
 
@@ -175,7 +173,7 @@ class LiveSource:
             found = self._per_ticker(self._valid(tickers, stage), stage,
                                      lambda t: self.tradier.expirations(t, _day(as_of)))
             for ticker in sorted(t for t, dates in found.items() if not dates):
-                self._fail(ticker, stage, "no listed options (Tradier returned no expirations)")
+                self.failures.add(ticker, stage, "no listed options (Tradier returned no expirations)")
         rows = [(t, d) for t, dates in found.items() for d in dates if d > as_of]
         frame = pd.DataFrame(rows, columns=["ticker", "expiration"])
         return frame.astype({"ticker": "str", "expiration": "datetime64[ns]"}).sort_values(
@@ -191,7 +189,7 @@ class LiveSource:
                 lambda pair: self.tradier.chain(pair[0], pair[1], _day(as_of)), tickers_of=lambda pair: pair[:1])
             for (ticker, expiration), chain in found.items():
                 if chain.empty:
-                    self._fail(ticker, stage, f"empty option chain for {pd.Timestamp(expiration).date()}")
+                    self.failures.add(ticker, stage, f"empty option chain for {pd.Timestamp(expiration).date()}")
         frame = _concat(list(found.values()), tradier.CHAIN_FIELDS)
         frame["underlying_price"] = frame["ticker"].map(spots).astype("float64")
         return _finish_frame(frame, "chains", tradier.VENDOR, ["ticker", "expiration", "option_type", "strike"])
@@ -203,7 +201,7 @@ class LiveSource:
                                    tickers_of=list)
         spots = {t: price for prices in answers.values() for t, price in prices.items()}
         for ticker in (t for batch in answers for t in batch if t not in spots):
-            self._fail(ticker, stage, "no underlying price in the Tradier quote; chains not pulled")
+            self.failures.add(ticker, stage, "no underlying price in the Tradier quote; chains not pulled")
         return spots
 
     def close(self) -> None:

@@ -24,55 +24,22 @@ import pandas as pd
 from scipy.special import ndtri
 
 from pipeline import sessions
+from pipeline.black76 import atm_straddle, black76_delta, black76_price
+from pipeline.schemas import DATASETS
+from pipeline.sources.draws import normal, student_t3_unit, uniform
 from pipeline.stages.events import event_expirations
-from pipeline.stages.ivol import black76_delta, black76_price
 
 EPOCH = pd.Timestamp("2010-01-04")
 TICK = 0.01
 OVERNIGHT_SHARE = 0.3
 MEAN_REVERSION = 1.0 / 500.0          # per session: a half-life of about 350 sessions
 CLASS_SHARES = ("BRK.B", "BF-B", "LEN.B", "MOG-A", "HEI.A", "BIO-B")
-CHAIN_COLUMNS = ["ticker", "expiration", "strike", "option_type", "bid", "ask", "last", "volume",
-                 "open_interest", "underlying_price", "quote_time", "vendor_iv", "vendor_delta", "source"]
+CHAIN_COLUMNS = list(DATASETS["chains"].model.to_schema().columns)
 _LETTERS = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
 
 # Streams: one independent hash stream per kind of draw.
 (S_NAME, S_PARAM, S_OVERNIGHT, S_INTRADAY, S_RANGE, S_VOLUME, S_JUMP, S_LAG, S_DMH,
  S_QUOTE, S_BAD, S_OI, S_TVOL, S_EPS) = range(1, 15)
-
-
-def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64 finalizer on uint64 arrays (wrapping arithmetic is intended)."""
-    x = x.astype(np.uint64, copy=True)
-    with np.errstate(over="ignore"):
-        x ^= x >> np.uint64(30)
-        x *= np.uint64(0xBF58476D1CE4E5B9)
-        x ^= x >> np.uint64(27)
-        x *= np.uint64(0x94D049BB133111EB)
-        x ^= x >> np.uint64(31)
-    return x
-
-
-def uniform(seed: int, stream: int, *keys) -> np.ndarray:
-    """Uniform (0, 1) draws, a pure function of (seed, stream, keys...); keys broadcast."""
-    h = _mix(np.uint64((seed * 0x9E3779B97F4A7C15 + stream) & 0xFFFFFFFFFFFFFFFF))
-    for key in keys:
-        with np.errstate(over="ignore"):
-            h = _mix(h ^ (np.asarray(key).astype(np.int64).astype(np.uint64) + np.uint64(0x632BE59BD9B4E019)))
-    return ((h >> np.uint64(11)).astype(np.float64) + 0.5) / float(1 << 53)
-
-
-def normal(seed: int, stream: int, *keys) -> np.ndarray:
-    return ndtri(uniform(seed, stream, *keys))
-
-
-def student_t3_unit(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Unit-variance Student-t(3) from two uniforms (normal / sqrt(chi2_3 / 3), chi2 via gamma)."""
-    from scipy.special import gammaincinv
-
-    z = ndtri(u)
-    chi2 = 2.0 * gammaincinv(1.5, v)
-    return z / np.sqrt(chi2 / 3.0) / math.sqrt(3.0)
 
 
 @functools.lru_cache(maxsize=8)
@@ -148,6 +115,12 @@ class SyntheticMarket:
         from pipeline.store import atomic_write_bytes
 
         atomic_write_bytes(Path(self.archive_dir) / relative, lambda tmp: frame.to_parquet(tmp, index=False))
+
+    def call_counts(self) -> dict[str, int]:
+        return {}          # no vendor behind it
+
+    def close(self) -> None:
+        pass
 
     # ---- universe and events -------------------------------------------------------------
     @property
@@ -337,9 +310,10 @@ class SyntheticMarket:
         # curvature) smile there, the bimodal-outcome signature before earnings.
         # Decided on the listed expirations, not the requested ones, so a quote never depends on
         # which other expirations were asked for.
-        listed = self.expirations(p["ticker"].tolist(), as_of).merge(first.reset_index(), on="ticker")
-        exps_after = listed[listed["expiration"] >= listed["next_reaction"]].groupby("ticker")["expiration"].min()
-        is_event_expiry = g["expiration"].to_numpy() == g["ticker"].map(exps_after).to_numpy()
+        listed = self.expirations(p["ticker"].tolist(), as_of)
+        next_event = first.rename("reaction_date").reset_index()
+        event_expiry = event_expirations(listed, next_event, count=1).set_index("ticker")["expiration"]
+        is_event_expiry = g["expiration"].to_numpy() == g["ticker"].map(event_expiry).to_numpy()
         concave = is_event_expiry & g["concave_before_event"].to_numpy()
         g["slope"] = g["atm_vol"] * g["smile_slope"]
         g["curvature"] = g["atm_vol"] * np.where(concave, -0.5 * g["smile_curvature"], g["smile_curvature"])
@@ -446,8 +420,7 @@ class SyntheticMarket:
             listed = self.expirations(upcoming["ticker"].unique().tolist(), as_of)
             first = upcoming.groupby("ticker", as_index=False)["reaction_date"].min()
             g = self._expiry_groups(event_expirations(listed, first, count=1), as_of)
-            # The model straddle at K = F, where call and put are worth the same.
-            straddle = 2 * black76_price(g["forward"], g["forward"], g["t"], g["atm_vol"], g["discount"], True)
+            straddle = atm_straddle(g["forward"], g["t"], g["atm_vol"], g["discount"])   # the model's, at K = F
             model = pd.DataFrame({
                 "ticker": g["ticker"], "report_date": g["ticker"].map(
                     upcoming.groupby("ticker")["report_date"].min()),

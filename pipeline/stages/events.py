@@ -25,13 +25,22 @@ def upcoming_events(calendar: pd.DataFrame, as_of: pd.Timestamp, lookahead_days:
     return out.reset_index(drop=True)
 
 
-def event_expirations(expirations: pd.DataFrame, events: pd.DataFrame, count: int = 2) -> pd.DataFrame:
-    """The first ``count`` listed expirations on or after each event's reaction session.
+def covering_expirations(pairs: pd.DataFrame, key: list[str], count: int) -> pd.DataFrame:
+    """The expiration rule: per event (rows sharing ``key``), the first ``count`` expirations on or
+    after its reaction session.
 
-    The first is the straddle/skew expiration; the first two bracket the event for the
-    term-structure estimate. Columns: ticker, expiration.
+    ``pairs`` has one row per candidate (event, expiration) with columns ``key``, expiration and
+    reaction_date. Returns those rows sorted by ``key`` then expiration, with ``rank`` (0 for the
+    first: the straddle/skew expiration; the first two bracket the event for the term structure).
+    """
+    pairs = pairs[pairs["expiration"] >= pairs["reaction_date"]].sort_values([*key, "expiration"])
+    rank = pairs.groupby(key, sort=False).cumcount()
+    return pairs[rank < count].assign(rank=rank[rank < count])
+
+
+def event_expirations(expirations: pd.DataFrame, events: pd.DataFrame, count: int = 2) -> pd.DataFrame:
+    """The first ``count`` listed expirations on or after each event's reaction session
+    (:func:`covering_expirations`), one event per ticker. Columns: ticker, expiration.
     """
     pairs = expirations.merge(events[["ticker", "reaction_date"]], on="ticker")
-    pairs = pairs[pairs["expiration"] >= pairs["reaction_date"]].sort_values(["ticker", "expiration"])
-    pairs = pairs[pairs.groupby("ticker").cumcount() < count]
-    return pairs[["ticker", "expiration"]].reset_index(drop=True)
+    return covering_expirations(pairs, ["ticker"], count)[["ticker", "expiration"]].reset_index(drop=True)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from pipeline.black76 import MEAN_ABS_PER_STD
 from pipeline.sessions import year_fraction
 from pipeline.stages.events import event_expirations
-from pipeline.stages.ivol import two_sided_mid
+from pipeline.stages.surface import two_sided_mid
 
 IMPLIED_COLUMNS = ["ticker", "report_date", "expiration", "t", "spot", "straddle_mid", "implied_move",
                    "straddle_spread", "min_leg_open_interest", "min_leg_volume", "expiration_volume",
@@ -17,7 +18,7 @@ IMPLIED_COLUMNS = ["ticker", "report_date", "expiration", "t", "spot", "straddle
 def usable_straddles(chains: pd.DataFrame, max_leg_spread: float) -> pd.DataFrame:
     """Strikes where both legs have a usable two-sided quote, with the straddle built from them.
 
-    A leg is usable when it is two-sided (:func:`~pipeline.stages.ivol.two_sided_mid`) and
+    A leg is usable when it is two-sided (:func:`~pipeline.stages.surface.two_sided_mid`) and
     (ask - bid) / mid <= ``max_leg_spread``.
     """
     quotes = chains
@@ -106,8 +107,9 @@ def event_only_move(implied_move: pd.Series, ex_earnings_vol: pd.Series, t: pd.S
 
     An at-the-money straddle prices sqrt(2/pi) * sqrt(sigma_d^2 t + sigma_E^2) of the spot, so
     event_move = sqrt(max(implied_move^2 - (2/pi) sigma_d^2 t, 0)) = sqrt(2/pi) sigma_E, with
-    sigma_d the ex-earnings vol from the term structure and t the straddle's years to expiry.
+    sigma_d the ex-earnings vol from the term structure and t the straddle's years to expiry;
+    sqrt(2/pi) is :data:`pipeline.black76.MEAN_ABS_PER_STD` (its square is 2/pi exactly).
     Comparable across names whatever the gap between event and expiration (fractions).
     """
-    diffusion = (2.0 / np.pi) * ex_earnings_vol ** 2 * t
+    diffusion = MEAN_ABS_PER_STD ** 2 * ex_earnings_vol ** 2 * t
     return np.sqrt((implied_move ** 2 - diffusion).clip(lower=0.0))

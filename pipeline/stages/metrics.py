@@ -13,7 +13,7 @@ import pandas as pd
 from pipeline.config import Config
 from pipeline.schemas import DATASETS
 from pipeline.stages import consistency, events as events_stage, implied, liquidity, moves as moves_stage, rank
-from pipeline.stages import ivol, skew, term
+from pipeline.stages import skew, surface as surface_stage, term
 
 
 @dataclass
@@ -31,9 +31,10 @@ def compute_metrics(as_of: pd.Timestamp, calendar: pd.DataFrame, history: pd.Dat
     stats = consistency.history_stats(moves, move_type=config.move_type, max_events=config.max_events,
                                       min_events=config.min_events, ewm_halflife=config.ewm_halflife)
     straddles = implied.event_straddles(chains, upcoming, config.max_leg_spread)
-    surface = ivol.build_surface(chains, config.risk_free_rate)
-    skews = skew.fit_skew(surface, min_points=config.skew_min_points, max_abs_x=config.skew_max_abs_x)
-    terms = term.term_structure(term.atm_iv_by_expiration(surface), upcoming)
+    surface = surface_stage.build_surface(chains, config.risk_free_rate)
+    atm = term.atm_iv_by_expiration(surface)   # once, for the skew's moneyness and the term structure
+    skews = skew.fit_skew(surface, min_points=config.skew_min_points, max_abs_x=config.skew_max_abs_x, atm=atm)
+    terms = term.term_structure(atm, upcoming)
 
     m = upcoming.merge(straddles, on=["ticker", "report_date"], how="left")
     m = m.merge(stats, on="ticker", how="left")

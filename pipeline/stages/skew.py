@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtri
 
-from pipeline.stages.ivol import QUOTE_KEY, quote_groups, quote_keys
-from pipeline.stages.term import expiration_times, interpolate_atm, otm_quotes
+from pipeline.black76 import black76_d1, normal_pdf
+from pipeline.stages.groups import QUOTE_KEY, quote_groups
+from pipeline.stages.term import atm_iv_by_expiration, otm_quotes
 
 SKEW_COLUMNS = [
     *QUOTE_KEY, "skew_atm_iv", "skew_slope", "skew_curvature", "rr25", "bf25", "skew_r2", "skew_n",
@@ -31,13 +32,13 @@ def _fit_points(group, t, iv, k, atm_iv, max_abs_x: float):
 
     Quotes (group, t, iv, k) from :func:`pipeline.stages.term.otm_quotes`, ``atm_iv`` per group.
     x = k / (atm_iv sqrt(t)), kept when |x| <= ``max_abs_x``. Weight = normalized vega
-    phi(d1) = vega / (D F sqrt(t)), d1 = -k / (iv sqrt(t)) + iv sqrt(t) / 2: IV noise from a price
-    tick scales like 1/vega, so far wings, where a cent is a lot of vol, count less.
+    phi(d1) = vega / (D F sqrt(t)), d1 = -k / (iv sqrt(t)) + iv sqrt(t) / 2 (see
+    :mod:`pipeline.black76`): IV noise from a price tick scales like 1/vega, so far wings, where a
+    cent is a lot of vol, count less.
     """
     root_t = np.sqrt(t)
     x = k / (atm_iv[group] * root_t)
-    d1 = -k / (iv * root_t) + 0.5 * iv * root_t
-    weight = np.exp(-0.5 * d1 * d1) / np.sqrt(2.0 * np.pi)
+    weight = normal_pdf(black76_d1(-k, iv * root_t))
     kept = np.abs(x) <= max_abs_x
     return group[kept], x[kept], iv[kept], weight[kept]
 
@@ -127,8 +128,12 @@ def _risk_reversal_and_butterfly(a, b, c, atm_iv, t, max_abs_x):
     return iv_call - iv_put, 0.5 * (iv_call + iv_put) - a
 
 
-def fit_skew(surface: pd.DataFrame, min_points: int = 5, max_abs_x: float = 3.0) -> pd.DataFrame:
+def fit_skew(surface: pd.DataFrame, min_points: int = 5, max_abs_x: float = 3.0,
+             atm: pd.DataFrame | None = None) -> pd.DataFrame:
     """Weighted quadratic smile per (ticker, expiration) in surface; one row each, sorted.
+
+    ``atm`` is :func:`pipeline.stages.term.atm_iv_by_expiration` of this ``surface`` (its t and
+    atm_iv standardize x); computed here when not given.
 
     Points: OTM quotes with a usable IV (:func:`pipeline.stages.term.otm_quotes`) with
     |x| <= ``max_abs_x``, weighted by normalized vega (see :func:`_fit_points`). All groups are
@@ -146,8 +151,11 @@ def fit_skew(surface: pd.DataFrame, min_points: int = 5, max_abs_x: float = 3.0)
       the curve is not usable there).
     """
     surface_group, n_groups = quote_groups(surface)
+    atm = atm_iv_by_expiration(surface) if atm is None else atm
+    if len(atm) != n_groups:
+        raise ValueError(f"atm has {len(atm)} rows for the {n_groups} (ticker, expiration) groups of surface")
+    atm_iv = atm["atm_iv"].to_numpy(float)
     quote_group, quote_t, quote_iv, k = otm_quotes(surface, surface_group)
-    atm_iv = interpolate_atm(quote_group, k, quote_iv, n_groups)
     group, x, y, w = _fit_points(quote_group, quote_t, quote_iv, k, atm_iv, max_abs_x)
 
     count = np.bincount(group, minlength=n_groups)
@@ -155,13 +163,12 @@ def fit_skew(surface: pd.DataFrame, min_points: int = 5, max_abs_x: float = 3.0)
     too_few = count < min_points
     a, b, c, fitted, solved = _solve_quadratic(group, n_groups, x, y, w, ~no_atm & ~too_few)
     r2 = _weighted_r2(group, n_groups, y, w, fitted)
-    rr25, bf25 = _risk_reversal_and_butterfly(
-        a, b, c, atm_iv, expiration_times(surface, surface_group, n_groups), max_abs_x)
+    rr25, bf25 = _risk_reversal_and_butterfly(a, b, c, atm_iv, atm["t"].to_numpy(float), max_abs_x)
 
     reason = np.select([no_atm, too_few, ~solved, np.isnan(rr25)],
                        ["no_atm_iv", "too_few_points", "singular_fit", "no_25_delta"], default="")
     # a, b, c are NaN already for unsolved groups; R^2 of an empty group would read as 1.
-    return quote_keys(surface, surface_group, n_groups).assign(
+    return atm[QUOTE_KEY].assign(
         skew_atm_iv=a,
         skew_slope=b,
         skew_curvature=c,

@@ -7,20 +7,20 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.stages.ivol import (
+from pipeline.black76 import MEAN_ABS_PER_STD
+from pipeline.stages.events import covering_expirations
+from pipeline.stages.groups import (
     contract_runs, group_median, quote_groups, quote_keys, run_means, run_numbers, run_starts,
 )
 
 EVENT_KEY = ["ticker", "report_date"]
 TERM_COLUMNS = [*EVENT_KEY, "ts_event_std", "ts_implied_move", "ex_earnings_vol", "ts_flag"]
-# E|Z| = sqrt(2/pi) for a standard normal: turns the event std into an expected absolute move.
-MEAN_ABS_PER_STD = np.sqrt(2.0 / np.pi)
 
 
 def otm_quotes(surface: pd.DataFrame, group: np.ndarray):
     """Out-of-the-money quotes with a usable IV, one per contract: arrays (group, t, iv, k), k = ln(K/F).
 
-    ``group`` is :func:`pipeline.stages.ivol.quote_groups` of ``surface``. Puts with K < F and
+    ``group`` is :func:`pipeline.stages.groups.quote_groups` of ``surface``. Puts with K < F and
     calls with K >= F, ``iv_status == "ok"``; option_type is "C" or "P" (the Surface schema).
     A contract quoted more than once (same ticker, expiration, strike, option_type) becomes one
     quote with the mean forward, t and iv, so exact duplicates change nothing and conflicting ones
@@ -99,16 +99,15 @@ def atm_iv_by_expiration(surface: pd.DataFrame) -> pd.DataFrame:
 
 
 def _first_two_expirations(atm: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
-    """Per event: sigma/T of the first two expirations on or after the reaction date (NaN if absent).
+    """Per event: sigma/T of the first two expirations on or after the reaction date (NaN if absent),
+    by :func:`pipeline.stages.events.covering_expirations`.
 
     Expirations without a positive t and a finite ATM IV are skipped.
     """
     usable = atm[(atm["t"] > 0) & np.isfinite(atm["atm_iv"])][["ticker", "expiration", "t", "atm_iv"]]
     candidates = events[[*EVENT_KEY, "reaction_date"]].drop_duplicates(EVENT_KEY).merge(usable, on="ticker")
-    candidates = candidates[candidates["expiration"] >= candidates["reaction_date"]]
-    candidates = candidates.sort_values([*EVENT_KEY, "expiration"])
-    rank = candidates.groupby(EVENT_KEY, sort=False).cumcount()
-    first, second = (candidates[rank == r].set_index(EVENT_KEY)[["t", "atm_iv"]] for r in (0, 1))
+    chosen = covering_expirations(candidates, EVENT_KEY, 2)
+    first, second = (chosen[chosen["rank"] == r].set_index(EVENT_KEY)[["t", "atm_iv"]] for r in (0, 1))
     pairs = first.join(second, how="outer", lsuffix="1", rsuffix="2")
     pairs.columns = ["t1", "sigma1", "t2", "sigma2"]
     return events[[*EVENT_KEY, "reaction_date"]].merge(pairs.reset_index(), on=EVENT_KEY, how="left")

@@ -1,8 +1,8 @@
-"""Black-76 prices and greeks, vectorized implied volatility, implied forwards and the surface stage.
+"""The Black-76 kernel: prices, greeks, implied volatility with its statuses, normal constants.
 
-Units: money in the quote currency, ``t`` in years (ACT/365 to the expiration session's close, see
-:func:`pipeline.sessions.year_fraction`), ``sigma``/IV as a fraction per sqrt(year), ``rate`` a
-continuously compounded annual fraction, ``discount = exp(-rate * t)``.
+NumPy and scipy.special (ndtr, ndtri: NumPy has no normal CDF) only, so the stages, the synthetic
+market and the schemas can all use it. Units: money in the quote currency, ``t`` in years,
+``sigma``/IV a fraction per sqrt(year), ``discount`` D = exp(-rate t); moves are fractions of spot.
 
 The inversion works on the normalized Black function of Jäckel ("Let's Be Rational", 2015):
 ``x = ln(F/K)``, ``s = sigma * sqrt(t)`` and ``b(x, s) = undiscounted OTM price / sqrt(F*K)``.
@@ -13,13 +13,20 @@ covers calls and puts, and no tiny time value is ever computed as a difference o
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 from scipy.special import ndtr, ndtri
 
-from pipeline.schemas import DATASETS, IV_STATUSES
-from pipeline.sessions import year_fraction
+# Outcome of an inversion, in the order implied_vol checks them (the Surface's iv_status values).
+IV_STATUSES = (
+    "ok", "no_quote", "crossed", "below_intrinsic", "above_upper_bound", "no_forward", "expired",
+    "not_converged",
+)
+STATUS_CODE = {name: np.int8(i) for i, name in enumerate(IV_STATUSES)}   # status -> int8 code
+_STATUS_ARRAY = np.array(IV_STATUSES, dtype=object)
 
 SQRT_2PI = np.sqrt(2.0 * np.pi)
+# E|Z| = sqrt(2/pi) for a standard normal Z: the expected absolute move per unit of std (both
+# fractions of the spot); its square 2/pi is exact in floating point as well.
+MEAN_ABS_PER_STD = np.sqrt(2.0 / np.pi)
 SQRT_3 = np.sqrt(3.0)
 LOWER_MAP_SCALE = 2.0 * np.pi / np.sqrt(27.0)
 EPSILON = np.finfo(float).eps
@@ -39,23 +46,25 @@ MAX_ITERATIONS = 40   # two steps normally; the rest is room for bisection fallb
 # being fresh 8 MB arrays, which makes 1e6 options about 1.5x faster. Results do not depend on it.
 BLOCK = 1 << 16
 
-_STATUS_ARRAY = np.array(IV_STATUSES, dtype=object)
-_CODE = {name: np.int8(i) for i, name in enumerate(IV_STATUSES)}
 
-PARITY_STRIKES = 3   # strikes nearest the money whose parity forwards are combined (median)
-SURFACE_COLUMNS = list(DATASETS["surface"].model.to_schema().columns)
-QUOTE_KEY = ["ticker", "expiration"]
+# --- normal density, d1 and the normalized Black function ----------------------------------------
+def normal_pdf(z):
+    """phi(z) = exp(-z^2/2) / sqrt(2 pi), the standard normal density; at z = d1 it is the
+    normalized vega, Black-76 vega / (D F sqrt(t)) = phi(d1) (dimensionless)."""
+    return np.exp(-0.5 * z * z) / SQRT_2PI
 
 
-# --- normalized Black function -------------------------------------------------------------------
+def black76_d1(x, s):
+    """d1 = x/s + s/2 for x = ln(F/K), s = sigma sqrt(t) (dimensionless); d2 = d1 - s."""
+    return x / s + 0.5 * s
+
 
 def _normalized_black(x, s):
     """b(x, s) = exp(x/2) N(x/s + s/2) - exp(-x/2) N(x/s - s/2), for x = ln(F/K) <= 0, s > 0.
 
     The undiscounted out-of-the-money Black-76 price divided by sqrt(F*K); dimensionless.
     """
-    h = x / s
-    half_s = 0.5 * s
+    h, half_s = x / s, 0.5 * s
     return np.exp(0.5 * x) * ndtr(h + half_s) - np.exp(-0.5 * x) * ndtr(h - half_s)
 
 
@@ -64,15 +73,13 @@ def _normalized_black_gap(x, s):
 
     The distance to the price ceiling without the cancellation of exp(x/2) - b when b is near it.
     """
-    h = x / s
-    half_s = 0.5 * s
+    h, half_s = x / s, 0.5 * s
     return np.exp(0.5 * x) * ndtr(-h - half_s) + np.exp(-0.5 * x) * ndtr(h - half_s)
 
 
 def _normalized_vega(x, s):
     """db/ds = exp(-(x/s)^2/2 - s^2/8) / sqrt(2 pi): Black-76 vega / (discount * sqrt(F*K*t))."""
-    h = x / s
-    half_s = 0.5 * s
+    h, half_s = x / s, 0.5 * s
     return np.exp(-0.5 * (h * h + half_s * half_s)) / SQRT_2PI
 
 
@@ -95,7 +102,6 @@ def _otm_log_moneyness(forward, strike):
 
 
 # --- public pricing and greeks -------------------------------------------------------------------
-
 def black76_price(forward, strike, t, sigma, discount, is_call):
     """Black-76 option price (money, per unit of underlying).
 
@@ -131,18 +137,21 @@ def black76_delta(forward, strike, t, sigma, discount, is_call):
     forward, strike, t, sigma, discount, is_call = _broadcast(forward, strike, t, sigma, discount, is_call=is_call)
     with np.errstate(divide="ignore", invalid="ignore"):
         s = sigma * np.sqrt(t)
-        d1 = np.log(forward / strike) / s + 0.5 * s
+        d1 = black76_d1(np.log(forward / strike), s)
     sign = np.where(is_call, 1.0, -1.0)   # one N() per quote, not one per side
     return sign * discount * ndtr(sign * d1)
 
 
+def atm_straddle(forward, t, sigma, discount):
+    """At-the-forward straddle (call + put at K = F, worth the same there): 2 D F (2 N(sigma sqrt(t)/2) - 1)
+    in money, ~ D F MEAN_ABS_PER_STD sigma sqrt(t); over the spot, the expected |move| to expiry."""
+    return 2 * black76_price(forward, forward, t, sigma, discount, True)
+
+
 # --- initial guess: Jäckel's four-branch rational-cubic interpolation ----------------------------
-
 def _rational_cubic(z, z_left, z_right, y_left, y_right, d_left, d_right, control):
-    """Delbourgo-Gregory rational cubic through (z_l, y_l), (z_r, y_r) with end slopes d_l, d_r.
-
-    control r = 3 is the plain Hermite cubic, larger r bends towards the chord (shape preserving).
-    """
+    """Delbourgo-Gregory rational cubic through (z_l, y_l), (z_r, y_r) with end slopes d_l, d_r;
+    control r = 3 is the plain Hermite cubic, larger r bends towards the chord (shape preserving)."""
     width = z_right - z_left
     u = (z - z_left) / width
     v = 1.0 - u
@@ -154,10 +163,7 @@ def _rational_cubic(z, z_left, z_right, y_left, y_right, d_left, d_right, contro
 
 
 def _shape_preserving_control(d_left, d_right, slope, prefer_shape):
-    """Smallest control parameter keeping the interpolant monotone/convex like its data.
-
-    Delbourgo & Gregory (1985), eqs. (3.8) and (3.18).
-    """
+    """Smallest control keeping the interpolant monotone/convex like its data (D&G 1985, (3.8), (3.18))."""
     monotone = (d_left * slope >= 0) & (d_right * slope >= 0)
     convex = (d_left <= slope) & (slope <= d_right)
     concave = (d_left >= slope) & (slope >= d_right)
@@ -186,16 +192,14 @@ def _control_for_curvature(z_left, z_right, y_left, y_right, d_left, d_right, cu
 
 
 def _lower_map(x, s):
-    """f(s) = 2 pi |x| / sqrt(27) * N(-|x| / (sqrt(3) s))^3 with df/db and d2f/db2.
-
-    Jäckel's transform of b for tiny prices: f ~ b as b -> 0 and f is nearly linear in b below b_l.
-    """
+    """f(s) = 2 pi |x| / sqrt(27) * N(-|x| / (sqrt(3) s))^3 with df/db and d2f/db2: Jäckel's
+    transform of b for tiny prices (f ~ b as b -> 0, f nearly linear in b below b_l)."""
     ax = -x
     z = ax / (SQRT_3 * s)
     z2 = z * z
     s2 = s * s
     tail = ndtr(-z)
-    density = np.exp(-0.5 * z2) / SQRT_2PI
+    density = normal_pdf(z)
     f = LOWER_MAP_SCALE * ax * tail * tail * tail
     df = 2.0 * np.pi * z2 * tail * tail * np.exp(z2 + 0.125 * s2)
     d2f = (np.pi / 6.0) * z2 / (s2 * s) * tail * (
@@ -246,7 +250,6 @@ def _guess_between(beta, b_left, b_right, s_left, s_right, v_left, v_right, at_r
 
 # --- Householder(3) iterations ---------------------------------------------------------------------
 # Each objective g returns newton = -g/g', halley = g''/g', hh3 = g'''/g' (Jäckel 2015, sec. 4/5).
-
 def _curvature_terms(x, s):
     """b''/b' and b'''/b' of the normalized Black function in s."""
     h = x / s
@@ -286,11 +289,9 @@ def _upper_objective(beta, x, s, b, vega):
 
 
 def _householder(beta, x, s, left, right, objective):
-    """Iterate s on one objective; NaN where it has not converged within MAX_ITERATIONS.
-
-    [left, right] brackets the root and shrinks as b(s) is evaluated; a step that would leave it
-    (or is not finite after underflow) is replaced by bisection, so progress is guaranteed.
-    """
+    """Iterate s on one objective; NaN where it has not converged within MAX_ITERATIONS. [left, right]
+    brackets the root and shrinks as b(s) is evaluated; a step that would leave it (or is not finite
+    after underflow) is replaced by bisection, so progress is guaranteed."""
     result = np.full(s.shape, np.nan)
     members = np.arange(s.size)
     for _ in range(MAX_ITERATIONS):
@@ -368,9 +369,9 @@ def _solve_above_inflection(beta, x, s_c, b_c, v_c):
 def _normalized_implied_vol(beta, x):
     """s = sigma sqrt(t) with b(x, s) = beta, for x <= 0 and 0 < beta < exp(x/2); NaN if no convergence.
 
-    Jäckel's four branches: [0, b_l], [b_l, b_c], [b_c, b_h], [b_h, b_max] each get a
-    rational-cubic guess accurate to a few percent, then Householder(3) steps (two, normally)
-    on the objective that is nearly linear in that branch.
+    Jäckel's four branches [0, b_l], [b_l, b_c], [b_c, b_h], [b_h, b_max] each get a rational-cubic
+    guess good to a few percent, then Householder(3) steps (two, normally) on the objective that
+    is nearly linear in that branch.
     """
     s_c, b_c, v_c = _inflection_point(x)
     s = np.empty(beta.shape)
@@ -382,7 +383,6 @@ def _normalized_implied_vol(beta, x):
 
 
 # --- public inversion ------------------------------------------------------------------------------
-
 def _bound_status(price, forward, strike, t, discount, is_call):
     """Status codes from the inputs alone (``ok`` = to be solved) and the undiscounted time value."""
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -394,9 +394,9 @@ def _bound_status(price, forward, strike, t, discount, is_call):
             # price quoted exactly at a bound to just inside it.
             [~(t > 0), ~(price > 0), ~(forward > 0), price >= discount * ceiling,
              ~(price > discount * intrinsic) | ~(time_value > 0)],
-            [_CODE["expired"], _CODE["no_quote"], _CODE["no_forward"], _CODE["above_upper_bound"],
-             _CODE["below_intrinsic"]],
-            default=_CODE["ok"],
+            [STATUS_CODE[name] for name in ("expired", "no_quote", "no_forward", "above_upper_bound",
+                                            "below_intrinsic")],
+            default=STATUS_CODE["ok"],
         ).astype(np.int8)
     return code, time_value
 
@@ -407,25 +407,23 @@ def _solve_in_blocks(beta, x):
     ])
 
 
-def _implied_vol_codes(price, forward, strike, t, discount, is_call):
+def implied_vol_codes(price, forward, strike, t, discount, is_call):
     """:func:`implied_vol` on 1-d arrays, with the status as an index into IV_STATUSES.
 
     The surface keeps these codes until it writes its status column: string comparisons over a
     million quotes would cost more than the bounds checks themselves.
     """
     code, time_value = _bound_status(price, forward, strike, t, discount, is_call)
-
-    solvable = np.flatnonzero(code == _CODE["ok"])
+    solvable = np.flatnonzero(code == STATUS_CODE["ok"])
     x = _otm_log_moneyness(forward[solvable], strike[solvable])
     beta = time_value[solvable] / np.sqrt(forward[solvable] * strike[solvable])
     # Normalizing can round a price just under the ceiling onto b_max = exp(x/2).
     at_ceiling = beta >= np.exp(0.5 * x)
-    code[solvable[at_ceiling]] = _CODE["above_upper_bound"]
+    code[solvable[at_ceiling]] = STATUS_CODE["above_upper_bound"]
     solvable, x, beta = solvable[~at_ceiling], x[~at_ceiling], beta[~at_ceiling]
-
     iv = np.full(price.shape, np.nan)
     iv[solvable] = _solve_in_blocks(beta, x) / np.sqrt(t[solvable])
-    code[solvable[np.isnan(iv[solvable])]] = _CODE["not_converged"]
+    code[solvable[np.isnan(iv[solvable])]] = STATUS_CODE["not_converged"]
     return iv, code
 
 
@@ -434,245 +432,15 @@ def implied_vol(price, forward, strike, t, discount, is_call):
 
     Inverts price = D * Black76(F, K, sigma, t) for sigma (fraction per sqrt(year)); arguments
     broadcast, ``is_call`` is boolean. Returns ``(iv, status)``: ``iv`` float array, NaN unless
-    status is ``"ok"``; ``status`` an object array of str, checked in this order:
-
-    - ``expired``: t <= 0 or missing;
-    - ``no_quote``: price missing or <= 0;
-    - ``no_forward``: forward missing or <= 0;
-    - ``above_upper_bound``: price >= D F (call) or >= D K (put);
-    - ``below_intrinsic``: price <= D * intrinsic value (no time value left to invert);
-    - ``not_converged``: the solver gave up (not expected for representable prices).
+    status is ``"ok"``; ``status`` an object array of IV_STATUSES, first match wins: ``expired``
+    (t <= 0 or missing), ``no_quote`` (price missing or <= 0), ``no_forward`` (forward missing or
+    <= 0), ``above_upper_bound`` (price >= D F for a call, >= D K for a put), ``below_intrinsic``
+    (price <= D * intrinsic: no time value to invert), ``not_converged`` (the solver gave up; not
+    expected for representable prices). ``crossed`` is the surface's, for bid > ask.
 
     Accuracy: the solver stops when a Householder(3) step is below 1e-7 * sigma sqrt(t), after
     which its error is at the level of the price's own rounding (about 1e-16 / vega).
     """
     price, forward, strike, t, discount, is_call = _broadcast(price, forward, strike, t, discount, is_call=is_call)
-    iv, code = _implied_vol_codes(*(a.ravel() for a in (price, forward, strike, t, discount, is_call)))
+    iv, code = implied_vol_codes(*(a.ravel() for a in (price, forward, strike, t, discount, is_call)))
     return iv.reshape(price.shape), _STATUS_ARRAY[code].reshape(price.shape)
-
-
-# --- grouping on integer codes -------------------------------------------------------------------
-# Grouping, joining or sorting on (ticker, expiration) itself is slow: the ticker is an Arrow
-# string, and pandas' composite-key machinery costs seconds per million quotes. The stages number
-# the groups once (quote_groups) and do the rest with NumPy on that integer code.
-
-def quote_groups(frame: pd.DataFrame) -> tuple[np.ndarray, int]:
-    """Per row the number of its (ticker, expiration) in sorted key order, and the number of groups.
-
-    -1 where the ticker or the expiration is missing: such rows are in no group, as in groupby.
-    """
-    group = frame.groupby(QUOTE_KEY).ngroup().to_numpy(dtype=np.int64, na_value=-1)
-    return group, int(group.max(initial=-1)) + 1
-
-
-def quote_keys(frame: pd.DataFrame, group: np.ndarray, n_groups: int) -> pd.DataFrame:
-    """ticker, expiration of every group (from its first row): one row per group, sorted."""
-    rows = np.flatnonzero(group >= 0)
-    first = np.full(n_groups, group.size)
-    np.minimum.at(first, group[rows], rows)
-    return pd.DataFrame({key: frame[key].take(first).array for key in QUOTE_KEY})
-
-
-def to_rows(per_group: np.ndarray, group: np.ndarray, missing) -> np.ndarray:
-    """Per-group values spread over the rows, ``missing`` on rows in no group (group -1)."""
-    return np.append(per_group, missing)[group]
-
-
-def group_median(group: np.ndarray, n_groups: int, values: np.ndarray) -> np.ndarray:
-    """Per-group median as pandas' groupby median; ``group`` in [0, n_groups).
-
-    NaN values are skipped; the median is the middle value of an odd count and
-    (upper middle + lower middle) / 2 of an even one; NaN for a group without values.
-    """
-    present = np.flatnonzero(~np.isnan(values))
-    order = present[np.argsort(group[present], kind="stable")]
-    group, values = group[order], values[order]
-    # Values mostly repeat within a group (one spot, one time to expiry per expiration) and a group
-    # of equal values is sorted already: only groups holding different values are sorted by value.
-    differs = (group[1:] == group[:-1]) & (values[1:] != values[:-1])
-    mixed = np.zeros(n_groups, bool)
-    mixed[group[1:][differs]] = True
-    rows = np.flatnonzero(mixed[group])
-    values[rows] = values[rows[np.lexsort((values[rows], group[rows]))]]
-    count = np.bincount(group, minlength=n_groups)
-    middle = np.cumsum(count) - count + count // 2
-    padded = np.append(values, np.nan)
-    median = np.where(count % 2 == 1, padded[middle], (padded[middle] + padded[middle - 1]) / 2)
-    return np.where(count > 0, median, np.nan)
-
-
-def run_starts(sorted_codes: np.ndarray) -> np.ndarray:
-    """Where each run of equal codes (>= 0, sorted) starts."""
-    return np.flatnonzero(np.diff(sorted_codes, prepend=-1))
-
-
-def run_numbers(start: np.ndarray, size: int) -> np.ndarray:
-    """The run number of each of ``size`` elements, from the run starts."""
-    return np.repeat(np.arange(start.size), np.diff(start, append=size))
-
-
-def contract_runs(group, strike, is_put, rows):
-    """``rows`` ordered by contract (group, strike, call before put), their sort keys, and run starts.
-
-    A run is one contract's quotes in row order (the sort is stable), so it starts at the
-    contract's first row. ``rows`` must have a group and a strike.
-    """
-    strike_rank = pd.factorize(strike[rows], sort=True)[0]
-    key = (group[rows] * (strike_rank.max(initial=-1) + 1) + strike_rank) * 2 + is_put[rows]
-    order = np.argsort(key, kind="stable")
-    key = key[order]
-    return rows[order], key, run_starts(key)
-
-
-def run_means(values: np.ndarray, start: np.ndarray) -> np.ndarray:
-    """Mean of each run values[start[i]:start[i + 1]], NaN skipped (pandas' groupby mean)."""
-    if start.size == values.size:
-        return values   # one quote per contract, the usual case: each mean is the value itself
-    present = ~np.isnan(values)
-    with np.errstate(invalid="ignore"):
-        return (np.add.reduceat(np.where(present, values, 0.0), start)
-                / np.add.reduceat(present, start, dtype=np.int64))
-
-
-# --- forwards and the surface stage --------------------------------------------------------------
-
-# The surface's string columns are taken from these by code: building a str column from a
-# million Python strings costs a quarter of a second.
-_FORWARD_SOURCES = pd.array(["parity", "spot"], dtype="str")
-_STATUSES = pd.array(IV_STATUSES, dtype="str")
-
-
-def two_sided_mid(bid, ask):
-    """(bid + ask) / 2 where the quote is two-sided (0 < bid <= ask), else NaN."""
-    return np.where((bid > 0) & (ask >= bid), 0.5 * (bid + ask), np.nan)
-
-
-def _smallest_per_group(group, distance, count):
-    """Indices of the ``count`` smallest distances in each group, ties to the lower index.
-
-    ``group`` is sorted. ``count`` rounds of per-group minima instead of a sort by distance:
-    a float sort of every pair costs more than a few passes over the groups.
-    """
-    start = run_starts(group)
-    run = run_numbers(start, group.size)
-    position = np.arange(distance.size)
-    taken = np.zeros(distance.size, bool)
-    for _ in range(count):
-        remaining = np.where(taken, np.inf, distance)
-        nearest = np.minimum.reduceat(remaining, start)
-        hit = np.where((remaining == nearest[run]) & ~taken, position, distance.size)
-        pick = np.minimum.reduceat(hit, start)
-        taken[pick[pick < distance.size]] = True
-    return np.flatnonzero(taken)
-
-
-def _parity_forwards(group, n_groups, strike, is_call, is_put, mid, t, rate):
-    """Per group, the median of F = K + (C - P)/D over the PARITY_STRIKES strikes with the smallest |C - P|.
-
-    C, P are two-sided mids (``mid``, NaN where not two-sided) at the same strike (duplicate quotes
-    averaged), D = exp(-rate t) with t the mean time to expiry of the two legs; only F > 0 counts
-    and ties in |C - P| go to the lower strike. Near the money |C - P| is smallest and the quotes
-    are tightest, so the forward is least sensitive to spreads there. NaN for a group without a pair.
-    """
-    legs = np.flatnonzero((group >= 0) & ~np.isnan(mid) & ~np.isnan(strike) & (is_call | is_put))
-    legs, key, start = contract_runs(group, strike, is_put, legs)
-    mean_mid, mean_t = run_means(mid[legs], start), run_means(t[legs], start)
-    # Runs are ordered (group, strike, call before put): a pair is a call run right before the
-    # put run of the same strike, and pairs come out sorted by group, then strike.
-    contract = key[start]
-    call = np.flatnonzero((contract[:-1] % 2 == 0) & (contract[1:] == contract[:-1] + 1))
-    put = call + 1
-    discount = np.exp(-rate * 0.5 * (mean_t[call] + mean_t[put]))
-    call_minus_put = mean_mid[call] - mean_mid[put]
-    pair_row = legs[start[call]]
-    forward = strike[pair_row] + call_minus_put / discount
-    kept = np.flatnonzero(forward > 0)
-    pair_group = group[pair_row][kept]
-    nearest = _smallest_per_group(pair_group, np.abs(call_minus_put[kept]), PARITY_STRIKES)
-    return group_median(pair_group[nearest], n_groups, forward[kept][nearest])
-
-
-def _group_forwards(group, n_groups, t, strike, is_call, is_put, bid, ask, spot, rate):
-    """Forward per group and its source as an index into _FORWARD_SOURCES (-1: none); see implied_forwards."""
-    forward = _parity_forwards(group, n_groups, strike, is_call, is_put, two_sided_mid(bid, ask), t, rate)
-    # The carried spot only matters where parity gave nothing.
-    rows = np.flatnonzero(to_rows(np.isnan(forward), group, False))
-    carried = group_median(group[rows], n_groups, spot[rows] * np.exp(rate * t[rows]))
-    source = np.select([~np.isnan(forward), ~np.isnan(carried)], [0, 1], default=-1)
-    return np.where(np.isnan(forward), carried, forward), source
-
-
-def _chain_arrays(chains: pd.DataFrame):
-    """strike, is_call, is_put, bid, ask, underlying_price of every quote as NumPy arrays."""
-    option_type = chains["option_type"]
-    return (chains["strike"].to_numpy(float), (option_type == "C").to_numpy(bool),
-            (option_type == "P").to_numpy(bool), chains["bid"].to_numpy(float), chains["ask"].to_numpy(float),
-            chains["underlying_price"].to_numpy(float))
-
-
-def implied_forwards(quotes: pd.DataFrame, rate: float) -> pd.DataFrame:
-    """Forward per (ticker, expiration) from put-call parity, C - P = D (F - K), D = exp(-rate t).
-
-    ``quotes`` has chains columns (ticker, expiration, strike, option_type, bid, ask,
-    underlying_price, quote_time). Only strikes where both legs are two-sided (0 < bid <= ask)
-    count (see :func:`_parity_forwards`). Without such a pair the forward is the spot carried at the
-    rate, underlying_price * exp(rate t) (median over the group), which ignores dividends.
-    Returns ticker, expiration, forward (money), forward_source ("parity", "spot", or null when
-    neither exists), one row per (ticker, expiration), sorted.
-    """
-    group, n_groups = quote_groups(quotes)
-    t = year_fraction(quotes["quote_time"], quotes["expiration"])
-    forward, source = _group_forwards(group, n_groups, t, *_chain_arrays(quotes), rate)
-    return quote_keys(quotes, group, n_groups).assign(
-        forward=forward, forward_source=_FORWARD_SOURCES.take(source, allow_fill=True))
-
-
-def build_surface(chains: pd.DataFrame, rate: float) -> pd.DataFrame:
-    """Every quote with its forward, time to expiry, Black-76 IV and delta (the Surface columns).
-
-    - ``mid`` = (bid + ask)/2 whenever ask >= bid and ask > 0 (kept for zero-bid quotes too);
-      NaN for crossed (bid > ask) or missing quotes.
-    - ``iv_status``: :func:`implied_vol`'s status on the two-sided mid (0 < bid <= ask), so
-      ``expired`` comes first, then ``crossed`` for bid > ask and ``no_quote`` for missing quotes
-      or bid <= 0 (a zero-bid wing quote says only that the option is worth less than its ask),
-      then ``no_forward`` when the group has no forward, then the price-bound statuses.
-    - ``forward`` from :func:`implied_forwards` (parity, else carried spot; ``forward_source``
-      says which); ``t`` from
-      :func:`pipeline.sessions.year_fraction`; ``rate`` the rate used for D = exp(-rate t).
-    - ``delta`` = :func:`black76_delta` (forward delta, D N(d1) / -D N(-d1)) where iv is ok.
-    Rows keep the order of ``chains``.
-    """
-    group, n_groups = quote_groups(chains)
-    t = year_fraction(chains["quote_time"], chains["expiration"])
-    strike, is_call, is_put, bid, ask, spot = _chain_arrays(chains)
-    group_forward, group_source = _group_forwards(group, n_groups, t, strike, is_call, is_put, bid, ask, spot, rate)
-    forward = to_rows(group_forward, group, np.nan)
-    discount = np.exp(-rate * t)
-
-    mid = np.where((ask >= bid) & (ask > 0), 0.5 * (bid + ask), np.nan)
-    iv, status = _implied_vol_codes(two_sided_mid(bid, ask), forward, strike, t, discount, is_call)
-    status[(status == _CODE["no_quote"]) & (bid > ask)] = _CODE["crossed"]
-    ok = np.flatnonzero(status == _CODE["ok"])
-    delta = np.full(len(chains), np.nan)
-    delta[ok] = black76_delta(forward[ok], strike[ok], t[ok], iv[ok], discount[ok], is_call[ok])
-
-    columns = {
-        "ticker": chains["ticker"].astype("str"),
-        "expiration": chains["expiration"],
-        "strike": chains["strike"].astype(float),
-        "option_type": chains["option_type"].astype("str"),
-        "bid": chains["bid"].astype(float),
-        "ask": chains["ask"].astype(float),
-        "mid": mid,
-        "underlying_price": chains["underlying_price"].astype(float),
-        "forward": forward,
-        "forward_source": _FORWARD_SOURCES.take(to_rows(group_source, group, -1), allow_fill=True),
-        "rate": np.full(len(chains), float(rate)),
-        "t": t,
-        "iv": iv,
-        "delta": delta,
-        "iv_status": _STATUSES.take(status),
-    }
-    # Columns of ``chains`` are shared, not copied (copy-on-write tracks them as for any view), and
-    # the derived ones are new: consolidating the float columns into one block would only copy them.
-    return pd.DataFrame({name: columns[name] for name in SURFACE_COLUMNS}, index=chains.index, copy=False)

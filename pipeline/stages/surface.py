@@ -1,0 +1,144 @@
+"""The surface stage: implied forwards from put-call parity, then every quote's Black-76 IV and delta.
+
+Units: money in the quote currency, ``t`` in years (ACT/365 to the expiration session's close, see
+:func:`pipeline.sessions.year_fraction`), IV a fraction per sqrt(year), ``rate`` a continuously
+compounded annual fraction, ``discount = exp(-rate * t)``. The maths is :mod:`pipeline.black76`.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pipeline.black76 import IV_STATUSES, STATUS_CODE, black76_delta, implied_vol_codes
+from pipeline.schemas import DATASETS
+from pipeline.sessions import year_fraction
+from pipeline.stages.groups import (
+    contract_runs, group_median, quote_groups, quote_keys, run_means, smallest_per_group, to_rows,
+)
+
+PARITY_STRIKES = 3   # strikes nearest the money whose parity forwards are combined (median)
+SURFACE_COLUMNS = list(DATASETS["surface"].model.to_schema().columns)
+
+# The surface's string columns are taken from these by code: building a str column from a
+# million Python strings costs a quarter of a second.
+_FORWARD_SOURCES = pd.array(["parity", "spot"], dtype="str")
+_STATUSES = pd.array(IV_STATUSES, dtype="str")
+
+
+def two_sided_mid(bid, ask):
+    """(bid + ask) / 2 where the quote is two-sided (0 < bid <= ask), else NaN."""
+    return np.where((bid > 0) & (ask >= bid), 0.5 * (bid + ask), np.nan)
+
+
+def _parity_forwards(group, n_groups, strike, is_call, is_put, mid, t, rate):
+    """Per group, the median of F = K + (C - P)/D over the PARITY_STRIKES strikes with the smallest |C - P|.
+
+    C, P are two-sided mids (``mid``, NaN where not two-sided) at the same strike (duplicate quotes
+    averaged), D = exp(-rate t) with t the mean time to expiry of the two legs; only F > 0 counts
+    and ties in |C - P| go to the lower strike. Near the money |C - P| is smallest and the quotes
+    are tightest, so the forward is least sensitive to spreads there. NaN for a group without a pair.
+    """
+    legs = np.flatnonzero((group >= 0) & ~np.isnan(mid) & ~np.isnan(strike) & (is_call | is_put))
+    legs, key, start = contract_runs(group, strike, is_put, legs)
+    mean_mid, mean_t = run_means(mid[legs], start), run_means(t[legs], start)
+    # Runs are ordered (group, strike, call before put): a pair is a call run right before the
+    # put run of the same strike, and pairs come out sorted by group, then strike.
+    contract = key[start]
+    call = np.flatnonzero((contract[:-1] % 2 == 0) & (contract[1:] == contract[:-1] + 1))
+    put = call + 1
+    discount = np.exp(-rate * 0.5 * (mean_t[call] + mean_t[put]))
+    call_minus_put = mean_mid[call] - mean_mid[put]
+    pair_row = legs[start[call]]
+    forward = strike[pair_row] + call_minus_put / discount
+    kept = np.flatnonzero(forward > 0)
+    pair_group = group[pair_row][kept]
+    nearest = smallest_per_group(pair_group, np.abs(call_minus_put[kept]), PARITY_STRIKES)
+    return group_median(pair_group[nearest], n_groups, forward[kept][nearest])
+
+
+def _group_forwards(group, n_groups, t, strike, is_call, is_put, bid, ask, spot, rate):
+    """Forward per group and its source as an index into _FORWARD_SOURCES (-1: none); see implied_forwards."""
+    forward = _parity_forwards(group, n_groups, strike, is_call, is_put, two_sided_mid(bid, ask), t, rate)
+    # The carried spot only matters where parity gave nothing.
+    rows = np.flatnonzero(to_rows(np.isnan(forward), group, False))
+    carried = group_median(group[rows], n_groups, spot[rows] * np.exp(rate * t[rows]))
+    source = np.select([~np.isnan(forward), ~np.isnan(carried)], [0, 1], default=-1)
+    return np.where(np.isnan(forward), carried, forward), source
+
+
+def _chain_arrays(chains: pd.DataFrame):
+    """strike, is_call, is_put, bid, ask, underlying_price of every quote as NumPy arrays."""
+    option_type = chains["option_type"]
+    return (chains["strike"].to_numpy(float), (option_type == "C").to_numpy(bool),
+            (option_type == "P").to_numpy(bool), chains["bid"].to_numpy(float), chains["ask"].to_numpy(float),
+            chains["underlying_price"].to_numpy(float))
+
+
+def implied_forwards(quotes: pd.DataFrame, rate: float) -> pd.DataFrame:
+    """Forward per (ticker, expiration) from put-call parity, C - P = D (F - K), D = exp(-rate t).
+
+    ``quotes`` has chains columns (ticker, expiration, strike, option_type, bid, ask,
+    underlying_price, quote_time). Only strikes where both legs are two-sided (0 < bid <= ask)
+    count (see :func:`_parity_forwards`). Without such a pair the forward is the spot carried at the
+    rate, underlying_price * exp(rate t) (median over the group), which ignores dividends.
+    Returns ticker, expiration, forward (money), forward_source ("parity", "spot", or null when
+    neither exists), one row per (ticker, expiration), sorted.
+    """
+    group, n_groups = quote_groups(quotes)
+    t = year_fraction(quotes["quote_time"], quotes["expiration"])
+    forward, source = _group_forwards(group, n_groups, t, *_chain_arrays(quotes), rate)
+    return quote_keys(quotes, group, n_groups).assign(
+        forward=forward, forward_source=_FORWARD_SOURCES.take(source, allow_fill=True))
+
+
+def build_surface(chains: pd.DataFrame, rate: float) -> pd.DataFrame:
+    """Every quote with its forward, time to expiry, Black-76 IV and delta (the Surface columns).
+
+    - ``mid`` = (bid + ask)/2 whenever ask >= bid and ask > 0 (kept for zero-bid quotes too);
+      NaN for crossed (bid > ask) or missing quotes.
+    - ``iv_status``: :func:`pipeline.black76.implied_vol`'s status on the two-sided mid
+      (0 < bid <= ask), so ``expired`` comes first, then ``crossed`` for bid > ask and ``no_quote``
+      for missing quotes or bid <= 0 (a zero-bid wing quote says only that the option is worth
+      less than its ask), then ``no_forward`` when the group has no forward, then the price-bound
+      statuses.
+    - ``forward`` from :func:`implied_forwards` (parity, else carried spot; ``forward_source``
+      says which); ``t`` from
+      :func:`pipeline.sessions.year_fraction`; ``rate`` the rate used for D = exp(-rate t).
+    - ``delta`` = :func:`pipeline.black76.black76_delta` (forward delta, D N(d1) / -D N(-d1))
+      where iv is ok.
+    Rows keep the order of ``chains``.
+    """
+    group, n_groups = quote_groups(chains)
+    t = year_fraction(chains["quote_time"], chains["expiration"])
+    strike, is_call, is_put, bid, ask, spot = _chain_arrays(chains)
+    group_forward, group_source = _group_forwards(group, n_groups, t, strike, is_call, is_put, bid, ask, spot, rate)
+    forward = to_rows(group_forward, group, np.nan)
+    discount = np.exp(-rate * t)
+
+    mid = np.where((ask >= bid) & (ask > 0), 0.5 * (bid + ask), np.nan)
+    iv, status = implied_vol_codes(two_sided_mid(bid, ask), forward, strike, t, discount, is_call)
+    status[(status == STATUS_CODE["no_quote"]) & (bid > ask)] = STATUS_CODE["crossed"]
+    ok = np.flatnonzero(status == STATUS_CODE["ok"])
+    delta = np.full(len(chains), np.nan)
+    delta[ok] = black76_delta(forward[ok], strike[ok], t[ok], iv[ok], discount[ok], is_call[ok])
+
+    columns = {
+        "ticker": chains["ticker"].astype("str"),
+        "expiration": chains["expiration"],
+        "strike": chains["strike"].astype(float),
+        "option_type": chains["option_type"].astype("str"),
+        "bid": chains["bid"].astype(float),
+        "ask": chains["ask"].astype(float),
+        "mid": mid,
+        "underlying_price": chains["underlying_price"].astype(float),
+        "forward": forward,
+        "forward_source": _FORWARD_SOURCES.take(to_rows(group_source, group, -1), allow_fill=True),
+        "rate": np.full(len(chains), float(rate)),
+        "t": t,
+        "iv": iv,
+        "delta": delta,
+        "iv_status": _STATUSES.take(status),
+    }
+    # Columns of ``chains`` are shared, not copied (copy-on-write tracks them as for any view), and
+    # the derived ones are new: consolidating the float columns into one block would only copy them.
+    return pd.DataFrame({name: columns[name] for name in SURFACE_COLUMNS}, index=chains.index, copy=False)

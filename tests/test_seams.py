@@ -1,0 +1,87 @@
+"""The seams: one config resolver, one failure record, Store.scan, the run driver over dates and
+a moves dataset that depends on the data, not on the order dates were run."""
+import hashlib
+
+import pandas as pd
+import pytest
+
+from pipeline.config import ConfigError, resolve
+from pipeline.failures import Failures
+from pipeline.run import execute
+from pipeline.store import Store
+
+DATES = [pd.Timestamp("2026-11-20"), pd.Timestamp("2026-11-24")]
+STEPS = ["fetch-calendar", "fetch-history", "backfill-prices", "pull-chains", "compute", "report"]
+
+
+def test_resolve_order_file_env_defaults(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    env = {}
+    assert resolve(environ=env).origin == "built-in defaults"
+    assert str(resolve(environ=env).root) == "data"
+    (tmp_path / "config.yaml").write_text("lookahead_days: 3\n")
+    assert resolve(environ=env).config.lookahead_days == 3
+    other = tmp_path / "other.yaml"
+    other.write_text("lookahead_days: 5\n")
+    env = {"PIPELINE_CONFIG": str(other), "PIPELINE_DATA_DIR": str(tmp_path / "d")}
+    settings = resolve(environ=env, source="live")
+    assert (settings.config.lookahead_days, settings.config.source, settings.root) == (5, "live", tmp_path / "d")
+    assert resolve(str(tmp_path / "config.yaml"), tmp_path / "x", environ=env).config.lookahead_days == 3
+    other.write_text("lookahead_days: -1\n")
+    with pytest.raises(ConfigError, match="lookahead_days"):
+        resolve(environ=env)
+
+
+def test_one_record_per_ticker_and_stage_first_reason_wins():
+    failures = Failures()
+    assert failures.add("AAA", "fetch-history", "deferred: budget")
+    assert not failures.add("AAA", "fetch-history", "source returned no earnings history")
+    assert failures.add("AAA", "pull-chains", "no chain")
+    assert list(failures) == [("AAA", "fetch-history", "deferred: budget"), ("AAA", "pull-chains", "no chain")]
+    assert failures.tickers("pull-chains") == {"AAA"} and len(failures) == 2
+
+
+@pytest.fixture(scope="module")
+def two_orders(tmp_path_factory):
+    """The same two dates run in one range, and one by one in reverse order."""
+    roots = {}
+    for name, batches in {"range": [DATES], "reverse": [[d] for d in reversed(DATES)]}.items():
+        root = tmp_path_factory.mktemp(name)
+        settings = resolve(data_dir=root, environ={})
+        for batch in batches:
+            outcome = execute("daily", batch, STEPS, settings)
+            assert outcome.exit_status == 0, outcome.message
+        roots[name] = root
+    return roots
+
+
+def _digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_range_writes_every_date_and_moves_do_not_depend_on_run_order(two_orders):
+    a, b = two_orders["range"], two_orders["reverse"]
+    for day in DATES:
+        name = f"rank_{day.date()}.csv"
+        assert _digest(a / "reports" / name) == _digest(b / "reports" / name)
+        for dataset in ("metrics", "surface", "chains"):
+            path = Store(a).partition_path(dataset, day).relative_to(a)
+            assert _digest(a / path) == _digest(b / path)
+    moves = Store(a).partition_path("moves").relative_to(a)
+    assert _digest(a / moves) == _digest(b / moves)
+
+
+def test_scan_filters_partitions_tickers_and_columns(two_orders):
+    store = Store(two_orders["range"])
+    full = pd.concat([store.read("metrics", d).assign(date=d) for d in DATES], ignore_index=True)
+    full["date"] = full["date"].astype("datetime64[ns]")
+    tickers = sorted(full["ticker"].unique())[:5]
+    got = store.scan("metrics", dates=DATES[1:] + [pd.Timestamp("2030-01-02")], tickers=tickers,
+                     columns=["ticker", "score"])
+    want = full[(full["date"] == DATES[1]) & full["ticker"].isin(tickers)]
+    assert list(got.columns) == ["date", "ticker", "score"]
+    pd.testing.assert_frame_equal(got.reset_index(drop=True),
+                                  want[["date", "ticker", "score"]].reset_index(drop=True), check_exact=True)
+    prices = store.scan("prices", tickers=tickers[:1], columns=["ticker", "date", "close"])
+    assert set(prices["ticker"]) == {tickers[0]} and list(prices.columns) == ["ticker", "date", "close"]
+    assert store.scan("chains", dates=["2030-01-02"]).empty
