@@ -120,19 +120,36 @@ def backfill_prices(ctx: Context, as_of: pd.Timestamp) -> int:
     return ctx.row_counts["prices_new_rows"]
 
 
+def exit_marks(ctx: Context, as_of: pd.Timestamp) -> pd.DataFrame:
+    """(ticker, expiration) of the events that react on the as-of session and were priced the
+    session before, whose expiration is still open: their chains today are the closing marks of
+    the straddles a backtest sells the session before. Columns: ticker, expiration."""
+    entry = pd.Timestamp(sessions.previous_sessions([as_of])[0])
+    if not ctx.store.exists("metrics", entry):
+        return pd.DataFrame({"ticker": pd.Series(dtype="str"), "expiration": pd.Series(dtype="datetime64[ns]")})
+    priced = ctx.store.scan("metrics", dates=[entry], columns=["ticker", "reaction_date", "expiration"])
+    reacting = priced[(priced["reaction_date"] == as_of) & (priced["expiration"] > as_of)]
+    return reacting[["ticker", "expiration"]].reset_index(drop=True)
+
+
 def pull_chains(ctx: Context, as_of: pd.Timestamp) -> int:
+    """Chains of the expirations the window's events need, plus the exit marks of the events
+    reacting today (see :func:`exit_marks`), in one snapshot."""
     from pipeline.stages.events import event_expirations
 
     upcoming, tickers = window_tickers(ctx, as_of)
+    marks = exit_marks(ctx, as_of)
+    wanted = [marks]
     if tickers:
-        wanted = event_expirations(ctx.source.expirations(tickers, as_of), upcoming)
-        chains = ctx.keep_valid("chains", ctx.source.chains(wanted, as_of), "pull-chains")
-    else:
-        chains = empty("chains")
+        wanted.append(event_expirations(ctx.source.expirations(tickers, as_of), upcoming))
+    wanted = pd.concat(wanted, ignore_index=True).drop_duplicates().sort_values(["ticker", "expiration"])
+    chains = ctx.keep_valid("chains", ctx.source.chains(wanted, as_of), "pull-chains") if len(wanted) else empty("chains")
     for ticker in sorted(set(tickers) - set(chains["ticker"])):
         ctx.failures.add(ticker, "pull-chains", "no option chain for the event expirations")
+    for ticker in sorted(set(marks["ticker"]) - set(chains["ticker"])):
+        ctx.failures.add(ticker, "pull-chains", "no option chain for the exit mark of yesterday's event")
     ctx.store.write("chains", chains, as_of)
-    ctx.row_counts["chains"] = len(chains)
+    ctx.row_counts.update(chains=len(chains), exit_marks=len(marks))
     return len(chains)
 
 

@@ -289,8 +289,11 @@ class SyntheticMarket:
         g = wanted[["ticker", "expiration"]].drop_duplicates().reset_index(drop=True)
         p = self._params(g["ticker"].unique())
         g = g.merge(p, on="ticker", how="left")
-        spot = self._bars(p["ticker"].tolist(), as_of, as_of)[["ticker", "close"]]
-        g = g.merge(spot.rename(columns={"close": "spot"}), on="ticker", how="left")
+        previous = pd.Timestamp(sessions.previous_sessions([as_of])[0])
+        bars = self._bars(p["ticker"].tolist(), previous, as_of)
+        closes = bars.pivot(index="ticker", columns="date", values="close")
+        g["spot"] = g["ticker"].map(closes[as_of])
+        g["previous_close"] = g["ticker"].map(closes[previous])
         quote_time = sessions.session_closes_utc([as_of])[0]
         g["quote_time"] = quote_time
         g["t"] = sessions.year_fraction(np.full(len(g), quote_time), g["expiration"])
@@ -346,8 +349,14 @@ class SyntheticMarket:
         inner_g = inner[gi]
         # Denser near the money: one step inside, two steps outside.
         offset = np.where(np.abs(k) <= inner_g, k, np.sign(k) * (inner_g + 2 * (np.abs(k) - inner_g)))
-        center = np.round(g["spot"].to_numpy() / step) * step
-        strike = np.round(center[gi] + offset * step[gi], 2)
+        # A strike once listed stays listed until expiration: the grid around the previous
+        # session's close is still quoted, so a straddle opened yesterday can be closed today.
+        centers = [np.round(g[c].to_numpy() / step) * step for c in ("spot", "previous_close")]
+        gi = np.concatenate([gi, gi])
+        strike = np.round(np.concatenate([center[gi[:len(offset)]] for center in centers])
+                          + np.concatenate([offset, offset]) * step[gi], 2)
+        gi, strike = np.unique(np.stack([gi, strike]), axis=1)
+        gi = gi.astype(int)
         rows = g.iloc[gi].reset_index(drop=True)
         valid = strike > 0
         rows, strike = rows[valid].reset_index(drop=True), strike[valid]
