@@ -15,10 +15,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtr, ndtri
 
-# Outcome of an inversion, in the order implied_vol checks them (the Surface's iv_status values).
+# Outcome of an inversion in the order implied_vol checks them, then the surface's own (crossed, stale).
 IV_STATUSES = (
     "ok", "no_quote", "crossed", "below_intrinsic", "above_upper_bound", "no_forward", "expired",
-    "not_converged",
+    "not_converged", "stale",
 )
 STATUS_CODE = {name: np.int8(i) for i, name in enumerate(IV_STATUSES)}   # status -> int8 code
 _STATUS_ARRAY = np.array(IV_STATUSES, dtype=object)

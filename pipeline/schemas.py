@@ -113,7 +113,11 @@ class Chains(_Model):
     volume: Series[float] = pa.Field(ge=0)
     open_interest: Series[float] = pa.Field(ge=0)
     underlying_price: Series[float] = pa.Field(gt=0, lt=MAX_PRICE)
+    # The vendor's own stamp of this quote (when its bid/ask last changed).
     quote_time: Series[pd.DatetimeTZDtype] = pa.Field(dtype_kwargs={"unit": "ns", "tz": "UTC"})
+    # When the chain was pulled, the same for every row of a pull (a past session's: its close);
+    # time to expiry is measured from it.
+    snapshot_time: Series[pd.DatetimeTZDtype] = pa.Field(dtype_kwargs={"unit": "ns", "tz": "UTC"})
     vendor_iv: Series[float] = pa.Field(ge=0, nullable=True)
     vendor_delta: Series[float] = pa.Field(ge=-1, le=1, nullable=True)
     source: Series[str]

@@ -18,7 +18,8 @@ def chain(strikes, call_bid, call_ask, put_bid, put_ask, spot=100.0, ticker="TES
         "ticker": ticker, "expiration": EXP, "strike": np.asarray(strikes, float), "option_type": kind,
         "bid": np.asarray(bid, float), "ask": np.asarray(ask, float), "last": np.nan,
         "volume": volume, "open_interest": 500.0, "underlying_price": spot,
-        "quote_time": pd.Timestamp("2026-11-20 21:00", tz="UTC"), "vendor_iv": np.nan,
+        "quote_time": pd.Timestamp("2026-11-20 21:00", tz="UTC"),
+        "snapshot_time": pd.Timestamp("2026-11-20 21:00", tz="UTC"), "vendor_iv": np.nan,
         "vendor_delta": np.nan, "source": "test"})
     return pd.concat([frame("C", call_bid, call_ask), frame("P", put_bid, put_ask)], ignore_index=True)
 

@@ -96,7 +96,7 @@ def chain_frame(ticker, spot, carry, base_vol, expirations, strikes, rate=RATE):
                 "ticker": ticker, "expiration": expiration, "strike": strikes, "option_type": kind,
                 "bid": price * 0.98, "ask": price * 1.02, "last": np.nan, "volume": 10.0,
                 "open_interest": 100.0, "underlying_price": spot, "quote_time": QUOTE_TIME,
-                "vendor_iv": np.nan, "vendor_delta": np.nan, "source": "test",
+                "snapshot_time": QUOTE_TIME, "vendor_iv": np.nan, "vendor_delta": np.nan, "source": "test",
                 "true_iv": true_iv, "true_forward": forward,
             }))
     return pd.concat(frames, ignore_index=True)
@@ -328,7 +328,7 @@ def test_surface_statuses_for_bad_quotes():
     chains.loc[first[0], ["bid", "ask"]] = [2.0, 1.0]            # crossed
     chains.loc[first[1], ["bid", "ask"]] = [0.0, 0.05]           # zero bid wing
     chains.loc[first[2], ["bid", "ask"]] = [np.nan, np.nan]      # no quote at all
-    chains.loc[first[3], "quote_time"] = pd.Timestamp("2026-11-28", tz="UTC")   # after expiry close
+    chains.loc[first[3], "snapshot_time"] = pd.Timestamp("2026-11-28", tz="UTC")   # after expiry close
     surface = build_surface(chains, RATE)
     assert list(surface.loc[first[:4], "iv_status"]) == ["crossed", "no_quote", "no_quote", "expired"]
     assert np.isnan(surface.loc[first[0], "mid"])
@@ -362,7 +362,8 @@ def test_implied_forwards_use_the_three_strikes_nearest_the_money_ties_to_the_lo
     rows = pair(98.0, 2.0) + pair(99.0, 1.0) + pair(100.0, 0.5) + pair(101.0, -1.0) + pair(103.0, -1.0)
     rows += [("AAA", 100.0, "C", 3.6, 3.6)]     # a duplicate call quote: the two are averaged
     chains = pd.DataFrame(rows, columns=["ticker", "strike", "option_type", "bid", "ask"]).assign(
-        expiration=pd.Timestamp("2026-12-18"), underlying_price=100.0, quote_time=QUOTE_TIME)
+        expiration=pd.Timestamp("2026-12-18"), underlying_price=100.0, quote_time=QUOTE_TIME,
+        snapshot_time=QUOTE_TIME)
     t = year_fraction(pd.Series([QUOTE_TIME]), pd.Series([pd.Timestamp("2026-12-18")]))[0]
     discount = math.exp(-RATE * t)
     expected = np.median([99.0 + 1.0 / discount, 100.0 + 0.55 / discount, 101.0 - 1.0 / discount])

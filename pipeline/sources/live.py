@@ -192,6 +192,7 @@ class LiveSource:
                     self.failures.add(ticker, stage, f"empty option chain for {pd.Timestamp(expiration).date()}")
         frame = _concat(list(found.values()), tradier.CHAIN_FIELDS)
         frame["underlying_price"] = frame["ticker"].map(spots).astype("float64")
+        frame["snapshot_time"] = pd.Timestamp(self.http.clock.time(), unit="s", tz="UTC")   # when pulled
         return _finish_frame(frame, "chains", tradier.VENDOR, ["ticker", "expiration", "option_type", "strike"])
 
     def _underlying_prices(self, tickers: list[str], as_of: pd.Timestamp, stage: str) -> dict[str, float]:

@@ -103,6 +103,7 @@ class SyntheticMarket:
         self.universe_size = int(universe_size)
         self.rate = float(rate)
         self.archive_dir = archive_dir   # when set, every answer is kept as received, plus the truth
+        self._simulated = None           # (horizon, sessions, bars) of the whole universe
 
     def _archive(self, dataset: str, day, frame: pd.DataFrame, name: str | None = None) -> pd.DataFrame:
         if self.archive_dir is not None:
@@ -186,6 +187,22 @@ class SyntheticMarket:
 
     # ---- prices --------------------------------------------------------------------------
     def _paths(self, p: pd.DataFrame, end: pd.Timestamp):
+        """Bars from EPOCH to ``end`` for the tickers in ``p`` (2-D arrays, rows in ``p`` order).
+
+        Sliced from one simulation of the whole universe that runs a year past the latest date
+        asked for: paths are causal, so a longer simulation leaves earlier bars bit for bit
+        unchanged, and a replay of many dates simulates once instead of once per date.
+        """
+        end = pd.Timestamp(end)
+        if self._simulated is None or self._simulated[0] < end:
+            horizon = min(end + pd.Timedelta(days=366), sessions.LAST_DATE)
+            self._simulated = (horizon, *self._simulate(self.universe, horizon))
+        _, days, bars = self._simulated
+        n = days.searchsorted(end, side="right")
+        rows = p["ticker_id"].to_numpy()        # universe row i is ticker id i
+        return days[:n], {k: v[rows, :n] for k, v in bars.items()}
+
+    def _simulate(self, p: pd.DataFrame, end: pd.Timestamp):
         """Simulated bars from EPOCH to ``end`` for the tickers in ``p`` (2-D arrays)."""
         from scipy.signal import lfilter
 
@@ -402,6 +419,7 @@ class SyntheticMarket:
             "open_interest": oi,
             "underlying_price": rows["spot"].to_numpy(),
             "quote_time": rows["quote_time"].to_numpy(),
+            "snapshot_time": rows["quote_time"].to_numpy(),     # pulled at the as-of close
             "vendor_iv": np.round(vol, 4),
             "vendor_delta": np.round(delta, 4),
             "source": self.name,

@@ -62,10 +62,10 @@ def event_straddles(chains: pd.DataFrame, events: pd.DataFrame, max_leg_spread: 
     out = ev.merge(first[["ticker", "expiration"]], on="ticker", how="left")
     chains = chains[np.isin(group, first["group"].to_numpy())]
     chains = chains.drop_duplicates(["ticker", "expiration", "strike", "option_type"])
-    first_quote = chains.groupby("ticker")[["underlying_price", "quote_time"]].first()
+    first_quote = chains.groupby("ticker")[["underlying_price", "snapshot_time"]].first()
     per_event = first_quote.reindex(out["ticker"])      # reindex keeps the datetime dtype (NaT)
     out["spot"] = per_event["underlying_price"].to_numpy()
-    out["t"] = year_fraction(per_event["quote_time"], out["expiration"])
+    out["t"] = year_fraction(per_event["snapshot_time"], out["expiration"])
     exp_volume = chains.groupby(["ticker", "expiration"])["volume"].sum().rename("expiration_volume")
     out = out.merge(exp_volume, left_on=["ticker", "expiration"], right_index=True, how="left")
 

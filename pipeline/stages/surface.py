@@ -1,7 +1,7 @@
 """The surface stage: implied forwards from put-call parity, then every quote's Black-76 IV and delta.
 
-Units: money in the quote currency, ``t`` in years (ACT/365 to the expiration session's close, see
-:func:`pipeline.sessions.year_fraction`), IV a fraction per sqrt(year), ``rate`` a continuously
+Units: money in the quote currency, ``t`` in years (ACT/365 from the chain's ``snapshot_time`` to the
+expiration session's close, see :func:`pipeline.sessions.year_fraction`), IV a fraction per sqrt(year), ``rate`` a continuously
 compounded annual fraction, ``discount = exp(-rate * t)``. The maths is :mod:`pipeline.black76`.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pandas as pd
 
 from pipeline.black76 import IV_STATUSES, STATUS_CODE, black76_delta, implied_vol_codes
 from pipeline.schemas import DATASETS
-from pipeline.sessions import year_fraction
+from pipeline.sessions import NEW_YORK, sessions_offset, year_fraction
 from pipeline.stages.groups import (
     contract_runs, group_median, quote_groups, quote_keys, run_means, smallest_per_group, to_rows,
 )
@@ -28,6 +28,24 @@ _STATUSES = pd.array(IV_STATUSES, dtype="str")
 def two_sided_mid(bid, ask):
     """(bid + ask) / 2 where the quote is two-sided (0 < bid <= ask), else NaN."""
     return np.where((bid > 0) & (ask >= bid), 0.5 * (bid + ask), np.nan)
+
+
+def stale_quotes(quote_time: pd.Series, snapshot_time: pd.Series) -> np.ndarray:
+    """True where a quote was last stamped before the session of its chain's snapshot.
+
+    The snapshot's session is the last NYSE session on or before the snapshot's New York date; a
+    quote is stale when quote_time < that session's midnight in New York: the vendor's bid/ask
+    has not changed since an earlier session (a standing quote) and says nothing about today's
+    prices. Computed per distinct snapshot time (a chain has one).
+    """
+    codes, snapshots = pd.factorize(pd.DatetimeIndex(pd.to_datetime(snapshot_time, utc=True)))
+    local_day = snapshots.tz_convert(NEW_YORK).tz_localize(None).normalize()
+    session = pd.DatetimeIndex(sessions_offset(local_day, -1, strict=True))
+    session_start = session.tz_localize(NEW_YORK).tz_convert("UTC").as_unit("ns").asi8
+    quoted = pd.DatetimeIndex(pd.to_datetime(quote_time, utc=True)).as_unit("ns").asi8
+    # A missing snapshot (code -1) has no session: nothing is called stale against it.
+    start = np.append(session_start, np.iinfo(np.int64).min)[codes]
+    return quoted < start
 
 
 def _parity_forwards(group, n_groups, strike, is_call, is_put, mid, t, rate):
@@ -56,9 +74,10 @@ def _parity_forwards(group, n_groups, strike, is_call, is_put, mid, t, rate):
     return group_median(pair_group[nearest], n_groups, forward[kept][nearest])
 
 
-def _group_forwards(group, n_groups, t, strike, is_call, is_put, bid, ask, spot, rate):
+def _group_forwards(group, n_groups, t, strike, is_call, is_put, bid, ask, spot, stale, rate):
     """Forward per group and its source as an index into _FORWARD_SOURCES (-1: none); see implied_forwards."""
-    forward = _parity_forwards(group, n_groups, strike, is_call, is_put, two_sided_mid(bid, ask), t, rate)
+    fresh_mid = np.where(stale, np.nan, two_sided_mid(bid, ask))
+    forward = _parity_forwards(group, n_groups, strike, is_call, is_put, fresh_mid, t, rate)
     # The carried spot only matters where parity gave nothing.
     rows = np.flatnonzero(to_rows(np.isnan(forward), group, False))
     carried = group_median(group[rows], n_groups, spot[rows] * np.exp(rate * t[rows]))
@@ -67,25 +86,27 @@ def _group_forwards(group, n_groups, t, strike, is_call, is_put, bid, ask, spot,
 
 
 def _chain_arrays(chains: pd.DataFrame):
-    """strike, is_call, is_put, bid, ask, underlying_price of every quote as NumPy arrays."""
+    """strike, is_call, is_put, bid, ask, underlying_price and :func:`stale_quotes` of every quote
+    as NumPy arrays."""
     option_type = chains["option_type"]
     return (chains["strike"].to_numpy(float), (option_type == "C").to_numpy(bool),
             (option_type == "P").to_numpy(bool), chains["bid"].to_numpy(float), chains["ask"].to_numpy(float),
-            chains["underlying_price"].to_numpy(float))
+            chains["underlying_price"].to_numpy(float), stale_quotes(chains["quote_time"], chains["snapshot_time"]))
 
 
 def implied_forwards(quotes: pd.DataFrame, rate: float) -> pd.DataFrame:
     """Forward per (ticker, expiration) from put-call parity, C - P = D (F - K), D = exp(-rate t).
 
     ``quotes`` has chains columns (ticker, expiration, strike, option_type, bid, ask,
-    underlying_price, quote_time). Only strikes where both legs are two-sided (0 < bid <= ask)
-    count (see :func:`_parity_forwards`). Without such a pair the forward is the spot carried at the
+    underlying_price, quote_time, snapshot_time). Only strikes where both legs are two-sided
+    (0 < bid <= ask) and fresh (not :func:`stale_quotes`) count (see :func:`_parity_forwards`).
+    Without such a pair the forward is the spot carried at the
     rate, underlying_price * exp(rate t) (median over the group), which ignores dividends.
     Returns ticker, expiration, forward (money), forward_source ("parity", "spot", or null when
     neither exists), one row per (ticker, expiration), sorted.
     """
     group, n_groups = quote_groups(quotes)
-    t = year_fraction(quotes["quote_time"], quotes["expiration"])
+    t = year_fraction(quotes["snapshot_time"], quotes["expiration"])
     forward, source = _group_forwards(group, n_groups, t, *_chain_arrays(quotes), rate)
     return quote_keys(quotes, group, n_groups).assign(
         forward=forward, forward_source=_FORWARD_SOURCES.take(source, allow_fill=True))
@@ -100,24 +121,28 @@ def build_surface(chains: pd.DataFrame, rate: float) -> pd.DataFrame:
       (0 < bid <= ask), so ``expired`` comes first, then ``crossed`` for bid > ask and ``no_quote``
       for missing quotes or bid <= 0 (a zero-bid wing quote says only that the option is worth
       less than its ask), then ``no_forward`` when the group has no forward, then the price-bound
-      statuses.
+      statuses; ``stale`` (not solved) for a quote stamped before the snapshot's session
+      (:func:`stale_quotes`), unless ``expired``.
     - ``forward`` from :func:`implied_forwards` (parity, else carried spot; ``forward_source``
-      says which); ``t`` from
-      :func:`pipeline.sessions.year_fraction`; ``rate`` the rate used for D = exp(-rate t).
+      says which); ``t`` = :func:`pipeline.sessions.year_fraction` from the chain's
+      ``snapshot_time`` (the same for every quote of a pull, whatever the quote's own stamp); ``rate`` the rate used for D = exp(-rate t).
     - ``delta`` = :func:`pipeline.black76.black76_delta` (forward delta, D N(d1) / -D N(-d1))
       where iv is ok.
     Rows keep the order of ``chains``.
     """
     group, n_groups = quote_groups(chains)
-    t = year_fraction(chains["quote_time"], chains["expiration"])
-    strike, is_call, is_put, bid, ask, spot = _chain_arrays(chains)
-    group_forward, group_source = _group_forwards(group, n_groups, t, strike, is_call, is_put, bid, ask, spot, rate)
+    t = year_fraction(chains["snapshot_time"], chains["expiration"])
+    strike, is_call, is_put, bid, ask, spot, stale = _chain_arrays(chains)
+    group_forward, group_source = _group_forwards(group, n_groups, t, strike, is_call, is_put, bid, ask, spot,
+                                                  stale, rate)
     forward = to_rows(group_forward, group, np.nan)
     discount = np.exp(-rate * t)
 
     mid = np.where((ask >= bid) & (ask > 0), 0.5 * (bid + ask), np.nan)
-    iv, status = implied_vol_codes(two_sided_mid(bid, ask), forward, strike, t, discount, is_call)
+    fresh_mid = np.where(stale, np.nan, two_sided_mid(bid, ask))
+    iv, status = implied_vol_codes(fresh_mid, forward, strike, t, discount, is_call)
     status[(status == STATUS_CODE["no_quote"]) & (bid > ask)] = STATUS_CODE["crossed"]
+    status[stale & (status != STATUS_CODE["expired"])] = STATUS_CODE["stale"]
     ok = np.flatnonzero(status == STATUS_CODE["ok"])
     delta = np.full(len(chains), np.nan)
     delta[ok] = black76_delta(forward[ok], strike[ok], t[ok], iv[ok], discount[ok], is_call[ok])
