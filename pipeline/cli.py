@@ -153,3 +153,56 @@ def doctor(runner: Runner):
     checks = run_checks(runner.data_dir, runner.config_path, runner.source_override)
     click.echo(render(checks))
     sys.exit(exit_code(checks))
+
+
+@main.command()
+@click.argument("ticker")
+@DATE
+@click.option("--report-date", default=None, help="Which report, when the ticker has two in the window.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document instead of text.")
+@click.pass_obj
+def explain(runner: Runner, ticker, date, report_date, as_json):
+    """One event from the date's stored snapshots: calendar entry, past reports and how often they
+    moved more than implied, straddle legs, term structure, smile, VRP, score parts, status."""
+    import json
+
+    from pipeline.explain import ExplainError, explain as explain_event, render_text
+    from pipeline.runlog import EXIT_BAD_INPUT
+    from pipeline.store import Store
+
+    settings = runner.settings()
+    as_of = resolve_date(date)
+    try:
+        doc = explain_event(Store(settings.root), ticker, as_of, settings.config, report_date)
+    except ExplainError as exc:
+        _fail(str(exc), EXIT_BAD_INPUT)
+    click.echo(json.dumps(doc, indent=2, allow_nan=False) if as_json else render_text(doc), nl=as_json)
+
+
+def _with_no_html(command):
+    """Add ``--no-html`` to a report-writing command: this run writes the CSV only (config key
+    ``report.html``) and removes a stale rank_D.html of the date."""
+    import functools
+    from dataclasses import replace
+
+    command.params.append(click.Option(["--no-html"], is_flag=True, default=False,
+                                       help="Write the CSV only, no rank_DATE.html (config: report.html)."))
+    inner = command.callback
+
+    @functools.wraps(inner)
+    def callback(*args, no_html=False, **kwargs):
+        runner = click.get_current_context().find_object(Runner)
+        if no_html and runner is not None:
+            resolved = runner.settings
+
+            def settings():
+                current = resolved()
+                return replace(current, config=replace(current.config, report_html=False))
+            runner.settings = settings
+        return inner(*args, **kwargs)
+    command.callback = callback
+    return command
+
+
+_with_no_html(daily)
+_with_no_html(rank)

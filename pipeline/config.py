@@ -59,6 +59,7 @@ class Config:
     alphavantage_daily_budget: int = 25       # free tier: 25 requests a day
     alphavantage_min_interval: float = 1.0    # seconds between Alpha Vantage requests
     request_deadline: float = 30.0            # seconds for one whole HTTP answer, body included
+    report_html: bool = True                  # write reports/rank_D.html beside the CSV
 
 
 # yaml path -> (Config field, type, validator or None)
@@ -91,15 +92,16 @@ _SCALARS = {
     ("live", "alphavantage_daily_budget"): ("alphavantage_daily_budget", int, _positive),
     ("live", "alphavantage_min_interval"): ("alphavantage_min_interval", float, _non_negative),
     ("live", "request_deadline"): ("request_deadline", float, _positive),
+    ("report", "html"): ("report_html", bool, None),
 }
-_SECTIONS = {"synthetic", "universe", "history", "implied", "term_structure", "skew", "live"}
+_SECTIONS = {"synthetic", "universe", "history", "implied", "term_structure", "skew", "live", "report"}
 _MAPPINGS = {"vrp_tiers", "liquidity_tiers", "score_weights"}
 
 
 def _typed(key: str, value, kind):
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    if not isinstance(value, kind) or isinstance(value, bool):
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise ConfigError(f"config key '{key}': expected {kind.__name__}, got {value!r}")
     if kind is float and not math.isfinite(value):
         raise ConfigError(f"config key '{key}': must be a finite number, got {value!r}")

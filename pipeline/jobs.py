@@ -180,7 +180,7 @@ def compute(ctx: Context, as_of: pd.Timestamp) -> pd.DataFrame:
 def report(ctx: Context, as_of: pd.Timestamp) -> None:
     from pipeline.report import write_report
 
-    ctx.reports.append(write_report(ctx.store.read("metrics", as_of), ctx.store.root, as_of))
+    ctx.reports.append(write_report(ctx.store.read("metrics", as_of), ctx.store.root, as_of, ctx.config))
 
 
 def write_moves(ctx: Context) -> int:

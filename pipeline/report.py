@@ -39,9 +39,24 @@ def report_frame(metrics: pd.DataFrame) -> pd.DataFrame:
     return neutralize_text(out)
 
 
-def write_report(metrics: pd.DataFrame, root: Path, as_of: pd.Timestamp) -> tuple[Path, pd.DataFrame]:
+def write_report(metrics: pd.DataFrame, root: Path, as_of: pd.Timestamp, config=None) -> tuple[Path, pd.DataFrame]:
+    """Write rank_D.csv and (unless ``config.report_html`` is off) rank_D.html, replaced together.
+
+    Floats in the CSV are rounded (:func:`pipeline.columns.round_for_csv`); Parquet keeps full
+    precision. When the HTML cannot be made the CSV is still written and a stale rank_D.html of
+    the date is removed, so a page never disagrees with the CSV beside it.
+    """
+    from pipeline.columns import round_for_csv
+    from pipeline.config import Config
+    from pipeline.html_report import html_or_none, replace_together
+
+    config = Config() if config is None else config
     frame = report_frame(metrics)
     path = Path(root) / "reports" / f"rank_{pd.Timestamp(as_of).date().isoformat()}.csv"
-    text = frame.to_csv(index=False, float_format="%.10g", lineterminator="\n")
-    atomic_write_bytes(path, lambda tmp: tmp.write_text(text))
+    text = round_for_csv(frame).to_csv(index=False, float_format="%.10g", lineterminator="\n")
+    files = {path: text.encode()}
+    page = html_or_none(frame, metrics, root, as_of, config) if config.report_html else None
+    if page is not None:
+        files[path.with_suffix(".html")] = page
+    replace_together(files, remove=() if page is not None else (path.with_suffix(".html"),))
     return path, frame

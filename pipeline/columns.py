@@ -1,0 +1,86 @@
+"""What every report column is: unit, CSV precision and meaning.
+
+One table used by the CSV (rounding), the HTML report (header tooltips) and the README column
+table (``python -m pipeline.columns`` prints it as Markdown). Parquet keeps full precision; only
+the CSV text is rounded. Fractions: 0.052 = 5.2%.
+"""
+from __future__ import annotations
+
+# name: (unit, decimals in the CSV or None for text/integers, meaning)
+COLUMNS: dict[str, tuple[str, int | None, str]] = {
+    "rank": ("integer", None, "1 = best; tradeable events (a VRP, liquidity not REJECT) first, then by score"),
+    "ticker": ("text", None, "stock symbol"),
+    "report_date": ("date", None, "earnings report date"),
+    "timing": ("text", None, "BMO (before open), AMC (after close), DMH (during market), UNKNOWN"),
+    "spot": ("price", 4, "underlying price at the chain's quote time"),
+    "expiration": ("date", None, "first listed expiration whose last session is on or after the reaction session"),
+    "straddle_strike": ("price", 4, "listed strike nearest the forward: the tradeable straddle"),
+    "straddle_mid": ("price", 4, "mid price of the tradeable straddle (call + put)"),
+    "implied_method": ("text", None, "how the implied move was obtained"),
+    "implied_move": ("fraction", 6, "straddle-implied expected absolute move to expiration / spot"),
+    "implied_event_move": ("fraction", 6, "implied move with the ex-earnings diffusion to expiry removed"),
+    "hist_mean_abs_move": ("fraction", 6, "mean |move| over the last N past reports (move type from config)"),
+    "hist_median_abs_move": ("fraction", 6, "median |move| over the same reports"),
+    "n_events": ("integer", None, "past reports in the history window"),
+    "hist_exceed_count": ("integer", None, "past reports in the window whose |move| exceeded today's implied move"),
+    "hist_exceed_share": ("fraction", 4, "hist_exceed_count / n_events"),
+    "vrp": ("ratio", 4, "implied_move / hist_mean_abs_move"),
+    "vrp_median": ("ratio", 4, "implied_move / hist_median_abs_move"),
+    "vrp_event": ("ratio", 4, "implied_event_move / hist_mean_abs_move"),
+    "vrp_basis": ("text", None, "which VRP the tier and score use: vrp_event where available, else vrp"),
+    "vrp_tier": ("text", None, "EXCELLENT / GOOD / MARGINAL / SKIP from the signal VRP and config thresholds"),
+    "ts_implied_move": ("fraction", 6, "term-structure event move, sqrt(2/pi) * sigma_E"),
+    "ex_earnings_vol": ("annual vol", 6, "diffusive (ex-earnings) volatility from the first two expirations"),
+    "ts_flag": ("text", None, "why the term-structure estimate is missing, or disagrees_with_straddle"),
+    "mad": ("fraction", 6, "median absolute deviation of past |moves|"),
+    "consistency": ("0-1", 4, "1 - mad / median |move|, clipped to [0, 1]"),
+    "ewm_mean_abs_move": ("fraction", 6, "exponentially weighted mean |move| (half-life in reports)"),
+    "ewm_std_abs_move": ("fraction", 6, "exponentially weighted std of |move|"),
+    "tail_ratio": ("ratio", 4, "max |move| / mean |move|"),
+    "trend_slope": ("fraction per report", 6, "least-squares slope of |move| over report order (> 0: growing)"),
+    "skew_atm_iv": ("annual vol", 6, "ATM IV of the smile fit at the event expiration"),
+    "skew_slope": ("vol per unit x", 6, "linear term of the quadratic smile in standardized moneyness x"),
+    "skew_curvature": ("vol per unit x^2", 6, "quadratic term (negative: concave pre-earnings smile)"),
+    "rr25": ("vol", 6, "25-delta call IV minus 25-delta put IV"),
+    "bf25": ("vol", 6, "25-delta butterfly: mean of the 25-delta wing IVs minus ATM IV"),
+    "skew_r2": ("0-1", 4, "weighted R^2 of the smile fit"),
+    "skew_n": ("integer", None, "quotes in the smile fit"),
+    "liquidity_tier": ("text", None, "EXCELLENT / GOOD / WARNING / REJECT from spread, open interest, volume"),
+    "straddle_spread": ("fraction", 4, "(call spread + put spread) / straddle mid"),
+    "min_leg_open_interest": ("contracts", 0, "smaller open interest of the two straddle legs"),
+    "min_leg_volume": ("contracts", 0, "smaller daily volume of the two straddle legs"),
+    "score_vrp": ("points", 4, "VRP contribution to the score"),
+    "score_consistency": ("points", 4, "consistency contribution to the score"),
+    "score_skew": ("points", 4, "skew contribution to the score"),
+    "score_liquidity": ("points", 4, "liquidity contribution to the score"),
+    "score": ("0-100", 4, "weighted composite (weights in config.yaml); the sum of the score_* columns"),
+    "status": ("text", None, "ok / degraded (a qualifier missing or REJECT liquidity) / failed (no VRP)"),
+    "reason": ("text", None, "every stage's reason or flag that applies, '; '-separated"),
+}
+
+
+def round_for_csv(frame):
+    """A copy of ``frame`` with float columns rounded to their CSV precision (6 decimals when the
+    column is not in :data:`COLUMNS`)."""
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype.kind == "f":
+            decimals = COLUMNS.get(column, ("", 6, ""))[1]
+            out[column] = out[column].round(6 if decimals is None else decimals)
+    return out
+
+
+def markdown_table(columns=None) -> str:
+    """The README table: one row per report column (``columns``: which and in which order)."""
+    from pipeline.report import REPORT_COLUMNS
+
+    names = REPORT_COLUMNS if columns is None else columns
+    lines = ["| column | unit | meaning |", "|---|---|---|"]
+    for name in names:
+        unit, _, meaning = COLUMNS.get(name, ("?", None, "undocumented"))
+        lines.append(f"| `{name}` | {unit} | {meaning} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

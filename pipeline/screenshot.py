@@ -1,0 +1,74 @@
+"""Render an HTML report in headless Chromium to a PNG, and tell whether the PNG is blank.
+
+``python -m pipeline.screenshot HTML PNG [--width W --height H]`` (``make screenshot`` makes the
+README picture with it from a real ``pipeline daily`` run). Chromium is Debian's ``chromium``
+package; the flags keep it off the network and away from the user's profile.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--hide-scrollbars", "--disable-dev-shm-usage"]
+
+
+def find_browser() -> str | None:
+    for name in BROWSERS:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def screenshot(html: Path, png: Path, width: int = 1400, height: int = 1800, timeout: float = 120.0) -> Path:
+    """Render ``html`` (a local file) to ``png``; raises RuntimeError when the browser fails."""
+    browser = find_browser()
+    if browser is None:
+        raise RuntimeError("no Chromium found (Debian: apt-get install chromium)")
+    png = Path(png).resolve()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    png.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix="ivcrush-chromium-") as profile:
+        command = [browser, *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}",
+                   f"--screenshot={png}", Path(html).resolve().as_uri()]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=profile)
+    if not png.exists():
+        raise RuntimeError(f"chromium wrote no screenshot (exit {done.returncode}): {done.stderr[-2000:]}")
+    return png
+
+
+def blank_share(png: Path) -> float:
+    """Share of pixels equal to the most common colour (1.0 = a blank page)."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(png).convert("RGB")).reshape(-1, 3)
+    _, counts = np.unique(pixels, axis=0, return_counts=True)
+    return float(counts.max() / counts.sum())
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("html", type=Path)
+    parser.add_argument("png", type=Path)
+    parser.add_argument("--width", type=int, default=1400)
+    parser.add_argument("--height", type=int, default=1800)
+    args = parser.parse_args(argv)
+    out = screenshot(args.html, args.png, args.width, args.height)
+    share = blank_share(out)
+    if share > 0.995:
+        print(f"error: {out} is blank ({share:.1%} one colour)", file=sys.stderr)
+        return 1
+    print(f"{out} ({share:.0%} background)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
