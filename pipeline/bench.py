@@ -50,9 +50,6 @@ def stage_functions(inputs, config):
     def run_stats():
         state["stats"] = consistency.history_stats(state["moves"])
 
-    def run_straddle():
-        implied.event_straddles(inputs["chains"], inputs["events"], config.max_leg_spread)
-
     def run_surface():
         state["surface"] = surface.build_surface(inputs["chains"], config.risk_free_rate)
 
@@ -60,14 +57,18 @@ def stage_functions(inputs, config):
         state["skew"] = skew.fit_skew(state["surface"], min_points=config.skew_min_points,
                                       max_abs_x=config.skew_max_abs_x)
 
+    def run_straddle():
+        implied.event_straddles(inputs["chains"], state["surface"], inputs["events"], config.max_leg_spread,
+                                state["skew"])
+
     def run_term():
         term.term_structure(term.atm_iv_by_expiration(state["surface"]), inputs["events"])
 
     def run_all():
         compute_metrics(AS_OF, inputs["calendar"], inputs["history"], inputs["prices"], inputs["chains"], config)
 
-    return [("moves", run_moves), ("history_stats", run_stats), ("straddle", run_straddle),
-            ("surface (IV)", run_surface), ("skew", run_skew), ("term", run_term),
+    return [("moves", run_moves), ("history_stats", run_stats), ("surface (IV)", run_surface),
+            ("skew", run_skew), ("straddle", run_straddle), ("term", run_term),
             ("end-to-end compute", run_all)], state
 
 

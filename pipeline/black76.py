@@ -115,8 +115,8 @@ def black76_price(forward, strike, t, sigma, discount, is_call):
     s = sigma * np.sqrt(np.maximum(t, 0.0))
     with np.errstate(divide="ignore", invalid="ignore"):
         time_value = np.sqrt(forward * strike) * _normalized_black(_otm_log_moneyness(forward, strike), s)
-    # A zero total volatility leaves only the intrinsic value (0/0 at the money otherwise).
-    return discount * (_intrinsic(forward, strike, is_call) + np.where(s > 0, time_value, 0.0))
+    # A zero total volatility leaves only the intrinsic value (0/0 at the money otherwise); 0 * s keeps a NaN vol NaN.
+    return discount * (_intrinsic(forward, strike, is_call) + np.where(s > 0, time_value, 0.0 * s))
 
 
 def black76_vega(forward, strike, t, sigma, discount):

@@ -9,12 +9,14 @@ from pipeline.stages.rank import rank_events
 from pipeline.store import atomic_write_bytes
 
 REPORT_COLUMNS = [
-    "rank", "ticker", "report_date", "timing", "spot", "expiration", "implied_move", "implied_event_move",
-    "hist_mean_abs_move", "hist_median_abs_move", "n_events", "vrp", "vrp_median", "vrp_event", "vrp_tier",
+    "rank", "ticker", "report_date", "timing", "spot", "expiration", "straddle_strike", "straddle_mid",
+    "implied_move", "implied_method", "implied_event_move", "hist_mean_abs_move", "hist_median_abs_move",
+    "n_events", "hist_exceed_count", "hist_exceed_share", "vrp", "vrp_median", "vrp_event", "vrp_basis", "vrp_tier",
     "ts_implied_move", "ex_earnings_vol", "ts_flag", "mad", "consistency", "ewm_mean_abs_move",
     "ewm_std_abs_move", "tail_ratio", "trend_slope", "skew_atm_iv", "skew_slope", "skew_curvature",
     "rr25", "bf25", "skew_r2", "skew_n", "liquidity_tier", "straddle_spread", "min_leg_open_interest",
-    "min_leg_volume", "score", "status", "reason",
+    "min_leg_volume", "expiration_volume", "score_vrp", "score_consistency", "score_skew", "score_liquidity",
+    "score", "status", "reason",
 ]
 # Spreadsheets execute cells starting with these; text cells are defused with a leading quote.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")

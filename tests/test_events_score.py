@@ -6,7 +6,7 @@ import pytest
 from pipeline.config import Config
 from pipeline.stages.events import event_expirations, upcoming_events
 from pipeline.stages.metrics import _status
-from pipeline.stages.rank import composite_score, vrp_tier
+from pipeline.stages.rank import score_components, vrp_tier
 
 AS_OF = pd.Timestamp("2026-11-20")      # a Friday
 
@@ -63,7 +63,7 @@ def frame(**columns):
 
 def test_composite_score_follows_its_formula():
     weights = Config().score_weights       # vrp .5, consistency .2, skew .1, liquidity .2
-    got = composite_score(frame(), weights, Config().vrp_tiers).iloc[0]
+    got = score_components(frame(), weights, Config().vrp_tiers)["score"].iloc[0]
     vrp_part = (1.9 - 1) / (2 * (1.8 - 1))
     expected = 100 * (0.5 * vrp_part + 0.2 * 0.5 + 0.1 * (1 - 0.02 / 0.10) + 0.2 * 0.75)
     assert got == pytest.approx(expected, abs=1e-6)
@@ -74,8 +74,8 @@ def test_composite_score_follows_its_formula():
     ({"liquidity_tier": "REJECT"}, -1), ({"vrp": 0.9}, -1)])
 def test_score_moves_the_right_way(change, direction):
     config = Config()
-    base = composite_score(frame(), config.score_weights, config.vrp_tiers).iloc[0]
-    moved = composite_score(frame(**change), config.score_weights, config.vrp_tiers).iloc[0]
+    base = score_components(frame(), config.score_weights, config.vrp_tiers)["score"].iloc[0]
+    moved = score_components(frame(**change), config.score_weights, config.vrp_tiers)["score"].iloc[0]
     assert np.sign(moved - base) == direction
 
 
@@ -83,7 +83,7 @@ def test_score_stays_in_0_100_and_is_null_without_vrp():
     config = Config()
     extreme = pd.DataFrame({"vrp": [50.0, 0.0, np.nan], "consistency": [1.0, 0.0, 1.0], "rr25": [0.0, 1.0, 0.0],
                             "liquidity_tier": ["EXCELLENT", "REJECT", "EXCELLENT"]})
-    score = composite_score(extreme, config.score_weights, config.vrp_tiers)
+    score = score_components(extreme, config.score_weights, config.vrp_tiers)["score"]
     assert score.iloc[0] == pytest.approx(100.0) and score.iloc[1] == pytest.approx(0.0) and pd.isna(score.iloc[2])
 
 
@@ -94,10 +94,12 @@ def test_status_and_reason():
         "vrp": [1.6, 1.6, np.nan, 1.6], "liquidity_tier": ["GOOD", "GOOD", "GOOD", "REJECT"],
         "implied_reason": [None, None, "no option chain", None], "hist_reason": [None] * 4,
         "ts_flag": ["disagrees_with_straddle", "one_expiration", None, None], "skew_reason": [None] * 4,
+        "implied_method": ["smile", "interpolated", None, "smile"], "vrp_reason": [None] * 4,
+        "liquidity_reason": [None, None, None, "liquidity: straddle spread 0.3 > 0.25"],
     })
     status, reason = _status(m)
     assert list(status) == ["ok", "degraded", "failed", "degraded"]
     assert reason.iloc[0] == "term: disagrees_with_straddle"      # a flag, not a missing number
     assert reason.iloc[1] == "term: one_expiration"
     assert reason.iloc[2] == "implied: no option chain"
-    assert pd.isna(reason.iloc[3])
+    assert reason.iloc[3] == "liquidity: straddle spread 0.3 > 0.25"      # every REJECT says why

@@ -83,9 +83,8 @@ def test_vrp_tiers_are_monotone(values):
 def test_liquidity_tiers_and_oi_only_mode():
     spread = pd.Series([0.03, 0.08, 0.2, 0.5, 0.03])
     oi = pd.Series([5000.0, 500, 50, 5000, 5000])
-    volume = pd.Series([500.0, 100, 5, 500, 0])
     exp_volume = pd.Series([1e4, 1e4, 1e4, 1e4, 0.0])       # last: nothing traded yet
-    tiers = liquidity_tier(spread, oi, volume, exp_volume, DEFAULT_LIQUIDITY)
+    tiers = liquidity_tier(spread, oi, exp_volume, DEFAULT_LIQUIDITY)["liquidity_tier"]
     assert tiers.tolist() == ["EXCELLENT", "GOOD", "WARNING", "REJECT", "EXCELLENT"]
 
 

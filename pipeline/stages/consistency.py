@@ -74,3 +74,18 @@ def history_stats(moves: pd.DataFrame, *, move_type: str = "close_move", max_eve
         [f"fewer than {min_events} past reports", "all past moves are zero",
          "median past move is zero: consistency undefined"], None)
     return stats.drop(columns="max_abs_move").reset_index()
+
+
+def exceedances(moves: pd.DataFrame, events: pd.DataFrame, *, move_type: str = "close_move",
+                max_events: int = 12) -> pd.DataFrame:
+    """Per event (``events``: ticker, report_date, implied_move): ``hist_exceed_count`` = past
+    reports among the last ``max_events`` (the window of :func:`history_stats`) whose |move|
+    exceeded the implied move, and ``hist_exceed_share`` = that count / reports in the window.
+    Null without an implied move or without past reports."""
+    recent = recent_abs_moves(moves, move_type, max_events).merge(events[["ticker", "implied_move"]], on="ticker")
+    by = (recent["abs_move"] > recent["implied_move"]).groupby(recent["ticker"])
+    counts = pd.DataFrame({"hist_exceed_count": by.sum().astype(float), "n": by.size()})
+    out = events[["ticker", "report_date", "implied_move"]].join(counts, on="ticker")
+    out["hist_exceed_count"] = out["hist_exceed_count"].where(out["implied_move"].notna())
+    out["hist_exceed_share"] = out["hist_exceed_count"] / out["n"]
+    return out[["ticker", "report_date", "hist_exceed_count", "hist_exceed_share"]]

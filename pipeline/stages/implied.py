@@ -1,105 +1,165 @@
-"""The move the options market prices for an event: the at-the-money straddle of the first
-expiration that covers the reaction session."""
+"""The move the options market prices for an event: the at-the-forward straddle of the first
+expiration that covers the reaction session, priced from the smile at the forward; and the
+tradeable straddle beside it (the listed strike nearest the forward, as quoted)."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from pipeline.black76 import MEAN_ABS_PER_STD
-from pipeline.sessions import year_fraction
+from pipeline.black76 import MEAN_ABS_PER_STD, atm_straddle
 from pipeline.stages.events import event_expirations
 from pipeline.stages.surface import two_sided_mid
+from pipeline.stages.term import interpolate_variance
 
-IMPLIED_COLUMNS = ["ticker", "report_date", "expiration", "t", "spot", "straddle_mid", "implied_move",
-                   "straddle_spread", "min_leg_open_interest", "min_leg_volume", "expiration_volume",
-                   "implied_reason"]
-
-
-def usable_straddles(chains: pd.DataFrame, max_leg_spread: float) -> pd.DataFrame:
-    """Strikes where both legs have a usable two-sided quote, with the straddle built from them.
-
-    A leg is usable when it is two-sided (:func:`~pipeline.stages.surface.two_sided_mid`) and
-    (ask - bid) / mid <= ``max_leg_spread``.
-    """
-    quotes = chains
-    mid = pd.Series(two_sided_mid(quotes["bid"].to_numpy(float), quotes["ask"].to_numpy(float)), index=quotes.index)
-    usable = mid.notna() & ((quotes["ask"] - quotes["bid"]) <= max_leg_spread * mid)
-    legs = quotes[usable].assign(mid=mid[usable], spread=(quotes["ask"] - quotes["bid"])[usable])
-    keys = ["ticker", "expiration", "strike"]
-    fields = ["mid", "spread", "open_interest", "volume"]
-    calls = legs[legs["option_type"] == "C"].set_index(keys)[fields]
-    puts = legs[legs["option_type"] == "P"].set_index(keys)[fields]
-    both = calls.join(puts, lsuffix="_call", rsuffix="_put", how="inner")
-    return pd.DataFrame({
-        "straddle_mid": both["mid_call"] + both["mid_put"],
-        "spread_abs": both["spread_call"] + both["spread_put"],
-        "min_oi": np.minimum(both["open_interest_call"], both["open_interest_put"]),
-        "min_volume": np.minimum(both["volume_call"], both["volume_put"]),
-    }).reset_index().sort_values(["strike", "ticker", "expiration"], kind="stable")
+IMPLIED_COLUMNS = [
+    "ticker", "report_date", "expiration", "t", "spot", "forward", "implied_vol", "implied_move",
+    "implied_method", "straddle_strike", "straddle_mid", "straddle_spread", "min_leg_open_interest",
+    "min_leg_volume", "expiration_volume", "implied_reason",
+]
+EVENT_KEY = ["ticker", "report_date"]
+# A fitted smile prices the forward when it explains the quotes this well (weighted R^2); else the
+# bracketing strikes do.
+SMILE_MIN_R2 = 0.9
+# With quotes on one side of the forward only, the nearest strike's vol stands in for the forward's
+# when that strike is within this many ATM standard deviations of it (|ln(K/F)| / (iv sqrt t)).
+ONE_SIDED_MAX_STD = 0.5
+# How the volatility at the forward was had (schemas.IMPLIED_METHODS); these are fallbacks and
+# degrade the event.
+FALLBACK_METHODS = ("parity-rebuilt", "one-sided")
 
 
-def event_straddles(chains: pd.DataFrame, events: pd.DataFrame, max_leg_spread: float) -> pd.DataFrame:
-    """Straddle implied move per event.
-
-    expiration = first listed expiration with expiration >= reaction session;
-    straddle(spot) = linear interpolation of straddle mids between the usable strikes bracketing
-    the spot (the nearest usable strike when the spot is outside them);
-    implied_move = straddle(spot) / spot, an estimate of the expected absolute move (~0.8 sigma);
-    straddle_spread = (call spread + put spread) / straddle mid, interpolated the same way.
-    Events without a chain, a covering expiration or a usable strike get nulls and a reason.
-    A contract quoted twice counts once (first quote kept).
-    """
-    if events.empty:
-        dtypes = {"ticker": "str", "report_date": "datetime64[ns]", "expiration": "datetime64[ns]", "implied_reason": "str"}
-        return pd.DataFrame({c: pd.Series(dtype=dtypes.get(c, "float64")) for c in IMPLIED_COLUMNS})
-    ev = events[["ticker", "report_date", "reaction_date"]]
-    # Choose each event's expiration on the small table of listed (ticker, expiration) pairs,
-    # then work only on those quotes: most of a chain belongs to other expirations.
+def _event_quotes(chains: pd.DataFrame, surface: pd.DataFrame, events: pd.DataFrame):
+    """Each event's expiration (first listed one covering the reaction session) and the surface
+    rows of those expirations joined with their open interest and volume (first quote of a
+    contract kept). ``surface`` is :func:`pipeline.stages.surface.build_surface` of ``chains``
+    (same rows, same order)."""
+    ev = events[[*EVENT_KEY, "reaction_date"]]
     group = chains.groupby(["ticker", "expiration"], sort=False).ngroup().to_numpy()
     _, first_row = np.unique(group, return_index=True)
     listed = chains[["ticker", "expiration"]].iloc[first_row].assign(group=np.arange(len(first_row)))
     first = event_expirations(listed, ev, count=1).merge(listed, on=["ticker", "expiration"])
     out = ev.merge(first[["ticker", "expiration"]], on="ticker", how="left")
-    chains = chains[np.isin(group, first["group"].to_numpy())]
-    chains = chains.drop_duplicates(["ticker", "expiration", "strike", "option_type"])
-    first_quote = chains.groupby("ticker")[["underlying_price", "snapshot_time"]].first()
-    per_event = first_quote.reindex(out["ticker"])      # reindex keeps the datetime dtype (NaT)
-    out["spot"] = per_event["underlying_price"].to_numpy()
-    out["t"] = year_fraction(per_event["snapshot_time"], out["expiration"])
-    exp_volume = chains.groupby(["ticker", "expiration"])["volume"].sum().rename("expiration_volume")
-    out = out.merge(exp_volume, left_on=["ticker", "expiration"], right_index=True, how="left")
-
-    straddles = usable_straddles(chains, max_leg_spread).merge(
-        out[["ticker", "expiration", "report_date", "spot"]].dropna(subset=["expiration"]),
-        on=["ticker", "expiration"])
-    probes = out.dropna(subset=["expiration", "spot"]).sort_values("spot")[["ticker", "report_date", "spot"]]
-    by = ["ticker", "report_date"]
-    cols = ["strike", "straddle_mid", "spread_abs", "min_oi", "min_volume"]
-    right = straddles[by + cols].assign(key=straddles["strike"]).sort_values("key")
-    below = pd.merge_asof(probes, right, left_on="spot", right_on="key", by=by, direction="backward")
-    above = pd.merge_asof(probes, right, left_on="spot", right_on="key", by=by, direction="forward")
-    lo, hi = below.set_index(by)[cols], above.set_index(by)[cols]
-    lo, hi = lo.fillna(hi), hi.fillna(lo)          # one-sided: use the nearest usable strike
-    width = hi["strike"] - lo["strike"]
-    spot_at = probes.set_index(by)["spot"]
-    weight = ((spot_at - lo["strike"]) / width.where(width > 0)).fillna(0.0)
-    interp = lo[["straddle_mid", "spread_abs"]].mul(1 - weight, axis=0) + hi[["straddle_mid", "spread_abs"]].mul(weight, axis=0)
-    result = pd.DataFrame({
-        "straddle_mid": interp["straddle_mid"],
-        "straddle_spread": interp["spread_abs"] / interp["straddle_mid"],
-        "min_leg_open_interest": np.fmin(lo["min_oi"], hi["min_oi"]),
-        "min_leg_volume": np.fmin(lo["min_volume"], hi["min_volume"]),
-        "one_sided": (below.set_index(by)["strike"].isna() | above.set_index(by)["strike"].isna()).to_numpy(),
-    }).reset_index()
-    out = out.merge(result, on=by, how="left")
-    out["implied_move"] = out["straddle_mid"] / out["spot"]
+    rows = np.isin(group, first["group"].to_numpy())
+    quotes = surface[rows].assign(open_interest=chains["open_interest"].to_numpy()[rows],
+                                  volume=chains["volume"].to_numpy()[rows])
+    quotes = quotes.drop_duplicates(["ticker", "expiration", "strike", "option_type"])
     has_chain = pd.Index(listed["ticker"].unique()).get_indexer(out["ticker"]) >= 0
-    out["implied_reason"] = np.select(
-        [~has_chain, out["expiration"].isna(), out["straddle_mid"].isna(), out["one_sided"].fillna(False).astype(bool)],
+    return out, quotes, has_chain
+
+
+def _strike_vols(quotes: pd.DataFrame, max_leg_spread: float) -> pd.DataFrame:
+    """Per (ticker, strike) of the event expirations: k = ln(K/F) and the IV there, from the
+    out-of-the-money leg (put below F, call at or above) when it is usable, else from the other
+    leg, which is the OTM leg rebuilt from put-call parity C - P = D (F - K) (a parity-rebuilt
+    leg has exactly the other leg's Black-76 IV). Usable: ``iv_status`` ok and
+    (ask - bid) / mid <= ``max_leg_spread``. Column ``rebuilt`` marks the parity strikes."""
+    mid = two_sided_mid(quotes["bid"].to_numpy(float), quotes["ask"].to_numpy(float))
+    usable = (quotes["iv_status"] == "ok").to_numpy() & ((quotes["ask"] - quotes["bid"]).to_numpy() <= max_leg_spread * mid)
+    legs = quotes[usable]
+    k = np.log(legs["strike"] / legs["forward"])
+    otm = np.where(legs["option_type"] == "P", k < 0, k >= 0)
+    per_leg = pd.DataFrame({"ticker": legs["ticker"], "strike": legs["strike"], "k": k, "iv": legs["iv"], "otm": otm})
+    by_side = per_leg.pivot_table(index=["ticker", "strike", "k"], columns="otm", values="iv", aggfunc="first")
+    by_side = by_side.reindex(columns=[True, False])
+    vols = pd.DataFrame({"iv": by_side[True].fillna(by_side[False]), "rebuilt": by_side[True].isna()})
+    return vols.reset_index().sort_values(["ticker", "k"], kind="stable")
+
+
+def _vol_at_forward(vols: pd.DataFrame, t: pd.Series) -> pd.DataFrame:
+    """Per ticker: the IV at k = 0 (the forward) from the strikes bracketing it
+    (:func:`pipeline.stages.term.interpolate_variance`), or, with strikes on one side only, the
+    nearest one's IV when within ONE_SIDED_MAX_STD; and the method that gave it."""
+    below = vols[vols["k"] < 0].groupby("ticker").tail(1).set_index("ticker")
+    above = vols[vols["k"] >= 0].groupby("ticker").head(1).set_index("ticker")
+    tickers = below.index.union(above.index)
+    below, above = below.reindex(tickers), above.reindex(tickers)
+    bracketed = interpolate_variance(below["k"], below["iv"], above["k"], above["iv"])
+    nearest = above.where(above["k"].notna(), below)        # one side only: that side's nearest strike
+    near = (nearest["k"].abs() / (nearest["iv"] * np.sqrt(t.reindex(tickers)))) <= ONE_SIDED_MAX_STD
+    one_sided = bracketed.isna() & near
+    method = np.select([bracketed.notna() & (below["rebuilt"].astype(bool) | above["rebuilt"].astype(bool)),
+                        bracketed.notna(), one_sided], ["parity-rebuilt", "interpolated", "one-sided"], None)
+    vol = bracketed.where(bracketed.notna(), nearest["iv"].where(one_sided))
+    return pd.DataFrame({"implied_vol": vol, "implied_method": method}, index=tickers)
+
+
+def _tradeable_straddle(quotes: pd.DataFrame) -> pd.DataFrame:
+    """Per ticker, at the listed strike nearest the forward (ties to the lower strike): the quoted
+    straddle mid = call mid + put mid (two-sided, not stale), straddle_spread = (call ask - bid +
+    put ask - bid) / straddle mid, the smaller leg open interest and volume."""
+    distance = (quotes["strike"] - quotes["forward"]).abs()
+    nearest = quotes.assign(distance=distance).sort_values(["ticker", "distance", "strike"], kind="stable")
+    strike = nearest.groupby("ticker")["strike"].first().rename("straddle_strike")
+    legs = quotes.merge(strike, left_on=["ticker", "strike"], right_on=["ticker", "straddle_strike"])
+    fresh = legs["iv_status"] != "stale"
+    legs = legs.assign(mid=np.where(fresh, two_sided_mid(legs["bid"].to_numpy(float), legs["ask"].to_numpy(float)), np.nan),
+                       spread=legs["ask"] - legs["bid"])
+    calls = legs[legs["option_type"] == "C"].set_index("ticker")
+    puts = legs[legs["option_type"] == "P"].set_index("ticker")
+    calls, puts = calls.reindex(strike.index), puts.reindex(strike.index)
+    straddle = calls["mid"] + puts["mid"]
+    return pd.DataFrame({
+        "straddle_strike": strike,
+        "straddle_mid": straddle,
+        "straddle_spread": (calls["spread"] + puts["spread"]) / straddle.where(straddle > 0),
+        "min_leg_open_interest": np.fmin(calls["open_interest"], puts["open_interest"]),
+        "min_leg_volume": np.fmin(calls["volume"], puts["volume"]),
+    })
+
+
+def event_straddles(chains: pd.DataFrame, surface: pd.DataFrame, events: pd.DataFrame, max_leg_spread: float,
+                    smiles: pd.DataFrame) -> pd.DataFrame:
+    """Implied move per event, at the forward of the event expiration:
+
+    implied_move = atm_straddle(F, t, sigma_F, D) / spot = 2 D F (2 N(sigma_F sqrt(t) / 2) - 1) / spot
+    (:func:`pipeline.black76.atm_straddle`; fraction of spot, the expected absolute move to
+    expiry, ~0.8 sigma), with F the surface's parity forward, t its years from the snapshot,
+    D = exp(-rate t) and sigma_F (``implied_vol``) the IV at K = F from, first that applies
+    (``implied_method``):
+
+    - ``smile``: the fitted smile's IV at x = 0 (``skew_atm_iv`` of ``smiles``, from
+      :func:`pipeline.stages.skew.fit_skew`) when its weighted R^2 >= SMILE_MIN_R2;
+    - ``interpolated``: total variance linear in ln(K/F) between the usable strikes bracketing F;
+    - ``parity-rebuilt``: the same, with a bracketing OTM leg rebuilt from put-call parity
+      (see :func:`_strike_vols`);
+    - ``one-sided``: the nearest usable strike's IV, quotes on one side of F only.
+    Never a straddle at another strike (it contains intrinsic value) and never an interpolation
+    of straddle prices across strikes (the straddle is convex in strike: that overstates it).
+    The last two are fallbacks (FALLBACK_METHODS). The tradeable straddle is beside it
+    (:func:`_tradeable_straddle`) and ``expiration_volume`` = volume of every quote of the
+    expiration. Events without a chain, a covering expiration or a volatility near F get a null
+    implied move and ``implied_reason``; a fallback gets a reason too.
+    """
+    if events.empty:
+        dtypes = {"ticker": "str", "report_date": "datetime64[ns]", "expiration": "datetime64[ns]",
+                  "implied_method": "str", "implied_reason": "str"}
+        return pd.DataFrame({c: pd.Series(dtype=dtypes.get(c, "float64")) for c in IMPLIED_COLUMNS})
+    out, quotes, has_chain = _event_quotes(chains, surface, events)
+    per_ticker = quotes.assign(stale=quotes["iv_status"] == "stale").groupby("ticker").agg(
+        spot=("underlying_price", "first"), forward=("forward", "first"), t=("t", "first"), rate=("rate", "first"),
+        expiration_volume=("volume", "sum"), stale=("stale", "sum"))
+    at_forward = _vol_at_forward(_strike_vols(quotes, max_leg_spread), per_ticker["t"])
+    smile = smiles.merge(out[["ticker", "expiration"]].dropna(), on=["ticker", "expiration"]).set_index("ticker")
+    good_smile = smile["skew_atm_iv"].where(smile["skew_r2"] >= SMILE_MIN_R2).dropna()
+    at_forward = at_forward.reindex(at_forward.index.union(good_smile.index))
+    at_forward.loc[good_smile.index, "implied_vol"] = good_smile
+    at_forward.loc[good_smile.index, "implied_method"] = "smile"
+    per_ticker = per_ticker.join(at_forward).join(_tradeable_straddle(quotes))
+    out = out.join(per_ticker, on="ticker")
+    discount = np.exp(-out["rate"] * out["t"])
+    out["implied_move"] = atm_straddle(out["forward"], out["t"], out["implied_vol"], discount) / out["spot"]
+    stale = out["stale"].fillna(0).astype(int)
+    stale_note = ("; " + stale.astype(str) + " stale quotes excluded").where(stale > 0, "")
+    out["implied_reason"] = pd.Series(np.select(
+        [~has_chain, out["expiration"].isna(), out["implied_move"].isna(),
+         out["implied_method"] == "parity-rebuilt", out["implied_method"] == "one-sided"],
         ["no option chain", "no expiration covers the reaction session",
-         "no usable straddle quotes (zero bid, crossed or too wide)", "spot outside usable strikes: nearest strike used"],
-        None)
-    return out[IMPLIED_COLUMNS]
+         "no volatility near the forward (no usable quote within "
+         f"{ONE_SIDED_MAX_STD} ATM std, zero bids, crossed or too wide)" + stale_note,
+         "a bracketing OTM leg rebuilt from put-call parity" + stale_note,
+         "usable quotes on one side of the forward only: nearest strike's vol" + stale_note],
+        None), index=out.index)
+    return out[IMPLIED_COLUMNS].astype({"implied_method": "str", "implied_reason": "str"})
 
 
 def event_only_move(implied_move: pd.Series, ex_earnings_vol: pd.Series, t: pd.Series) -> pd.Series:

@@ -30,16 +30,18 @@ def compute_metrics(as_of: pd.Timestamp, calendar: pd.DataFrame, history: pd.Dat
     moves = moves_stage.historical_moves(history, prices, as_of)
     stats = consistency.history_stats(moves, move_type=config.move_type, max_events=config.max_events,
                                       min_events=config.min_events, ewm_halflife=config.ewm_halflife)
-    straddles = implied.event_straddles(chains, upcoming, config.max_leg_spread)
     surface = surface_stage.build_surface(chains, config.risk_free_rate)
     atm = term.atm_iv_by_expiration(surface)   # once, for the skew's moneyness and the term structure
     skews = skew.fit_skew(surface, min_points=config.skew_min_points, max_abs_x=config.skew_max_abs_x, atm=atm)
+    straddles = implied.event_straddles(chains, surface, upcoming, config.max_leg_spread, skews)
     terms = term.term_structure(atm, upcoming)
 
     m = upcoming.merge(straddles, on=["ticker", "report_date"], how="left")
     m = m.merge(stats, on="ticker", how="left")
     m = m.merge(skews, on=["ticker", "expiration"], how="left")
     m = m.merge(terms, on=["ticker", "report_date"], how="left")
+    m = m.merge(consistency.exceedances(moves, m, move_type=config.move_type, max_events=config.max_events),
+                on=["ticker", "report_date"], how="left")
     m["n_events"] = m["n_events"].fillna(0).astype(int)
     # history_stats only sees tickers with at least one measured move.
     m["hist_reason"] = m["hist_reason"].where(m["n_events"] > 0, "no past reports with prices")
@@ -50,16 +52,17 @@ def compute_metrics(as_of: pd.Timestamp, calendar: pd.DataFrame, history: pd.Dat
 
     m["vrp"] = rank.vrp(m["implied_move"], m["hist_mean_abs_move"])
     m["vrp_median"] = rank.vrp(m["implied_move"], m["hist_median_abs_move"])
-    m["vrp_tier"] = rank.vrp_tier(m["vrp"], config.vrp_tiers)
     m["implied_event_move"] = implied.event_only_move(m["implied_move"], m["ex_earnings_vol"], m["t"])
     m["vrp_event"] = rank.vrp(m["implied_event_move"], m["hist_mean_abs_move"])
+    signal, m["vrp_basis"] = rank.signal_vrp(m["vrp"], m["vrp_event"])
+    m["vrp_tier"] = rank.vrp_tier(signal, config.vrp_tiers)
+    m["vrp_reason"] = rank.skip_reason(signal, m["vrp_basis"], config.vrp_tiers)
     # Like with like: both are event-only moves; a gap means the quotes disagree with each other.
     disagrees = term.flag_disagreement(m["implied_event_move"], m["ts_implied_move"], config.disagreement_ratio)
     m["ts_flag"] = m["ts_flag"].where(~disagrees, "disagrees_with_straddle")
-    m["liquidity_tier"] = liquidity.liquidity_tier(m["straddle_spread"], m["min_leg_open_interest"],
-                                                   m["min_leg_volume"], m["expiration_volume"],
-                                                   config.liquidity_tiers)
-    m["score"] = rank.composite_score(m, config.score_weights, config.vrp_tiers)
+    m[["liquidity_tier", "liquidity_reason"]] = liquidity.liquidity_tier(
+        m["straddle_spread"], m["min_leg_open_interest"], m["expiration_volume"], config.liquidity_tiers)
+    m = m.join(rank.score_components(m, config.score_weights, config.vrp_tiers))
     m["status"], m["reason"] = _status(m)
     columns = list(DATASETS["metrics"].model.to_schema().columns)
     metrics = m.reindex(columns=columns).sort_values(["ticker", "report_date"], kind="stable").reset_index(drop=True)
@@ -73,9 +76,11 @@ def _last_close(prices: pd.DataFrame, as_of: pd.Timestamp) -> pd.Series:
 
 
 def _status(m: pd.DataFrame) -> tuple[np.ndarray, pd.Series]:
-    """failed: no VRP (the core number); degraded: VRP but a qualifier is missing or the straddle
-    is untradeable (REJECT); else ok. The reason joins every stage's reason or flag that applies
-    (a flag such as disagrees_with_straddle is reported without degrading the status)."""
+    """failed: no VRP (the core number); degraded: VRP but a qualifier is missing, the implied move
+    needed a fallback (implied_method in FALLBACK_METHODS) or the straddle is untradeable
+    (REJECT); else ok. The reason joins every stage's reason or flag that applies, so every
+    non-ok row, tier below GOOD and SKIP says why (a flag such as disagrees_with_straddle is
+    reported without degrading the status)."""
     reasons = pd.DataFrame({
         "implied": m["implied_reason"],
         "history": m["hist_reason"],
@@ -83,10 +88,12 @@ def _status(m: pd.DataFrame) -> tuple[np.ndarray, pd.Series]:
         "skew": m["skew_reason"],
     })
     labelled = pd.DataFrame({name: name + ": " + col.astype("str") for name, col in reasons.items()}).where(reasons.notna())
+    labelled = labelled.assign(liquidity=m["liquidity_reason"], vrp=m["vrp_reason"])   # already labelled
     long = labelled.stack().dropna()
     reason = long.groupby(level=0).agg("; ".join).reindex(m.index).astype("str")
     failed = m["vrp"].isna().to_numpy()
     missing = m[["implied_move", "hist_mean_abs_move", "ts_implied_move", "skew_slope"]].isna().any(axis=1)
-    degraded = missing.to_numpy() | (m["liquidity_tier"] == "REJECT").to_numpy()
+    fallback = m["implied_method"].isin(implied.FALLBACK_METHODS)
+    degraded = missing.to_numpy() | fallback.to_numpy() | (m["liquidity_tier"] == "REJECT").to_numpy()
     status = np.where(failed, "failed", np.where(degraded, "degraded", "ok"))
     return status, reason

@@ -69,20 +69,31 @@ def expiration_times(surface: pd.DataFrame, group: np.ndarray, n_groups: int) ->
     return group_median(group[rows], n_groups, surface["t"].to_numpy(float)[rows])
 
 
+def interpolate_variance(k_below, iv_below, k_above, iv_above):
+    """IV at the forward (k = 0) with total variance linear in k = ln(K/F) between a quote below
+    the forward (k_below < 0) and one at or above it (k_above >= 0), on one expiration:
+
+    sigma^2 = iv_below^2 + w (iv_above^2 - iv_below^2), w = -k_below / (k_above - k_below)
+
+    (one t for both, so total variance sigma^2 t is linear in k exactly when sigma^2 is). NaN where
+    either side is missing. Arrays or Series; IVs annualized fractions.
+    """
+    weight = -k_below / (k_above - k_below)
+    return np.sqrt(iv_below * iv_below + weight * (iv_above * iv_above - iv_below * iv_below))
+
+
 def interpolate_atm(group, k, iv, n_groups: int) -> np.ndarray:
     """atm_iv per group from the quotes (group, k, iv) of :func:`otm_quotes`.
 
-    atm_iv = iv_below + (0 - k_below) / (k_above - k_below) * (iv_above - iv_below): linear in
-    k = ln(K/F) between the nearest OTM put below the forward and the nearest OTM call at or above
-    it. NaN when one side has no usable quote: extrapolating a one-sided smile to the money is not
-    trustworthy.
+    :func:`interpolate_variance` between the nearest OTM put below the forward and the nearest
+    OTM call at or above it. NaN when one side has no usable quote: extrapolating a one-sided
+    smile to the money is not trustworthy.
     """
     present, below, above = _nearest_each_side(group, k)
     both = (below >= 0) & (above >= 0)
     present, below, above = present[both], below[both], above[both]
-    weight = -k[below] / (k[above] - k[below])
     atm_iv = np.full(n_groups, np.nan)
-    atm_iv[present] = iv[below] + weight * (iv[above] - iv[below])
+    atm_iv[present] = interpolate_variance(k[below], iv[below], k[above], iv[above])
     return atm_iv
 
 
