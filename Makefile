@@ -28,6 +28,7 @@ test: install-test
 
 bench: install-test
 	$(BIN)/python -m pipeline.bench $(BENCH_ARGS)
+	$(BIN)/python -m pipeline.bench_replay $(BENCH_REPLAY_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -63,9 +63,19 @@ def fetch_calendar(ctx: Context, as_of: pd.Timestamp) -> int:
     return len(calendar)
 
 
-def fetch_history(ctx: Context, as_of: pd.Timestamp) -> int:
-    """Fetch earnings history for window tickers whose stored history misses a recent report."""
-    upcoming, tickers = window_tickers(ctx, as_of)
+def range_window(ctx: Context, dates: list[pd.Timestamp]) -> tuple[pd.DataFrame, list[str]]:
+    """The upcoming events of every date (the latest report per ticker) and their tickers."""
+    frames = [window_tickers(ctx, as_of)[0] for as_of in dates]
+    upcoming = pd.concat(frames, ignore_index=True).sort_values(["ticker", "report_date"], kind="stable")
+    upcoming = upcoming.drop_duplicates("ticker", keep="last")
+    return upcoming, sorted(upcoming["ticker"])
+
+
+def fetch_history(ctx: Context, dates: list[pd.Timestamp]) -> int:
+    """Fetch earnings history, as of the last date, for the tickers in any date's window whose
+    stored history misses a recent report (once per run, whatever the number of dates)."""
+    upcoming, tickers = range_window(ctx, dates)
+    as_of = max(dates)
     stored = ctx.store.read("earnings_history") if ctx.store.exists("earnings_history") else None
     newest = stored.groupby("ticker")["report_date"].max() if stored is not None else pd.Series(dtype="datetime64[ns]")
     due = upcoming.set_index("ticker")["report_date"] - pd.Timedelta(days=MAX_REPORT_GAP_DAYS)
@@ -99,10 +109,12 @@ def missing_price_ranges(stored: pd.DataFrame | None, tickers: list[str], start,
     return spans.rename(columns={"min": "start", "max": "end"})
 
 
-def backfill_prices(ctx: Context, as_of: pd.Timestamp) -> int:
-    """Fetch only the sessions the store lacks for the window tickers; rewrite touched years."""
-    _, tickers = window_tickers(ctx, as_of)
-    start = as_of - pd.DateOffset(years=ctx.config.history_years) - pd.Timedelta(days=10)
+def backfill_prices(ctx: Context, dates: list[pd.Timestamp]) -> int:
+    """Fetch only the sessions the store lacks for the tickers in any date's window, from the
+    history span before the first date to the last date, once per run; rewrite touched years."""
+    _, tickers = range_window(ctx, dates)
+    as_of = max(dates)
+    start = min(dates) - pd.DateOffset(years=ctx.config.history_years) - pd.Timedelta(days=10)
     stored = ctx.store.read("prices") if ctx.store.partitions("prices") else None
     spans = missing_price_ranges(stored, tickers, start, as_of)
     fetched = []
@@ -121,15 +133,19 @@ def backfill_prices(ctx: Context, as_of: pd.Timestamp) -> int:
 
 
 def exit_marks(ctx: Context, as_of: pd.Timestamp) -> pd.DataFrame:
-    """(ticker, expiration) of the events that react on the as-of session and were priced the
-    session before, whose expiration is still open: their chains today are the closing marks of
-    the straddles a backtest sells the session before. Columns: ticker, expiration."""
+    """Events of the previous session's window that react on the as-of session: their chains
+    today are the closing marks of the straddles a backtest sells the session before.
+
+    Decided from the stored calendar of the previous session (not its metrics), so dates can be
+    pulled in any order. Columns: ticker, report_date, reaction_date.
+    """
+    from pipeline.stages.events import upcoming_events
+
     entry = pd.Timestamp(sessions.previous_sessions([as_of])[0])
-    if not ctx.store.exists("metrics", entry):
-        return pd.DataFrame({"ticker": pd.Series(dtype="str"), "expiration": pd.Series(dtype="datetime64[ns]")})
-    priced = ctx.store.scan("metrics", dates=[entry], columns=["ticker", "reaction_date", "expiration"])
-    reacting = priced[(priced["reaction_date"] == as_of) & (priced["expiration"] > as_of)]
-    return reacting[["ticker", "expiration"]].reset_index(drop=True)
+    if not ctx.store.exists("calendar", entry):
+        return upcoming_events(empty("calendar"), entry, ctx.config.lookahead_days)
+    events = upcoming_events(ctx.store.read("calendar", entry), entry, ctx.config.lookahead_days)
+    return events[events["reaction_date"] == as_of].reset_index(drop=True)
 
 
 def pull_chains(ctx: Context, as_of: pd.Timestamp) -> int:
@@ -139,10 +155,10 @@ def pull_chains(ctx: Context, as_of: pd.Timestamp) -> int:
 
     upcoming, tickers = window_tickers(ctx, as_of)
     marks = exit_marks(ctx, as_of)
-    wanted = [marks]
-    if tickers:
-        wanted.append(event_expirations(ctx.source.expirations(tickers, as_of), upcoming))
-    wanted = pd.concat(wanted, ignore_index=True).drop_duplicates().sort_values(["ticker", "expiration"])
+    events = pd.concat([upcoming, marks], ignore_index=True)
+    listed = sorted(set(events["ticker"]))
+    wanted = event_expirations(ctx.source.expirations(listed, as_of), events) if listed else empty("chains")
+    wanted = wanted[["ticker", "expiration"]].drop_duplicates().sort_values(["ticker", "expiration"])
     chains = ctx.keep_valid("chains", ctx.source.chains(wanted, as_of), "pull-chains") if len(wanted) else empty("chains")
     for ticker in sorted(set(tickers) - set(chains["ticker"])):
         ctx.failures.add(ticker, "pull-chains", "no option chain for the event expirations")
@@ -204,7 +220,7 @@ def write_moves(ctx: Context) -> int:
     return len(moves)
 
 
-# Every per-date step in run order; the fetch steps talk to a source.
+# Every step in run order; the fetch steps talk to a source.
 STEPS = {
     "fetch-calendar": fetch_calendar,
     "fetch-history": fetch_history,
@@ -214,3 +230,5 @@ STEPS = {
     "report": report,
 }
 FETCH_STEPS = ("fetch-calendar", "fetch-history", "backfill-prices", "pull-chains")
+# Steps that run once per run for all its dates (called with the list of dates).
+RANGE_STEPS = ("fetch-history", "backfill-prices")

@@ -41,12 +41,12 @@ def test_backfill_fetches_only_new_sessions_on_the_next_day(tmp_path):
     market = CountingMarket(universe_size=120)
     ctx = context(tmp_path, market)
     jobs.fetch_calendar(ctx, AS_OF)
-    jobs.backfill_prices(ctx, AS_OF)
+    jobs.backfill_prices(ctx, [AS_OF])
     first = ctx.store.read("prices")
     market.price_calls.clear()
     nxt = pd.Timestamp("2026-11-23")
     jobs.fetch_calendar(ctx, nxt)
-    jobs.backfill_prices(ctx, nxt)
+    jobs.backfill_prices(ctx, [nxt])
     # Tickers already stored are asked only for the new session(s).
     known = set(first["ticker"])
     for tickers, start, end in market.price_calls:
@@ -57,7 +57,7 @@ def test_backfill_fetches_only_new_sessions_on_the_next_day(tmp_path):
     pd.testing.assert_frame_equal(again[again["date"] <= AS_OF].merge(first[["ticker"]].drop_duplicates()).reset_index(drop=True),
                                   first.reset_index(drop=True), check_like=True)
     market.price_calls.clear()
-    jobs.backfill_prices(ctx, nxt)
+    jobs.backfill_prices(ctx, [nxt])
     assert market.price_calls == []                     # nothing missing: no call at all
 
 
@@ -65,16 +65,16 @@ def test_history_is_refetched_only_when_stale_and_never_erased_on_failure(tmp_pa
     market = CountingMarket(universe_size=120)
     ctx = context(tmp_path, market)
     jobs.fetch_calendar(ctx, AS_OF)
-    assert jobs.fetch_history(ctx, AS_OF) > 0
+    assert jobs.fetch_history(ctx, [AS_OF]) > 0
     before = ctx.store.read("earnings_history")
     market.history_calls.clear()
-    assert jobs.fetch_history(ctx, AS_OF) == 0 and market.history_calls == []   # fresh: no call
+    assert jobs.fetch_history(ctx, [AS_OF]) == 0 and market.history_calls == []   # fresh: no call
     # Make one ticker's stored history look stale; the source then fails to return it.
     victim = before["ticker"].iloc[0]
     stale = before[~((before["ticker"] == victim) & (before["report_date"] > "2026-06-01"))]
     ctx.store.write("earnings_history", stale)
     market.drop = {victim}
-    jobs.fetch_history(ctx, AS_OF)
+    jobs.fetch_history(ctx, [AS_OF])
     after = ctx.store.read("earnings_history")
     assert (after["ticker"] == victim).sum() == (stale["ticker"] == victim).sum()     # kept, not erased
     assert (victim, "fetch-history", "source returned no earnings history") in ctx.failures

@@ -1,0 +1,129 @@
+"""Short-straddle trades from stored quotes, their fills and their statistics (pure).
+
+A trade sells one straddle (one call and one put, 100 shares each) at ``straddle_strike`` on the
+event expiration at the entry session's snapshot (the last session before the reaction session)
+and buys it back at the reaction session's snapshot, or lets it settle at intrinsic value from
+the reaction close when the expiration is the reaction session itself. Money per share unless
+said otherwise; returns are fractions of the premium received.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+CONTRACT_SIZE = 100
+LEGS = {"C": "call", "P": "put"}
+QUOTE_FIELDS = ("bid", "ask", "mid")
+
+
+def leg_quotes(chains: pd.DataFrame, trades: pd.DataFrame, prefix: str) -> pd.DataFrame:
+    """``trades`` with ``<prefix>_<call|put>_<bid|ask|mid>`` of the contract each names
+    (ticker, expiration, strike), NaN where the contract is not quoted; mid = (bid + ask) / 2."""
+    keys = ["ticker", "expiration", "strike"]
+    quotes = chains.drop_duplicates([*keys, "option_type"])
+    out = trades
+    for code, leg in LEGS.items():
+        side = quotes[quotes["option_type"] == code][[*keys, "bid", "ask"]]
+        side = side.assign(mid=0.5 * (side["bid"] + side["ask"]))
+        side = side.rename(columns={f: f"{prefix}_{leg}_{f}" for f in QUOTE_FIELDS})
+        out = out.merge(side, on=keys, how="left")
+    return out
+
+
+def simulate(trades: pd.DataFrame, fill_share: float, commission: float) -> pd.DataFrame:
+    """Fills and P&L of each trade.
+
+    Per leg, sold at mid - f * half_spread and bought back at mid + f * half_spread, with
+    half_spread = (ask - bid) / 2 and f = ``fill_share`` (0 = mid, 1 = the touch). A trade whose
+    exit is ``intrinsic`` is bought back at |reaction close - strike| with no spread.
+    ``entry_credit``/``exit_debit`` per share; ``pnl`` per straddle (x100 shares) net of
+    ``commission`` per contract traded (two at entry, two more when bought back);
+    ``return_on_premium = pnl / (100 * entry_credit)``. Rows need two-sided entry quotes and,
+    for quoted exits, an ask on both legs; others get ``trade_status`` and NaN results.
+    """
+    f = float(fill_share)
+
+    def fill(prefix, sign):
+        legs = [trades[f"{prefix}_{leg}_mid"] + sign * f * 0.5 * (trades[f"{prefix}_{leg}_ask"]
+                                                                  - trades[f"{prefix}_{leg}_bid"]) for leg in LEGS.values()]
+        return legs[0] + legs[1]
+
+    entry_ok = np.logical_and.reduce([(trades[f"entry_{leg}_bid"] > 0) & (trades[f"entry_{leg}_ask"] >= trades[f"entry_{leg}_bid"])
+                                      for leg in LEGS.values()])
+    intrinsic = trades["exit_kind"] == "intrinsic"
+    exit_ok = intrinsic | np.logical_and.reduce([(trades[f"exit_{leg}_ask"] > 0) & (trades[f"exit_{leg}_ask"] >= trades[f"exit_{leg}_bid"])
+                                                 for leg in LEGS.values()])
+    entry_credit = fill("entry", -1.0).where(entry_ok)
+    settle = (trades["exit_close"] - trades["strike"]).abs()
+    exit_debit = settle.where(intrinsic, fill("exit", +1.0)).where(exit_ok)
+    contracts = np.where(intrinsic, 2, 4)
+    pnl = CONTRACT_SIZE * (entry_credit - exit_debit) - commission * contracts
+    status = np.select([~entry_ok, ~exit_ok], ["no_entry_quote", "no_exit_quote"], "ok")
+    return trades.assign(fill_share=f, entry_credit=entry_credit, exit_debit=exit_debit, pnl=pnl,
+                         return_on_premium=pnl / (CONTRACT_SIZE * entry_credit),
+                         trade_status=pd.array(status, dtype="str"))
+
+
+def select(candidates: pd.DataFrame, min_score: float | None = None, vrp_tiers=None, liquidity_tiers=None,
+           top_n: int | None = None) -> pd.DataFrame:
+    """Candidates passing the filters; ``top_n`` keeps the best scores of each entry session
+    (ties by ticker)."""
+    keep = candidates["score"].notna()
+    if min_score is not None:
+        keep &= candidates["score"] >= min_score
+    if vrp_tiers:
+        keep &= candidates["vrp_tier"].isin(list(vrp_tiers))
+    if liquidity_tiers:
+        keep &= candidates["liquidity_tier"].isin(list(liquidity_tiers))
+    chosen = candidates[keep].sort_values(["entry_date", "score", "ticker"], ascending=[True, False, True], kind="stable")
+    if top_n is not None:
+        chosen = chosen[chosen.groupby("entry_date").cumcount() < top_n]
+    return chosen.sort_values(["exit_date", "ticker"], kind="stable").reset_index(drop=True)
+
+
+def group_stats(trades: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Per value of ``by``: trades, win_rate, mean/median return on premium, its t-statistic
+    (mean / (std / sqrt(n))), mean P&L per straddle."""
+    done = trades[trades["trade_status"] == "ok"]
+    g = done.groupby(by, observed=True, sort=True)["return_on_premium"]
+    stats = pd.DataFrame({
+        "trades": g.size(),
+        "win_rate": done.assign(win=done["pnl"] > 0).groupby(by, observed=True, sort=True)["win"].mean(),
+        "mean_return": g.mean(),
+        "median_return": g.median(),
+        "t_stat": g.mean() / (g.std() / np.sqrt(g.size())),
+        "mean_pnl": done.groupby(by, observed=True, sort=True)["pnl"].mean(),
+    })
+    return stats.reset_index().rename(columns={by: "value"}).assign(group=by)
+
+
+def score_quintiles(trades: pd.DataFrame) -> pd.Series:
+    """Quintile 1 (lowest) .. 5 of the entry score over the trades (ties by order)."""
+    ranks = trades["score"].rank(method="first")
+    return pd.Series(np.ceil(5 * ranks / ranks.count()).astype("Int64"), index=trades.index)
+
+
+def equity_curve(trades: pd.DataFrame, sessions: pd.DatetimeIndex) -> pd.DataFrame:
+    """Daily equity with equal premium per trade: the capital is split equally over the trades
+    of an exit session, so the session's return is the mean return on premium of the trades
+    closed that session (0 without trades), compounded: equity_t = prod(1 + daily_return).
+
+    Columns: date, trades, daily_return, equity, drawdown (equity / running peak - 1).
+    """
+    done = trades[trades["trade_status"] == "ok"]
+    by_day = done.groupby("exit_date")["return_on_premium"].agg(["size", "mean"]).reindex(sessions)
+    daily = by_day["mean"].fillna(0.0)
+    equity = (1.0 + daily).cumprod()
+    return pd.DataFrame({"date": sessions, "trades": by_day["size"].fillna(0).astype(int).to_numpy(),
+                         "daily_return": daily.to_numpy(), "equity": equity.to_numpy(),
+                         "drawdown": (equity / equity.cummax() - 1.0).to_numpy()})
+
+
+def curve_stats(curve: pd.DataFrame) -> dict:
+    """total_return = last equity - 1; max_drawdown (negative fraction); Sharpe = mean / std of
+    daily returns * sqrt(252), over every session of the range."""
+    daily = curve["daily_return"]
+    std = daily.std()
+    return {"total_return": float(curve["equity"].iloc[-1] - 1.0) if len(curve) else 0.0,
+            "max_drawdown": float(curve["drawdown"].min()) if len(curve) else 0.0,
+            "sharpe": float(daily.mean() / std * np.sqrt(252.0)) if std > 0 else float("nan")}
