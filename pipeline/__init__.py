@@ -6,9 +6,19 @@ def load(dataset: str, date=None, data_dir=None):
 
     ``load("metrics", date="2026-11-20")``; ``load("prices")`` (all years); ``load("moves")``.
     ``data_dir`` defaults to ``PIPELINE_DATA_DIR`` or ``data``. Calendar snapshots are keyed by
-    their as-of date, passed as ``date`` too.
+    their as-of date, passed as ``date`` too; a date that is not a session means the session
+    before it, as on the command line. An unknown dataset raises ValueError naming the datasets.
     """
+    import pandas as pd
+
+    from pipeline import sessions
     from pipeline.config import resolve
+    from pipeline.schemas import DATASETS
     from pipeline.store import Store
 
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; the datasets are {', '.join(DATASETS)}")
+    if date is not None and DATASETS[dataset].partition not in (None, "year"):
+        day = pd.Timestamp(date)
+        date = sessions.session_on_or_before(day)      # a holiday or weekend: the previous session, as the CLI does
     return Store(resolve(data_dir=data_dir).root).read(dataset, date)

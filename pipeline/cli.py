@@ -14,27 +14,51 @@ def _fail(message: str, code: int):
     sys.exit(code)
 
 
-def resolve_date(text: str | None):
-    """The as-of session: the given date (YYYY-MM-DD) or today in New York; a non-session maps to
-    the previous session, and says so."""
+def earliest_as_of(config):
+    """The first as-of date the store can be built for: ``history.years`` of sessions (plus the
+    backfill margin) must lie inside the supported calendar."""
     import pandas as pd
 
     from pipeline import sessions
+
+    first = sessions.FIRST_DATE + pd.DateOffset(years=config.history_years) + pd.Timedelta(days=11)
+    return pd.Timestamp(sessions.sessions_offset([first], 0, strict=False)[0])
+
+
+def resolve_date(text: str | None, config=None):
+    """The as-of session: ``YYYY-MM-DD``, ``today`` or ``yesterday`` (default today, New York); a
+    non-session maps to the previous session, and says so. Dates after the current session or
+    before the supported range exit 2."""
+    import pandas as pd
+
+    from pipeline import clock, sessions
+    from pipeline.config import Config
     from pipeline.runlog import EXIT_BAD_INPUT
 
-    if text is None:
-        from zoneinfo import ZoneInfo
-
-        day = pd.Timestamp(datetime.now(ZoneInfo(sessions.NEW_YORK)).date())
+    config = config or Config()
+    try:
+        today = clock.today()
+        current = sessions.session_on_or_before(today)
+    except ValueError as exc:
+        _fail(str(exc), EXIT_BAD_INPUT)
+    word = (text or "today").strip().lower()
+    if word == "today":
+        day = today
+    elif word == "yesterday":
+        day = today - pd.Timedelta(days=1)
     else:
         try:
             day = pd.Timestamp(datetime.strptime(text, "%Y-%m-%d"))
         except ValueError:
-            _fail(f"--date {text!r} is not a date in YYYY-MM-DD form", EXIT_BAD_INPUT)
-    try:
-        session = sessions.session_on_or_before(day)
-    except sessions.OutOfRangeError as exc:
-        _fail(f"--date {day.date()}: {exc}", EXIT_BAD_INPUT)
+            _fail(f"--date {text!r} is not a date in YYYY-MM-DD form (or 'today', 'yesterday')", EXIT_BAD_INPUT)
+    first = earliest_as_of(config)
+    supported = (f"supported as-of dates are {first.date()} (history.years = {config.history_years} of "
+                 f"sessions since {sessions.FIRST_DATE.date()}) to the current session {current.date()}")
+    if day > today:
+        _fail(f"--date {day.date()} is in the future; {supported}", EXIT_BAD_INPUT)
+    if day < first:
+        _fail(f"--date {day.date()} is too early; {supported}", EXIT_BAD_INPUT)
+    session = sessions.session_on_or_before(day)
     if session != day:
         click.echo(f"{day.date()} is not an NYSE session; using the previous session {session.date()}", err=True)
     return session
@@ -48,28 +72,40 @@ class Runner:
         self.config_path = config_path
         self.source_override = source
         self.wait_lock = wait_lock
+        self._settings = None
 
     def settings(self):
         from pipeline.config import ConfigError, resolve
         from pipeline.runlog import EXIT_BAD_INPUT
 
-        try:
-            return resolve(self.config_path, self.data_dir, self.source_override)
-        except ConfigError as exc:
-            _fail(str(exc), EXIT_BAD_INPUT)
+        if self._settings is None:
+            try:
+                self._settings = resolve(self.config_path, self.data_dir, self.source_override)
+            except ConfigError as exc:
+                _fail(str(exc), EXIT_BAD_INPUT)
+            if self._settings.origin == "built-in defaults":
+                click.echo(f"note: no --config, PIPELINE_CONFIG or ./config.yaml here; using built-in defaults "
+                           f"(source {self._settings.config.source}) and data root {self._settings.root.resolve()}",
+                           err=True)
+        return self._settings
 
-    def run(self, command: str, date: str | None, steps: list[str]):
+    def run(self, command: str, date: str | None, steps: list[str], as_of=None):
         """Run the named steps for one as-of date through :func:`pipeline.run.execute`."""
         from pipeline.run import execute
 
-        as_of = resolve_date(date)
-        outcome = execute(command, [as_of], steps, self.settings(), self.wait_lock)
+        settings = self.settings()
+        as_of = as_of if as_of is not None else resolve_date(date, settings.config)
+        outcome = execute(command, [as_of], steps, settings, self.wait_lock)
         if outcome.calls:
             click.echo(f"vendor requests: {sum(outcome.calls.values())} {outcome.calls}", err=True)
-        if outcome.message:
-            _fail(outcome.message, outcome.exit_status)
         for path, frame in outcome.reports:
             _print_top(frame, path)
+        if outcome.summary:
+            click.echo(outcome.summary, err=True)
+        if outcome.message:
+            if outcome.manifest:
+                click.echo(f"manifest: {outcome.manifest}", err=True)
+            _fail(outcome.message, outcome.exit_status)
         click.echo(f"manifest: {outcome.manifest}", err=True)
         sys.exit(outcome.exit_status)
 
@@ -87,27 +123,51 @@ def _print_top(frame, path, rows: int = 15):
     click.echo(f"{len(frame)} events -> {path}")
 
 
+def _global_options(func):
+    """--data-dir, --config, --source and --wait-lock, accepted before or after the sub-command
+    (after wins)."""
+    func = click.option("--data-dir", default=None, help="Data root (default PIPELINE_DATA_DIR, else ./data).")(func)
+    func = click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+                        help="Config file (default PIPELINE_CONFIG, else ./config.yaml, else built-in defaults).")(func)
+    func = click.option("--source", type=click.Choice(["synthetic", "live"]), default=None,
+                        help="Override the config's source.")(func)
+    func = click.option("--wait-lock", type=float, default=None,
+                        help="Seconds to wait for another run on the same data root before exiting 75 (default 0).")(func)
+    return func
+
+
+def _sub_options(func):
+    """The global options on a sub-command: they update the group's :class:`Runner`."""
+    import functools
+
+    @_global_options
+    @click.pass_obj
+    @functools.wraps(func)
+    def wrapper(runner, *args, data_dir=None, config_path=None, source=None, wait_lock=None, **kwargs):
+        for name, value in (("data_dir", data_dir), ("config_path", config_path), ("source_override", source),
+                            ("wait_lock", wait_lock)):
+            if value is not None:
+                setattr(runner, name, value)
+        return func(runner, *args, **kwargs)
+    return wrapper
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--data-dir", default=None, help="Data root (default PIPELINE_DATA_DIR, else ./data).")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-              help="Config file (default PIPELINE_CONFIG, else ./config.yaml, else built-in defaults).")
-@click.option("--source", type=click.Choice(["synthetic", "live"]), default=None,
-              help="Override the config's source.")
-@click.option("--wait-lock", type=float, default=0.0, show_default=True,
-              help="Seconds to wait for another run on the same data root before exiting 75.")
+@_global_options
 @click.pass_context
 def main(ctx, data_dir, config_path, source, wait_lock):
     """ivcrush: rank upcoming earnings events by volatility risk premium."""
-    ctx.obj = Runner(data_dir, config_path, source, wait_lock)
+    ctx.obj = Runner(data_dir, config_path, source, wait_lock or 0.0)
 
 
-DATE = click.option("--date", "date", default=None, help="As-of date YYYY-MM-DD (default: today, New York).")
+DATE = click.option("--date", "date", default=None,
+                    help="As-of date YYYY-MM-DD, today or yesterday (default: today, New York).")
 
 
 def _stage_command(name: str, help_text: str):
     @main.command(name, help=help_text)
     @DATE
-    @click.pass_obj
+    @_sub_options
     def command(runner: Runner, date):
         runner.run(name, date, [name])
     return command
@@ -125,7 +185,7 @@ ALL_STEPS = ["fetch-calendar", "fetch-history", "backfill-prices", "pull-chains"
 
 @main.command()
 @DATE
-@click.pass_obj
+@_sub_options
 def daily(runner: Runner, date):
     """Run every stage in order and write the ranked report."""
     runner.run("daily", date, ALL_STEPS)
@@ -133,19 +193,19 @@ def daily(runner: Runner, date):
 
 @main.command()
 @DATE
-@click.pass_obj
+@_sub_options
 def rank(runner: Runner, date):
     """Write data/reports/rank_DATE.csv: recompute the date's metrics from its stored snapshots
     (so config changes apply), fetching them first if the date was never run."""
     from pipeline.store import Store
 
-    as_of = resolve_date(date)
+    as_of = resolve_date(date, runner.settings().config)
     fetched = Store(runner.settings().root).exists("chains", as_of)
-    runner.run("rank", str(as_of.date()), ["compute", "report"] if fetched else ALL_STEPS)
+    runner.run("rank", None, ["compute", "report"] if fetched else ALL_STEPS, as_of=as_of)
 
 
 @main.command()
-@click.pass_obj
+@_sub_options
 def doctor(runner: Runner):
     """Check config, credentials (presence only), vendor reachability, HTTP cache and data freshness."""
     from pipeline.doctor import exit_code, render, run_checks
@@ -153,6 +213,103 @@ def doctor(runner: Runner):
     checks = run_checks(runner.data_dir, runner.config_path, runner.source_override)
     click.echo(render(checks))
     sys.exit(exit_code(checks))
+
+
+RANGE = [click.option("--start", required=True, help="First session YYYY-MM-DD."),
+         click.option("--end", required=True, help="Last session YYYY-MM-DD."),
+         click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+                      help="Run the per-date work in this process or on a dask.distributed cluster."),
+         click.option("--scheduler", default=None,
+                      help="Address of an existing dask scheduler (tcp://HOST:PORT); default: a local cluster.")]
+
+
+def _range_options(func):
+    for option in reversed(RANGE):
+        func = option(func)
+    return func
+
+
+def _sessions(runner: Runner, start: str, end: str):
+    from pipeline import sessions
+    from pipeline.runlog import EXIT_BAD_INPUT
+
+    first, last = (resolve_date(text, runner.settings().config) for text in (start, end))
+    if first > last:
+        _fail(f"--start {first.date()} is after --end {last.date()}", EXIT_BAD_INPUT)
+    return list(sessions.sessions_between(first, last))
+
+
+@main.command()
+@_range_options
+@_sub_options
+def replay(runner: Runner, start, end, engine, scheduler):
+    """Run the daily steps for every session from START to END, skipping sessions already
+    complete (resumable). The synthetic source builds any range; a live source can only
+    recompute dates whose snapshots are stored."""
+    from pipeline.run import execute
+    from pipeline.store import Store
+
+    from dataclasses import replace
+
+    settings = runner.settings()
+    # A replay writes the CSV of every session; the HTML page is for the day an analyst reads.
+    settings = replace(settings, config=replace(settings.config, report_html=False))
+    store = Store(settings.root)
+    wanted = _sessions(runner, start, end)
+    todo = [d for d in wanted
+            if not (store.exists("metrics", d) and (settings.root / "reports" / f"rank_{d.date()}.csv").exists())]
+    steps = ALL_STEPS
+    if settings.config.source == "live":
+        todo = [d for d in todo if store.exists("chains", d)]
+        steps = ["compute", "report"]
+    click.echo(f"replay: {len(wanted)} sessions, {len(wanted) - len(todo)} already complete, {len(todo)} to run",
+               err=True)
+    if not todo:
+        sys.exit(0)
+    outcome = execute("replay", todo, steps, settings, runner.wait_lock, engine, scheduler)
+    if outcome.summary:
+        click.echo(outcome.summary, err=True)
+    click.echo(f"manifest: {outcome.manifest}", err=True)
+    if outcome.message:
+        _fail(outcome.message, outcome.exit_status)
+    click.echo(f"{len(outcome.reports)} reports written under {settings.root / 'reports'}")
+    sys.exit(outcome.exit_status)
+
+
+@main.command()
+@_range_options
+@click.option("--fill", "fill_share", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Share of the half-spread paid away from mid (0 = mid, 1 = the touch).")
+@click.option("--commission", type=click.FloatRange(0), default=0.65, show_default=True,
+              help="Commission per contract.")
+@click.option("--min-score", type=float, default=None, help="Trade only events scoring at least this.")
+@click.option("--vrp-tier", "vrp_tiers", multiple=True, help="Trade only these VRP tiers (repeatable).")
+@click.option("--liquidity-tier", "liquidity_tiers", multiple=True, help="Trade only these liquidity tiers.")
+@click.option("--top", "top_n", type=click.IntRange(1), default=None, help="At most N trades per entry session.")
+@_sub_options
+def backtest(runner: Runner, start, end, engine, scheduler, **selection):
+    """Sell the straddle of every event reacting between START and END at the session before,
+    buy it back at the reaction session, from stored snapshots only."""
+    from pipeline import backtest as bt
+    from pipeline.runlog import EXIT_FAILED
+
+    settings = runner.settings()
+    dates = _sessions(runner, start, end)
+    spec = bt.Spec(dates[0], dates[-1], vrp_tiers=tuple(selection.pop("vrp_tiers")),
+                   liquidity_tiers=tuple(selection.pop("liquidity_tiers")), **selection)
+    try:
+        result = bt.run(settings, spec, engine, scheduler)
+    except LookupError as exc:
+        _fail(str(exc), EXIT_FAILED)
+    paths = bt.write(settings, spec, result)
+    import pandas as pd
+
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        click.echo(result.summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    stats = result.stats
+    click.echo(f"equity: total return {stats['total_return']:.3f}, max drawdown {stats['max_drawdown']:.3f}, "
+               f"Sharpe {stats['sharpe']:.2f}")
+    click.echo(f"trades: {paths['trades']}\nsummary: {paths['csv']}\nchart: {paths['png']}")
 
 
 @main.command()

@@ -148,7 +148,8 @@ def parse_config(raw) -> Config:
     from pipeline.tickers import InvalidTickerError, validate_ticker
 
     try:
-        values["symbols"] = tuple(validate_ticker(s, what="config key 'universe.symbols'") for s in symbols)
+        values["symbols"] = tuple(dict.fromkeys(validate_ticker(s.strip().upper(), what="config key 'universe.symbols'")
+                                                for s in symbols))        # brk.b -> BRK.B
     except InvalidTickerError as exc:
         raise ConfigError(str(exc)) from None
     values["vrp_tiers"] = _decreasing_tiers(raw.get("vrp_tiers"), "vrp_tiers", VRP_TIER_NAMES)

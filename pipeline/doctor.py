@@ -43,7 +43,8 @@ def run_checks(data_dir, config_path: str | None, source_override: str | None,
     else:
         checks.append(Check("credentials", SKIP, "not needed: source is synthetic"))
     checks += _cache(root)
-    checks += _freshness(root, today)
+    checks += _files(root)
+    checks += _freshness(root, today, env)
     return checks
 
 
@@ -128,7 +129,27 @@ def _cache(root: Path) -> list[Check]:
     return checks
 
 
-def _freshness(root: Path, today) -> list[Check]:
+def _files(root: Path) -> list[Check]:
+    """Open every stored file (footer and schema, not the rows): FAIL naming each bad one."""
+    from pipeline.schemas import DATASETS
+    from pipeline.store import Store
+
+    store = Store(root)
+    bad, count = [], 0
+    for name in DATASETS:
+        for _, path in store.files(name):
+            count += 1
+            problem = store.check_file(name, path)
+            if problem:
+                bad.append(f"{path} ({name}: {problem})")
+    if bad:
+        return [Check("data files", FAIL, f"{len(bad)} of {count} unreadable or foreign: " + "; ".join(bad)
+                      + " -- a run refetches prices, calendars and current chains (moving the bad file to "
+                      f"{root / 'quarantine'}); see README 'Operating it' for the rest")]
+    return [Check("data files", OK, f"{count} files open with their dataset's schema")]
+
+
+def _freshness(root: Path, today, env=None) -> list[Check]:
     import pandas as pd
 
     from pipeline import sessions
@@ -137,10 +158,9 @@ def _freshness(root: Path, today) -> list[Check]:
 
     store = Store(root)
     if today is None:
-        from datetime import datetime
-        from zoneinfo import ZoneInfo
+        from pipeline.clock import today as clock_today
 
-        today = datetime.now(ZoneInfo(sessions.NEW_YORK)).date()
+        today = clock_today(env)
     last_session = sessions.session_on_or_before(pd.Timestamp(today))
     checks = []
     for name, dataset in DATASETS.items():
@@ -150,6 +170,9 @@ def _freshness(root: Path, today) -> list[Check]:
             if path is not None and path.exists():
                 modified = pd.Timestamp(path.stat().st_mtime, unit="s").date()
                 checks.append(Check(f"data {name}", OK, f"written {modified}"))
+            elif years and int(years[-1]) > last_session.year:
+                checks.append(Check(f"data {name}", FAIL, f"years {years[0]}..{years[-1]}: year {years[-1]} is after "
+                                                          f"the current session {last_session.date()}"))
             elif years:
                 checks.append(Check(f"data {name}", OK, f"years {years[0]}..{years[-1]}"))
             else:
@@ -158,6 +181,10 @@ def _freshness(root: Path, today) -> list[Check]:
         latest = store.partitions(name)
         if not latest:
             checks.append(Check(f"data {name}", WARN, "no data yet"))
+            continue
+        if pd.Timestamp(latest[-1]) > last_session:
+            checks.append(Check(f"data {name}", FAIL, f"latest {latest[-1]} is after the current session "
+                                                      f"{last_session.date()}: written for a future date"))
             continue
         behind = len(sessions.sessions_between(pd.Timestamp(latest[-1]), last_session)) - 1
         status = WARN if behind > STALE_SESSIONS else OK

@@ -3,22 +3,70 @@
 It owns what every command shares: the data-root lock, the log, the manifest, the failure record
 handed to the source and the jobs, the per-date step loop, the once-per-run ``moves`` write and
 the exit policy. Commands (the CLI, a replay, a backtest) only say which dates and which steps.
+
+Safety rules enforced here:
+- a live source serves only the current session: fetch steps for any other date are refused
+  (exit 2) before anything is written;
+- every stored file the steps read or replace is opened (footer and schema) first; a bad one that
+  can be fetched again is moved to ``<root>/quarantine/<UTC stamp>/`` and refetched, one that
+  cannot stops the run naming the file and the recovery;
+- SIGINT/SIGTERM end the run with a manifest marked interrupted (exit 130/143), lock released;
+- a date's metrics and report are replaced together or not at all;
+- operational errors (permissions, disk full) end with a message, never a traceback.
 """
 from __future__ import annotations
 
+import errno
 import logging
+import signal
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
-from pipeline import jobs, sources
+from pipeline import clock, jobs, sources
 from pipeline.config import Settings
-from pipeline.runlog import (EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, LockedError, Manifest,
-                             data_root_lock, progress, setup_logging)
-from pipeline.store import Store
+from pipeline.engine import map_dates
+from pipeline.runlog import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, LockedError,
+                             Manifest, data_root_lock, progress, setup_logging)
+from pipeline.store import CorruptPartition, Store, atomic_write_bytes
 
 log = logging.getLogger("pipeline")
+
+EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+# What each step reads or replaces, and the step that writes each dataset again.
+STEP_DATASETS = {
+    "fetch-calendar": ("calendar",),
+    "fetch-history": ("calendar", "earnings_history"),
+    "backfill-prices": ("calendar", "prices"),
+    "pull-chains": ("calendar", "chains"),
+    "compute": ("calendar", "earnings_history", "prices", "chains", "surface", "metrics", "moves"),
+    "report": ("metrics",),
+}
+REFETCH_STEP = {"calendar": "fetch-calendar", "earnings_history": "fetch-history", "prices": "backfill-prices",
+                "chains": "pull-chains", "surface": "compute", "metrics": "compute", "moves": "compute"}
+DATED = ("calendar", "chains", "surface", "metrics")
+STAGE_VENDOR = {"fetch-calendar": "Alpha Vantage", "fetch-history": "Alpha Vantage",
+                "backfill-prices": "Tradier", "pull-chains": "Tradier"}
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived; raised in the main thread so every ``finally`` runs."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class Refused(Exception):
+    """The run must not start; ``code`` is the exit status."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass
@@ -30,57 +78,341 @@ class Outcome:
     manifest: Path | None = None
     reports: list = field(default_factory=list)       # (path, ranked frame) per date reported
     calls: dict = field(default_factory=dict)          # vendor requests per endpoint
+    summary: str | None = None                          # a paragraph for stderr (exit 3, quarantine)
+
+
+class _SignalGate:
+    """Turns SIGINT/SIGTERM into :class:`Interrupted`; while ``hold`` is set (the manifest is being
+    written) a signal is only remembered."""
+
+    def __init__(self):
+        self.hold = False
+        self.pending: int | None = None
+
+    def __call__(self, signum, frame):
+        if self.hold:
+            self.pending = self.pending or signum
+            return
+        raise Interrupted(signum)
+
+
+@contextmanager
+def _signals(gate: _SignalGate):
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, gate) for s in EXIT_SIGNAL}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def execute(command: str, dates: list[pd.Timestamp], steps: list[str], settings: Settings,
-            wait_lock: float = 0.0) -> Outcome:
+            wait_lock: float = 0.0, engine: str = "local", scheduler: str | None = None) -> Outcome:
     """Run ``steps`` (names of :data:`pipeline.jobs.STEPS`, in that order) for each date.
 
-    Exit policy: 1 when a step raises (the snapshots written before stay valid), 3 when a source
-    could not deliver some tickers, else 0; 75 when another run holds the data root.
+    Exit policy: 1 when a step raises (the snapshots written before stay valid), 2 for a date the
+    source cannot serve, 3 when a source could not deliver some tickers (or ``rank`` met events
+    whose inputs were never fetched), else 0; 75 when another run holds the data root; 130/143
+    on SIGINT/SIGTERM.
     """
     root = settings.root
+    gate = _SignalGate()
     try:
-        with data_root_lock(root, wait_lock):
-            return _locked_run(command, dates, steps, settings)
+        with _signals(gate):
+            with data_root_lock(root, wait_lock):
+                return _locked_run(command, dates, list(steps), settings, gate, engine, scheduler)
     except LockedError as exc:
         return Outcome(EXIT_LOCKED, str(exc))
+    except Interrupted as exc:
+        return Outcome(EXIT_SIGNAL[exc.signum], f"interrupted by {exc} before the run started; nothing was written")
+    except OSError as exc:
+        return Outcome(EXIT_FAILED, f"cannot use the data root {root}: {_os_error(exc)}")
 
 
-def _locked_run(command, dates, steps, settings) -> Outcome:
+def _os_error(exc: OSError) -> str:
+    text = exc.strerror or str(exc)
+    hint = {errno.ENOSPC: " (the disk is full: free space, then rerun)",
+            errno.EACCES: " (check the permissions of the data root)",
+            errno.EROFS: " (the file system is read-only)"}.get(exc.errno, "")
+    return f"{text}: {exc.filename}{hint}" if exc.filename else f"{text}{hint}"
+
+
+def _locked_run(command, dates, steps, settings, gate, engine, scheduler) -> Outcome:
     root, config = settings.root, settings.config
-    setup_logging(root)
+    try:
+        setup_logging(root)
+    except OSError as exc:
+        return Outcome(EXIT_FAILED, f"cannot write the log under {root / 'logs'}: {_os_error(exc)}")
     log.info("%s: config %s, data root %s", command, settings.origin, root.resolve())
     store = Store(root)
     store.clean_temporaries()
     manifest = Manifest(root, command, dates[0] if len(dates) == 1 else None, config.source)
-    manifest.data["dates"] = [str(d.date()) for d in dates]
+    manifest.data.update(dates=[str(d.date()) for d in dates], config=settings.origin, data_root=str(root.resolve()))
     ctx = jobs.Context(config=config, store=store)
     outcome = Outcome(EXIT_OK)
     as_of = dates[0]
+    notes: list[str] = []
     try:
+        _refuse_unservable(config.source, dates, steps)
+        steps = _preflight(store, config.source, dates, steps, manifest, notes)
+        _check_reports_writable(root, steps)
         if any(name in jobs.FETCH_STEPS for name in steps):
             ctx.source = sources.make_source(config, root, ctx.failures)
-        for as_of in dates:
-            for name in progress(steps, f"{as_of.date()}", "step"):
+        ranged = [s for s in steps if s in jobs.RANGE_STEPS]
+        first = steps.index(ranged[0]) if ranged else len(steps)
+        before, after = steps[:first], [s for s in steps[first:] if s not in ranged]
+        for as_of in dates:                    # per-date steps before the once-per-run ones
+            for name in progress(before, f"{as_of.date()}", "step"):
                 with manifest.stage(name, ctx):
                     jobs.STEPS[name](ctx, as_of)
+        for name in ranged:                    # steps over all dates at once
+            with manifest.stage(name, ctx):
+                jobs.STEPS[name](ctx, list(dates))
+        if engine == "dask" and len(dates) > 1:
+            with manifest.stage("+".join(after) + " on dask", ctx):
+                for failures, reports in map_dates(_date_steps, dates, settings, after, engine=engine,
+                                                   scheduler=scheduler):
+                    for failure in failures:
+                        ctx.failures.add(*failure)
+                    ctx.reports.extend(reports)
+        else:
+            for as_of in dates:
+                with _metrics_and_report_together(store, as_of, after):
+                    for name in progress(after, f"{as_of.date()}", "step"):
+                        with manifest.stage(name, ctx):
+                            jobs.STEPS[name](ctx, as_of)
+                if command == "rank" and not any(s in jobs.FETCH_STEPS for s in steps):
+                    _never_fetched(ctx, as_of)
         if "compute" in steps:
             with manifest.stage("moves", ctx):
                 jobs.write_moves(ctx)
+    except Refused as exc:
+        outcome.exit_status, outcome.message = exc.code, str(exc)
+        log.error("%s refused: %s", command, exc)
+    except Interrupted as exc:
+        outcome.exit_status = EXIT_SIGNAL[exc.signum]
+        outcome.message = (f"{command} {as_of.date()} interrupted by {exc}: every snapshot is either the previous "
+                           f"or the new one, nothing half-written; rerun the same command to finish")
+        manifest.data["interrupted"] = str(exc)
+        log.error("%s interrupted by %s", command, exc)
+    except OSError as exc:
+        outcome.exit_status = EXIT_FAILED
+        outcome.message = f"{command} {as_of.date()} failed: {_os_error(exc)}; the previous snapshots are intact"
+        log.error("%s failed: %s", command, exc)
     except Exception as exc:  # noqa: BLE001 - any failure: logged, manifested, exit 1
         log.exception("%s failed", command)
         outcome.exit_status = EXIT_FAILED
         outcome.message = f"{command} {as_of.date()} failed: {exc}"
+        if isinstance(exc, CorruptPartition):
+            outcome.message += "\n" + _recovery(exc, root)
     finally:
+        gate.hold = True           # a signal from here on is only remembered: the manifest gets written
         if ctx.source is not None:
-            outcome.calls = ctx.source.call_counts()
-            ctx.source.close()
+            try:
+                outcome.calls = ctx.source.call_counts()
+                ctx.source.close()
+            except Exception:  # noqa: BLE001 - closing must not hide the run's outcome
+                log.warning("closing the source failed", exc_info=True)
     if outcome.calls:
         manifest.data["calls"] = outcome.calls
     if outcome.exit_status == EXIT_OK and any(stage != "compute" for _, stage, _ in ctx.failures):
         outcome.exit_status = EXIT_PARTIAL
+        notes.append(partial_summary(ctx.failures, config.source))
+    outcome.summary = "\n".join(notes) or None
     outcome.reports = ctx.reports
-    outcome.manifest = manifest.finish(outcome.exit_status, ctx.failures,
-                                       ctx.reports[-1][0] if ctx.reports else None)
+    try:
+        outcome.manifest = manifest.finish(outcome.exit_status, ctx.failures,
+                                           ctx.reports[-1][0] if ctx.reports else None)
+    except OSError as exc:
+        problem = f"the run manifest could not be written under {root / 'runs'}: {_os_error(exc)}"
+        outcome.message = f"{outcome.message}; {problem}" if outcome.message else problem
+        if outcome.exit_status in (EXIT_OK, EXIT_PARTIAL):
+            outcome.exit_status = EXIT_FAILED
+    if gate.pending and outcome.exit_status not in EXIT_SIGNAL.values():
+        outcome.exit_status = EXIT_SIGNAL[gate.pending]
+        outcome.message = (outcome.message or "") + f" (interrupted by {signal.Signals(gate.pending).name} while finishing)"
     return outcome
+
+
+def _date_steps(settings: Settings, names: list[str], as_of: pd.Timestamp) -> tuple[list, list]:
+    """One date's per-date steps in a fresh context: the task a dask worker runs. Returns the
+    failures and the reports written."""
+    store = Store(settings.root)
+    ctx = jobs.Context(config=settings.config, store=store)
+    if any(name in jobs.FETCH_STEPS for name in names):
+        ctx.source = sources.make_source(settings.config, settings.root, ctx.failures)
+    try:
+        with _metrics_and_report_together(store, as_of, names):
+            for name in names:
+                jobs.STEPS[name](ctx, as_of)
+    finally:
+        if ctx.source is not None:
+            ctx.source.close()
+    return list(ctx.failures), ctx.reports
+
+
+# ---- refusals --------------------------------------------------------------------------------
+
+def _refuse_unservable(source: str, dates, steps) -> None:
+    fetching = [s for s in steps if s in jobs.FETCH_STEPS]
+    if not fetching:
+        return
+    current = clock.current_session()
+    for day in dates:
+        if day > current:
+            raise Refused(f"{day.date()} is after the current session {current.date()}: no source can serve it",
+                          EXIT_BAD_INPUT)
+        if source == "live" and day != current:
+            raise Refused(
+                f"source 'live' serves only the current session {current.date()}; {fetching[0]} for {day.date()} "
+                f"would store today's market as {day.date()}'s, so nothing was fetched or written. "
+                f"`pipeline rank --date {day.date()}` recomputes {day.date()} from its stored snapshots.",
+                EXIT_BAD_INPUT)
+
+
+def _check_reports_writable(root: Path, steps) -> None:
+    """A report that cannot be written must fail before the metrics it reports are replaced."""
+    if "report" not in steps:
+        return
+    import tempfile
+
+    reports = root / "reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=reports, prefix=".tmp-write-check-", suffix=".partial"):
+        pass
+
+
+@contextmanager
+def _metrics_and_report_together(store: Store, as_of, steps):
+    """When a run computes and reports a date, a failure in either puts the date's previous
+    metrics and surface back, so metrics and report never disagree."""
+    if not ("compute" in steps and "report" in steps):
+        yield
+        return
+    saved = {}
+    for name in ("metrics", "surface"):
+        path = store.partition_path(name, as_of)
+        saved[path] = path.read_bytes() if path.exists() else None
+    try:
+        yield
+    except BaseException:
+        for path, data in saved.items():
+            try:
+                if data is None:
+                    path.unlink(missing_ok=True)
+                else:
+                    atomic_write_bytes(path, lambda tmp, data=data: tmp.write_bytes(data))
+            except OSError:
+                log.error("could not put back %s after a failed run", path, exc_info=True)
+        raise
+
+
+# ---- corrupt and foreign files ---------------------------------------------------------------
+
+def _can_serve(source: str, day) -> bool:
+    current = clock.current_session()
+    return day <= current if source == "synthetic" else day == current
+
+
+def _preflight(store: Store, source: str, dates, steps, manifest: Manifest, notes: list) -> list[str]:
+    """Open every file the steps read or replace; quarantine and refetch what can be fetched again,
+    stop on what cannot. Returns the steps, with any refetch steps added (in run order)."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    wanted = dict.fromkeys(name for step in steps for name in STEP_DATASETS[step])
+    extra = set()
+    moved = []
+    for name in wanted:
+        for value, path in store.files(name):
+            if name in DATED and pd.Timestamp(value) not in set(dates):
+                continue
+            problem = store.check_file(name, path)
+            if problem is None:
+                continue
+            bad = CorruptPartition(name, value, path, problem)
+            refetch = REFETCH_STEP[name]
+            day = pd.Timestamp(value) if name in DATED else None
+            fetchable = refetch == "compute" or day is None or _can_serve(source, day)
+            if name in ("surface", "metrics", "moves") and "compute" not in steps:
+                fetchable = False
+            if name == "prices" and "compute" not in steps and "backfill-prices" not in steps:
+                fetchable = False
+            if not fetchable:
+                raise Refused(f"{bad}\n{_recovery(bad, store.root, source)}", EXIT_FAILED)
+            target = store.quarantine(path, stamp)
+            extra.add(refetch)
+            moved.append({"dataset": name, "partition": value, "file": str(path), "moved_to": str(target),
+                          "reason": problem, "refetched_by": refetch})
+            log.warning("quarantined %s (%s) to %s; %s fetches it again", path, problem, target, refetch)
+    if moved:
+        manifest.data["quarantined"] = moved
+        notes.append("quarantined (unreadable or foreign files; copies kept): " + "; ".join(
+            f"{m['file']} -> {m['moved_to']} ({m['reason']}), refetched by {m['refetched_by']}" for m in moved))
+    if extra - set(steps):
+        if "compute" in extra and "compute" not in steps:
+            extra.add("report")
+        steps = [s for s in jobs.STEPS if s in set(steps) | extra]
+    return steps
+
+
+def _recovery(exc: CorruptPartition, root: Path, source: str | None = None) -> str:
+    aside = Path(root) / "quarantine" / "manual" / exc.path.parent.relative_to(Path(root))
+    why = ("it cannot be fetched again: a live source serves only the current session"
+           if source == "live" else "it cannot be fetched again by this command")
+    return (f"{why}. Restore it from a backup, or move it aside (a copy is kept) with:\n"
+            f"  mkdir -p {aside} && mv {exc.path} {aside}/\n"
+            f"then rerun; for a past date `pipeline --source synthetic daily --date D` rebuilds synthetic "
+            f"snapshots, while a live past date's chains are gone for good (its report stays as written).")
+
+
+# ---- rank: inputs never fetched -----------------------------------------------------------------
+
+def _never_fetched(ctx: jobs.Context, as_of: pd.Timestamp) -> None:
+    """``rank`` recomputes from stored snapshots only: name window events whose inputs were never
+    fetched for ``as_of`` (e.g. the window was widened after the date was fetched)."""
+    _, tickers = jobs.window_tickers(ctx, as_of)
+    if not tickers:
+        return
+    store = ctx.store
+    have = {
+        "option chain": set(store.scan("chains", dates=[as_of], tickers=tickers, columns=["ticker"])["ticker"]),
+        "earnings history": set(store.scan("earnings_history", tickers=tickers, columns=["ticker"])["ticker"]),
+        "price bars": set(store.scan("prices", tickers=tickers, columns=["ticker"])["ticker"]),
+    }
+    for ticker in tickers:
+        missing = [what for what, present in have.items() if ticker not in present]
+        if missing:
+            ctx.failures.add(ticker, "rank-inputs", f"never fetched for {as_of.date()}: {', '.join(missing)} "
+                             f"(rank recomputes from stored snapshots only; the window may be wider than when "
+                             f"{as_of.date()} was fetched)")
+
+
+# ---- the exit-3 paragraph ---------------------------------------------------------------------
+
+def partial_summary(failures, source: str) -> str:
+    """One paragraph: which tickers, which vendor, why, what happens tomorrow."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for ticker, stage, reason in failures:
+        if stage == "compute":
+            continue
+        groups.setdefault((stage, _reason_kind(reason)), []).append(ticker)
+    parts = []
+    deferred = False
+    for (stage, kind), tickers in groups.items():
+        vendor = STAGE_VENDOR.get(stage, "the stored snapshots") if source == "live" else (
+            "the stored snapshots" if stage == "rank-inputs" else f"the {source} source")
+        shown = ", ".join(tickers[:12]) + (f" and {len(tickers) - 12} more" if len(tickers) > 12 else "")
+        parts.append(f"{len(tickers)} at {stage} from {vendor} ({kind}): {shown}")
+        deferred |= kind.startswith("deferred")
+    total = len({t for t, s, _ in failures if s != "compute"})
+    tomorrow = ("Deferred tickers are fetched first on the next run, when the Alpha Vantage daily budget resets; "
+                if deferred else "")
+    return (f"partial run (exit 3): {total} ticker(s) lack inputs; their report rows are marked failed. "
+            + "; ".join(parts) + ". " + tomorrow
+            + "every other failure is retried by the next run (see the manifest for each reason).")
+
+
+def _reason_kind(reason: str) -> str:
+    return reason.split(":")[0][:80] if reason.startswith("deferred") else reason[:120]

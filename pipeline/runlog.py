@@ -67,10 +67,24 @@ def setup_logging(root: Path) -> Path:
     if not any(getattr(h, "baseFilename", None) == str(path) for h in logger.handlers):
         for handler in list(logger.handlers):
             logger.removeHandler(handler)
-        handler = logging.FileHandler(path)
+        handler = _QuietFileHandler(path)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
         logger.addHandler(handler)
     return path
+
+
+class _QuietFileHandler(logging.FileHandler):
+    """A log file that cannot be written (disk full, permissions) gets one line on stderr and is
+    then left alone, instead of a traceback per log record."""
+
+    failed = False
+
+    def handleError(self, record):  # noqa: N802 - logging's name
+        if not self.failed:
+            self.failed = True
+            error = sys.exc_info()[1]
+            sys.stderr.write(f"warning: cannot write the log {self.baseFilename}: "
+                             f"{getattr(error, 'strerror', None) or error}; logging to it stopped\n")
 
 
 class Manifest:

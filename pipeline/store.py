@@ -21,6 +21,17 @@ from pipeline.schemas import DATASETS, empty, validate
 
 FILE_NAME = "part-0.parquet"
 TMP_PREFIX = ".tmp-"
+QUARANTINE = "quarantine"
+
+
+class CorruptPartition(RuntimeError):
+    """A stored file that cannot be read or does not hold its dataset's schema; the message names
+    the dataset, the partition and the file."""
+
+    def __init__(self, name: str, partition, path: Path, reason: str):
+        self.dataset, self.partition, self.path, self.reason = name, partition, Path(path), reason
+        where = f" partition {DATASETS[name].partition}={partition}" if partition is not None else ""
+        super().__init__(f"dataset '{name}'{where}: file {path} is unreadable or foreign: {reason}")
 
 
 def atomic_write_bytes(path: Path, write) -> None:
@@ -108,7 +119,7 @@ class Store:
         if not path.exists():
             where = f" for {dataset.partition}={_partition_text(partition)}" if partition is not None else ""
             raise FileNotFoundError(f"dataset '{name}' has no snapshot{where} ({path})")
-        return validate(name, self._read_file(name, path))
+        return self._validated(name, self._read_file(name, path), path)
 
     def read_or_empty(self, name: str) -> pd.DataFrame:
         """An unpartitioned or year-partitioned dataset, empty when nothing was ever written."""
@@ -147,12 +158,71 @@ class Store:
                 frame.insert(0, key[0], pd.Series(dtype="datetime64[ns]"))
             return frame
         combined = pd.concat(frames, ignore_index=True)
-        checked = validate(name, combined[wanted], wanted)
+        try:
+            checked = validate(name, combined[wanted], wanted)
+        except Exception:  # noqa: BLE001 - find and name the file that does not validate
+            for frame, path in zip(frames, paths.values()):
+                self._validated(name, frame[wanted], path, wanted)
+            raise
         return pd.concat([combined[key], checked], axis=1) if key else checked
 
-    @staticmethod
-    def _read_file(name: str, path: Path, columns=None, filters=None) -> pd.DataFrame:
-        return pq.read_table(path, columns=columns, filters=filters).to_pandas(date_as_object=False)
+    def _read_file(self, name: str, path: Path, columns=None, filters=None) -> pd.DataFrame:
+        try:
+            return pq.read_table(path, columns=columns, filters=filters).to_pandas(date_as_object=False)
+        except (OSError, pa.ArrowException, ValueError, KeyError) as exc:
+            raise CorruptPartition(name, self._value_of(name, path), path, _reason(exc)) from None
+
+    def _value_of(self, name: str, path: Path):
+        part = DATASETS[name].partition
+        return None if part is None else Path(path).parent.name[len(part) + 1:]
+
+    def _validated(self, name: str, frame: pd.DataFrame, path: Path, columns=None) -> pd.DataFrame:
+        try:
+            return validate(name, frame, columns) if columns is not None else validate(name, frame)
+        except Exception as exc:  # noqa: BLE001 - pandera raises several types; all mean "foreign file"
+            raise CorruptPartition(name, self._value_of(name, path), path, _reason(exc)) from None
+
+    # ---- health ---------------------------------------------------------------------------------
+    def expected_schema(self, name: str) -> pa.Schema:
+        """The Arrow schema :meth:`write` gives a file of ``name`` (field names and types)."""
+        frame = validate(name, empty(name))
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        for column in DATASETS[name].date_columns:
+            i = table.schema.get_field_index(column)
+            table = table.set_column(i, column, table.column(i).cast(pa.date32()))
+        return table.schema
+
+    def files(self, name: str) -> list[tuple[object, Path]]:
+        """(partition value or None, path) of every stored file of ``name``."""
+        if DATASETS[name].partition is None:
+            return [(None, self.partition_path(name))] if self.exists(name) else []
+        return [(value, self.partition_path(name, value)) for value in self.partitions(name)]
+
+    def check_file(self, name: str, path: Path) -> str | None:
+        """None when the file's footer opens and its schema is the dataset's; else why not. Reads
+        the footer only, never the rows."""
+        try:
+            got = pq.read_schema(path)
+        except (OSError, pa.ArrowException, ValueError) as exc:
+            return _reason(exc)
+        want = self.expected_schema(name)
+        got_fields = {f.name: f.type for f in got}
+        problems = [f"missing column {f.name}" for f in want if f.name not in got_fields]
+        problems += [f"column {f.name} is {got_fields[f.name]}, expected {f.type}" for f in want
+                     if f.name in got_fields and not _compatible(got_fields[f.name], f.type)]
+        extra = sorted(set(got_fields) - {f.name for f in want} - {"__index_level_0__"})
+        problems += [f"unexpected column {c}" for c in extra]
+        return "; ".join(problems) or None
+
+    def quarantine(self, path: Path, stamp: str) -> Path:
+        """Move ``path`` to ``<root>/quarantine/<stamp>/<path relative to root>`` (a rename, so
+        nothing is deleted without a copy); returns the new location."""
+        path = Path(path)
+        target = self.root / QUARANTINE / stamp / path.resolve().relative_to(self.root.resolve())
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+        _fsync_dir(path.parent)
+        return target
 
     def clean_temporaries(self) -> int:
         """Remove temporary files left by a killed writer; returns how many were removed."""
@@ -162,3 +232,23 @@ class Store:
                 tmp.unlink(missing_ok=True)
                 removed += 1
         return removed
+
+
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}"
+
+
+def _compatible(got: pa.DataType, want: pa.DataType) -> bool:
+    if got == want:
+        return True
+    if pa.types.is_timestamp(got) and pa.types.is_timestamp(want):
+        return (got.tz is None) == (want.tz is None)
+    if pa.types.is_dictionary(got):
+        got = got.value_type
+    if pa.types.is_dictionary(want):
+        want = want.value_type
+    if (pa.types.is_string(got) or pa.types.is_large_string(got)) and \
+            (pa.types.is_string(want) or pa.types.is_large_string(want)):
+        return True
+    return False

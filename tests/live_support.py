@@ -5,6 +5,8 @@ import json
 import sqlite3
 from pathlib import Path
 
+import pandas as pd
+
 from pipeline.config import Config
 from pipeline.sources.http import CACHE_FILE
 from pipeline.sources.live import LiveSource
@@ -14,8 +16,11 @@ TOKEN = "tok-SECRET-7f3a9c51e0"
 APIKEY = "AVKEY-SECRET-19d2e8b4"
 
 
-def vendor_env(server, token: str = TOKEN, apikey: str = APIKEY) -> dict:
-    return {"TRADIER_TOKEN": token, "ALPHAVANTAGE_API_KEY": apikey,
+def vendor_env(server, token: str = TOKEN, apikey: str = APIKEY, today=None) -> dict:
+    """Credentials and URLs of the loopback vendor; ``PIPELINE_TODAY`` is the day it serves unless
+    ``today`` says otherwise (a live source serves only the current session)."""
+    today = pd.Timestamp(server.as_of if today is None else today).date().isoformat()
+    return {"TRADIER_TOKEN": token, "ALPHAVANTAGE_API_KEY": apikey, "PIPELINE_TODAY": today,
             "TRADIER_BASE_URL": server.tradier_url, "ALPHAVANTAGE_BASE_URL": server.alphavantage_url}
 
 

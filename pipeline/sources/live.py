@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
+from pipeline.clock import TODAY_ENV, session_window_utc
 from pipeline.schemas import DATASETS
 from pipeline.sources import alphavantage, tradier
 from pipeline.sources.base import SourceError, SourceUnavailable
@@ -136,6 +137,7 @@ class LiveSource:
             frame, skipped = self.av.calendar(_horizon(horizon_days, self.calendar_horizon), _day(as_of))
             for symbol, reason in skipped:
                 self.failures.add(symbol, stage, reason)
+        _reject_stale_calendar(frame, as_of)
         inside = (frame["report_date"] >= as_of) & (frame["report_date"] <= as_of + pd.Timedelta(days=horizon_days))
         frame = frame[inside].drop_duplicates(["ticker", "report_date"])
         return _finish_frame(frame, "calendar", alphavantage.VENDOR, ["ticker", "report_date"])
@@ -193,7 +195,36 @@ class LiveSource:
         frame = _concat(list(found.values()), tradier.CHAIN_FIELDS)
         frame["underlying_price"] = frame["ticker"].map(spots).astype("float64")
         frame["snapshot_time"] = pd.Timestamp(self.http.clock.time(), unit="s", tz="UTC")   # when pulled
+        frame = self._reject_other_session(frame, as_of, "pull-chains")
         return _finish_frame(frame, "chains", tradier.VENDOR, ["ticker", "expiration", "option_type", "strike"])
+
+    def _reject_other_session(self, frame: pd.DataFrame, as_of: pd.Timestamp, stage: str) -> pd.DataFrame:
+        """Drop chains the vendor served for another session: every quote stamp of the ticker (or
+        the pull time) outside the as-of session. All of them stale: the stage fails, naming the
+        vendor and the times, so nothing stored is replaced."""
+        if frame.empty:
+            return frame
+        lo, hi = session_window_utc(as_of)
+        where = f"the as-of session {as_of.date()} ({lo:%Y-%m-%d %H:%M} to {hi:%Y-%m-%d %H:%M} UTC)"
+        if "snapshot_time" in frame and not os.environ.get(TODAY_ENV):     # a faked today has no real pull time
+            pulled = pd.Timestamp(frame["snapshot_time"].iloc[0])
+            if not lo < pulled < hi:
+                raise SourceError(f"{tradier.VENDOR}: chains pulled at {pulled:%Y-%m-%d %H:%M} UTC, outside {where}; "
+                                  "nothing stored was replaced")
+        stamps = pd.to_datetime(frame["quote_time"], utc=True)
+        current = ((stamps > lo) & (stamps < hi)).groupby(frame["ticker"]).any()
+        stale = sorted(current.index[~current])
+        if not stale:
+            return frame
+        span = stamps[frame["ticker"].isin(stale)]
+        times = f"quote stamps {span.min():%Y-%m-%d %H:%M} to {span.max():%Y-%m-%d %H:%M} UTC"
+        if len(stale) == len(current):
+            raise SourceError(f"{tradier.VENDOR} served chains for another session: {times}, outside {where}; "
+                              "nothing stored was replaced")
+        for ticker in stale:
+            self.failures.add(ticker, stage, f"{tradier.VENDOR} served this chain for another session ({times}, "
+                                             f"outside {where})")
+        return frame[~frame["ticker"].isin(stale)]
 
     def _underlying_prices(self, tickers: list[str], as_of: pd.Timestamp, stage: str) -> dict[str, float]:
         """Last price per ticker from batched quotes; tickers without one get no chains."""
@@ -207,6 +238,20 @@ class LiveSource:
 
     def close(self) -> None:
         self.http.close()
+
+
+def _reject_stale_calendar(frame: pd.DataFrame, as_of: pd.Timestamp) -> None:
+    """A calendar served today lists reports from about today on; one listing reports before the
+    previous session was served for an earlier day (a stale cache or mirror)."""
+    if frame.empty:
+        return
+    from pipeline.sessions import previous_sessions
+
+    earliest = pd.Timestamp(frame["report_date"].min())
+    previous = pd.Timestamp(previous_sessions([as_of])[0])
+    if earliest < previous:
+        raise SourceError(f"{alphavantage.VENDOR} served an earnings calendar for another day: it lists reports "
+                          f"from {earliest.date()}, before the as-of session {as_of.date()}; nothing stored was replaced")
 
 
 def _base_url(env, variable: str, configured: str, key: str) -> str:

@@ -1,0 +1,50 @@
+"""What "today" is, and the current NYSE session.
+
+``PIPELINE_TODAY=YYYY-MM-DD`` overrides today's date in New York. It is a testing hook (the tests
+never depend on the wall clock) and a way to replay an operator's view of a given day; leave it
+unset in production.
+"""
+from __future__ import annotations
+
+import os
+from datetime import datetime
+
+import pandas as pd
+
+TODAY_ENV = "PIPELINE_TODAY"
+
+
+def today(environ=None) -> pd.Timestamp:
+    """Today's date in New York (midnight, naive), or ``PIPELINE_TODAY`` when set."""
+    from pipeline import sessions
+
+    env = os.environ if environ is None else environ
+    text = env.get(TODAY_ENV, "").strip()
+    if text:
+        try:
+            return pd.Timestamp(datetime.strptime(text, "%Y-%m-%d"))
+        except ValueError:
+            raise ValueError(f"environment variable {TODAY_ENV}={text!r} is not a date in YYYY-MM-DD form") from None
+    from zoneinfo import ZoneInfo
+
+    return pd.Timestamp(datetime.now(ZoneInfo(sessions.NEW_YORK)).date())
+
+
+def current_session(environ=None) -> pd.Timestamp:
+    """The NYSE session on or before today in New York: the only one a live vendor serves."""
+    from pipeline import sessions
+
+    return sessions.session_on_or_before(today(environ))
+
+
+def session_window_utc(session) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """(previous session's close, next session's open) in UTC: a quote stamped strictly inside
+    this interval was taken during or after ``session`` and before the next one began."""
+    from pipeline import sessions
+
+    cal = sessions._calendar()
+    session = pd.Timestamp(session)
+    i = cal.sessions.get_loc(session)
+    prev_close = cal.closes.iloc[i - 1] if i > 0 else cal.opens.iloc[i] - pd.Timedelta(hours=12)
+    next_open = cal.opens.iloc[i + 1] if i + 1 < len(cal.sessions) else cal.closes.iloc[i] + pd.Timedelta(hours=12)
+    return pd.Timestamp(prev_close).tz_convert("UTC"), pd.Timestamp(next_open).tz_convert("UTC")
