@@ -67,7 +67,7 @@ def test_the_run_finishes_partial_and_healthy_tickers_are_ranked(broken_run):
 
 @pytest.mark.parametrize("kind,reason", [
     ("no_chain", "implied: no option chain"),
-    ("crossed_chain", "implied: no usable straddle quotes"),
+    ("crossed_chain", "implied: no volatility near the forward"),
     ("nan_spot", "implied: no option chain"),
     ("missing_prices", "history: no past reports with prices"),
     ("absurd_prices", "history: no past reports with prices"),

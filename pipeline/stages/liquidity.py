@@ -43,7 +43,7 @@ def liquidity_tier(straddle_spread: pd.Series, min_open_interest: pd.Series, exp
     short = base >= LIQUIDITY_TIER_NAMES.index("WARNING")
     max_spread, min_oi = levels["max_spread"][above], levels["min_open_interest"][above]
     index = straddle_spread.index
-    fmt = lambda values, digits: pd.Series(values, index=index).map(f"{{:.{digits}f}}".format)
+    fmt = lambda values, digits: pd.Series(values, index=index, dtype=float).map(f"{{:.{digits}f}}".format).astype("str")
     parts = pd.DataFrame({
         "quote": pd.Series("no two-sided straddle quote at the traded strike", index=index).where(short & np.isnan(spread)),
         "spread": ("straddle spread " + fmt(spread, 3) + " > " + fmt(max_spread, 3)).where(short & (spread > max_spread)),

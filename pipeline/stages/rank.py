@@ -39,7 +39,7 @@ def signal_vrp(vrp_plain: pd.Series, vrp_event: pd.Series) -> tuple[pd.Series, p
 def skip_reason(signal: pd.Series, basis: pd.Series, tiers: dict) -> pd.Series:
     """"vrp: event VRP 0.89 < 1.20 (MARGINAL)" for every SKIP (signal below the lowest tier); else null."""
     lowest_name, lowest = list(tiers.items())[-1]
-    text = ("vrp: " + basis + " VRP " + signal.round(2).map("{:.2f}".format) + f" < {lowest:.2f} ({lowest_name})")
+    text = "vrp: " + basis + " VRP " + signal.map("{:.2f}".format).astype("str") + f" < {lowest:.2f} ({lowest_name})"
     return text.where(signal < lowest).astype("str")
 
 
