@@ -49,6 +49,7 @@ COLUMNS: dict[str, tuple[str, int | None, str]] = {
     "straddle_spread": ("fraction", 4, "(call spread + put spread) / straddle mid"),
     "min_leg_open_interest": ("contracts", 0, "smaller open interest of the two straddle legs"),
     "min_leg_volume": ("contracts", 0, "smaller daily volume of the two straddle legs"),
+    "expiration_volume": ("contracts", 0, "volume over every strike of the event expiration (can lower the tier one step)"),
     "score_vrp": ("points", 4, "VRP contribution to the score"),
     "score_consistency": ("points", 4, "consistency contribution to the score"),
     "score_skew": ("points", 4, "skew contribution to the score"),

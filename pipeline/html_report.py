@@ -34,12 +34,12 @@ CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:24px;color:#1b2631;background:#fff}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}p.meta{color:#566573;margin:0 0 16px}
 table{border-collapse:collapse;font-size:12px}th,td{padding:3px 6px;border-bottom:1px solid #e5e8e8;text-align:right;white-space:nowrap}
-th{background:#1b2631;color:#fff;position:sticky;top:0}td.t{text-align:left}td.reason{text-align:left;white-space:normal;min-width:220px;color:#566573}
+th{background:#1b2631;color:#fff;position:sticky;top:0}td.t{text-align:left}td.reason{text-align:left;white-space:normal;min-width:320px;font-size:11px;color:#566573}
 tr.degraded td{background:#fef9e7}tr.failed td{background:#f2f3f4;color:#7f8c8d}
 .tier{padding:1px 6px;border-radius:3px;font-weight:600;color:#fff}
 .EXCELLENT{background:#1e8449}.GOOD{background:#2e86c1}.MARGINAL{background:#b7950b}.SKIP{background:#7f8c8d}
 .WARNING{background:#ca6f1e}.REJECT{background:#c0392b}
-.ok{color:#1e8449;font-weight:600}.degraded-s{color:#ca6f1e;font-weight:600}.failed-s{color:#c0392b;font-weight:600}
+.st-ok{color:#1e8449;font-weight:600}.st-degraded{color:#ca6f1e;font-weight:600}.st-failed{color:#c0392b;font-weight:600}
 .charts{display:flex;flex-wrap:wrap;gap:12px}.charts svg{max-width:100%;height:auto}
 .event{border:1px solid #e5e8e8;border-radius:6px;padding:8px;margin:10px 0}
 """
@@ -51,7 +51,7 @@ def _cell(column: str, value) -> str:
     if column in ("vrp_tier", "liquidity_tier"):
         return f'<td class="t"><span class="tier {html.escape(str(value))}">{html.escape(str(value))}</span></td>'
     if column == "status":
-        return f'<td class="t"><span class="{"ok" if value == "ok" else html.escape(str(value)) + "-s"}">{html.escape(str(value))}</span></td>'
+        return f'<td class="t"><span class="st-{html.escape(str(value))}">{html.escape(str(value))}</span></td>'
     if column == "reason":
         return f'<td class="reason">{html.escape(str(value))}</td>'
     if isinstance(value, (float, np.floating)):
