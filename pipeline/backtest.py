@@ -55,6 +55,7 @@ class Result:
 def candidates(settings: Settings, exit_date: pd.Timestamp) -> pd.DataFrame:
     """The priced events of the entry session before ``exit_date`` that react on it, with the
     entry and exit quotes of their straddle (one date's task; empty when a snapshot is missing)."""
+    from pipeline.stages.events import upcoming_events
     from pipeline.stages.metrics import compute_metrics
 
     store = Store(settings.root)
@@ -62,7 +63,7 @@ def candidates(settings: Settings, exit_date: pd.Timestamp) -> pd.DataFrame:
     if not (store.exists("calendar", entry) and store.exists("chains", entry)):
         return pd.DataFrame()
     calendar = store.read("calendar", entry)
-    tickers = calendar["ticker"].unique()
+    tickers = upcoming_events(calendar, entry, settings.config.lookahead_days)["ticker"].unique()
     metrics = compute_metrics(entry, calendar=calendar, history=store.scan("earnings_history", tickers=tickers),
                               prices=store.scan("prices", tickers=tickers), chains=store.read("chains", entry),
                               config=settings.config).metrics

@@ -173,8 +173,8 @@ def compute(ctx: Context, as_of: pd.Timestamp) -> pd.DataFrame:
     from pipeline.stages.metrics import compute_metrics
 
     calendar = ctx.store.read("calendar", as_of)
-    # Every metric is per ticker, so the stored history and bars of other tickers are not read.
-    tickers = calendar["ticker"].unique()
+    # Every metric is per event and ticker, so the history and bars of other tickers are not read.
+    _, tickers = window_tickers(ctx, as_of)
     result = compute_metrics(
         as_of,
         calendar=calendar,

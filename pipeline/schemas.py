@@ -8,10 +8,26 @@ naive ``datetime64`` at midnight in pandas and ``date32`` in Parquet; timestamps
 from __future__ import annotations
 
 import copy
+import sys
 from dataclasses import dataclass
 
 import pandas as pd
 import pandera.pandas as pa
+
+
+def _skip_pandera_dask_typing() -> None:
+    """pandera imports dask.dataframe (about a second) to recognise dask index types whenever
+    dask is installed; these schemas are pandas-only, so load pandera's dask typing without it."""
+    if "pandera.typing.dask" in sys.modules or "dask.dataframe" in sys.modules:
+        return
+    sys.modules["dask.dataframe"] = None        # makes `import dask.dataframe` fail inside pandera
+    try:
+        import pandera.typing.dask  # noqa: F401
+    finally:
+        del sys.modules["dask.dataframe"]
+
+
+_skip_pandera_dask_typing()
 from pandera.typing import Series
 
 TIMINGS = ("BMO", "AMC", "DMH", "UNKNOWN")

@@ -10,6 +10,10 @@ import math
 import numpy as np
 from scipy.special import gammaincinv, ndtri
 
+# Streams: one independent hash stream per kind of draw.
+(S_NAME, S_PARAM, S_OVERNIGHT, S_INTRADAY, S_RANGE, S_VOLUME, S_JUMP, S_LAG, S_DMH,
+ S_QUOTE, S_BAD, S_OI, S_TVOL, S_EPS) = range(1, 15)
+
 
 def _mix(x: np.ndarray) -> np.ndarray:
     """splitmix64 finalizer on uint64 arrays (wrapping arithmetic is intended)."""

@@ -16,7 +16,6 @@ The model, per ticker:
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
@@ -26,71 +25,17 @@ from scipy.special import ndtri
 from pipeline import sessions
 from pipeline.black76 import atm_straddle, black76_delta, black76_price
 from pipeline.schemas import DATASETS
-from pipeline.sources.draws import normal, student_t3_unit, uniform
+from pipeline.sources.draws import (S_BAD, S_DMH, S_EPS, S_INTRADAY, S_JUMP, S_LAG, S_OI, S_OVERNIGHT,
+                                    S_QUOTE, S_RANGE, S_TVOL, S_VOLUME, normal, student_t3_unit, uniform)
+from pipeline.sources.universe import universe
 from pipeline.stages.events import event_expirations
 
 EPOCH = pd.Timestamp("2010-01-04")
 TICK = 0.01
 OVERNIGHT_SHARE = 0.3
 MEAN_REVERSION = 1.0 / 500.0          # per session: a half-life of about 350 sessions
-CLASS_SHARES = ("BRK.B", "BF-B", "LEN.B", "MOG-A", "HEI.A", "BIO-B")
 CHAIN_COLUMNS = list(DATASETS["chains"].model.to_schema().columns)
-_LETTERS = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
 
-# Streams: one independent hash stream per kind of draw.
-(S_NAME, S_PARAM, S_OVERNIGHT, S_INTRADAY, S_RANGE, S_VOLUME, S_JUMP, S_LAG, S_DMH,
- S_QUOTE, S_BAD, S_OI, S_TVOL, S_EPS) = range(1, 15)
-
-
-@functools.lru_cache(maxsize=8)
-def _universe(seed: int, size: int) -> pd.DataFrame:
-    names: list[str] = []
-    used: set[str] = set()
-    for i in range(size):
-        if i % 97 == 13 and len(names) // 97 < len(CLASS_SHARES):
-            name = CLASS_SHARES[len([n for n in names if n in CLASS_SHARES])]
-        else:
-            attempt = 0
-            while True:
-                u = uniform(seed, S_NAME, i, attempt, np.arange(5))
-                length = 1 + int(u[0] * 4)
-                name = "".join(_LETTERS[(u[1:1 + length] * 26).astype(int)])
-                if name not in used and name not in CLASS_SHARES:
-                    break
-                attempt += 1
-        used.add(name)
-        names.append(name)
-    ids = np.arange(size)
-    u = [uniform(seed, S_PARAM, ids, k) for k in range(12)]
-    growth = u[0] < 0.35
-    liquidity = u[1] ** 0.7
-    spot0 = np.exp(np.log(8.0) + (np.log(900.0) - np.log(8.0)) * u[2])
-    jump_std = np.where(growth, 0.045 + 0.075 * u[3], 0.015 + 0.03 * u[3])
-    # Premium lognormal around 1.2 (DESIGN §7: implied exceeds realized by 10-40% on average,
-    # widely dispersed, some names underpriced).
-    true_premium = np.clip(1.2 * np.exp(0.28 * ndtri(u[4])), 0.6, 2.6)
-    timing_u = u[5]
-    timing = np.where(timing_u < 0.47, "BMO", np.where(timing_u < 0.94, "AMC", "DMH"))
-    return pd.DataFrame({
-        "ticker": pd.array(names, dtype="str"),
-        "ticker_id": ids,
-        "growth": growth,
-        "liquidity": liquidity,
-        "spot0": spot0,
-        "diffusive_vol": np.where(growth, 0.30 + 0.30 * u[6], 0.14 + 0.16 * u[6]),
-        "jump_std": jump_std,
-        "fat_tailed": u[7] < 0.3,
-        "true_premium": true_premium,
-        "usual_timing": timing,
-        "vendor_knows_timing": u[8] >= 0.06,
-        "fiscal_offset_months": (u[9] * 3).astype(int),
-        "report_lag_days": 18 + (u[10] * 28).astype(int),
-        "dividend_yield": np.where(u[11] < 0.4, 0.0, 0.035 * u[11]),
-        "smile_slope": -0.04 - 0.10 * uniform(seed, S_PARAM, ids, 20),
-        "smile_curvature": 0.015 + 0.04 * uniform(seed, S_PARAM, ids, 21),
-        "concave_before_event": uniform(seed, S_PARAM, ids, 22) < 0.2,
-        "weeklies": liquidity > 0.35,
-    })
 
 
 class SyntheticMarket:
@@ -104,6 +49,7 @@ class SyntheticMarket:
         self.rate = float(rate)
         self.archive_dir = archive_dir   # when set, every answer is kept as received, plus the truth
         self._simulated = None           # (horizon, sessions, bars) of the whole universe
+        self._truth_request = None       # (as_of, horizon) of the last calendar answered
 
     def _archive(self, dataset: str, day, frame: pd.DataFrame, name: str | None = None) -> pd.DataFrame:
         if self.archive_dir is not None:
@@ -121,12 +67,16 @@ class SyntheticMarket:
         return {}          # no vendor behind it
 
     def close(self) -> None:
-        pass
+        """Write the ground truth as of the last calendar asked for (once per run, however many
+        dates it fetched)."""
+        if self.archive_dir is not None and self._truth_request is not None:
+            self._keep(self.truth_events(*self._truth_request), "truth_events.parquet")
+            self._truth_request = None
 
     # ---- universe and events -------------------------------------------------------------
     @property
     def universe(self) -> pd.DataFrame:
-        return _universe(self.seed, self.universe_size)
+        return universe(self.seed, self.universe_size)
 
     def _params(self, tickers) -> pd.DataFrame:
         u = self.universe.set_index("ticker")
@@ -263,8 +213,7 @@ class SyntheticMarket:
     def calendar(self, as_of, horizon_days: int) -> pd.DataFrame:
         as_of = pd.Timestamp(as_of)
         ev = self.events(as_of, as_of + pd.Timedelta(days=horizon_days))
-        if self.archive_dir is not None:
-            self._keep(self.truth_events(as_of, horizon_days), "truth_events.parquet")
+        self._truth_request = (as_of, horizon_days)
         return self._archive("calendar", as_of, pd.DataFrame({
             "ticker": ev["ticker"], "report_date": ev["report_date"], "timing": ev["vendor_timing"],
             "fiscal_period_end": ev["fiscal_period_end"], "eps_estimate": ev["estimated_eps"],
