@@ -71,17 +71,10 @@ def round_for_csv(frame):
     return out
 
 
-def markdown_table(columns=None) -> str:
-    """The README table: one row per report column (``columns``: which and in which order)."""
-    from pipeline.report import REPORT_COLUMNS
-
-    names = REPORT_COLUMNS if columns is None else columns
+def markdown_table(columns) -> str:
+    """The README table: one row per report column, in the order of ``columns``."""
     lines = ["| column | unit | meaning |", "|---|---|---|"]
-    for name in names:
+    for name in columns:
         unit, _, meaning = COLUMNS.get(name, ("?", None, "undocumented"))
         lines.append(f"| `{name}` | {unit} | {meaning} |")
     return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    print(markdown_table())

@@ -62,3 +62,9 @@ def write_report(metrics: pd.DataFrame, root: Path, as_of: pd.Timestamp, config=
         files[path.with_suffix(".html")] = page
     replace_together(files, remove=() if page is not None else (path.with_suffix(".html"),))
     return path, frame
+
+
+if __name__ == "__main__":      # the README's table of report columns
+    from pipeline.columns import markdown_table
+
+    print(markdown_table(REPORT_COLUMNS))
