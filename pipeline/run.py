@@ -162,7 +162,7 @@ def _locked_run(command, dates, steps, settings, gate, engine, scheduler) -> Out
         if any(name in jobs.FETCH_STEPS for name in steps):
             ctx.source = sources.make_source(config, root, ctx.failures)
         ranged = [s for s in steps if s in jobs.RANGE_STEPS]
-        first = steps.index(ranged[0]) if ranged else len(steps)
+        first = steps.index(ranged[0]) if ranged else 0
         before, after = steps[:first], [s for s in steps[first:] if s not in ranged]
         for as_of in dates:                    # per-date steps before the once-per-run ones
             for name in progress(before, f"{as_of.date()}", "step"):

@@ -138,6 +138,9 @@ class Store:
         dataset = DATASETS[name]
         schema = dataset.model.to_schema()
         wanted = list(schema.columns) if columns is None else [c for c in schema.columns if c in set(columns)]
+        # The row key (the schema's unique columns) is read too, so a projection still validates.
+        unique = set(schema.unique or [])
+        wanted_out, wanted = wanted, [c for c in schema.columns if c in set(wanted) | unique]
         filters = None if tickers is None else [("ticker", "in", sorted(set(tickers)))]
         if dataset.partition is None:
             paths = {None: self.partition_path(name)} if self.exists(name) else {}
@@ -153,7 +156,7 @@ class Store:
             frames.append(frame)
         key = [] if dataset.partition in (None, "year") else [dataset.partition]
         if not frames:
-            frame = empty(name)[wanted]
+            frame = empty(name)[wanted_out]
             if key:
                 frame.insert(0, key[0], pd.Series(dtype="datetime64[ns]"))
             return frame
@@ -164,6 +167,7 @@ class Store:
             for frame, path in zip(frames, paths.values()):
                 self._validated(name, frame[wanted], path, wanted)
             raise
+        checked = checked[wanted_out]
         return pd.concat([combined[key], checked], axis=1) if key else checked
 
     def _read_file(self, name: str, path: Path, columns=None, filters=None) -> pd.DataFrame:

@@ -165,3 +165,196 @@ def test_3_a_past_live_chain_that_cannot_be_refetched_stops_with_the_recovery(go
     assert result.exit_code == 1, result.output
     assert str(bad) in result.output and f"mv {bad}" in result.output
     assert "Traceback" not in result.output and snapshot(root) == before
+
+
+# ---- 4. dates ------------------------------------------------------------------------------------
+
+def test_4_future_and_too_early_dates_exit_2_with_the_real_range_and_write_nothing(good_root, tmp_path, config):
+    root = copy(good_root, tmp_path)
+    before = snapshot(root)
+    future = cli(root, config, "rank", "--date", "2030-01-02")
+    assert future.exit_code == 2, future.output
+    assert "2030-01-02 is in the future" in future.output and f"to the current session {TODAY}" in future.output
+    early = cli(root, config, "rank", "--date", "2012-01-03")
+    assert early.exit_code == 2 and "supported as-of dates are 2012-01-13" in early.output, early.output
+    assert snapshot(root) == before
+    # A future partition (written before this rule existed) is a doctor FAIL, not "fresh".
+    shutil.copytree(root / "parquet" / "calendar" / f"asof={DATE}", root / "parquet" / "calendar" / "asof=2030-01-02")
+    doctor = cli(root, config, "doctor")
+    assert doctor.exit_code == 1 and "after the current session" in doctor.output
+
+
+def test_4_today_and_yesterday_are_dates():
+    from pipeline.cli import resolve_date
+
+    assert resolve_date("today") == pd.Timestamp(TODAY)
+    assert resolve_date("yesterday") == pd.Timestamp("2026-11-30")
+
+
+# ---- 5. operational errors: a message and an exit code, never a traceback -----------------------
+
+def test_5_unwritable_lock_log_and_manifest_end_with_a_message(good_root, tmp_path, config, monkeypatch):
+    import errno
+    import logging
+
+    import pipeline.runlog as runlog
+
+    root = copy(good_root, tmp_path)
+
+    class DeniedLock:
+        def __init__(self, path, timeout):
+            self.path = path
+
+        def acquire(self):
+            raise PermissionError(errno.EACCES, "Permission denied", self.path)
+
+    with monkeypatch.context() as m:
+        m.setattr(runlog, "FileLock", DeniedLock)
+        result = cli(root, config, "compute", "--date", DATE)
+    assert result.exit_code == 1 and "Permission denied" in result.output and ".pipeline.lock" in result.output
+    assert "Traceback" not in result.output
+
+    logging.getLogger("pipeline").handlers.clear()       # the next run opens its log again
+    with monkeypatch.context() as m:
+        def denied(self):
+            raise PermissionError(errno.EACCES, "Permission denied", self.baseFilename)
+        m.setattr(logging.FileHandler, "_open", denied)
+        result = cli(root, config, "compute", "--date", DATE)
+    assert result.exit_code == 1 and "cannot write the log" in result.output and "Traceback" not in result.output
+
+    real = runlog.atomic_write_bytes
+
+    def no_runs(path, write):
+        if "runs" in path.parts:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path.parent))
+        return real(path, write)
+
+    with monkeypatch.context() as m:
+        m.setattr(runlog, "atomic_write_bytes", no_runs)
+        result = cli(root, config, "compute", "--date", DATE)
+    assert result.exit_code == 1 and "the run manifest could not be written" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_5_disk_full_in_the_log_and_in_the_report_keeps_metrics_and_report_together(good_root, tmp_path, config,
+                                                                                     monkeypatch):
+    """Simulated ENOSPC (the suite cannot count on mounting a small tmpfs)."""
+    import errno
+    import logging
+
+    import pipeline.report as report
+    import pipeline.runlog as runlog
+
+    root = copy(good_root, tmp_path)
+    before = snapshot(root)
+    logging.getLogger("pipeline").handlers.clear()
+
+    def full_log(self, record):
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            self.handleError(record)
+
+    def full_report(metrics, root, as_of, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(root / "reports"))
+
+    monkeypatch.setattr(runlog._QuietFileHandler, "emit", full_log)
+    monkeypatch.setattr(report, "write_report", full_report)
+    # A changed config would change the metrics: they must not be replaced when the report fails.
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(SETTINGS | {"score_weights": {"vrp": 0.7, "consistency": 0.1, "skew": 0.1,
+                                                                     "liquidity": 0.1}}))
+    result = cli(root, changed, "rank", "--date", DATE)
+    assert result.exit_code == 1, result.output
+    assert "No space left on device" in result.output and "the disk is full" in result.output
+    assert result.output.count("cannot write the log") == 1 and "Traceback" not in result.output
+    assert snapshot(root) == before
+
+
+# ---- 6. SIGINT / SIGTERM -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name,n", [("SIGINT", 1), ("SIGTERM", 4), ("SIGTERM", 9), ("SIGINT", 12)])
+def test_6_signals_leave_a_manifest_and_a_rerun_equals_an_uninterrupted_run(good_root, tmp_path, config, name, n):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = tmp_path / "data"
+    helper = Path(__file__).with_name("signal_helper.py")
+    env = {**__import__("os").environ, "PIPELINE_TODAY": TODAY}
+    cmd = [sys.executable, str(helper), name, str(n), "--", "--data-dir", str(root), "--config", str(config),
+           "daily", "--date", DATE]
+    died = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert died.returncode == {"SIGINT": 130, "SIGTERM": 143}[name], died.stderr[-3000:]
+    assert "Traceback" not in died.stderr and f"interrupted by {name}" in died.stderr
+    manifest = last_manifest(root)
+    assert manifest["interrupted"] == name and manifest["exit_status"] == died.returncode
+    assert list(root.rglob(".tmp-*")) == []
+    rerun = cli(root, config, "daily", "--date", DATE)             # the lock was released
+    assert rerun.exit_code == 0, rerun.output
+    assert snapshot(root) == snapshot(good_root)
+
+
+# ---- 7. exit 3 is explained ----------------------------------------------------------------------
+
+def test_7_exhausted_budget_exits_3_with_one_record_per_ticker_and_a_paragraph(tmp_path, config):
+    settings = SETTINGS | {"source": "live", "live": {"alphavantage_daily_budget": 4, "alphavantage_min_interval": 0.0}}
+    live_config = tmp_path / "live.yaml"
+    live_config.write_text(yaml.safe_dump(settings))
+    with LoopbackVendor(SyntheticMarket(seed=7, universe_size=120), DATE, token=TOKEN, apikey=APIKEY) as server:
+        result = cli(tmp_path / "data", live_config, "daily", "--date", DATE, env=vendor_env(server))
+    assert result.exit_code == 3, result.output
+    failures = last_manifest(tmp_path / "data")["failures"]
+    keys = [(f["ticker"], f["stage"]) for f in failures]
+    assert len(keys) == len(set(keys))
+    deferred = [f for f in failures if f["stage"] == "fetch-history"]
+    assert deferred and all(f["reason"].startswith("deferred") for f in deferred)
+    assert "partial run (exit 3)" in result.output and "Alpha Vantage" in result.output
+    assert "budget resets" in result.output and deferred[0]["ticker"] in result.output
+
+
+# ---- 8. rank names inputs that were never fetched ---------------------------------------------
+
+def test_8_rank_after_widening_the_window_names_what_was_never_fetched(good_root, tmp_path):
+    root = copy(good_root, tmp_path)
+    wider = tmp_path / "wider.yaml"
+    wider.write_text(yaml.safe_dump(SETTINGS | {"lookahead_days": 14}))
+    result = cli(root, wider, "rank", "--date", DATE)
+    assert result.exit_code == 3, result.output
+    assert f"never fetched for {DATE}" in "".join(f["reason"] for f in last_manifest(root)["failures"])
+    assert "partial run (exit 3)" in result.output and "rank-inputs" in result.output
+
+
+# ---- 9. friction ---------------------------------------------------------------------------------
+
+def test_9_options_after_the_sub_command_symbols_load_and_defaults(good_root, tmp_path, config, monkeypatch):
+    from pipeline import load
+    from pipeline.config import parse_config
+
+    result = CliRunner().invoke(main, ["doctor", "--data-dir", str(good_root), "--config", str(config),
+                                       "--source", "synthetic"], env={"PIPELINE_TODAY": TODAY})
+    assert result.exit_code == 0 and str(config) in result.output, result.output
+    assert parse_config({"universe": {"symbols": ["brk.b", " aapl", "AAPL"]}}).symbols == ("BRK.B", "AAPL")
+    with pytest.raises(ValueError, match="unknown dataset 'metric'.*metrics"):
+        load("metric", data_dir=good_root)
+    sunday = load("metrics", date="2026-11-22", data_dir=good_root)
+    pd.testing.assert_frame_equal(sunday, load("metrics", date=DATE, data_dir=good_root))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PIPELINE_CONFIG", raising=False)
+    monkeypatch.delenv("PIPELINE_DATA_DIR", raising=False)
+    elsewhere = CliRunner().invoke(main, ["rank", "--date", "2030-01-01"], env={"PIPELINE_TODAY": TODAY})
+    assert "using built-in defaults" in elsewhere.output and elsewhere.exit_code == 2
+
+
+def test_9_a_rejected_key_is_reported_as_rejected_not_as_not_called(tmp_path):
+    from pipeline.sources.limits import ProviderUnavailable
+
+    with LoopbackVendor(SyntheticMarket(seed=7, universe_size=20), DATE, token=TOKEN, apikey=APIKEY) as server:
+        source = live_source(server, tmp_path, None)
+        server.inject("unauthorized", endpoint="expirations")
+        with pytest.raises(ProviderUnavailable) as first:
+            source.expirations(["AAA"], pd.Timestamp(DATE))
+        assert "not called" not in str(first.value) and "TRADIER_TOKEN" in str(first.value)
+        with pytest.raises(ProviderUnavailable, match="not called"):
+            source.expirations(["AAB"], pd.Timestamp(DATE))
+        source.close()

@@ -38,7 +38,7 @@ from urllib3.exceptions import ProtocolError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from pipeline.sources.base import SourceError
-from pipeline.sources.limits import CircuitBreaker, Clock, HttpError, RequestRejected
+from pipeline.sources.limits import CircuitBreaker, Clock, HttpError, ProviderUnavailable, RequestRejected
 from pipeline.store import atomic_write_bytes
 
 CACHE_FILE = "http_cache.sqlite"
@@ -298,7 +298,8 @@ class HttpClient:
                 raise RequestRejected(vendor, endpoint, symbol, outcome.detail)
             if outcome.kind == FATAL:
                 provider.breaker.trip(outcome.detail)
-                provider.breaker.check(endpoint, symbol)
+                # This call was sent and refused (e.g. a rejected key): say so, not "not called".
+                raise ProviderUnavailable(vendor, endpoint, symbol, outcome.detail)
             if outcome.kind == BROKEN:
                 broken += 1
                 if broken < self.attempts:
