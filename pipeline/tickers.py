@@ -21,3 +21,27 @@ def validate_ticker(symbol, what: str = "ticker") -> str:
 
 def is_valid_ticker(symbol) -> bool:
     return isinstance(symbol, str) and TICKER_RE.fullmatch(symbol) is not None
+
+
+# ---- vendor spellings ------------------------------------------------------------------------
+# The project writes a share class with a dot (BRK.B); Tradier does too, Alpha Vantage uses a
+# hyphen (BRK-B). Clients convert at their edge, both ways, so every dataset holds one spelling.
+CLASS_SEPARATOR = {"tradier": ".", "alphavantage": "-"}
+_CLASS_RE = re.compile(r"^([A-Z][A-Z0-9]{0,5})[.\-]([A-Z0-9]{1,2})$")
+
+
+def to_vendor(symbol: str, vendor: str) -> str:
+    """The vendor's spelling of a project symbol: ``to_vendor("BRK.B", "alphavantage") == "BRK-B"``."""
+    match = _CLASS_RE.fullmatch(symbol)
+    return f"{match[1]}{CLASS_SEPARATOR[vendor]}{match[2]}" if match else symbol
+
+
+def from_vendor(symbol: str, vendor: str) -> str:
+    """The project's spelling of a vendor symbol: ``from_vendor("BRK-B", "alphavantage") == "BRK.B"``."""
+    match = _CLASS_RE.fullmatch(symbol) if isinstance(symbol, str) else None
+    return f"{match[1]}.{match[2]}" if match else symbol
+
+
+def same_symbol(a, b) -> bool:
+    """True when two spellings name the same share class (BRK.B, BRK-B)."""
+    return isinstance(a, str) and isinstance(b, str) and from_vendor(a, "") == from_vendor(b, "")

@@ -31,6 +31,7 @@ import pandas as pd
 
 from pipeline import sessions
 from pipeline.sources.synthetic import SyntheticMarket
+from pipeline.tickers import from_vendor, to_vendor
 
 TRADIER_ROUTES = {
     "/v1/markets/options/expirations": "expirations",
@@ -93,7 +94,7 @@ class Quirks:
 class FakeClock:
     """Shared by the client (sleep advances time at once) and the server (reads the time)."""
 
-    def __init__(self, start: float = 1_795_000_000.0):
+    def __init__(self, start: float = 1_795_212_000.0):     # 2026-11-20 22:00 UTC, after that close
         self.now = start
         self.slept: list[float] = []
         self._lock = threading.Lock()
@@ -128,6 +129,9 @@ class LoopbackVendor:
         self._used = 0
         self._lock = threading.RLock()
         self._chains: dict[str, pd.DataFrame] = {}
+        self._symbols: frozenset[str] | None = None
+        self._spellings: dict[str, str] | None = None
+        self._listed: dict[str, pd.DataFrame] = {}
         self._server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
         self._server.daemon_threads = True
         self._server.vendor = self
@@ -212,21 +216,37 @@ class LoopbackVendor:
     def _listify(self, items: list):
         return items[0] if self.quirks.single_objects and len(items) == 1 else items
 
+    def market_symbol(self, symbol: str) -> str:
+        """The market's ticker for a vendor spelling of it (BRK-B, BRK.B -> BRK.B)."""
+        if self._spellings is None:
+            self._spellings = {from_vendor(t, ""): t for t in self.market.universe["ticker"]}
+        return self._spellings.get(from_vendor(symbol, ""), symbol)
+
     def _known(self, symbol: str) -> bool:
-        return symbol in set(self.market.universe["ticker"])
+        if self._symbols is None:
+            self._symbols = frozenset(self.market.universe["ticker"])
+        return symbol in self._symbols
+
+    def _expirations(self, symbol: str) -> pd.DataFrame:
+        """market.expirations([symbol]), for every known symbol from one call (the market answers
+        ticker by ticker, so the rows are the same; one call per request cost ~20 ms each)."""
+        with self._lock:
+            if not self._listed:
+                listed = self.market.expirations(self.market.universe["ticker"].tolist(), self.as_of)
+                self._listed = {name: rows.reset_index(drop=True) for name, rows in listed.groupby("ticker")}
+            return self._listed[symbol]
 
     def tradier_expirations(self, q: dict) -> dict:
         symbol = q.get("symbol", "")
         if not self._known(symbol):
             return {"expirations": None}
-        dates = self.market.expirations([symbol], self.as_of)["expiration"]
+        dates = self._expirations(symbol)["expiration"]
         return {"expirations": {"date": self._listify([d.date().isoformat() for d in dates])}}
 
     def _full_chain(self, symbol: str) -> pd.DataFrame:
         with self._lock:
             if symbol not in self._chains:
-                listed = self.market.expirations([symbol], self.as_of)
-                self._chains[symbol] = self.market.chains(listed, self.as_of)
+                self._chains[symbol] = self.market.chains(self._expirations(symbol), self.as_of)
             return self._chains[symbol]
 
     def tradier_chains(self, q: dict) -> dict:
@@ -255,7 +275,7 @@ class LoopbackVendor:
         return {
             "symbol": f"{root}{expiry:%y%m%d}{row.option_type}{int(round(row.strike * 1000)):08d}",
             "description": f"{row.ticker} {expiry:%b %d %Y} ${row.strike:g} {kind.title()}",
-            "exch": "Z", "type": "option", "underlying": row.ticker, "root_symbol": row.ticker,
+            "exch": "Z", "type": "option", "underlying": to_vendor(row.ticker, "tradier"), "root_symbol": to_vendor(row.ticker, "tradier"),
             "strike": float(row.strike), "option_type": kind, "expiration_date": expiry.date().isoformat(),
             "expiration_type": "standard" if 15 <= expiry.day <= 21 else "weeklys",
             "bid": float(row.bid), "ask": float(row.ask), "last": float(row.last) if traded else None,
@@ -277,13 +297,13 @@ class LoopbackVendor:
         if known:
             bars = self._closes(known, self.as_of, self.as_of).set_index("ticker")
             body["quote"] = self._listify([
-                {"symbol": s, "description": f"{s} Inc", "exch": "Q", "type": "stock", "last": float(bars.at[s, "close"]),
+                {"symbol": to_vendor(s, "tradier"), "description": f"{s} Inc", "exch": "Q", "type": "stock", "last": float(bars.at[s, "close"]),
                  "open": float(bars.at[s, "open"]), "high": float(bars.at[s, "high"]), "low": float(bars.at[s, "low"]),
                  "close": float(bars.at[s, "close"]), "volume": int(bars.at[s, "volume"]), "bid": None, "ask": None,
                  "trade_date": int(sessions.session_closes_utc([self.as_of])[0].timestamp() * 1000)}
                 for s in known])
         if unmatched:
-            body["unmatched_symbols"] = {"symbol": self._listify(unmatched)}
+            body["unmatched_symbols"] = {"symbol": self._listify([to_vendor(s, "tradier") for s in unmatched])}
         return {"quotes": body}
 
     def tradier_history(self, q: dict) -> dict:
@@ -320,7 +340,7 @@ class LoopbackVendor:
         with_time = not self.quirks.no_time_of_day
         writer.writerow(header + (["timeOfTheDay"] if with_time else []))
         for row in cal.itertuples(index=False):
-            line = [row.ticker, f"{row.ticker} Holdings, Inc.", row.report_date.date().isoformat(),
+            line = [to_vendor(row.ticker, "alphavantage"), f"{row.ticker} Holdings, Inc.", row.report_date.date().isoformat(),
                     row.fiscal_period_end.date().isoformat(), "" if np.isnan(row.eps_estimate) else repr(row.eps_estimate),
                     "USD"]
             writer.writerow(line + ([AV_TIMINGS[row.timing]] if with_time else []))
@@ -348,7 +368,7 @@ class LoopbackVendor:
             elif row.timing != "UNKNOWN":     # older entries carry no reportTime at all
                 entry["reportTime"] = AV_TIMINGS[row.timing]
             quarterly.append(entry)
-        return {"symbol": symbol, "annualEarnings": [], "quarterlyEarnings": quarterly}
+        return {"symbol": to_vendor(symbol, "alphavantage"), "annualEarnings": [], "quarterlyEarnings": quarterly}
 
     def av_daily(self, q: dict) -> dict:
         symbol = q.get("symbol", "")
@@ -383,6 +403,9 @@ class _Handler(BaseHTTPRequestHandler):
         vendor: LoopbackVendor = self.server.vendor
         parts = urlsplit(self.path)
         q = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        for key in ("symbol", "symbols"):        # a vendor's spelling (BRK-B at Alpha Vantage) -> the market's
+            if q.get(key):
+                q[key] = ",".join(vendor.market_symbol(s) for s in q[key].split(","))
         if parts.path in TRADIER_ROUTES:
             self._tradier(vendor, TRADIER_ROUTES[parts.path], q)
         elif parts.path == AV_PATH:

@@ -15,13 +15,6 @@ HELPER = Path(__file__).with_name("crash_helper.py")
 DATE = "2026-11-20"
 
 
-@pytest.fixture(scope="module")
-def small_config(tmp_path_factory):
-    path = tmp_path_factory.mktemp("cfg") / "config.yaml"
-    path.write_text("source: synthetic\nsynthetic:\n  seed: 7\n  universe_size: 120\nlookahead_days: 7\n")
-    return path
-
-
 def daily(root, config):
     return CliRunner().invoke(main, ["--data-dir", str(root), "--config", str(config), "daily", "--date", DATE])
 
@@ -32,10 +25,9 @@ def outputs(root: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, small_config):
-    root = tmp_path_factory.mktemp("reference")
-    assert daily(root, small_config).exit_code == 0
-    return outputs(root)
+def reference(small_daily_root):
+    """The outputs of an uninterrupted run of small_config (conftest)."""
+    return outputs(small_daily_root)
 
 
 def killed_run(root, config, mode, n):

@@ -15,15 +15,9 @@ from pipeline.sources.base import SourceUnavailable
 from pipeline.sources.limits import BudgetExhausted, HttpError, ProviderUnavailable, RequestRejected
 from pipeline.sources.live import LiveSource
 from pipeline.sources.payload import PayloadError
-from pipeline.sources.synthetic import SyntheticMarket
 
 AS_OF = pd.Timestamp("2026-11-20")
 SECRETS = [TOKEN, APIKEY]
-
-
-@pytest.fixture(scope="module")
-def market():
-    return SyntheticMarket(seed=7, universe_size=120)
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +26,8 @@ def clock():
 
 
 @pytest.fixture(scope="module")
-def server(market, clock):
-    with LoopbackVendor(market, AS_OF, token=TOKEN, apikey=APIKEY, clock=clock) as vendor:
+def server(small_market, clock):
+    with LoopbackVendor(small_market, AS_OF, token=TOKEN, apikey=APIKEY, clock=clock) as vendor:
         yield vendor
 
 
@@ -56,89 +50,89 @@ def source(vendor, tmp_path, clock):
 
 
 @pytest.fixture(scope="module")
-def tickers(market):
-    return sorted(market.universe["ticker"])[:6]
+def tickers(small_market):
+    return sorted(small_market.universe["ticker"])[:6]
 
 
 def no_secrets(root):
     assert files_containing(root, SECRETS) == []
 
 
-def synthetic_chain(market, ticker):
+def synthetic_chain(small_market, ticker):
     """The synthetic chain of the ticker's first expiration, priced with all its expirations
     listed (as the loopback server does), and that expiration."""
-    listed = market.expirations([ticker], AS_OF)
+    listed = small_market.expirations([ticker], AS_OF)
     first = listed["expiration"].iloc[0]
-    chain = market.chains(listed, AS_OF)
+    chain = small_market.chains(listed, AS_OF)
     return chain[chain["expiration"] == first].reset_index(drop=True), first
 
 
 # ---- no quirk: the very frames the synthetic source returns ---------------------------------
 
-def test_every_source_method_returns_the_synthetic_frames(vendor, source, market):
+def test_every_source_method_returns_the_synthetic_frames(vendor, source, small_market):
     from pipeline.stages.events import event_expirations, upcoming_events
 
     def same(got, expected):
         pd.testing.assert_frame_equal(got.drop(columns="source"), expected.drop(columns="source"))
 
     calendar = source.calendar(AS_OF, 90)
-    same(calendar, market.calendar(AS_OF, 90))
+    same(calendar, small_market.calendar(AS_OF, 90))
     upcoming = upcoming_events(calendar, AS_OF, 7)
     window = sorted(upcoming["ticker"])
-    same(source.earnings_history(window, AS_OF), market.earnings_history(window, AS_OF))
+    same(source.earnings_history(window, AS_OF), small_market.earnings_history(window, AS_OF))
     start = AS_OF - pd.DateOffset(years=4)
-    same(source.prices(window, start, AS_OF), market.prices(window, start, AS_OF))
+    same(source.prices(window, start, AS_OF), small_market.prices(window, start, AS_OF))
     listed = source.expirations(window, AS_OF)
-    pd.testing.assert_frame_equal(listed, market.expirations(window, AS_OF), check_dtype=False)
+    pd.testing.assert_frame_equal(listed, small_market.expirations(window, AS_OF), check_dtype=False)
     wanted = event_expirations(listed, upcoming)
-    same(source.chains(wanted, AS_OF), market.chains(wanted, AS_OF))
+    same(source.chains(wanted, AS_OF), small_market.chains(wanted, AS_OF))
     assert not source.failures
     assert source.call_counts() == {"alphavantage.EARNINGS": len(window), "alphavantage.EARNINGS_CALENDAR": 1,
                                     "tradier.chains": len(wanted), "tradier.expirations": len(window),
                                     "tradier.history": len(window), "tradier.quotes": 1}
 
 
-def test_a_chain_does_not_depend_on_which_other_expirations_are_requested(vendor, source, market, tickers):
-    first_event = market.events(AS_OF, AS_OF + pd.Timedelta(days=120), tickers[:1])["reaction_date"].min()
-    listed = market.expirations(tickers[:1], AS_OF)
+def test_a_chain_does_not_depend_on_which_other_expirations_are_requested(vendor, source, small_market, tickers):
+    first_event = small_market.events(AS_OF, AS_OF + pd.Timedelta(days=120), tickers[:1])["reaction_date"].min()
+    listed = small_market.expirations(tickers[:1], AS_OF)
     after_event = listed[listed["expiration"] >= first_event]
     wanted = after_event.iloc[1:2]                  # skip the event expiration itself
     got = source.chains(wanted, AS_OF)
-    pd.testing.assert_frame_equal(got.drop(columns="source"), market.chains(wanted, AS_OF).drop(columns="source"))
+    pd.testing.assert_frame_equal(got.drop(columns="source"), small_market.chains(wanted, AS_OF).drop(columns="source"))
 
 
 # ---- quirks: tolerated, same data ----------------------------------------------------------
 
-def test_single_object_answers_are_read_as_one_element_lists(vendor, source, market, tickers):
+def test_single_object_answers_are_read_as_one_element_lists(vendor, source, small_market, tickers):
     vendor.quirks.single_objects = True
     day = AS_OF - pd.Timedelta(days=1)
     bars = source.prices(tickers[:1], day, day)             # one "day" object
-    expected = market.prices(tickers[:1], day, day)
+    expected = small_market.prices(tickers[:1], day, day)
     pd.testing.assert_frame_equal(bars.drop(columns="source"), expected.drop(columns="source"))
     assert source.tradier.quotes(tickers[:1], "2026-11-20") == {      # one "quote" object
-        tickers[0]: float(market.prices(tickers[:1], AS_OF, AS_OF)["close"].iloc[0])}
+        tickers[0]: float(small_market.prices(tickers[:1], AS_OF, AS_OF)["close"].iloc[0])}
     assert not source.failures
 
 
-def test_null_greeks_leave_vendor_iv_empty_and_the_rest_intact(vendor, source, market, tickers):
+def test_null_greeks_leave_vendor_iv_empty_and_the_rest_intact(vendor, source, small_market, tickers):
     vendor.quirks.greeks_null = True
-    expected, expiration = synthetic_chain(market, tickers[0])
+    expected, expiration = synthetic_chain(small_market, tickers[0])
     got = source.chains(pd.DataFrame({"ticker": [tickers[0]], "expiration": [expiration]}), AS_OF)
     assert got["vendor_iv"].isna().all() and got["vendor_delta"].isna().all()
     columns = ["strike", "option_type", "bid", "ask", "last", "volume", "open_interest", "underlying_price"]
     pd.testing.assert_frame_equal(got[columns], expected[columns])
 
 
-def test_zero_mid_iv_falls_back_to_smv_vol(vendor, source, market, tickers):
+def test_zero_mid_iv_falls_back_to_smv_vol(vendor, source, small_market, tickers):
     vendor.quirks.zero_mid_iv = True
-    expected, expiration = synthetic_chain(market, tickers[0])
+    expected, expiration = synthetic_chain(small_market, tickers[0])
     got = source.chains(pd.DataFrame({"ticker": [tickers[0]], "expiration": [expiration]}), AS_OF)
     np.testing.assert_array_equal(got["vendor_iv"].to_numpy(), expected["vendor_iv"].to_numpy())
 
 
 @pytest.mark.parametrize("fault", ["null_result", "null_string"])
-def test_null_chain_is_skipped_with_a_reason_and_not_cached(vendor, source, market, tickers, fault):
-    _, expiration = synthetic_chain(market, tickers[0])
+def test_null_chain_is_skipped_with_a_reason_and_not_cached(vendor, source, small_market, tickers, fault):
+    _, expiration = synthetic_chain(small_market, tickers[0])
     vendor.inject(fault, endpoint="chains")
     got = source.chains(pd.DataFrame({"ticker": [tickers[0]], "expiration": [expiration]}), AS_OF)
     assert got.empty
@@ -154,26 +148,26 @@ def test_null_expirations_mean_no_listed_options(vendor, source, tickers):
     assert not [u for u in cached_urls(source_root(source)) if f"symbol={tickers[1]}" in u]
 
 
-def test_calendar_crlf_and_missing_time_of_day(vendor, source, market):
+def test_calendar_crlf_and_missing_time_of_day(vendor, source, small_market):
     vendor.quirks.crlf = True
     got = source.calendar(AS_OF, 90)
-    pd.testing.assert_frame_equal(got.drop(columns="source"), market.calendar(AS_OF, 90).drop(columns="source"))
+    pd.testing.assert_frame_equal(got.drop(columns="source"), small_market.calendar(AS_OF, 90).drop(columns="source"))
     vendor.quirks.no_time_of_day = True
     source.http.session.cache.clear()
     assert set(source.calendar(AS_OF, 90)["timing"]) == {"UNKNOWN"}
 
 
-def test_dmh_is_expressed_as_during_market(vendor, source, market):
-    truth = market.calendar(AS_OF, 90)
+def test_dmh_is_expressed_as_during_market(vendor, source, small_market):
+    truth = small_market.calendar(AS_OF, 90)
     assert "DMH" in set(truth["timing"])
     got = source.calendar(AS_OF, 90)
     assert (got.loc[got["timing"] == "DMH", "ticker"].tolist() == truth.loc[truth["timing"] == "DMH", "ticker"].tolist())
 
 
-def test_invalid_vendor_symbols_are_skipped_with_a_reason(vendor, source, market):
+def test_invalid_vendor_symbols_are_skipped_with_a_reason(vendor, source, small_market):
     vendor.quirks.invalid_symbols = True
     got = source.calendar(AS_OF, 90)
-    pd.testing.assert_frame_equal(got.drop(columns="source"), market.calendar(AS_OF, 90).drop(columns="source"))
+    pd.testing.assert_frame_equal(got.drop(columns="source"), small_market.calendar(AS_OF, 90).drop(columns="source"))
     skipped = {t for t, stage, reason in source.failures if stage == "fetch-calendar" and "invalid ticker" in reason}
     assert skipped == {"brk/b", "TOOLONGSYM", "AB$C"}
     assert not any("brk" in p.name.lower() or "$" in p.name for p in source_root(source).rglob("*"))
@@ -186,8 +180,8 @@ def test_none_strings_in_earnings_history(vendor, source, tickers):
     assert got["reported_eps"].notna().all()
 
 
-def test_unmatched_quote_symbol_skips_the_ticker(vendor, source, market, tickers):
-    _, expiration = synthetic_chain(market, tickers[0])
+def test_unmatched_quote_symbol_skips_the_ticker(vendor, source, small_market, tickers):
+    _, expiration = synthetic_chain(small_market, tickers[0])
     wanted = pd.DataFrame({"ticker": [tickers[0], "ZZZZZ"], "expiration": [expiration, expiration]})
     got = source.chains(wanted, AS_OF)
     assert set(got["ticker"]) == {tickers[0]}
@@ -197,7 +191,7 @@ def test_unmatched_quote_symbol_skips_the_ticker(vendor, source, market, tickers
 
 # ---- failures: retried and succeeded -------------------------------------------------------
 
-def test_500s_are_retried_with_backoff_then_succeed(vendor, source, market, tickers, clock):
+def test_500s_are_retried_with_backoff_then_succeed(vendor, source, small_market, tickers, clock):
     vendor.inject("server_error", endpoint="history", times=2)
     slept = len(clock.slept)
     got = source.prices(tickers[:1], AS_OF - pd.Timedelta(days=10), AS_OF)
@@ -219,10 +213,10 @@ def test_429_storm_waits_for_the_expiry_header_then_succeeds(vendor, source, tic
     assert source.http.stats.throttled["tradier.expirations"] == 3
 
 
-def test_reset_mid_body_is_retried_by_our_loop(vendor, source, market, tickers):
+def test_reset_mid_body_is_retried_by_our_loop(vendor, source, small_market, tickers):
     vendor.inject("reset", endpoint="history")
     got = source.prices(tickers[:1], AS_OF - pd.Timedelta(days=30), AS_OF)
-    expected = market.prices(tickers[:1], AS_OF - pd.Timedelta(days=30), AS_OF)
+    expected = small_market.prices(tickers[:1], AS_OF - pd.Timedelta(days=30), AS_OF)
     pd.testing.assert_frame_equal(got.drop(columns="source"), expected.drop(columns="source"))
     assert vendor.requests["history"] == 2
 
@@ -264,18 +258,18 @@ def test_alpha_vantage_throttle_notices_pause_and_retry(vendor, source, tickers,
     assert len(cached_urls(source_root(source))) == 1
 
 
-def test_throttle_notice_from_the_csv_endpoint_is_not_cached(vendor, source, market):
+def test_throttle_notice_from_the_csv_endpoint_is_not_cached(vendor, source, small_market):
     vendor.inject("av_burst", endpoint="EARNINGS_CALENDAR")
     got = source.calendar(AS_OF, 90)
-    assert len(got) == len(market.calendar(AS_OF, 90))
+    assert len(got) == len(small_market.calendar(AS_OF, 90))
     assert vendor.requests["EARNINGS_CALENDAR"] == 2
     assert len(cached_urls(source_root(source))) == 1
 
 
 # ---- failures: skipped with a reason -------------------------------------------------------
 
-def test_malformed_chain_json_is_skipped_dropped_from_cache_and_not_archived(vendor, source, market, tickers):
-    _, expiration = synthetic_chain(market, tickers[0])
+def test_malformed_chain_json_is_skipped_dropped_from_cache_and_not_archived(vendor, source, small_market, tickers):
+    _, expiration = synthetic_chain(small_market, tickers[0])
     vendor.inject("malformed", endpoint="chains")
     got = source.chains(pd.DataFrame({"ticker": [tickers[0]], "expiration": [expiration]}), AS_OF)
     assert got.empty
@@ -294,8 +288,8 @@ def test_persistent_500s_skip_the_ticker_and_the_rest_continue(vendor, source, t
     assert (ticker, stage) == (tickers[0], "backfill-prices") and "HTTP 500" in reason
 
 
-def test_a_failed_quotes_batch_skips_its_tickers_without_pulling_chains(vendor, source, market, tickers):
-    _, expiration = synthetic_chain(market, tickers[0])
+def test_a_failed_quotes_batch_skips_its_tickers_without_pulling_chains(vendor, source, small_market, tickers):
+    _, expiration = synthetic_chain(small_market, tickers[0])
     vendor.inject("server_error", endpoint="quotes", times=3)
     got = source.chains(pd.DataFrame({"ticker": tickers[:2], "expiration": [expiration] * 2}), AS_OF)
     assert got.empty and vendor.requests["chains"] == 0
@@ -317,9 +311,9 @@ def test_premium_and_error_message_notices_reject_one_call(vendor, source, ticke
     no_secrets(source_root(source))
 
 
-def test_alpha_vantage_daily_prices_are_the_last_100_sessions(vendor, source, market, tickers):
+def test_alpha_vantage_daily_prices_are_the_last_100_sessions(vendor, source, small_market, tickers):
     got = source.av.daily(tickers[0], "2026-11-20")
-    expected = market.prices(tickers[:1], got["date"].iloc[0], AS_OF)
+    expected = small_market.prices(tickers[:1], got["date"].iloc[0], AS_OF)
     assert len(got) == alphavantage.COMPACT_SESSIONS and got["date"].iloc[-1] == AS_OF
     pd.testing.assert_frame_equal(got, expected.drop(columns="source"))
 

@@ -7,19 +7,17 @@ import pytest
 from live_support import APIKEY, TOKEN, live_source
 from loopback import FakeClock, LoopbackVendor
 
-from pipeline.sources.synthetic import SyntheticMarket
-
 AS_OF = pd.Timestamp("2026-11-20")
 
 
 @pytest.fixture(scope="module")
-def market():
-    return SyntheticMarket(seed=7, universe_size=300)
+def tickers(market):
+    """300 names (the first 300 of the default universe), sorted: two and a half windows of 120."""
+    return sorted(market.universe["ticker"][:300])
 
 
-def test_many_tickers_within_120_a_minute_get_no_429_and_a_warm_rerun_sends_nothing(market, tmp_path):
+def test_many_tickers_within_120_a_minute_get_no_429_and_a_warm_rerun_sends_nothing(market, tickers, tmp_path):
     clock = FakeClock()
-    tickers = sorted(market.universe["ticker"])
     with LoopbackVendor(market, AS_OF, token=TOKEN, apikey=APIKEY, allowed_per_window=120,
                         window_seconds=60.0, clock=clock) as server:
         listed = live_source(server, tmp_path, clock).expirations(tickers, AS_OF)
@@ -33,8 +31,8 @@ def test_many_tickers_within_120_a_minute_get_no_429_and_a_warm_rerun_sends_noth
         assert server.total_requests() == 0
 
 
-def test_a_short_real_time_window_is_respected(market, tmp_path):
-    tickers = sorted(market.universe["ticker"])[:60]
+def test_a_short_real_time_window_is_respected(market, tickers, tmp_path):
+    tickers = tickers[:60]
     with LoopbackVendor(market, AS_OF, token=TOKEN, apikey=APIKEY, allowed_per_window=20,
                         window_seconds=0.4) as server:
         began = time.monotonic()

@@ -10,13 +10,11 @@ from live_support import APIKEY, TOKEN, cached_urls, files_containing, vendor_en
 from loopback import LoopbackVendor
 
 from pipeline.cli import main
-from pipeline.sources.synthetic import SyntheticMarket
 from pipeline.stages.events import upcoming_events
 from pipeline.store import Store
 
 DATE = "2026-11-20"
-SETTINGS = {"synthetic": {"seed": 7, "universe_size": 120}, "lookahead_days": 7,
-            "live": {"alphavantage_daily_budget": 500, "alphavantage_min_interval": 0.0}}
+LIVE_SETTINGS = {"source": "live", "live": {"alphavantage_daily_budget": 500, "alphavantage_min_interval": 0.0}}
 
 
 def daily(root, config_path, env=None):
@@ -26,29 +24,29 @@ def daily(root, config_path, env=None):
     return result
 
 
-def live_and_synthetic_runs(base):
-    configs = {}
-    for source in ("synthetic", "live"):
-        configs[source] = base / f"{source}.yaml"
-        configs[source].write_text(yaml.safe_dump({"source": source} | SETTINGS))
-    synthetic = daily(base / "synthetic", configs["synthetic"])
-    market = SyntheticMarket(seed=7, universe_size=120)
-    with LoopbackVendor(market, DATE, token=TOKEN, apikey=APIKEY) as server:
+def live_and_synthetic_runs(base, small_config, small_daily_root, small_market):
+    """Live runs with the settings of the shared synthetic run (conftest's small_daily_root), the
+    loopback vendors serving the same synthetic market."""
+    settings = yaml.safe_load(small_config.read_text()) | LIVE_SETTINGS
+    config = base / "live.yaml"
+    config.write_text(yaml.safe_dump(settings))
+    with LoopbackVendor(small_market, DATE, token=TOKEN, apikey=APIKEY) as server:
         env = vendor_env(server)
-        cold = daily(base / "live", configs["live"], env)
+        cold = daily(base / "live", config, env)
         cold_requests = dict(server.requests)
         server.reset_counts()
-        warm = daily(base / "live", configs["live"], env)
+        warm = daily(base / "live", config, env)
         warm_requests = dict(server.requests)
         rate_limited = server.count(429)
-    return {"synthetic_root": base / "synthetic", "live_root": base / "live", "outputs": [synthetic, cold, warm],
-            "cold": cold_requests, "warm": warm_requests, "429": rate_limited}
+    return {"synthetic_root": small_daily_root, "live_root": base / "live", "outputs": [cold, warm],
+            "cold": cold_requests, "warm": warm_requests, "429": rate_limited,
+            "lookahead_days": settings["lookahead_days"]}
 
 
-def test_live_daily_run(tmp_path):
-    """One cold live run, one warm rerun and one synthetic run feed every check below (separate
-    tests sharing a fixture would repeat the runs on each xdist worker)."""
-    runs = live_and_synthetic_runs(tmp_path)
+def test_live_daily_run(tmp_path, small_config, small_daily_root, small_market):
+    """One cold live run and one warm rerun, compared with the shared synthetic run, feed every
+    check below (separate tests sharing a fixture would repeat the runs on each xdist worker)."""
+    runs = live_and_synthetic_runs(tmp_path, small_config, small_daily_root, small_market)
     live_metrics_and_report_equal_the_synthetic_run(runs)
     a_cold_run_makes_exactly_the_planned_calls(runs)
     a_warm_rerun_asks_the_vendors_nothing(runs)
@@ -69,7 +67,7 @@ def live_metrics_and_report_equal_the_synthetic_run(runs):
 
 def a_cold_run_makes_exactly_the_planned_calls(runs):
     calendar = Store(runs["live_root"]).read("calendar", DATE)
-    window = len(upcoming_events(calendar, pd.Timestamp(DATE), SETTINGS["lookahead_days"]))
+    window = len(upcoming_events(calendar, pd.Timestamp(DATE), runs["lookahead_days"]))
     assert runs["cold"] == {"EARNINGS_CALENDAR": 1, "EARNINGS": window, "history": window,
                             "expirations": window, "quotes": 1, "chains": 2 * window}
     assert runs["429"] == 0

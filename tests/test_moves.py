@@ -7,14 +7,15 @@ from pipeline import sessions
 from pipeline.stages.moves import historical_moves
 
 END = pd.Timestamp("2026-11-20")
+pytestmark = pytest.mark.xdist_group("moves")        # one worker builds `recovered`
 
 
 @pytest.fixture(scope="module")
-def recovered(market):
+def recovered(market, truth):
     tickers = market.universe["ticker"].tolist()[:250]
     history = market.earnings_history(tickers, END)
     prices = market.prices(tickers, "2018-01-02", END)
-    truth = market.truth_events(END, 0)
+    truth = truth(0)
     moves = historical_moves(history, prices, END)
     return moves.merge(truth, on=["ticker", "report_date"], suffixes=("", "_true")), truth[truth.ticker.isin(tickers)]
 

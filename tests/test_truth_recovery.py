@@ -8,10 +8,11 @@ from pipeline.stages.events import event_expirations, upcoming_events
 from pipeline.stages.surface import build_surface
 
 AS_OF = pd.Timestamp("2026-11-20")
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("truth_recovery")]
 
 
 @pytest.fixture(scope="module")
-def recovered(market):
+def recovered(market, truth):
     # A two-week window, known timing only: the truth's reaction session is then the stage's.
     calendar = market.calendar(AS_OF, 90)
     events = upcoming_events(calendar, AS_OF, 14)
@@ -19,7 +20,7 @@ def recovered(market):
     wanted = event_expirations(market.expirations(events["ticker"].tolist(), AS_OF), events)
     chains = market.chains(wanted, AS_OF)
     surface = build_surface(chains, market.rate)
-    truth = market.truth_events(AS_OF, 14)
+    truth = truth(14)
     ts = term.term_structure(term.atm_iv_by_expiration(surface), events).merge(truth, on=["ticker", "report_date"])
     fits = skew.fit_skew(surface).merge(truth, left_on=["ticker", "expiration"],
                                         right_on=["ticker", "event_expiration"])
@@ -65,3 +66,8 @@ def test_skew_recovers_the_put_skew_and_the_concave_pre_earnings_smiles(recovere
     assert (concave["skew_curvature"] < 0).mean() >= 0.8
     assert (convex["skew_curvature"] > 0).mean() >= 0.8
     assert (fitted["rr25"] < 0).mean() >= 0.9          # 25-delta puts richer than calls
+
+
+def test_the_shared_truth_equals_a_direct_call(market, truth):
+    """conftest's ``truth(h)`` cuts one 14-day truth_events to h days; it must be the direct call."""
+    pd.testing.assert_frame_equal(truth(7), market.truth_events(AS_OF, 7))

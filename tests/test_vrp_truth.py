@@ -4,6 +4,7 @@ Every ticker of the default universe reports once a quarter, so running the comp
 each session of a quarter and keeping each event as seen on the session before it reacts covers
 the whole universe once, the way a trader would see it the day before.
 """
+import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import spearmanr
@@ -14,16 +15,28 @@ from pipeline.stages.events import event_expirations, upcoming_events
 from pipeline.stages.metrics import compute_metrics
 
 END = pd.Timestamp("2026-11-20")
+# One compute per session of a quarter (65 calls, ~30-40 s on 2 busy cores): the longest
+# fixture of the suite. Both tests run on one xdist worker so it is built once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("vrp_truth")]
+
+
+def rows_of(frame: pd.DataFrame):
+    """names -> frame[frame["ticker"].isin(names)] (the same rows in the same order), with the row
+    positions of each ticker found once rather than by a pass over every row for each session."""
+    positions = frame.groupby("ticker").indices
+    none = np.empty(0, dtype=np.intp)
+    return lambda names: frame.iloc[np.sort(np.concatenate([positions.get(n, none) for n in names]))]
 
 
 @pytest.fixture(scope="module")
-def day_before_metrics(market):
+def day_before_metrics(market, truth):
     days = sessions.sessions_between("2026-08-20", END)
     tickers = market.universe["ticker"].tolist()
     history = market.earnings_history(tickers, END)
     prices = market.prices(tickers, "2022-06-01", END)
     calendar = market.calendar(days[0], 100)
     config = Config()
+    parts = [rows_of(frame) for frame in (calendar, history, prices)]
     rows = []
     for day in days:
         upcoming = upcoming_events(calendar, day, config.lookahead_days)
@@ -32,13 +45,10 @@ def day_before_metrics(market):
         if names.empty:
             continue
         wanted = event_expirations(market.expirations(names.tolist(), day), upcoming[upcoming.ticker.isin(names)])
-        part = lambda frame: frame[frame["ticker"].isin(names)]
-        result = compute_metrics(day, part(calendar), part(history), part(prices),
-                                 market.chains(wanted, day), config)
+        result = compute_metrics(day, *(part(names) for part in parts), market.chains(wanted, day), config)
         rows.append(result.metrics)
     metrics = pd.concat(rows, ignore_index=True)
-    truth = market.truth_events(END, 1)
-    return metrics.merge(truth[["ticker", "report_date", "true_premium", "implied_move_std"]],
+    return metrics.merge(truth(1)[["ticker", "report_date", "true_premium", "implied_move_std"]],
                          on=["ticker", "report_date"])
 
 

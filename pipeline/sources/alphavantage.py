@@ -18,7 +18,7 @@ import pandas as pd
 from pipeline.sources.http import DAY, HOUR, BodyProblem, HttpClient, Provider, Verdict
 from pipeline.sources.limits import Clock, DailyBudget, SpacedRateLimiter
 from pipeline.sources.payload import Reader, daily_bar
-from pipeline.tickers import is_valid_ticker, validate_ticker
+from pipeline.tickers import from_vendor, is_valid_ticker, same_symbol, to_vendor, validate_ticker
 
 VENDOR = "alphavantage"
 AV_BAR_KEYS = {"open": "1. open", "high": "2. high", "low": "3. low", "close": "4. close", "volume": "5. volume"}
@@ -115,7 +115,7 @@ def parse_calendar(body: bytes) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
         if len(line) != len(header):
             raise r.error(f"CSV line {number} has {len(line)} fields, the header has {len(header)}")
         cell = lambda name: line[at[name]].strip() if name in at else None
-        symbol = cell("symbol")
+        symbol = from_vendor(cell("symbol"), VENDOR)          # BRK-B -> BRK.B
         if not is_valid_ticker(symbol):
             skipped.append((symbol[:24], "invalid ticker symbol in the vendor calendar"))
             continue
@@ -137,7 +137,7 @@ def parse_earnings(body: bytes, symbol: str) -> pd.DataFrame:
     doc = r.mapping(r.json(body), "answer")
     if doc is None or not doc:
         raise r.error("empty answer")
-    if "symbol" in doc and doc["symbol"] != symbol:
+    if "symbol" in doc and not same_symbol(doc["symbol"], symbol):
         raise r.error(f"answer is for symbol {str(doc['symbol'])[:12]!r}")
     if "quarterlyEarnings" not in doc:
         raise r.error("answer has no quarterlyEarnings")
@@ -198,18 +198,18 @@ class AlphaVantageClient:
 
     def earnings(self, symbol: str, day: str) -> pd.DataFrame:
         validate_ticker(symbol, what="alphavantage EARNINGS")
-        return self.http.fetch(VENDOR, "EARNINGS", "", self._params("EARNINGS", symbol=symbol),
+        return self.http.fetch(VENDOR, "EARNINGS", "", self._params("EARNINGS", symbol=to_vendor(symbol, VENDOR)),
                                lambda body: parse_earnings(body, symbol), symbol=symbol,
                                archive_as=(day, f"{symbol}.json"))
 
     def earnings_cached(self, symbol: str) -> bool:
-        return self.http.cached(VENDOR, "", self._params("EARNINGS", symbol=validate_ticker(symbol)))
+        return self.http.cached(VENDOR, "", self._params("EARNINGS", symbol=to_vendor(validate_ticker(symbol), VENDOR)))
 
     def daily(self, symbol: str, day: str) -> pd.DataFrame:
         """The last COMPACT_SESSIONS daily bars (the free tier's limit)."""
         validate_ticker(symbol, what="alphavantage TIME_SERIES_DAILY")
         return self.http.fetch(VENDOR, "TIME_SERIES_DAILY", "",
-                               self._params("TIME_SERIES_DAILY", symbol=symbol, outputsize="compact"),
+                               self._params("TIME_SERIES_DAILY", symbol=to_vendor(symbol, VENDOR), outputsize="compact"),
                                lambda body: parse_daily(body, symbol), symbol=symbol,
                                archive_as=(day, f"{symbol}.json"))
 

@@ -164,10 +164,42 @@ class LiveSource:
     def prices(self, tickers: list[str], start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
         start, end = pd.Timestamp(start), pd.Timestamp(end)
         with self._stage("backfill-prices") as stage:
-            found = self._per_ticker(self._valid(tickers, stage), stage,
-                                     lambda t: self.tradier.history(t, start, end, _day(end)))
+            found = {}
+            for ticker in progress(self._valid(tickers, stage), stage, "call"):
+                try:
+                    found[ticker] = self.tradier.history(ticker, start, end, _day(end))
+                except ProviderUnavailable:
+                    raise
+                except SourceError as exc:
+                    bars, why = self._fallback_bars(ticker, start, end)
+                    if bars is None:
+                        self.failures.add(ticker, stage, f"{exc}; Alpha Vantage fallback: {why}")
+                    else:
+                        log.warning("%s: Tradier history failed (%s); used Alpha Vantage daily bars", ticker, exc)
+                        found[ticker] = bars
         frames = [f[(f["date"] >= start) & (f["date"] <= end)] for f in found.values()]
-        return _finish_frame(_concat(frames, tradier.BAR_FIELDS), "prices", tradier.VENDOR, ["ticker", "date"])
+        frame = _finish_frame(_concat(frames, tradier.BAR_FIELDS), "prices", tradier.VENDOR, ["ticker", "date"])
+        fallback = [t for t, f in found.items() if f.attrs.get("vendor") == alphavantage.VENDOR]
+        frame.loc[frame["ticker"].isin(fallback), "source"] = alphavantage.VENDOR
+        return frame
+
+    def _fallback_bars(self, ticker: str, start: pd.Timestamp, end: pd.Timestamp):
+        """Alpha Vantage TIME_SERIES_DAILY (compact: the last 100 sessions) when Tradier's history
+        fails for a ticker: (bars, None) or (None, why not). Never spends the last budget call
+        needed elsewhere: only when the daily budget has room and the span fits compact."""
+        from pipeline.sessions import sessions_between
+
+        if len(sessions_between(start, end)) > alphavantage.COMPACT_SESSIONS:
+            return None, f"the span {start.date()}..{end.date()} exceeds the {alphavantage.COMPACT_SESSIONS} sessions of a free daily series"
+        if self.av.budget_remaining() <= 0:
+            return None, "the daily budget is spent"
+        try:
+            bars = self.av.daily(ticker, _day(end))
+        except (SourceError, ProviderUnavailable) as exc:
+            return None, str(exc)
+        bars = bars[(bars["date"] >= start) & (bars["date"] <= end)].copy()
+        bars.attrs["vendor"] = alphavantage.VENDOR
+        return (bars, None) if len(bars) else (None, "no bars in the span")
 
     def expirations(self, tickers: list[str], as_of: pd.Timestamp) -> pd.DataFrame:
         as_of = pd.Timestamp(as_of)

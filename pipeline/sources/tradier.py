@@ -13,7 +13,7 @@ import pandas as pd
 from pipeline.sources.http import DAY, DO_NOT_CACHE, HOUR, MINUTE, HttpClient, Provider
 from pipeline.sources.limits import Clock, TradierRateLimiter
 from pipeline.sources.payload import Reader, daily_bar
-from pipeline.tickers import validate_ticker
+from pipeline.tickers import same_symbol, to_vendor, validate_ticker
 
 VENDOR = "tradier"
 TRADIER_BAR_KEYS = {name: name for name in ("open", "high", "low", "close", "volume")}
@@ -81,7 +81,7 @@ def parse_chain(body: bytes, symbol: str, expiration: pd.Timestamp) -> pd.DataFr
     rows = []
     for option in options:
         root = option.get("root_symbol")
-        if isinstance(root, str) and root and root != symbol:
+        if isinstance(root, str) and root and not same_symbol(root, symbol):
             continue      # adjusted/non-standard roots (e.g. after a split) are other contracts
         rows.append(_option_row(r, option, expiration))
     frame = pd.DataFrame(rows, columns=["strike", "option_type", "bid", "ask", "last", "volume",
@@ -191,13 +191,13 @@ class TradierClient:
 
     def expirations(self, symbol: str, day: str) -> list[pd.Timestamp]:
         validate_ticker(symbol, what="tradier expirations")
-        return self._fetch("expirations", {"symbol": symbol, "includeAllRoots": "true"},
+        return self._fetch("expirations", {"symbol": to_vendor(symbol, VENDOR), "includeAllRoots": "true"},
                            lambda body: parse_expirations(body, symbol), symbol, (day, f"{symbol}.json"))
 
     def chain(self, symbol: str, expiration: pd.Timestamp, day: str) -> pd.DataFrame:
         validate_ticker(symbol, what="tradier chains")
         exp = pd.Timestamp(expiration).date().isoformat()
-        return self._fetch("chains", {"symbol": symbol, "expiration": exp, "greeks": "true"},
+        return self._fetch("chains", {"symbol": to_vendor(symbol, VENDOR), "expiration": exp, "greeks": "true"},
                            lambda body: parse_chain(body, symbol, pd.Timestamp(exp)), symbol,
                            (day, f"{symbol}_{exp}.json"))
 
@@ -206,14 +206,16 @@ class TradierClient:
         symbols = sorted({validate_ticker(s, what="tradier quotes") for s in symbols})
         if len(symbols) > QUOTE_BATCH:
             raise ValueError(f"tradier quotes: at most {QUOTE_BATCH} symbols per call, got {len(symbols)}")
-        return self._fetch("quotes", {"symbols": ",".join(symbols), "greeks": "false"},
-                           lambda body: parse_quotes(body, symbols), f"{len(symbols)} symbols",
+        spelled = {to_vendor(s, VENDOR): s for s in symbols}      # the vendor's spelling -> ours
+        return self._fetch("quotes", {"symbols": ",".join(spelled), "greeks": "false"},
+                           lambda body: {spelled[s]: p for s, p in parse_quotes(body, list(spelled)).items()},
+                           f"{len(symbols)} symbols",
                            (day, f"quotes_{symbols[0]}_{symbols[-1]}_{len(symbols)}.json"))
 
     def history(self, symbol: str, start: pd.Timestamp, end: pd.Timestamp, day: str) -> pd.DataFrame:
         validate_ticker(symbol, what="tradier history")
         lo, hi = pd.Timestamp(start).date().isoformat(), pd.Timestamp(end).date().isoformat()
-        return self._fetch("history", {"symbol": symbol, "interval": "daily", "start": lo, "end": hi},
+        return self._fetch("history", {"symbol": to_vendor(symbol, VENDOR), "interval": "daily", "start": lo, "end": hi},
                            lambda body: parse_history(body, symbol), symbol, (day, f"{symbol}_{lo}_{hi}.json"))
 
     def clock(self) -> dict:
