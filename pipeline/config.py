@@ -59,6 +59,7 @@ class Config:
     alphavantage_daily_budget: int = 25       # free tier: 25 requests a day
     alphavantage_min_interval: float = 1.0    # seconds between Alpha Vantage requests
     request_deadline: float = 30.0            # seconds for one whole HTTP answer, body included
+    alphavantage_price_fallback: bool = False  # Alpha Vantage daily bars when Tradier history fails
     report_html: bool = True                  # write reports/rank_D.html beside the CSV
 
 
@@ -92,6 +93,7 @@ _SCALARS = {
     ("live", "alphavantage_daily_budget"): ("alphavantage_daily_budget", int, _positive),
     ("live", "alphavantage_min_interval"): ("alphavantage_min_interval", float, _non_negative),
     ("live", "request_deadline"): ("request_deadline", float, _positive),
+    ("live", "alphavantage_price_fallback"): ("alphavantage_price_fallback", bool, None),
     ("report", "html"): ("report_html", bool, None),
 }
 _SECTIONS = {"synthetic", "universe", "history", "implied", "term_structure", "skew", "live", "report"}

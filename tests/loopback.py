@@ -94,7 +94,7 @@ class Quirks:
 class FakeClock:
     """Shared by the client (sleep advances time at once) and the server (reads the time)."""
 
-    def __init__(self, start: float = 1_795_212_000.0):     # 2026-11-20 22:00 UTC, after that close
+    def __init__(self, start: float = 1_795_000_000.0):
         self.now = start
         self.slept: list[float] = []
         self._lock = threading.Lock()

@@ -380,7 +380,7 @@ def test_10_live_clients_speak_each_vendors_spelling_and_fall_back_to_alpha_vant
     market = SyntheticMarket(seed=7, universe_size=120)          # holds BRK.B and BF-B
     as_of = pd.Timestamp(DATE)
     with LoopbackVendor(market, DATE, token=TOKEN, apikey=APIKEY) as server:
-        source = live_source(server, tmp_path, None, alphavantage_min_interval=0.0)
+        source = live_source(server, tmp_path, None, alphavantage_min_interval=0.0, alphavantage_price_fallback=True)
         calendar = source.calendar(as_of, 90)
         assert {"BRK.B", "BF.B"} <= set(calendar["ticker"]) and "BF-B" not in set(calendar["ticker"])
         history = source.earnings_history(["BRK.B", "BF.B"], as_of)

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
-from pipeline.clock import TODAY_ENV, session_window_utc
+from pipeline.clock import session_window_utc
 from pipeline.schemas import DATASETS
 from pipeline.sources import alphavantage, tradier
 from pipeline.sources.base import SourceError, SourceUnavailable
@@ -53,9 +53,10 @@ class LiveSource:
 
     def __init__(self, http: HttpClient, tradier_client: tradier.TradierClient,
                  av_client: alphavantage.AlphaVantageClient, calendar_horizon: str = "3month",
-                 stats_dir: Path | None = None, failures: Failures | None = None):
+                 stats_dir: Path | None = None, failures: Failures | None = None, price_fallback: bool = False):
         self.http, self.tradier, self.av = http, tradier_client, av_client
         self.calendar_horizon = calendar_horizon
+        self.price_fallback = price_fallback      # Alpha Vantage daily bars when Tradier history fails
         self.failures = Failures() if failures is None else failures
         started = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")     # sorts by start time
         self.stats_path = None if stats_dir is None else Path(stats_dir) / f"{started}-{os.getpid()}.json"
@@ -87,7 +88,8 @@ class LiveSource:
         ]
         http = HttpClient(cache_dir, providers, clock=clock, deadline=config.request_deadline, raw_dir=root / "raw")
         return cls(http, tradier.TradierClient(http, token), alphavantage.AlphaVantageClient(http, apikey),
-                   config.calendar_horizon, cache_dir / STATS_DIR, failures)
+                   config.calendar_horizon, cache_dir / STATS_DIR, failures,
+                   getattr(config, "alphavantage_price_fallback", False))
 
     # ---- bookkeeping ------------------------------------------------------------------------
     def call_counts(self) -> dict[str, int]:
@@ -171,9 +173,9 @@ class LiveSource:
                 except ProviderUnavailable:
                     raise
                 except SourceError as exc:
-                    bars, why = self._fallback_bars(ticker, start, end)
+                    bars, why = self._fallback_bars(ticker, start, end) if self.price_fallback else (None, "off")
                     if bars is None:
-                        self.failures.add(ticker, stage, f"{exc}; Alpha Vantage fallback: {why}")
+                        self.failures.add(ticker, stage, str(exc) if why == "off" else f"{exc}; Alpha Vantage fallback: {why}")
                     else:
                         log.warning("%s: Tradier history failed (%s); used Alpha Vantage daily bars", ticker, exc)
                         found[ticker] = bars
@@ -231,18 +233,14 @@ class LiveSource:
         return _finish_frame(frame, "chains", tradier.VENDOR, ["ticker", "expiration", "option_type", "strike"])
 
     def _reject_other_session(self, frame: pd.DataFrame, as_of: pd.Timestamp, stage: str) -> pd.DataFrame:
-        """Drop chains the vendor served for another session: every quote stamp of the ticker (or
-        the pull time) outside the as-of session. All of them stale: the stage fails, naming the
-        vendor and the times, so nothing stored is replaced."""
+        """Drop chains the vendor served for another session: every quote stamp of the ticker
+        outside the as-of session. All of them stale: the stage fails, naming the vendor and the
+        times, so nothing stored is replaced. (The pull time, ``snapshot_time``, is in the current
+        session by construction: the run driver refuses live fetches for any other date.)"""
         if frame.empty:
             return frame
         lo, hi = session_window_utc(as_of)
         where = f"the as-of session {as_of.date()} ({lo:%Y-%m-%d %H:%M} to {hi:%Y-%m-%d %H:%M} UTC)"
-        if "snapshot_time" in frame and not os.environ.get(TODAY_ENV):     # a faked today has no real pull time
-            pulled = pd.Timestamp(frame["snapshot_time"].iloc[0])
-            if not lo < pulled < hi:
-                raise SourceError(f"{tradier.VENDOR}: chains pulled at {pulled:%Y-%m-%d %H:%M} UTC, outside {where}; "
-                                  "nothing stored was replaced")
         stamps = pd.to_datetime(frame["quote_time"], utc=True)
         current = ((stamps > lo) & (stamps < hi)).groupby(frame["ticker"]).any()
         stale = sorted(current.index[~current])
