@@ -75,7 +75,7 @@ def test_edge_cases_are_null_with_a_flag():
     assert result[["ts_event_std", "ts_implied_move", "ex_earnings_vol"]].isna().all().all()
 
 
-def test_atm_iv_interpolates_linearly_in_log_moneyness_between_the_bracketing_quotes():
+def test_atm_iv_interpolates_total_variance_linearly_in_log_moneyness_between_the_bracketing_quotes():
     t = times(EXPIRATIONS[2:3])[0]
     forward = 100.0
     put_k, call_k = np.log(98.0 / forward), np.log(103.0 / forward)
@@ -85,7 +85,7 @@ def test_atm_iv_interpolates_linearly_in_log_moneyness_between_the_bracketing_qu
         # ITM quotes (98 C, 103 P) and far quotes carry IVs that must not matter.
         "iv": [0.5, 0.32, 0.9, 0.30, 0.9, 0.1], "iv_status": "ok"})
     atm = atm_iv_by_expiration(surface)
-    expected = 0.32 + (0 - put_k) / (call_k - put_k) * (0.30 - 0.32)
+    expected = np.sqrt(0.32 ** 2 + (0 - put_k) / (call_k - put_k) * (0.30 ** 2 - 0.32 ** 2))
     assert atm["atm_iv"].iloc[0] == pytest.approx(expected, rel=1e-14)
     assert atm["t"].iloc[0] == t
 
