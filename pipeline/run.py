@@ -415,4 +415,4 @@ def partial_summary(failures, source: str) -> str:
 
 
 def _reason_kind(reason: str) -> str:
-    return reason.split(":")[0][:80] if reason.startswith("deferred") else reason[:120]
+    return reason.split(":")[0][:80] if reason.startswith("deferred") else reason.split(" (")[0][:120]
