@@ -114,12 +114,18 @@ def _print_top(frame, path, rows: int = 15):
     import pandas as pd
 
     shown = ["rank", "ticker", "report_date", "timing", "implied_move", "hist_mean_abs_move", "vrp",
-             "vrp_event", "vrp_tier", "consistency", "liquidity_tier", "score"]
+             "vrp_event", "vrp_basis", "vrp_tier", "consistency", "liquidity_tier", "score", "status"]
     if frame.empty:
         click.echo(f"no upcoming events in the window; wrote an empty report {path}")
         return
-    with pd.option_context("display.width", 160, "display.max_columns", 20):
-        click.echo(frame[shown].head(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    top = frame[shown].head(rows).copy()
+    # A degraded or failed pick must not look clean: mark it, and say why below the table.
+    top.insert(0, "", ["!" if status != "ok" else "" for status in top["status"]])
+    with pd.option_context("display.width", 180, "display.max_columns", 20):
+        click.echo(top.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    flagged = frame.head(rows)[frame.head(rows)["status"] != "ok"]
+    for row in flagged.itertuples():
+        click.echo(f"! {row.ticker} {row.status}: {row.reason}")
     click.echo(f"{len(frame)} events -> {path}")
 
 
