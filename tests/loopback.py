@@ -94,7 +94,8 @@ class Quirks:
 class FakeClock:
     """Shared by the client (sleep advances time at once) and the server (reads the time)."""
 
-    def __init__(self, start: float = 1_795_000_000.0):
+    # 17:30 New York on 2026-11-20, when the cron job pulls that session's closing chains.
+    def __init__(self, start: float = 1_795_213_800.0):
         self.now = start
         self.slept: list[float] = []
         self._lock = threading.Lock()

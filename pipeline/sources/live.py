@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
+from pipeline import sessions
 from pipeline.clock import session_window_utc
 from pipeline.schemas import DATASETS
 from pipeline.sources import alphavantage, tradier
@@ -228,7 +229,7 @@ class LiveSource:
                     self.failures.add(ticker, stage, f"empty option chain for {pd.Timestamp(expiration).date()}")
         frame = _concat(list(found.values()), tradier.CHAIN_FIELDS)
         frame["underlying_price"] = frame["ticker"].map(spots).astype("float64")
-        frame["snapshot_time"] = pd.Timestamp(self.http.clock.time(), unit="s", tz="UTC")   # when pulled
+        frame["snapshot_time"] = _snapshot_time(self.http.clock.time(), as_of)
         frame = self._reject_other_session(frame, as_of, "pull-chains")
         return _finish_frame(frame, "chains", tradier.VENDOR, ["ticker", "expiration", "option_type", "strike"])
 
@@ -299,6 +300,14 @@ def _horizon(days: int, configured: str) -> str:
         if span >= days and span >= HORIZON_DAYS[configured]:
             return name
     return "12month"
+
+
+def _snapshot_time(pulled: float, as_of: pd.Timestamp) -> pd.Timestamp:
+    """When the chain was pulled (epoch seconds), capped at the as-of session's close: quotes
+    pulled after the close are the closing quotes, so time to expiry runs from the close, as
+    the synthetic market's does."""
+    close = sessions.session_closes_utc([as_of])[0]
+    return min(pd.Timestamp(pulled, unit="s", tz="UTC"), close)
 
 
 def _day(ts: pd.Timestamp) -> str:

@@ -9,7 +9,7 @@ from scipy.special import ndtri
 
 from pipeline.sources.draws import S_NAME, S_PARAM, uniform
 
-CLASS_SHARES = ("BRK.B", "BF-B", "LEN.B", "MOG-A", "HEI.A", "BIO-B")
+CLASS_SHARES = ("BRK.B", "BF.B", "LEN.B", "MOG.A", "HEI.A", "BIO.B")
 _LETTERS = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
 
 
