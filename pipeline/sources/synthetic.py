@@ -68,9 +68,10 @@ class SyntheticMarket:
 
     def close(self) -> None:
         """Write the ground truth as of the last calendar asked for (once per run, however many
-        dates it fetched)."""
+        dates it fetched), with realized moves and model straddles for the tickers it priced."""
         if self.archive_dir is not None and self._truth_request is not None:
-            self._keep(self.truth_events(*self._truth_request), "truth_events.parquet")
+            truth = self.truth_events(*self._truth_request, tickers=self.simulated_tickers())
+            self._keep(truth, "truth_events.parquet")
             self._truth_request = None
 
     # ---- universe and events -------------------------------------------------------------
@@ -139,18 +140,32 @@ class SyntheticMarket:
     def _paths(self, p: pd.DataFrame, end: pd.Timestamp):
         """Bars from EPOCH to ``end`` for the tickers in ``p`` (2-D arrays, rows in ``p`` order).
 
-        Sliced from one simulation of the whole universe that runs a year past the latest date
-        asked for: paths are causal, so a longer simulation leaves earlier bars bit for bit
-        unchanged, and a replay of many dates simulates once instead of once per date.
+        Each ticker is simulated once, on first request, to a year past the latest date asked
+        for, and kept: paths are causal and every ticker's draws are its own, so a longer or
+        shared simulation leaves each bar bit for bit unchanged. A replay of many dates simulates
+        once instead of once per date, and only the tickers a stage asks for are simulated (the
+        arrays are allocated for the universe but untouched rows never take memory).
         """
         end = pd.Timestamp(end)
-        if self._simulated is None or self._simulated[0] < end:
+        if self._simulated is None or self._simulated["horizon"] < end:
             horizon = min(end + pd.Timedelta(days=366), sessions.LAST_DATE)
-            self._simulated = (horizon, *self._simulate(self.universe, horizon))
-        _, days, bars = self._simulated
-        n = days.searchsorted(end, side="right")
-        rows = p["ticker_id"].to_numpy()        # universe row i is ticker id i
-        return days[:n], {k: v[rows, :n] for k, v in bars.items()}
+            self._simulated = {"horizon": horizon, "days": sessions.sessions_between(EPOCH, horizon),
+                               "filled": np.zeros(self.universe_size, bool), "bars": {}}
+        cache = self._simulated
+        ids = p["ticker_id"].to_numpy()
+        new = np.unique(ids[~cache["filled"][ids]])
+        if new.size:
+            _, bars = self._simulate(self.universe.iloc[new], cache["horizon"])
+            for name, values in bars.items():
+                cache["bars"].setdefault(name, np.empty((self.universe_size, values.shape[1])))[new] = values
+            cache["filled"][new] = True
+        n = cache["days"].searchsorted(end, side="right")
+        return cache["days"][:n], {k: v[ids, :n] for k, v in cache["bars"].items()}
+
+    def simulated_tickers(self) -> list[str]:
+        """Tickers whose price paths this market has simulated (those a stage asked for)."""
+        filled = np.zeros(0, bool) if self._simulated is None else self._simulated["filled"]
+        return self.universe["ticker"][filled].tolist()
 
     def _simulate(self, p: pd.DataFrame, end: pd.Timestamp):
         """Simulated bars from EPOCH to ``end`` for the tickers in ``p`` (2-D arrays)."""
@@ -376,21 +391,25 @@ class SyntheticMarket:
         return self._archive("chains", as_of, chains)
 
     # ---- ground truth --------------------------------------------------------------------
-    def truth_events(self, as_of, horizon_days: int) -> pd.DataFrame:
+    def truth_events(self, as_of, horizon_days: int, tickers=None) -> pd.DataFrame:
         """Per (ticker, report_date) up to as_of + horizon: true jump law, embedded event std,
-        realized reaction (past events) and the model straddle of the event expiration (upcoming)."""
+        realized reaction (past events) and the model straddle of the event expiration (upcoming).
+
+        ``tickers`` limits the realized moves and model straddles (which need price paths) to
+        those tickers; every event keeps its row and its true parameters."""
         as_of = pd.Timestamp(as_of)
         end = as_of + pd.Timedelta(days=horizon_days)
         ev = self.events(EPOCH, end)
-        days, bars = self._paths(self.universe, as_of)
-        row = pd.Index(self.universe["ticker"]).get_indexer(ev["ticker"])
+        priced = self.universe if tickers is None else self._params(sorted(set(tickers)))
+        days, bars = self._paths(priced, as_of)
+        row = pd.Index(priced["ticker"]).get_indexer(ev["ticker"])
         col = days.get_indexer(pd.DatetimeIndex(ev["reaction_date"]))
-        reacted = (col > 0) & (ev["reaction_date"] <= as_of).to_numpy()
+        reacted = (row >= 0) & (col > 0) & (ev["reaction_date"] <= as_of).to_numpy()
         realized = np.full(len(ev), np.nan)
         close = bars["close"]
         realized[reacted] = np.round(close[row[reacted], col[reacted]], 4) / np.round(close[row[reacted], col[reacted] - 1], 4) - 1
         ev["realized_move"] = realized
-        upcoming = ev[(ev["reaction_date"] > as_of) & (ev["report_date"] <= end)]
+        upcoming = ev[(ev["reaction_date"] > as_of) & (ev["report_date"] <= end) & (row >= 0)]
         model = pd.DataFrame({"ticker": pd.Series(dtype="str"), "report_date": pd.Series(dtype="datetime64[ns]")})
         if len(upcoming):
             listed = self.expirations(upcoming["ticker"].unique().tolist(), as_of)
