@@ -41,10 +41,6 @@ class BrokenMarket(SyntheticMarket):
         return bars.reset_index(drop=True)
 
 
-# The tests of broken_run (a whole daily run) run on one xdist worker, which builds it once.
-shares_broken_run = pytest.mark.xdist_group("broken_run")
-
-
 @pytest.fixture(scope="module")
 def broken_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("broken")
@@ -60,7 +56,6 @@ def broken_run(tmp_path_factory):
     return result, metrics, damage
 
 
-@shares_broken_run
 def test_the_run_finishes_partial_and_healthy_tickers_are_ranked(broken_run):
     result, metrics, damage = broken_run
     assert result.exit_code == 3, result.output                      # partial: some fetches failed
@@ -70,7 +65,6 @@ def test_the_run_finishes_partial_and_healthy_tickers_are_ranked(broken_run):
     assert metrics.loc[damage["no_chain"], "spot"] > 0           # from the last close instead
 
 
-@shares_broken_run
 @pytest.mark.parametrize("kind,reason", [
     ("no_chain", "implied: no option chain"),
     ("crossed_chain", "implied: no volatility near the forward"),
@@ -86,7 +80,6 @@ def test_each_broken_ticker_has_a_status_and_reason(broken_run, kind, reason):
     assert pd.isna(row["vrp"]) and pd.isna(row["score"])
 
 
-@shares_broken_run
 def test_the_manifest_names_the_quarantined_tickers(broken_run):
     result, _, damage = broken_run
     import json

@@ -7,7 +7,6 @@ from pipeline import sessions
 from pipeline.stages.moves import historical_moves
 
 END = pd.Timestamp("2026-11-20")
-pytestmark = pytest.mark.xdist_group("moves")        # one worker builds `recovered`
 
 
 @pytest.fixture(scope="module")

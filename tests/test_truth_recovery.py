@@ -8,7 +8,7 @@ from pipeline.stages.events import event_expirations, upcoming_events
 from pipeline.stages.surface import build_surface
 
 AS_OF = pd.Timestamp("2026-11-20")
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("truth_recovery")]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

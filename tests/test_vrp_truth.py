@@ -15,9 +15,9 @@ from pipeline.stages.events import event_expirations, upcoming_events
 from pipeline.stages.metrics import compute_metrics
 
 END = pd.Timestamp("2026-11-20")
-# One compute per session of a quarter (65 calls, ~30-40 s on 2 busy cores): the longest
-# fixture of the suite. Both tests run on one xdist worker so it is built once.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("vrp_truth")]
+# One compute per session of a quarter: 65 calls of ~0.5 s, the longest fixture of the suite.
+# One test uses it, so it is built once however xdist spreads the tests.
+pytestmark = pytest.mark.slow
 
 
 def rows_of(frame: pd.DataFrame):
@@ -53,6 +53,7 @@ def day_before_metrics(market, truth):
 
 
 def test_reported_vrp_ranks_events_like_the_true_premium(day_before_metrics):
+    """Ranks, then tiers (one test: two would build the fixture on each xdist worker)."""
     m = day_before_metrics.dropna(subset=["vrp"])
     assert m["ticker"].nunique() >= 450                    # the default universe, once each
     rho = spearmanr(m["vrp"], m["true_premium"]).statistic
@@ -73,9 +74,10 @@ def test_reported_vrp_ranks_events_like_the_true_premium(day_before_metrics):
     assert event_rho >= 0.55 and event_rho > rho + 0.1
     score_rho = spearmanr(m["score"], m["true_premium"], nan_policy="omit").statistic
     assert score_rho >= 0.45
+    higher_tiers_hold_higher_true_premiums(day_before_metrics)
 
 
-def test_higher_tiers_hold_higher_true_premiums(day_before_metrics):
+def higher_tiers_hold_higher_true_premiums(day_before_metrics):
     m = day_before_metrics.dropna(subset=["vrp_tier"])
     means = m.groupby("vrp_tier")["true_premium"].mean()
     assert means["EXCELLENT"] > means["SKIP"]
