@@ -137,9 +137,10 @@ def _chart(result: Result, spec: Spec, path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
-    left.plot(result.curve["date"], result.curve["equity"], color="#1f5fa8")
-    left.set_title(f"Equity, short straddles (fill {spec.fill_share:g} of half-spread)")
-    left.set_ylabel("equity (1 = start)")
+    left.plot(result.curve["date"], result.curve["cumulative_return"], color="#1f5fa8")
+    left.axhline(0.0, color="black", linewidth=0.8)
+    left.set_title(f"Cumulative return, short straddles (fill {spec.fill_share:g} of half-spread)")
+    left.set_ylabel("sum of daily returns on premium")
     left.tick_params(axis="x", labelrotation=30)
     quintiles = result.summary[result.summary["group"] == "score_quintile"]
     right.bar(quintiles["value"], quintiles["mean_return"], color="#3b8d5a")

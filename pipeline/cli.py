@@ -313,8 +313,8 @@ def backtest(runner: Runner, start, end, engine, scheduler, **selection):
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         click.echo(result.summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     stats = result.stats
-    click.echo(f"equity: total return {stats['total_return']:.3f}, max drawdown {stats['max_drawdown']:.3f}, "
-               f"Sharpe {stats['sharpe']:.2f}")
+    click.echo(f"equal premium per exit session: cumulative return {stats['total_return']:.3f} session premiums, "
+               f"max drawdown {stats['max_drawdown']:.3f}, Sharpe {stats['sharpe']:.2f}")
     click.echo(f"trades: {paths['trades']}\nsummary: {paths['csv']}\nchart: {paths['png']}")
 
 

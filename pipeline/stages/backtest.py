@@ -104,26 +104,29 @@ def score_quintiles(trades: pd.DataFrame) -> pd.Series:
 
 
 def equity_curve(trades: pd.DataFrame, sessions: pd.DatetimeIndex) -> pd.DataFrame:
-    """Daily equity with equal premium per trade: the capital is split equally over the trades
-    of an exit session, so the session's return is the mean return on premium of the trades
-    closed that session (0 without trades), compounded: equity_t = prod(1 + daily_return).
+    """Daily P&L with equal premium per trade, in units of one session's premium.
 
-    Columns: date, trades, daily_return, equity, drawdown (equity / running peak - 1).
+    Each exit session stakes one unit of premium split equally over its trades, so its return is
+    the mean return on premium of the trades closed that session (0 without trades). A short
+    straddle can lose more than its premium, so returns are added, not compounded:
+    ``cumulative_return`` = running sum, ``drawdown`` = cumulative - its running peak (<= 0).
+    Columns: date, trades, daily_return, cumulative_return, drawdown.
     """
     done = trades[trades["trade_status"] == "ok"]
     by_day = done.groupby("exit_date")["return_on_premium"].agg(["size", "mean"]).reindex(sessions)
     daily = by_day["mean"].fillna(0.0)
-    equity = (1.0 + daily).cumprod()
+    cumulative = daily.cumsum()
     return pd.DataFrame({"date": sessions, "trades": by_day["size"].fillna(0).astype(int).to_numpy(),
-                         "daily_return": daily.to_numpy(), "equity": equity.to_numpy(),
-                         "drawdown": (equity / equity.cummax() - 1.0).to_numpy()})
+                         "daily_return": daily.to_numpy(), "cumulative_return": cumulative.to_numpy(),
+                         "drawdown": (cumulative - cumulative.cummax().clip(lower=0.0)).to_numpy()})
 
 
 def curve_stats(curve: pd.DataFrame) -> dict:
-    """total_return = last equity - 1; max_drawdown (negative fraction); Sharpe = mean / std of
-    daily returns * sqrt(252), over every session of the range."""
+    """total_return = final cumulative return; max_drawdown = its deepest fall from a running
+    peak (both in session-premium units); Sharpe = mean / std of daily returns * sqrt(252), over
+    every session of the range."""
     daily = curve["daily_return"]
     std = daily.std()
-    return {"total_return": float(curve["equity"].iloc[-1] - 1.0) if len(curve) else 0.0,
+    return {"total_return": float(curve["cumulative_return"].iloc[-1]) if len(curve) else 0.0,
             "max_drawdown": float(curve["drawdown"].min()) if len(curve) else 0.0,
             "sharpe": float(daily.mean() / std * np.sqrt(252.0)) if std > 0 else float("nan")}
