@@ -2,7 +2,6 @@
 so ``pipeline --help`` stays fast."""
 from __future__ import annotations
 
-import logging
 import sys
 from datetime import datetime
 
@@ -72,6 +71,7 @@ class Runner:
         self.config_path = config_path
         self.source_override = source
         self.wait_lock = wait_lock
+        self.no_html = False           # --no-html, or a command that never wants the page
         self._settings = None
 
     def settings(self):
@@ -87,6 +87,10 @@ class Runner:
                 click.echo(f"note: no --config, PIPELINE_CONFIG or ./config.yaml here; using built-in defaults "
                            f"(source {self._settings.config.source}) and data root {self._settings.root.resolve()}",
                            err=True)
+            if self.no_html:
+                from dataclasses import replace
+
+                self._settings = replace(self._settings, config=replace(self._settings.config, report_html=False))
         return self._settings
 
     def run(self, command: str, date: str | None, steps: list[str], as_of=None):
@@ -189,22 +193,30 @@ _stage_command("compute", "Compute moves, surface and metrics from the stored sn
 ALL_STEPS = ["fetch-calendar", "fetch-history", "backfill-prices", "pull-chains", "compute", "report"]
 
 
+NO_HTML = click.option("--no-html", is_flag=True, default=False,
+                       help="Write the CSV only, no rank_DATE.html (config: report.html).")
+
+
 @main.command()
 @DATE
+@NO_HTML
 @_sub_options
-def daily(runner: Runner, date):
+def daily(runner: Runner, date, no_html):
     """Run every stage in order and write the ranked report."""
+    runner.no_html = no_html
     runner.run("daily", date, ALL_STEPS)
 
 
 @main.command()
 @DATE
+@NO_HTML
 @_sub_options
-def rank(runner: Runner, date):
+def rank(runner: Runner, date, no_html):
     """Write data/reports/rank_DATE.csv: recompute the date's metrics from its stored snapshots
     (so config changes apply), fetching them first if the date was never run."""
     from pipeline.store import Store
 
+    runner.no_html = no_html
     as_of = resolve_date(date, runner.settings().config)
     fetched = Store(runner.settings().root).exists("chains", as_of)
     runner.run("rank", None, ["compute", "report"] if fetched else ALL_STEPS, as_of=as_of)
@@ -255,11 +267,9 @@ def replay(runner: Runner, start, end, engine, scheduler):
     from pipeline.run import execute
     from pipeline.store import Store
 
-    from dataclasses import replace
-
-    settings = runner.settings()
     # A replay writes the CSV of every session; the HTML page is for the day an analyst reads.
-    settings = replace(settings, config=replace(settings.config, report_html=False))
+    runner.no_html = True
+    settings = runner.settings()
     store = Store(settings.root)
     wanted = _sessions(runner, start, end)
     todo = [d for d in wanted
@@ -340,32 +350,3 @@ def explain(runner: Runner, ticker, date, report_date, as_json):
     except ExplainError as exc:
         _fail(str(exc), EXIT_BAD_INPUT)
     click.echo(json.dumps(doc, indent=2, allow_nan=False) if as_json else render_text(doc), nl=as_json)
-
-
-def _with_no_html(command):
-    """Add ``--no-html`` to a report-writing command: this run writes the CSV only (config key
-    ``report.html``) and removes a stale rank_D.html of the date."""
-    import functools
-    from dataclasses import replace
-
-    command.params.append(click.Option(["--no-html"], is_flag=True, default=False,
-                                       help="Write the CSV only, no rank_DATE.html (config: report.html)."))
-    inner = command.callback
-
-    @functools.wraps(inner)
-    def callback(*args, no_html=False, **kwargs):
-        runner = click.get_current_context().find_object(Runner)
-        if no_html and runner is not None:
-            resolved = runner.settings
-
-            def settings():
-                current = resolved()
-                return replace(current, config=replace(current.config, report_html=False))
-            runner.settings = settings
-        return inner(*args, **kwargs)
-    command.callback = callback
-    return command
-
-
-_with_no_html(daily)
-_with_no_html(rank)

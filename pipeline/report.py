@@ -6,7 +6,6 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.stages.rank import rank_events
-from pipeline.store import atomic_write_bytes
 
 REPORT_COLUMNS = [
     "rank", "ticker", "report_date", "timing", "spot", "expiration", "straddle_strike", "straddle_mid",

@@ -6,11 +6,11 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from report_support import AS_OF, report_root, settings_for
+from report_support import AS_OF, report_root
 
 from pipeline.cli import main
 from pipeline.config import Config
-from pipeline.explain import ExplainError, explain
+from pipeline.explain import explain
 from pipeline.store import Store
 
 
