@@ -130,23 +130,28 @@ def _cache(root: Path) -> list[Check]:
 
 
 def _files(root: Path) -> list[Check]:
-    """Open every stored file (footer and schema, not the rows): FAIL naming each bad one."""
+    """Open every stored file (footer and schema) and validate the rows of the ones the next run
+    reads (every year of prices, the history, the moves and each dated dataset's newest
+    partition): FAIL naming each bad one. Reads trust values checked when written; this is
+    where a file changed behind the store's back is caught."""
     from pipeline.schemas import DATASETS
     from pipeline.store import Store
 
     store = Store(root)
     bad, count = [], 0
     for name in DATASETS:
-        for _, path in store.files(name):
+        files = store.files(name)
+        newest = files[-1][1] if files else None
+        for _, path in files:
             count += 1
-            problem = store.check_file(name, path)
+            problem = store.check_file(name, path, values=DATASETS[name].partition in (None, "year") or path == newest)
             if problem:
                 bad.append(f"{path} ({name}: {problem})")
     if bad:
         return [Check("data files", FAIL, f"{len(bad)} of {count} unreadable or foreign: " + "; ".join(bad)
                       + " -- a run refetches prices, calendars and current chains (moving the bad file to "
                       f"{root / 'quarantine'}); see README 'Operating it' for the rest")]
-    return [Check("data files", OK, f"{count} files open with their dataset's schema")]
+    return [Check("data files", OK, f"{count} files open with their dataset's schema; the newest validate")]
 
 
 def _freshness(root: Path, today, env=None) -> list[Check]:

@@ -45,10 +45,12 @@ class Context:
         return valid
 
 
-def window_tickers(ctx: Context, as_of: pd.Timestamp) -> tuple[pd.DataFrame, list[str]]:
+def window_tickers(ctx: Context, as_of: pd.Timestamp, calendar: pd.DataFrame | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """The events in the look-ahead window of ``as_of`` (from ``calendar``, else the stored one)
+    and their tickers."""
     from pipeline.stages.events import upcoming_events
 
-    calendar = ctx.store.read("calendar", as_of)
+    calendar = ctx.store.read("calendar", as_of) if calendar is None else calendar
     upcoming = upcoming_events(calendar, as_of, ctx.config.lookahead_days)
     return upcoming, sorted(upcoming["ticker"].unique())
 
@@ -58,7 +60,7 @@ def fetch_calendar(ctx: Context, as_of: pd.Timestamp) -> int:
     if ctx.config.symbols:
         calendar = calendar[calendar["ticker"].isin(ctx.config.symbols)]
     calendar = ctx.keep_valid("calendar", calendar, "fetch-calendar")
-    ctx.store.write("calendar", calendar, as_of)
+    ctx.store.write("calendar", calendar, as_of, validated=True)
     ctx.row_counts["calendar"] = len(calendar)
     return len(calendar)
 
@@ -164,7 +166,7 @@ def pull_chains(ctx: Context, as_of: pd.Timestamp) -> int:
         ctx.failures.add(ticker, "pull-chains", "no option chain for the event expirations")
     for ticker in sorted(set(marks["ticker"]) - set(chains["ticker"])):
         ctx.failures.add(ticker, "pull-chains", "no option chain for the exit mark of yesterday's event")
-    ctx.store.write("chains", chains, as_of)
+    ctx.store.write("chains", chains, as_of, validated=True)
     ctx.row_counts.update(chains=len(chains), exit_marks=len(marks))
     return len(chains)
 
@@ -174,7 +176,7 @@ def compute(ctx: Context, as_of: pd.Timestamp) -> pd.DataFrame:
 
     calendar = ctx.store.read("calendar", as_of)
     # Every metric is per event and ticker, so the history and bars of other tickers are not read.
-    _, tickers = window_tickers(ctx, as_of)
+    _, tickers = window_tickers(ctx, as_of, calendar)
     result = compute_metrics(
         as_of,
         calendar=calendar,
@@ -185,7 +187,7 @@ def compute(ctx: Context, as_of: pd.Timestamp) -> pd.DataFrame:
     )
     ctx.store.write("surface", result.surface, as_of)
     metrics = ctx.keep_valid("metrics", result.metrics, "compute")
-    ctx.store.write("metrics", metrics, as_of)
+    ctx.store.write("metrics", metrics, as_of, validated=True)
     for ticker, reason in zip(metrics.loc[metrics["status"] == "failed", "ticker"],
                               metrics.loc[metrics["status"] == "failed", "reason"]):
         ctx.failures.add(ticker, "compute", reason)

@@ -9,6 +9,7 @@ The partition column lives only in the directory name, as hive readers expect.
 """
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from pathlib import Path
@@ -64,7 +65,7 @@ def _partition_text(value) -> str:
 
 
 class Store:
-    """Validated reads and atomic writes of the datasets in :mod:`pipeline.schemas`."""
+    """Validated writes, schema-checked reads and atomic replacement of the datasets in :mod:`pipeline.schemas`."""
 
     def __init__(self, root: Path | str):
         self.root = Path(root)
@@ -79,10 +80,12 @@ class Store:
             raise ValueError(f"dataset '{name}' is partitioned by '{dataset.partition}'; give a value")
         return base / f"{dataset.partition}={_partition_text(value)}" / FILE_NAME
 
-    def write(self, name: str, df: pd.DataFrame, partition=None) -> Path:
-        """Validate ``df`` and replace one partition (or the whole unpartitioned dataset)."""
+    def write(self, name: str, df: pd.DataFrame, partition=None, validated: bool = False) -> Path:
+        """Validate ``df`` and replace one partition (or the whole unpartitioned dataset).
+        ``validated``: ``df`` (or a row subset of it) was returned by ``schemas.validate`` for
+        this dataset just before (``Context.keep_valid``), so it is not validated twice."""
         dataset = DATASETS[name]
-        frame = validate(name, df)
+        frame = df if validated else validate(name, df)
         table = pa.Table.from_pandas(frame, preserve_index=False)
         for column in dataset.date_columns:
             i = table.schema.get_field_index(column)
@@ -109,7 +112,7 @@ class Store:
         return self.partition_path(name, partition).exists()
 
     def read(self, name: str, partition=None) -> pd.DataFrame:
-        """Read and validate one partition; for ``year``-partitioned data without a value, all years."""
+        """Read one partition (checked as in :meth:`_read_file`); for ``year``-partitioned data without a value, all years."""
         dataset = DATASETS[name]
         if dataset.partition == "year" and partition is None:
             if not self.partitions(name):
@@ -119,7 +122,7 @@ class Store:
         if not path.exists():
             where = f" for {dataset.partition}={_partition_text(partition)}" if partition is not None else ""
             raise FileNotFoundError(f"dataset '{name}' has no snapshot{where} ({path})")
-        return self._validated(name, self._read_file(name, path), path)
+        return self._read_file(name, path)
 
     def read_or_empty(self, name: str) -> pd.DataFrame:
         """An unpartitioned or year-partitioned dataset, empty when nothing was ever written."""
@@ -127,7 +130,7 @@ class Store:
         return self.read(name) if has_data else empty(name)
 
     def scan(self, name: str, dates=None, tickers=None, columns=None) -> pd.DataFrame:
-        """Validated rows of ``name`` limited to partitions, tickers and columns.
+        """Rows of ``name`` (checked as in :meth:`_read_file`) limited to partitions, tickers and columns.
 
         ``dates``: partition values to read (dates for ``date``/``asof`` datasets, years for
         ``prices``; None = all); ``tickers``: rows to keep, pushed into the Parquet reader as a
@@ -138,9 +141,6 @@ class Store:
         dataset = DATASETS[name]
         schema = dataset.model.to_schema()
         wanted = list(schema.columns) if columns is None else [c for c in schema.columns if c in set(columns)]
-        # The row key (the schema's unique columns) is read too, so a projection still validates.
-        unique = set(schema.unique or [])
-        wanted_out, wanted = wanted, [c for c in schema.columns if c in set(wanted) | unique]
         filters = None if tickers is None else [("ticker", "in", sorted(set(tickers)))]
         if dataset.partition is None:
             paths = {None: self.partition_path(name)} if self.exists(name) else {}
@@ -148,75 +148,61 @@ class Store:
             present = self.partitions(name)
             keep = present if dates is None else sorted({_partition_text(d) for d in dates} & set(present))
             paths = {value: self.partition_path(name, value) for value in keep}
+        key = [] if dataset.partition in (None, "year") else [dataset.partition]
+        projection = None if columns is None else wanted
         frames = []
         for value, path in paths.items():
-            frame = self._read_file(name, path, wanted, filters)
-            if dataset.partition not in (None, "year"):
-                frame.insert(0, dataset.partition, pd.Series(pd.Timestamp(value), index=frame.index, dtype="datetime64[ns]"))
+            frame = self._read_file(name, path, projection, filters)
+            if key:
+                frame.insert(0, key[0], pd.Series(pd.Timestamp(value), index=frame.index, dtype="datetime64[ns]"))
             frames.append(frame)
-        key = [] if dataset.partition in (None, "year") else [dataset.partition]
         if not frames:
-            frame = empty(name)[wanted_out]
+            frame = empty(name)[wanted]
             if key:
                 frame.insert(0, key[0], pd.Series(dtype="datetime64[ns]"))
             return frame
-        combined = pd.concat(frames, ignore_index=True)
-        try:
-            checked = validate(name, combined[wanted], wanted)
-        except Exception:  # noqa: BLE001 - find and name the file that does not validate
-            for frame, path in zip(frames, paths.values()):
-                self._validated(name, frame[wanted], path, wanted)
-            raise
-        checked = checked[wanted_out]
-        return pd.concat([combined[key], checked], axis=1) if key else checked
+        return pd.concat(frames, ignore_index=True)
 
     def _read_file(self, name: str, path: Path, columns=None, filters=None) -> pd.DataFrame:
+        """The rows of one file as the contract's dtypes, after checking its columns and types
+        against the contract (:func:`schema_problems`). Values are not checked again: every
+        stored file was validated by :meth:`write`, and ``doctor`` re-validates values."""
         try:
-            return pq.read_table(path, columns=columns, filters=filters).to_pandas(date_as_object=False)
+            table = pq.read_table(path, columns=columns, filters=filters)
         except (OSError, pa.ArrowException, ValueError, KeyError) as exc:
             raise CorruptPartition(name, self._value_of(name, path), path, _reason(exc)) from None
+        problem = schema_problems(table.schema, expected_schema(name), whole=columns is None)
+        if problem:
+            raise CorruptPartition(name, self._value_of(name, path), path, problem)
+        frame = table.to_pandas(date_as_object=False)
+        dates = [c for c in DATASETS[name].date_columns if c in frame.columns]
+        return frame.astype({c: "datetime64[ns]" for c in dates}) if dates else frame
 
     def _value_of(self, name: str, path: Path):
         part = DATASETS[name].partition
         return None if part is None else Path(path).parent.name[len(part) + 1:]
 
-    def _validated(self, name: str, frame: pd.DataFrame, path: Path, columns=None) -> pd.DataFrame:
-        try:
-            return validate(name, frame, columns) if columns is not None else validate(name, frame)
-        except Exception as exc:  # noqa: BLE001 - pandera raises several types; all mean "foreign file"
-            raise CorruptPartition(name, self._value_of(name, path), path, _reason(exc)) from None
-
     # ---- health ---------------------------------------------------------------------------------
-    def expected_schema(self, name: str) -> pa.Schema:
-        """The Arrow schema :meth:`write` gives a file of ``name`` (field names and types)."""
-        frame = validate(name, empty(name))
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        for column in DATASETS[name].date_columns:
-            i = table.schema.get_field_index(column)
-            table = table.set_column(i, column, table.column(i).cast(pa.date32()))
-        return table.schema
-
     def files(self, name: str) -> list[tuple[object, Path]]:
         """(partition value or None, path) of every stored file of ``name``."""
         if DATASETS[name].partition is None:
             return [(None, self.partition_path(name))] if self.exists(name) else []
         return [(value, self.partition_path(name, value)) for value in self.partitions(name)]
 
-    def check_file(self, name: str, path: Path) -> str | None:
+    def check_file(self, name: str, path: Path, values: bool = False) -> str | None:
         """None when the file's footer opens and its schema is the dataset's; else why not. Reads
-        the footer only, never the rows."""
+        the footer only, unless ``values``: then the rows are read and validated too."""
         try:
-            got = pq.read_schema(path)
+            problem = schema_problems(pq.read_schema(path), expected_schema(name))
         except (OSError, pa.ArrowException, ValueError) as exc:
             return _reason(exc)
-        want = self.expected_schema(name)
-        got_fields = {f.name: f.type for f in got}
-        problems = [f"missing column {f.name}" for f in want if f.name not in got_fields]
-        problems += [f"column {f.name} is {got_fields[f.name]}, expected {f.type}" for f in want
-                     if f.name in got_fields and not _compatible(got_fields[f.name], f.type)]
-        extra = sorted(set(got_fields) - {f.name for f in want} - {"__index_level_0__"})
-        problems += [f"unexpected column {c}" for c in extra]
-        return "; ".join(problems) or None
+        if problem or not values:
+            return problem
+        try:
+            validate(name, pq.read_table(path).to_pandas(date_as_object=False))
+        except Exception as exc:  # noqa: BLE001 - unreadable rows or values failing the contract
+            return _reason(exc)
+        return None
 
     def quarantine(self, path: Path, stamp: str) -> Path:
         """Move ``path`` to ``<root>/quarantine/<stamp>/<path relative to root>`` (a rename, so
@@ -241,6 +227,31 @@ class Store:
 def _reason(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text[:300]}"
+
+
+@functools.lru_cache(maxsize=None)
+def expected_schema(name: str) -> pa.Schema:
+    """The Arrow schema :meth:`Store.write` gives a file of ``name`` (field names and types)."""
+    frame = validate(name, empty(name))
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    for column in DATASETS[name].date_columns:
+        i = table.schema.get_field_index(column)
+        table = table.set_column(i, column, table.column(i).cast(pa.date32()))
+    return table.schema
+
+
+def schema_problems(got: pa.Schema, want: pa.Schema, whole: bool = True) -> str | None:
+    """Why a file's Arrow schema is not the dataset's (missing, mistyped or, for a ``whole`` file
+    rather than a column projection, unexpected columns); None when it is."""
+    got_fields = {f.name: f.type for f in got}
+    wanted = [f for f in want if whole or f.name in got_fields]
+    problems = [f"missing column {f.name}" for f in wanted if f.name not in got_fields]
+    problems += [f"column {f.name} is {got_fields[f.name]}, expected {f.type}" for f in wanted
+                 if f.name in got_fields and not _compatible(got_fields[f.name], f.type)]
+    if whole:
+        extra = sorted(set(got_fields) - {f.name for f in want} - {"__index_level_0__"})
+        problems += [f"unexpected column {c}" for c in extra]
+    return "; ".join(problems) or None
 
 
 def _compatible(got: pa.DataType, want: pa.DataType) -> bool:
