@@ -17,11 +17,14 @@ import pandas as pd
 
 from pipeline import sessions
 from pipeline.config import Settings
-from pipeline.engine import map_dates
+from pipeline.engine import chunks, map_dates
 from pipeline.stages import backtest as trades_stage
 from pipeline.store import Store, atomic_write_bytes
 
 GROUPS = ("score_quintile", "vrp_tier", "liquidity_tier", "timing")
+# Exit sessions per task: a month, so a year makes a dozen tasks to spread over workers while
+# each task reads its tickers' history and bars once.
+CHUNK_SESSIONS = 21
 
 
 @dataclass(frozen=True)
@@ -52,32 +55,59 @@ class Result:
     paths: dict = field(default_factory=dict)
 
 
-def candidates(settings: Settings, exit_date: pd.Timestamp) -> pd.DataFrame:
-    """The priced events of the entry session before ``exit_date`` that react on it, with the
-    entry and exit quotes of their straddle (one date's task; empty when a snapshot is missing)."""
+def candidates(settings: Settings, exit_dates: list[pd.Timestamp]) -> pd.DataFrame:
+    """The priced events of the entry session before each exit session that react on it, with the
+    entry and exit quotes of their straddle: one task, over a chunk of consecutive exit sessions.
+
+    Only the events that react on the exit session are recomputed (metrics are per ticker, so
+    that is exactly their rows of the whole window's metrics), and the history and bars of the
+    chunk's tickers are read once for the chunk, not once per session. An exit session without
+    the entry's calendar and chains contributes nothing.
+    """
     from pipeline.stages.events import upcoming_events
-    from pipeline.stages.metrics import compute_metrics
 
     store = Store(settings.root)
-    entry = pd.Timestamp(sessions.previous_sessions([exit_date])[0])
-    if not (store.exists("calendar", entry) and store.exists("chains", entry)):
+    lookahead = settings.config.lookahead_days
+    entries = sessions.previous_sessions(exit_dates)
+    days = []
+    for exit_date, entry in zip(exit_dates, pd.DatetimeIndex(entries)):
+        if not (store.exists("calendar", entry) and store.exists("chains", entry)):
+            continue
+        calendar = store.read("calendar", entry)
+        events = upcoming_events(calendar, entry, lookahead)
+        tickers = sorted(events.loc[events["reaction_date"] == exit_date, "ticker"])
+        if tickers:
+            days.append((exit_date, entry, calendar[calendar["ticker"].isin(tickers)], tickers))
+    if not days:
         return pd.DataFrame()
-    calendar = store.read("calendar", entry)
-    tickers = upcoming_events(calendar, entry, settings.config.lookahead_days)["ticker"].unique()
-    metrics = compute_metrics(entry, calendar=calendar, history=store.scan("earnings_history", tickers=tickers),
-                              prices=store.scan("prices", tickers=tickers), chains=store.read("chains", entry),
-                              config=settings.config).metrics
+    chunk_tickers = sorted({t for *_, tickers in days for t in tickers})
+    history = store.scan("earnings_history", tickers=chunk_tickers)
+    prices = store.scan("prices", tickers=chunk_tickers)
+    frames = [_trades_of_day(store, settings, exit_date, entry, calendar, tickers, history, prices)
+              for exit_date, entry, calendar, tickers in days]
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _trades_of_day(store: Store, settings: Settings, exit_date, entry, calendar, tickers, history, prices) -> pd.DataFrame:
+    """The events of ``tickers`` (all reacting on ``exit_date``) with their metrics as of ``entry``
+    and the quotes of their straddle on both sessions."""
+    from pipeline.stages.metrics import compute_metrics
+
+    mine = prices[prices["ticker"].isin(tickers)]
+    entry_chains = store.scan("chains", dates=[entry], tickers=tickers).drop(columns="date")
+    metrics = compute_metrics(entry, calendar=calendar, history=history[history["ticker"].isin(tickers)],
+                              prices=mine, chains=entry_chains, config=settings.config).metrics
     events = metrics[(metrics["reaction_date"] == exit_date) & metrics["straddle_strike"].notna()]
     if events.empty:
         return pd.DataFrame()
     trades = events.assign(entry_date=entry, exit_date=exit_date, strike=events["straddle_strike"],
                            exit_kind=pd.array(["intrinsic" if e == exit_date else "quote" for e in events["expiration"]],
                                               dtype="str"))
-    trades = trades_stage.leg_quotes(store.read("chains", entry), trades, "entry")
-    exit_chains = store.read("chains", exit_date) if store.exists("chains", exit_date) else store.scan("chains", dates=[])
+    trades = trades_stage.leg_quotes(entry_chains, trades, "entry")
+    exit_chains = store.scan("chains", dates=[exit_date], tickers=tickers).drop(columns="date")
     trades = trades_stage.leg_quotes(exit_chains, trades, "exit")
-    closes = store.scan("prices", tickers=events["ticker"].unique(), columns=["ticker", "date", "close"])
-    closes = closes.set_index(["ticker", "date"])["close"]
+    closes = mine.set_index(["ticker", "date"])["close"]
     entry_close = closes.reindex(pd.MultiIndex.from_arrays([trades["ticker"], trades["entry_date"]])).to_numpy()
     exit_close = closes.reindex(pd.MultiIndex.from_arrays([trades["ticker"], trades["exit_date"]])).to_numpy()
     return trades.assign(exit_close=exit_close, realized_move=exit_close / entry_close - 1.0)
@@ -85,7 +115,8 @@ def candidates(settings: Settings, exit_date: pd.Timestamp) -> pd.DataFrame:
 
 def run(settings: Settings, spec: Spec, engine: str = "local", scheduler: str | None = None) -> Result:
     exits = list(sessions.sessions_between(spec.start, spec.end))
-    frames = [f for f in map_dates(candidates, exits, settings, engine=engine, scheduler=scheduler) if len(f)]
+    frames = [f for f in map_dates(candidates, chunks(exits, CHUNK_SESSIONS), settings, engine=engine,
+                                   scheduler=scheduler) if len(f)]
     if not frames:
         raise LookupError(f"no stored snapshots with events to trade between {spec.start.date()} and "
                           f"{spec.end.date()}; run `pipeline replay --start {spec.start.date()} --end {spec.end.date()}` first")

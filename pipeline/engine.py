@@ -11,7 +11,8 @@ ENGINES = ("local", "dask")
 
 
 def map_dates(task, dates: list, *args, engine: str = "local", scheduler: str | None = None) -> list:
-    """``[task(*args, as_of) for as_of in dates]``, run by ``engine``.
+    """``[task(*args, as_of) for as_of in dates]``, run by ``engine``; an item of ``dates`` may be a
+    chunk of dates (:func:`chunks`) for a task that takes one.
 
     ``dask``: a LocalCluster of one single-threaded worker process per core (``scheduler`` None)
     or the existing cluster at ``scheduler`` (``tcp://HOST:PORT``); its workers need this package
@@ -32,3 +33,8 @@ def map_dates(task, dates: list, *args, engine: str = "local", scheduler: str | 
     finally:
         if cluster is not None:
             cluster.close()
+
+
+def chunks(dates: list, size: int) -> list[list]:
+    """``dates`` cut into consecutive runs of at most ``size``: units of work that share reads."""
+    return [list(dates[i:i + size]) for i in range(0, len(dates), size)]
