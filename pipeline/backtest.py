@@ -13,6 +13,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from pipeline import sessions
@@ -59,58 +60,69 @@ def candidates(settings: Settings, exit_dates: list[pd.Timestamp]) -> pd.DataFra
     """The priced events of the entry session before each exit session that react on it, with the
     entry and exit quotes of their straddle: one task, over a chunk of consecutive exit sessions.
 
-    Only the events that react on the exit session are recomputed (metrics are per ticker, so
-    that is exactly their rows of the whole window's metrics), and the history and bars of the
-    chunk's tickers are read once for the chunk, not once per session. An exit session without
-    the entry's calendar and chains contributes nothing.
+    Only the events reacting on their exit session are recomputed, all of the chunk in one pass
+    of :func:`~pipeline.stages.metrics.compute_metrics`: each event's rows (calendar, entry
+    chain, history, bars) carry the label ``TICKER|entry`` and its own as-of date. Metrics are
+    per ticker label, so each event gets exactly the rows a run of its entry session gives it.
+    An exit session without the entry's calendar and chains contributes nothing.
     """
     from pipeline.stages.events import upcoming_events
+    from pipeline.stages.metrics import compute_metrics
 
     store = Store(settings.root)
-    lookahead = settings.config.lookahead_days
-    entries = sessions.previous_sessions(exit_dates)
-    days = []
-    for exit_date, entry in zip(exit_dates, pd.DatetimeIndex(entries)):
+    events, calendars = [], []
+    for exit_date, entry in zip(exit_dates, pd.DatetimeIndex(sessions.previous_sessions(exit_dates))):
         if not (store.exists("calendar", entry) and store.exists("chains", entry)):
             continue
         calendar = store.read("calendar", entry)
-        events = upcoming_events(calendar, entry, lookahead)
-        tickers = sorted(events.loc[events["reaction_date"] == exit_date, "ticker"])
-        if tickers:
-            days.append((exit_date, entry, calendar[calendar["ticker"].isin(tickers)], tickers))
-    if not days:
-        return pd.DataFrame()
-    chunk_tickers = sorted({t for *_, tickers in days for t in tickers})
-    history = store.scan("earnings_history", tickers=chunk_tickers)
-    prices = store.scan("prices", tickers=chunk_tickers)
-    frames = [_trades_of_day(store, settings, exit_date, entry, calendar, tickers, history, prices)
-              for exit_date, entry, calendar, tickers in days]
-    frames = [f for f in frames if len(f)]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
-def _trades_of_day(store: Store, settings: Settings, exit_date, entry, calendar, tickers, history, prices) -> pd.DataFrame:
-    """The events of ``tickers`` (all reacting on ``exit_date``) with their metrics as of ``entry``
-    and the quotes of their straddle on both sessions."""
-    from pipeline.stages.metrics import compute_metrics
-
-    mine = prices[prices["ticker"].isin(tickers)]
-    entry_chains = store.scan("chains", dates=[entry], tickers=tickers).drop(columns="date")
-    metrics = compute_metrics(entry, calendar=calendar, history=history[history["ticker"].isin(tickers)],
-                              prices=mine, chains=entry_chains, config=settings.config).metrics
-    events = metrics[(metrics["reaction_date"] == exit_date) & metrics["straddle_strike"].notna()]
+        reacting = upcoming_events(calendar, entry, settings.config.lookahead_days)
+        reacting = reacting.loc[reacting["reaction_date"] == exit_date, ["ticker"]]
+        reacting = reacting.assign(entry_date=entry, exit_date=exit_date, label=reacting["ticker"] + f"|{entry.date()}")
+        events.append(reacting)
+        calendars.append(_labelled(calendar, reacting))
+    events = pd.concat(events, ignore_index=True) if events else pd.DataFrame()
     if events.empty:
         return pd.DataFrame()
-    trades = events.assign(entry_date=entry, exit_date=exit_date, strike=events["straddle_strike"],
-                           exit_kind=pd.array(["intrinsic" if e == exit_date else "quote" for e in events["expiration"]],
-                                              dtype="str"))
-    trades = trades_stage.leg_quotes(entry_chains, trades, "entry")
-    exit_chains = store.scan("chains", dates=[exit_date], tickers=tickers).drop(columns="date")
-    trades = trades_stage.leg_quotes(exit_chains, trades, "exit")
-    closes = mine.set_index(["ticker", "date"])["close"]
+    tickers = sorted(set(events["ticker"]))
+    quotes = {day: store.scan("chains", dates=[day], tickers=tickers).drop(columns="date")
+              for day in sorted(set(events["entry_date"]) | set(events["exit_date"]))}
+    labelled = {
+        "calendar": pd.concat(calendars, ignore_index=True),
+        "chains": _chains_of(quotes, events, "entry_date"),
+        "history": _labelled(store.scan("earnings_history", tickers=tickers), events),
+        "prices": _labelled(store.scan("prices", tickers=tickers), events),
+    }
+    metrics = compute_metrics(events.set_index("label")["entry_date"], config=settings.config, **labelled).metrics
+    trades = metrics.merge(events[["label", "entry_date", "exit_date"]].rename(columns={"label": "ticker"}), on="ticker")
+    trades = trades[(trades["reaction_date"] == trades["exit_date"]) & trades["straddle_strike"].notna()]
+    if trades.empty:
+        return pd.DataFrame()
+    trades = trades.assign(strike=trades["straddle_strike"], exit_kind=pd.array(
+        np.where(trades["expiration"] == trades["exit_date"], "intrinsic", "quote"), dtype="str"))
+    trades = trades_stage.leg_quotes(labelled["chains"], trades, "entry")
+    trades = trades_stage.leg_quotes(_chains_of(quotes, events, "exit_date"), trades, "exit")
+    closes = labelled["prices"].set_index(["ticker", "date"])["close"]
     entry_close = closes.reindex(pd.MultiIndex.from_arrays([trades["ticker"], trades["entry_date"]])).to_numpy()
     exit_close = closes.reindex(pd.MultiIndex.from_arrays([trades["ticker"], trades["exit_date"]])).to_numpy()
-    return trades.assign(exit_close=exit_close, realized_move=exit_close / entry_close - 1.0)
+    trades = trades.assign(ticker=trades["ticker"].str.split("|").str[0].astype("str"), exit_close=exit_close,
+                           realized_move=exit_close / entry_close - 1.0)
+    legs = [f"{side}_{leg}_{field}" for side in ("entry", "exit") for leg in trades_stage.LEGS.values()
+            for field in trades_stage.QUOTE_FIELDS]
+    columns = [*metrics.columns, "entry_date", "exit_date", "strike", "exit_kind", *legs, "exit_close", "realized_move"]
+    return trades[columns].sort_values(["exit_date", "ticker"], kind="stable").reset_index(drop=True)
+
+
+def _labelled(frame: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``frame`` of each event's ticker, under the event's label (a ticker's rows are
+    repeated for each of its events)."""
+    rows = events[["ticker", "label"]].merge(frame, on="ticker")
+    return rows.drop(columns="ticker").rename(columns={"label": "ticker"})[list(frame.columns)]
+
+
+def _chains_of(quotes: dict, events: pd.DataFrame, session: str) -> pd.DataFrame:
+    """Each event's chain on its ``session`` (entry_date or exit_date), under the event's label."""
+    frames = [_labelled(quotes[day], group) for day, group in events.groupby(session, sort=True)]
+    return pd.concat(frames, ignore_index=True)
 
 
 def run(settings: Settings, spec: Spec, engine: str = "local", scheduler: str | None = None) -> Result:

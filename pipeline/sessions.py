@@ -55,6 +55,11 @@ def session_on_or_before(date) -> pd.Timestamp:
     return pd.Timestamp(s[i])
 
 
+def sessions_on_or_before(dates) -> np.ndarray:
+    """:func:`session_on_or_before` of each date (datetime64[ns])."""
+    return sessions_offset(dates, -1, strict=True)
+
+
 def sessions_offset(dates, offset: int, *, strict: bool) -> np.ndarray:
     """Vectorized session arithmetic over naive dates (datetime64[ns] out).
 

@@ -23,9 +23,12 @@ class MetricsResult:
     metrics: pd.DataFrame
 
 
-def compute_metrics(as_of: pd.Timestamp, calendar: pd.DataFrame, history: pd.DataFrame,
+def compute_metrics(as_of, calendar: pd.DataFrame, history: pd.DataFrame,
                     prices: pd.DataFrame, chains: pd.DataFrame, config: Config) -> MetricsResult:
-    as_of = pd.Timestamp(as_of)
+    """Every metric of the events in the look-ahead window of ``as_of``: a date, or a Series of
+    dates indexed by ticker (:func:`pipeline.stages.events.as_of_rows`), so that one pass
+    computes events of many as-of dates, each under its own ticker label."""
+    as_of = as_of if isinstance(as_of, pd.Series) else pd.Timestamp(as_of)
     upcoming = events_stage.upcoming_events(calendar, as_of, config.lookahead_days)
     moves = moves_stage.historical_moves(history, prices, as_of)
     stats = consistency.history_stats(moves, move_type=config.move_type, max_events=config.max_events,
@@ -69,9 +72,9 @@ def compute_metrics(as_of: pd.Timestamp, calendar: pd.DataFrame, history: pd.Dat
     return MetricsResult(moves=moves, surface=surface, metrics=metrics)
 
 
-def _last_close(prices: pd.DataFrame, as_of: pd.Timestamp) -> pd.Series:
+def _last_close(prices: pd.DataFrame, as_of) -> pd.Series:
     """Close of each ticker's last bar on or before the as-of date."""
-    known = prices[prices["date"] <= as_of]
+    known = prices[prices["date"].to_numpy() <= events_stage.as_of_rows(as_of, prices["ticker"])]
     return known.loc[known.groupby("ticker")["date"].idxmax(), ["ticker", "close"]].set_index("ticker")["close"]
 
 

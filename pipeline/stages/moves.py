@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import sessions
+from pipeline.stages.events import as_of_rows
 
 MOVES_COLUMNS = ["ticker", "report_date", "timing", "timing_source", "ref_date", "reaction_date",
                  "ref_close", "close_move", "gap_move", "max_move"]
@@ -58,8 +59,9 @@ def _candidate_moves(history: pd.DataFrame, prices: pd.DataFrame) -> pd.DataFram
     )
 
 
-def historical_moves(history: pd.DataFrame, prices: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
-    """One row per past report that has reacted by ``as_of`` and has both bars.
+def historical_moves(history: pd.DataFrame, prices: pd.DataFrame, as_of) -> pd.DataFrame:
+    """One row per past report that has reacted by ``as_of`` (a date, or per ticker:
+    :func:`pipeline.stages.events.as_of_rows`) and has both bars.
 
     UNKNOWN timing is inferred: both candidates (BMO: react on the report date, AMC: the next
     session) are computed and the one with the larger overnight gap wins (``timing_source`` =
@@ -67,8 +69,8 @@ def historical_moves(history: pd.DataFrame, prices: pd.DataFrame, as_of: pd.Time
     cannot be made. Reports without the bars they need are left out, never filled, and two
     reports mapping to one reaction session count once (the later report).
     """
-    as_of = pd.Timestamp(as_of)
-    in_range = (history["report_date"] <= as_of) & (history["report_date"] > sessions.FIRST_DATE)
+    in_range = (history["report_date"].to_numpy() <= as_of_rows(as_of, history["ticker"])) & \
+        (history["report_date"] > sessions.FIRST_DATE)
     past = history[in_range][["ticker", "report_date", "timing"]]
     unknown = past["timing"] == "UNKNOWN"
     candidates = pd.concat([
@@ -77,11 +79,12 @@ def historical_moves(history: pd.DataFrame, prices: pd.DataFrame, as_of: pd.Time
         past[unknown].assign(timing="AMC", timing_source="inferred"),
     ], ignore_index=True)
     moves = _candidate_moves(candidates, prices)
-    reacted = moves["reaction_date"] <= sessions.session_on_or_before(as_of)
+    last_session = sessions.sessions_on_or_before(as_of_rows(as_of, moves["ticker"]))
+    reacted = moves["reaction_date"].to_numpy() <= last_session
     candidates = moves.groupby(["ticker", "report_date"], sort=False)["reaction_date"].transform("size")
     decided = reacted & ((moves["timing_source"] == "vendor") | (candidates == 2))
     moves = moves[decided & (moves.groupby(["ticker", "report_date"], sort=False)["reaction_date"]
-                             .transform("max") <= sessions.session_on_or_before(as_of))]
+                             .transform("max").to_numpy() <= last_session)]
     moves = (moves.assign(abs_gap=moves["gap_move"].abs())
              .sort_values(["ticker", "report_date", "abs_gap"], ascending=[True, True, False], kind="stable")
              .drop_duplicates(["ticker", "report_date"])
