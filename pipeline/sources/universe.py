@@ -10,28 +10,25 @@ from scipy.special import ndtri
 from pipeline.sources.draws import S_NAME, S_PARAM, uniform
 
 CLASS_SHARES = ("BRK.B", "BF.B", "LEN.B", "MOG.A", "HEI.A", "BIO.B")
-_LETTERS = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 @functools.lru_cache(maxsize=8)
 def universe(seed: int, size: int) -> pd.DataFrame:
+    ids = np.arange(size)
+    first_try = _names(uniform(seed, S_NAME, ids[:, None], 0, np.arange(5)[None, :]))
     names: list[str] = []
     used: set[str] = set()
     for i in range(size):
         if i % 97 == 13 and len(names) // 97 < len(CLASS_SHARES):
             name = CLASS_SHARES[len([n for n in names if n in CLASS_SHARES])]
         else:
-            attempt = 0
-            while True:
-                u = uniform(seed, S_NAME, i, attempt, np.arange(5))
-                length = 1 + int(u[0] * 4)
-                name = "".join(_LETTERS[(u[1:1 + length] * 26).astype(int)])
-                if name not in used and name not in CLASS_SHARES:
-                    break
+            name, attempt = first_try[i], 0
+            while name in used or name in CLASS_SHARES:     # a clash: draw again, rare
                 attempt += 1
+                name = _names(uniform(seed, S_NAME, i, attempt, np.arange(5))[None, :])[0]
         used.add(name)
         names.append(name)
-    ids = np.arange(size)
     u = [uniform(seed, S_PARAM, ids, k) for k in range(12)]
     growth = u[0] < 0.35
     liquidity = u[1] ** 0.7
@@ -62,3 +59,10 @@ def universe(seed: int, size: int) -> pd.DataFrame:
         "concave_before_event": uniform(seed, S_PARAM, ids, 22) < 0.2,
         "weeklies": liquidity > 0.35,
     })
+
+
+def _names(u: np.ndarray) -> list[str]:
+    """A 1-4 letter name per row of five uniforms: the first sets the length, the rest the letters."""
+    lengths = (1 + (u[:, 0] * 4).astype(int)).tolist()
+    codes = (u[:, 1:] * 26).astype(int).tolist()
+    return ["".join(_ALPHABET[c] for c in row[:n]) for row, n in zip(codes, lengths)]
