@@ -94,10 +94,11 @@ class Store:
         atomic_write_bytes(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
         return path
 
-    def write_by_year(self, name: str, df: pd.DataFrame, column: str = "date") -> list[Path]:
-        """Write a year-partitioned dataset, one atomic file per year present in ``df``."""
+    def write_by_year(self, name: str, df: pd.DataFrame, column: str = "date", validated: bool = False) -> list[Path]:
+        """Write a year-partitioned dataset, one atomic file per year present in ``df``
+        (``validated`` as in :meth:`write`)."""
         years = df[column].dt.year
-        return [self.write(name, part, year) for year, part in df.groupby(years, sort=True)]
+        return [self.write(name, part, year, validated) for year, part in df.groupby(years, sort=True)]
 
     def partitions(self, name: str) -> list[str]:
         dataset = DATASETS[name]

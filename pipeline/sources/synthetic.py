@@ -126,7 +126,8 @@ class SyntheticMarket:
         timing[uniform(self.seed, S_DMH, tid, q) < 0.03] = "DMH"
         fat = p["fat_tailed"].to_numpy()[rows]
         u1, u2 = uniform(self.seed, S_JUMP, tid, q, 0), uniform(self.seed, S_JUMP, tid, q, 1)
-        z = np.where(fat, student_t3_unit(u1, u2), ndtri(u1))
+        z = ndtri(u1)
+        z[fat] = student_t3_unit(u1[fat], u2[fat])        # elementwise: only where it is used
         jump_std = p["jump_std"].to_numpy()[rows]
         report_ns = report.astype("datetime64[ns]")
         reaction = sessions.reaction_sessions(report_ns, timing)

@@ -11,22 +11,28 @@ from pipeline.sources.draws import S_NAME, S_PARAM, uniform
 
 CLASS_SHARES = ("BRK.B", "BF.B", "LEN.B", "MOG.A", "HEI.A", "BIO.B")
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+NAME_ATTEMPTS_DRAWN = 8
 
 
 @functools.lru_cache(maxsize=8)
 def universe(seed: int, size: int) -> pd.DataFrame:
     ids = np.arange(size)
-    first_try = _names(uniform(seed, S_NAME, ids[:, None], 0, np.arange(5)[None, :]))
+    # Name i is its first draw (attempt 0, 1, ...) not taken by an earlier name; short names
+    # clash often, so the first few attempts of every name are drawn in one pass.
+    attempts = np.arange(NAME_ATTEMPTS_DRAWN)
+    drawn = _names(uniform(seed, S_NAME, ids[:, None, None], attempts[None, :, None], np.arange(5)).reshape(-1, 5))
     names: list[str] = []
     used: set[str] = set()
     for i in range(size):
         if i % 97 == 13 and len(names) // 97 < len(CLASS_SHARES):
             name = CLASS_SHARES[len([n for n in names if n in CLASS_SHARES])]
         else:
-            name, attempt = first_try[i], 0
-            while name in used or name in CLASS_SHARES:     # a clash: draw again, rare
+            attempt = 0
+            name = drawn[i * NAME_ATTEMPTS_DRAWN]
+            while name in used or name in CLASS_SHARES:
                 attempt += 1
-                name = _names(uniform(seed, S_NAME, i, attempt, np.arange(5))[None, :])[0]
+                name = (drawn[i * NAME_ATTEMPTS_DRAWN + attempt] if attempt < NAME_ATTEMPTS_DRAWN
+                        else _names(uniform(seed, S_NAME, i, attempt, np.arange(5))[None, :])[0])
         used.add(name)
         names.append(name)
     u = [uniform(seed, S_PARAM, ids, k) for k in range(12)]
