@@ -13,12 +13,13 @@ from pipeline.config import resolve
 from pipeline.stages import backtest as trades_stage
 from pipeline.store import Store
 
-# Two months of 200 names (~150 trades) keep this replay to a couple of minutes. On that sample the
-# top and bottom true-premium quintiles differ by about 0.45 of premium with t near 2 (measured
-# 2.1), so the thresholds below are t > 2 for the premium and a positive spread for the score;
-# t > 3 needs about twice the trades (a four-month replay).
-UNIVERSE = 200
-START, END = "2026-09-01", "2026-10-30"
+# One earnings cycle of the default universe: every name reports once a quarter, so a quarter of
+# 500 names gives ~480 trades, a quarter of the synthetic year's 1,924. t grows with the square
+# root of the trades: the year gives t = 7.1 (true premium, top vs bottom quintile) and 5.6 (score);
+# each of its four quarters gives 3.1-5.3 and 2.0-4.1, and this one 3.5 and 3.4. So the issue's
+# thresholds (t > 3 and t > 2) hold on one cycle, and a quarter is the smallest sample where they do.
+UNIVERSE = 500
+START, END = "2026-08-03", "2026-10-30"
 
 
 def _cli(root, config, *args):
@@ -52,7 +53,7 @@ def test_trade_prices_are_the_stored_quotes_of_their_contract(replayed, result):
     store = Store(replayed[0])
     trades = result.trades
     assert len(trades) > 100 and (trades["trade_status"] == "ok").mean() > 0.95
-    for row in trades.sample(40, random_state=1).itertuples():
+    for row in trades.sample(60, random_state=1).itertuples():
         for prefix, day in (("entry", row.entry_date), ("exit", row.exit_date)):
             if prefix == "exit" and row.exit_kind == "intrinsic":
                 continue
@@ -60,9 +61,12 @@ def test_trade_prices_are_the_stored_quotes_of_their_contract(replayed, result):
             for code, leg in (("C", "call"), ("P", "put")):
                 quote = chain[(chain["ticker"] == row.ticker) & (chain["expiration"] == row.expiration)
                               & (chain["strike"] == row.strike) & (chain["option_type"] == code)]
-                assert len(quote) == 1
-                assert getattr(row, f"{prefix}_{leg}_bid") == quote["bid"].iloc[0]
-                assert getattr(row, f"{prefix}_{leg}_ask") == quote["ask"].iloc[0]
+                bid, ask = getattr(row, f"{prefix}_{leg}_bid"), getattr(row, f"{prefix}_{leg}_ask")
+                if len(quote):
+                    assert len(quote) == 1
+                    np.testing.assert_equal([bid, ask], [quote["bid"].iloc[0], quote["ask"].iloc[0]])
+                else:                       # not listed that session: no price made up for it
+                    assert np.isnan(bid) and np.isnan(ask) and row.trade_status == f"no_{prefix}_quote"
         metrics_day = store.read("metrics", row.entry_date).set_index("ticker")
         assert row.strike == metrics_day.loc[row.ticker, "straddle_strike"]
 
@@ -78,11 +82,11 @@ def test_returns_rise_with_the_true_premium_and_the_score_separates(replayed, re
     assert means.iloc[-1] > means.iloc[0] and (np.diff(means.to_numpy()) > -0.05).all(), means
     top, bottom = (done.loc[quintile == q, "return_on_premium"] for q in (4, 0))
     t = (top.mean() - bottom.mean()) / np.sqrt(top.var() / len(top) + bottom.var() / len(bottom))
-    assert t > 1.8, (t, means)
+    assert t > 3, (t, means)
     by_score = done.groupby("score_quintile")["return_on_premium"]
     hi, lo = (done.loc[done["score_quintile"] == q, "return_on_premium"] for q in (5, 1))
     t_score = (hi.mean() - lo.mean()) / np.sqrt(hi.var() / len(hi) + lo.var() / len(lo))
-    assert t_score > 0.5, by_score.mean()
+    assert t_score > 2, (t_score, by_score.mean())
     at_mid = trades_stage.simulate(done, 0.0, 0.0)
     if done["true_ratio"].mean() > 1:
         assert at_mid["return_on_premium"].mean() > 0

@@ -348,11 +348,12 @@ class SyntheticMarket:
         # Denser near the money: one step inside, two steps outside.
         offset = np.where(np.abs(k) <= inner_g, k, np.sign(k) * (inner_g + 2 * (np.abs(k) - inner_g)))
         # A strike once listed stays listed until expiration: the grid around the previous
-        # session's close is still quoted, so a straddle opened yesterday can be closed today.
-        centers = [np.round(g[c].to_numpy() / step) * step for c in ("spot", "previous_close")]
+        # session's close, at that session's strike step, is still quoted, so a straddle opened
+        # yesterday can be closed today (even when the spot crossed a step boundary overnight).
+        steps = (step, self._strike_step(g["previous_close"].to_numpy()))
+        grids = [np.round(g[c].to_numpy() / by) * by for c, by in zip(("spot", "previous_close"), steps)]
+        strike = np.round(np.concatenate([grid[gi] + offset * by[gi] for grid, by in zip(grids, steps)]), 2)
         gi = np.concatenate([gi, gi])
-        strike = np.round(np.concatenate([center[gi[:len(offset)]] for center in centers])
-                          + np.concatenate([offset, offset]) * step[gi], 2)
         gi, strike = np.unique(np.stack([gi, strike]), axis=1)
         gi = gi.astype(int)
         rows = g.iloc[gi].reset_index(drop=True)
