@@ -1,4 +1,5 @@
-"""Benchmark of replay and backtest over a range of sessions: ``make bench`` (second table).
+"""Benchmark of a large-universe ``daily`` and of replay and backtest over a range of sessions:
+``make bench`` (the tables after the compute stages).
 
 Each command runs as a subprocess on a fresh data root, so its wall time includes start-up and
 its peak memory is the largest resident set of the command or any process it started (a dask
@@ -24,22 +25,53 @@ def _timed(args: list[str]) -> tuple[float, float]:
     return float(seconds), float(peak)
 
 
-def bench(start: str, end: str, universe: int) -> None:
+def _run(start: str, end: str, universe: int, engine: str) -> list[tuple]:
+    """Replay then backtest of [start, end] on a fresh data root: (command, engine, seconds, MiB)."""
     pipeline = [str(Path(sys.executable).parent / "pipeline")]
+    root = Path(tempfile.mkdtemp(prefix=f"bench-{engine}-"))
+    config = root / "config.yaml"
+    config.write_text(f"synthetic:\n  universe_size: {universe}\n")
+    common = ["--data-dir", str(root), "--config", str(config)]
     rows = []
-    for engine in ("local", "dask"):
-        root = Path(tempfile.mkdtemp(prefix=f"bench-{engine}-"))
-        config = root / "config.yaml"
-        config.write_text(f"synthetic:\n  universe_size: {universe}\n")
-        common = ["--data-dir", str(root), "--config", str(config)]
-        for command in ("replay", "backtest"):
-            seconds, peak = _timed([*pipeline, command, *common, "--start", start, "--end", end, "--engine", engine])
-            rows.append((command, engine, seconds, peak))
+    for command in ("replay", "backtest"):
+        seconds, peak = _timed([*pipeline, command, *common, "--start", start, "--end", end, "--engine", engine])
+        rows.append((command, engine, seconds, peak))
+    shutil.rmtree(root, ignore_errors=True)
+    return rows
+
+
+def _daily(date: str, universe: int, *flags: str) -> tuple[float, float]:
+    """``pipeline daily`` of one date on a fresh data root: (seconds, peak MiB)."""
+    root = Path(tempfile.mkdtemp(prefix="bench-daily-"))
+    config = root / "config.yaml"
+    config.write_text(f"synthetic:\n  universe_size: {universe}\n")
+    pipeline = str(Path(sys.executable).parent / "pipeline")
+    try:
+        return _timed([pipeline, "--data-dir", str(root), "--config", str(config), "daily", "--date", date, *flags])
+    finally:
         shutil.rmtree(root, ignore_errors=True)
-    print(f"replay and backtest, {universe} tickers, {start} .. {end}")
-    print(f"{'command':10}{'engine':>8}{'seconds':>10}{'peak MiB':>10}")
+
+
+def bench_daily(date: str, universe: int) -> None:
+    print(f"pipeline daily, {universe} tickers, {date}")
+    print(f"{'report':10}{'seconds':>10}{'peak MiB':>10}")
+    for label, flags in (("CSV", ("--no-html",)), ("CSV+HTML", ())):
+        seconds, peak = _daily(date, universe, *flags)
+        print(f"{label:10}{seconds:>10.1f}{peak:>10.0f}")
+
+
+def bench(start: str, end: str, universe: int) -> None:
+    from pipeline import sessions
+
+    rows = _run(start, end, universe, "local") + _run(start, end, universe, "dask")
+    # The same on the first month: a dask worker's peak should not grow with the sessions.
+    month = sessions.sessions_between(start, end)[:21]
+    short = _run(str(month[0].date()), str(month[-1].date()), universe, "dask")
+    print(f"replay and backtest, {universe} tickers, {start} .. {end} ({len(sessions.sessions_between(start, end))} sessions)")
+    print(f"{'command':10}{'engine':>8}{'seconds':>10}{'peak MiB':>10}{'peak MiB, 21 sessions':>24}")
+    peaks = {(c, e): p for c, e, _, p in short}
     for command, engine, seconds, peak in rows:
-        print(f"{command:10}{engine:>8}{seconds:>10.1f}{peak:>10.0f}")
+        print(f"{command:10}{engine:>8}{seconds:>10.1f}{peak:>10.0f}{peaks.get((command, engine), float('nan')):>24.0f}")
     timing = {(c, e): s for c, e, s, _ in rows}
     for command in ("replay", "backtest"):
         print(f"{command}: dask/local speed-up {timing[(command, 'local')] / timing[(command, 'dask')]:.2f}x")
@@ -50,7 +82,9 @@ def main(argv=None) -> None:
     parser.add_argument("--start", default="2025-11-20")
     parser.add_argument("--end", default="2026-11-20")
     parser.add_argument("--universe", type=int, default=500)
+    parser.add_argument("--daily-universe", type=int, default=5000, help="universe of the one-date daily run")
     args = parser.parse_args(argv)
+    bench_daily(args.end, args.daily_universe)
     bench(args.start, args.end, args.universe)
 
 
