@@ -25,8 +25,9 @@ def _timed(args: list[str]) -> tuple[float, float]:
     return float(seconds), float(peak)
 
 
-def _run(start: str, end: str, universe: int, engine: str) -> list[tuple]:
-    """Replay then backtest of [start, end] on a fresh data root: (command, engine, seconds, MiB)."""
+def _run(start: str, end: str, universe: int, engine: str, keep: bool = False) -> list[tuple]:
+    """Replay then backtest of [start, end] on a fresh data root:
+    (command, engine, seconds, peak MiB of any process, largest dask worker peak MiB or NaN)."""
     pipeline = [str(Path(sys.executable).parent / "pipeline")]
     root = Path(tempfile.mkdtemp(prefix=f"bench-{engine}-"))
     config = root / "config.yaml"
@@ -34,10 +35,22 @@ def _run(start: str, end: str, universe: int, engine: str) -> list[tuple]:
     common = ["--data-dir", str(root), "--config", str(config)]
     rows = []
     for command in ("replay", "backtest"):
+        logged = len(_worker_peaks(root))
         seconds, peak = _timed([*pipeline, command, *common, "--start", start, "--end", end, "--engine", engine])
-        rows.append((command, engine, seconds, peak))
-    shutil.rmtree(root, ignore_errors=True)
+        peaks = _worker_peaks(root)[logged:]
+        rows.append((command, engine, seconds, peak, max(peaks[-1]) if peaks else float("nan")))
+    if keep:
+        print(f"kept the {engine} run's data root: {root}", file=sys.stderr)
+    else:
+        shutil.rmtree(root, ignore_errors=True)
     return rows
+
+
+def _worker_peaks(root: Path) -> list[list[float]]:
+    """Per dask run logged under ``root`` (the engine logs it), each worker's peak MiB."""
+    lines = [line for log in sorted((root / "logs").glob("*.log")) for line in log.read_text().splitlines()
+             if "peak resident memory per worker" in line]
+    return [[float(v) for v in line.rsplit(":", 1)[1].replace("MiB", "").split(",")] for line in lines]
 
 
 def _daily(date: str, universe: int, *flags: str) -> tuple[float, float]:
@@ -60,19 +73,19 @@ def bench_daily(date: str, universe: int) -> None:
         print(f"{label:10}{seconds:>10.1f}{peak:>10.0f}")
 
 
-def bench(start: str, end: str, universe: int) -> None:
+def bench(start: str, end: str, universe: int, keep: bool = False) -> None:
     from pipeline import sessions
 
-    rows = _run(start, end, universe, "local") + _run(start, end, universe, "dask")
+    rows = _run(start, end, universe, "local", keep) + _run(start, end, universe, "dask")
     # The same on the first month: a dask worker's peak should not grow with the sessions.
     month = sessions.sessions_between(start, end)[:21]
-    short = _run(str(month[0].date()), str(month[-1].date()), universe, "dask")
+    short = {(c, e): w for c, e, _, _, w in _run(str(month[0].date()), str(month[-1].date()), universe, "dask")}
     print(f"replay and backtest, {universe} tickers, {start} .. {end} ({len(sessions.sessions_between(start, end))} sessions)")
-    print(f"{'command':10}{'engine':>8}{'seconds':>10}{'peak MiB':>10}{'peak MiB, 21 sessions':>24}")
-    peaks = {(c, e): p for c, e, _, p in short}
-    for command, engine, seconds, peak in rows:
-        print(f"{command:10}{engine:>8}{seconds:>10.1f}{peak:>10.0f}{peaks.get((command, engine), float('nan')):>24.0f}")
-    timing = {(c, e): s for c, e, s, _ in rows}
+    print(f"{'command':10}{'engine':>8}{'seconds':>10}{'peak MiB':>10}{'worker peak MiB':>17}{'same, 21 sessions':>19}")
+    for command, engine, seconds, peak, worker in rows:
+        print(f"{command:10}{engine:>8}{seconds:>10.1f}{peak:>10.0f}{worker:>17.0f}"
+              f"{short.get((command, engine), float('nan')):>19.0f}")
+    timing = {(c, e): s for c, e, s, _, _ in rows}
     for command in ("replay", "backtest"):
         print(f"{command}: dask/local speed-up {timing[(command, 'local')] / timing[(command, 'dask')]:.2f}x")
 
@@ -83,9 +96,10 @@ def main(argv=None) -> None:
     parser.add_argument("--end", default="2026-11-20")
     parser.add_argument("--universe", type=int, default=500)
     parser.add_argument("--daily-universe", type=int, default=5000, help="universe of the one-date daily run")
+    parser.add_argument("--keep", action="store_true", help="keep the local run's data root (its path goes to stderr)")
     args = parser.parse_args(argv)
     bench_daily(args.end, args.daily_universe)
-    bench(args.start, args.end, args.universe)
+    bench(args.start, args.end, args.universe, args.keep)
 
 
 if __name__ == "__main__":

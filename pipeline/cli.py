@@ -307,10 +307,14 @@ def backtest(runner: Runner, start, end, engine, scheduler, **selection):
     """Sell the straddle of every event reacting between START and END at the session before,
     buy it back at the reaction session, from stored snapshots only."""
     from pipeline import backtest as bt
-    from pipeline.runlog import EXIT_FAILED
+    from pipeline.runlog import EXIT_FAILED, setup_logging
 
     settings = runner.settings()
     dates = _sessions(runner, start, end)
+    try:
+        setup_logging(settings.root)
+    except OSError as exc:
+        _fail(f"cannot write the log under {settings.root / 'logs'}: {exc}", EXIT_FAILED)
     spec = bt.Spec(dates[0], dates[-1], vrp_tiers=tuple(selection.pop("vrp_tiers")),
                    liquidity_tiers=tuple(selection.pop("liquidity_tiers")), **selection)
     try:

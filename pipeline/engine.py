@@ -7,7 +7,21 @@ so both engines write the same bytes. dask is imported only when it is used.
 """
 from __future__ import annotations
 
+import logging
+
 ENGINES = ("local", "dask")
+# The LocalCluster's workers each run one pandas-heavy task at a time, one per core. Two dask
+# defaults cost 15-25 % of every task there: glibc trimming freed memory back to the OS after
+# every free (MALLOC_TRIM_THRESHOLD_=64 KiB: per-date tasks keep memory bounded without it) and
+# event-loop housekeeping every 10-100 ms that takes the GIL from the task. Measured on 31
+# sessions of 500 names with 2 workers: 26.1 s -> 19.1 s; a process pool does the same in 17.8 s.
+LOCAL_CLUSTER_CONFIG = {
+    "distributed.nanny.pre-spawn-environ": {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1},
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "2s",
+    "distributed.worker.memory.monitor-interval": "1s",
+    "distributed.worker.profile.enabled": False,
+}
 
 
 def map_dates(task, dates: list, *args, engine: str = "local", scheduler: str | None = None) -> list:
@@ -23,13 +37,23 @@ def map_dates(task, dates: list, *args, engine: str = "local", scheduler: str | 
         return [task(*args, as_of) for as_of in dates]
     if engine != "dask":
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    import dask
     from dask.distributed import Client, LocalCluster
 
-    cluster = None if scheduler else LocalCluster(processes=True, threads_per_worker=1, dashboard_address=None)
+    if scheduler:
+        cluster = None
+    else:
+        with dask.config.set(LOCAL_CLUSTER_CONFIG):
+            cluster = LocalCluster(processes=True, threads_per_worker=1, dashboard_address=None)
     try:
         with Client(scheduler or cluster) as client:
             futures = [client.submit(task, *args, as_of, pure=False) for as_of in dates]
-            return client.gather(futures)
+            results = client.gather(futures)
+            peaks = client.run(_peak_memory_mib)
+            logging.getLogger("pipeline").info(
+                "dask: %d tasks on %d workers; peak resident memory per worker since it started: %s MiB",
+                len(dates), len(peaks), ", ".join(f"{peaks[w]:.0f}" for w in sorted(peaks)))
+            return results
     finally:
         if cluster is not None:
             cluster.close()
@@ -38,3 +62,10 @@ def map_dates(task, dates: list, *args, engine: str = "local", scheduler: str | 
 def chunks(dates: list, size: int) -> list[list]:
     """``dates`` cut into consecutive runs of at most ``size``: units of work that share reads."""
     return [list(dates[i:i + size]) for i in range(0, len(dates), size)]
+
+
+def _peak_memory_mib() -> float:
+    """This process's peak resident set (run on each worker)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
