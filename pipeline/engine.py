@@ -1,9 +1,11 @@
 """Where per-date work executes: in this process, or on a dask.distributed cluster, one task per
-date.
+date (a replay) or per chunk of consecutive dates (a backtest).
 
-The unit of work is a date: a task reads shared datasets and writes only its own date's
-partitions, so no two tasks write one file. Results come back in date order whatever the engine,
-so both engines write the same bytes. dask is imported only when it is used.
+The unit of work is a date or a chunk: a task reads shared datasets and writes only its own
+dates' partitions, so no two tasks write one file. Results come back in date order whatever the
+engine, so both engines write the same bytes. Tasks are plain futures returning pandas objects,
+not dask collections, so there is no graph and no ``meta`` to infer. dask is imported only when
+it is used.
 """
 from __future__ import annotations
 

@@ -93,6 +93,65 @@ def test_returns_rise_with_the_true_premium_and_the_score_separates(replayed, re
 
 
 @pytest.mark.slow
+def test_one_labelled_pass_equals_a_run_of_each_entry_session(replayed):
+    # The backtest recomputes a month of entry sessions in one compute_metrics pass (events under
+    # TICKER|entry labels with their own as-of dates); the plain route computes each entry
+    # session's whole window on its own, as `pipeline rank` would, and keeps the reacting events.
+    from pipeline import sessions
+    from pipeline.stages.events import upcoming_events
+    from pipeline.stages.metrics import compute_metrics
+
+    root, config = replayed
+    settings = resolve(str(config), root, environ={})
+    store = Store(root)
+    exits = list(sessions.sessions_between("2026-10-05", "2026-10-16"))
+    one_pass = bt.candidates(settings, exits)
+    plain = []
+    for exit_date in exits:
+        entry = pd.Timestamp(sessions.previous_sessions([exit_date])[0])
+        calendar = store.read("calendar", entry)
+        tickers = upcoming_events(calendar, entry, settings.config.lookahead_days)["ticker"]
+        metrics = compute_metrics(entry, calendar, store.scan("earnings_history", tickers=tickers),
+                                  store.scan("prices", tickers=tickers), store.read("chains", entry),
+                                  settings.config).metrics
+        plain.append(metrics[(metrics["reaction_date"] == exit_date) & metrics["straddle_strike"].notna()])
+    plain = pd.concat(plain, ignore_index=True).sort_values(["reaction_date", "ticker"], kind="stable")
+    assert len(plain) > 30
+    pd.testing.assert_frame_equal(one_pass[list(plain.columns)].reset_index(drop=True), plain.reset_index(drop=True))
+
+
+def test_a_strike_listed_yesterday_is_still_listed_when_the_strike_step_changed_overnight():
+    # Strike steps widen with the spot (2.5 below 150, 5 above...): a straddle sold at 142.5
+    # yesterday must still be quoted today when the stock closed above 150. (Kept: yesterday's
+    # grid; a strike only listed two or more sessions ago can go, which left 3 of the synthetic
+    # year's 1,998 trades without an exit quote, reported as no_exit_quote.)
+    from pipeline import sessions
+    from pipeline.sources.synthetic import SyntheticMarket
+
+    market = SyntheticMarket(universe_size=500)
+    days = sessions.sessions_between("2026-06-01", "2026-10-30")
+    bars = market.prices(market.universe["ticker"].tolist(), days[0], days[-1])
+    bars["step"] = SyntheticMarket._strike_step(bars["close"].to_numpy())
+    crossed = bars[bars.groupby("ticker")["step"].diff().fillna(0) != 0].head(12)
+    assert len(crossed) >= 5
+    for row in crossed.itertuples():
+        today = pd.Timestamp(row.date)
+        yesterday = pd.Timestamp(sessions.previous_sessions([today])[0])
+        wanted = market.expirations([row.ticker], yesterday)
+        wanted = wanted[wanted["expiration"] > today].head(2)
+        before, after = (market.chains(wanted, day) for day in (yesterday, today))
+        # Yesterday's own grid near its spot (at yesterday's step): what the market keeps listing.
+        spot = before["underlying_price"].iloc[0]
+        step = SyntheticMarket._strike_step(np.array([spot]))[0]
+        grid = np.round(np.round(spot / step) * step + step * np.arange(-2, 3), 2)
+        near = before[before["strike"].isin(grid)]
+        assert len(near) >= 8
+        listed = set(zip(after["expiration"], after["strike"], after["option_type"]))
+        missing = [k for k in zip(near["expiration"], near["strike"], near["option_type"]) if k not in listed]
+        assert not missing, (row.ticker, today.date(), missing[:4])
+
+
+@pytest.mark.slow
 def test_touch_fills_lose_exactly_the_quoted_spreads(result):
     ok = result.trades[(result.trades["trade_status"] == "ok") & (result.trades["exit_kind"] == "quote")]
     mid, touch = (trades_stage.simulate(ok, f, 0.0) for f in (0.0, 1.0))

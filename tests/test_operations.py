@@ -138,6 +138,26 @@ def test_3_every_read_and_doctor_name_a_bad_file(good_root, tmp_path, config, na
     assert doctor.exit_code == 1 and str(path) in doctor.output, doctor.output
 
 
+def test_3_values_changed_behind_the_store_are_caught_by_doctor_not_trusted_silently(good_root, tmp_path, config):
+    # Reads check columns and types only (values were validated when written); a file rewritten
+    # outside the store with the right schema but impossible values is doctor's to name.
+    from pipeline.store import expected_schema
+
+    root = copy(good_root, tmp_path)
+    store = Store(root)
+    _, path = store.files("prices")[-1]
+    table = pq.read_table(path)
+    close = table.column("close").to_numpy().copy()
+    close[0] = -1.0
+    table = table.set_column(table.schema.get_field_index("close"), "close", pa.array(close))
+    assert table.schema.equals(expected_schema("prices"), check_metadata=False)
+    pq.write_table(table, path)
+    assert store.check_file("prices", path) is None                   # the footer is fine
+    assert "close" in store.check_file("prices", path, values=True)
+    doctor = cli(root, config, "doctor")
+    assert doctor.exit_code == 1 and str(path) in doctor.output and "close" in doctor.output, doctor.output
+
+
 def test_3_a_corrupt_refetchable_file_is_quarantined_and_refetched(good_root, tmp_path, config):
     root = copy(good_root, tmp_path)
     bad = root / "parquet" / "prices" / "year=2026" / "part-0.parquet"
