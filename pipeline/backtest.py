@@ -77,7 +77,8 @@ def candidates(settings: Settings, exit_dates: list[pd.Timestamp]) -> pd.DataFra
         calendar = store.read("calendar", entry)
         reacting = upcoming_events(calendar, entry, settings.config.lookahead_days)
         reacting = reacting.loc[reacting["reaction_date"] == exit_date, ["ticker"]]
-        reacting = reacting.assign(entry_date=entry, exit_date=exit_date, label=reacting["ticker"] + f"|{entry.date()}")
+        reacting = reacting.assign(entry_date=entry, exit_date=exit_date,
+                                   label=reacting["ticker"] + f"|{entry.date()}")
         events.append(reacting)
         calendars.append(_labelled(calendar, reacting))
     events = pd.concat(events, ignore_index=True) if events else pd.DataFrame()
@@ -93,7 +94,8 @@ def candidates(settings: Settings, exit_dates: list[pd.Timestamp]) -> pd.DataFra
         "prices": _labelled(store.scan("prices", tickers=tickers), events),
     }
     metrics = compute_metrics(events.set_index("label")["entry_date"], config=settings.config, **labelled).metrics
-    trades = metrics.merge(events[["label", "entry_date", "exit_date"]].rename(columns={"label": "ticker"}), on="ticker")
+    sessions_of = events[["label", "entry_date", "exit_date"]].rename(columns={"label": "ticker"})
+    trades = metrics.merge(sessions_of, on="ticker")
     trades = trades[(trades["reaction_date"] == trades["exit_date"]) & trades["straddle_strike"].notna()]
     if trades.empty:
         return pd.DataFrame()
@@ -108,7 +110,8 @@ def candidates(settings: Settings, exit_dates: list[pd.Timestamp]) -> pd.DataFra
                            realized_move=exit_close / entry_close - 1.0)
     legs = [f"{side}_{leg}_{field}" for side in ("entry", "exit") for leg in trades_stage.LEGS.values()
             for field in trades_stage.QUOTE_FIELDS]
-    columns = [*metrics.columns, "entry_date", "exit_date", "strike", "exit_kind", *legs, "exit_close", "realized_move"]
+    columns = [*metrics.columns, "entry_date", "exit_date", "strike", "exit_kind", *legs,
+               "exit_close", "realized_move"]
     return trades[columns].sort_values(["exit_date", "ticker"], kind="stable").reset_index(drop=True)
 
 

@@ -45,7 +45,8 @@ class Context:
         return valid
 
 
-def window_tickers(ctx: Context, as_of: pd.Timestamp, calendar: pd.DataFrame | None = None) -> tuple[pd.DataFrame, list[str]]:
+def window_tickers(ctx: Context, as_of: pd.Timestamp,
+                   calendar: pd.DataFrame | None = None) -> tuple[pd.DataFrame, list[str]]:
     """The events in the look-ahead window of ``as_of`` (from ``calendar``, else the stored one)
     and their tickers."""
     from pipeline.stages.events import upcoming_events

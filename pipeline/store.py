@@ -94,7 +94,8 @@ class Store:
         atomic_write_bytes(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
         return path
 
-    def write_by_year(self, name: str, df: pd.DataFrame, column: str = "date", validated: bool = False) -> list[Path]:
+    def write_by_year(self, name: str, df: pd.DataFrame, column: str = "date",
+                      validated: bool = False) -> list[Path]:
         """Write a year-partitioned dataset, one atomic file per year present in ``df``
         (``validated`` as in :meth:`write`)."""
         years = df[column].dt.year
@@ -113,7 +114,8 @@ class Store:
         return self.partition_path(name, partition).exists()
 
     def read(self, name: str, partition=None) -> pd.DataFrame:
-        """Read one partition (checked as in :meth:`_read_file`); for ``year``-partitioned data without a value, all years."""
+        """Read one partition (checked as in :meth:`_read_file`); for ``year``-partitioned data
+        without a value, all years."""
         dataset = DATASETS[name]
         if dataset.partition == "year" and partition is None:
             if not self.partitions(name):
