@@ -85,7 +85,8 @@ def candidates(settings: Settings, exit_dates: list[pd.Timestamp]) -> pd.DataFra
     if events.empty:
         return pd.DataFrame()
     tickers = sorted(set(events["ticker"]))
-    quotes = {day: store.scan("chains", dates=[day], tickers=tickers).drop(columns="date")
+    # Whole partitions (a few thousand rows): cheaper than a filtered read, trimmed when labelled.
+    quotes = {day: store.scan("chains", dates=[day]).drop(columns="date")
               for day in sorted(set(events["entry_date"]) | set(events["exit_date"]))}
     labelled = {
         "calendar": pd.concat(calendars, ignore_index=True),
@@ -118,7 +119,7 @@ def candidates(settings: Settings, exit_dates: list[pd.Timestamp]) -> pd.DataFra
 def _labelled(frame: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
     """The rows of ``frame`` of each event's ticker, under the event's label (a ticker's rows are
     repeated for each of its events)."""
-    rows = events[["ticker", "label"]].merge(frame, on="ticker")
+    rows = events[["ticker", "label"]].merge(frame[frame["ticker"].isin(events["ticker"])], on="ticker")
     return rows.drop(columns="ticker").rename(columns={"label": "ticker"})[list(frame.columns)]
 
 

@@ -148,9 +148,11 @@ class Store:
         if dataset.partition is None:
             paths = {None: self.partition_path(name)} if self.exists(name) else {}
         else:
-            present = self.partitions(name)
-            keep = present if dates is None else sorted({_partition_text(d) for d in dates} & set(present))
+            # Named partitions are looked up directly: listing a directory of years of dates
+            # for every one-date scan is what a backtest's many scans would spend their time on.
+            keep = self.partitions(name) if dates is None else sorted({_partition_text(d) for d in dates})
             paths = {value: self.partition_path(name, value) for value in keep}
+            paths = {value: path for value, path in paths.items() if dates is None or path.exists()}
         key = [] if dataset.partition in (None, "year") else [dataset.partition]
         projection = None if columns is None else wanted
         frames = []
