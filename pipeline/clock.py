@@ -42,9 +42,9 @@ def session_window_utc(session) -> tuple[pd.Timestamp, pd.Timestamp]:
     this interval was taken during or after ``session`` and before the next one began."""
     from pipeline import sessions
 
-    cal = sessions._calendar()
+    cal = sessions.table()
     session = pd.Timestamp(session)
-    i = cal.sessions.get_loc(session)
-    prev_close = cal.closes.iloc[i - 1] if i > 0 else cal.opens.iloc[i] - pd.Timedelta(hours=12)
-    next_open = cal.opens.iloc[i + 1] if i + 1 < len(cal.sessions) else cal.closes.iloc[i] + pd.Timedelta(hours=12)
+    i = cal.index.get_loc(session)
+    prev_close = cal["close"].iloc[i - 1] if i > 0 else cal["open"].iloc[i] - pd.Timedelta(hours=12)
+    next_open = cal["open"].iloc[i + 1] if i + 1 < len(cal) else cal["close"].iloc[i] + pd.Timedelta(hours=12)
     return pd.Timestamp(prev_close).tz_convert("UTC"), pd.Timestamp(next_open).tz_convert("UTC")

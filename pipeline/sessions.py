@@ -6,6 +6,8 @@ Everything here is vectorized over arrays of dates.
 from __future__ import annotations
 
 import functools
+import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,15 +23,45 @@ class OutOfRangeError(ValueError):
 
 
 @functools.lru_cache(maxsize=1)
-def _calendar():
-    import exchange_calendars as xcals
+def table() -> pd.DataFrame:
+    """XNYS sessions over the fixed range: index = session (naive date), columns ``open`` and
+    ``close`` (UTC). Built by exchange_calendars (0.9 s per process: its import and holiday rules)
+    and kept in ``$XDG_CACHE_HOME/ivcrush/`` (default ``~/.cache``) under its version, so later
+    processes (every command, every dask worker) load it in milliseconds."""
+    from importlib.metadata import version
 
-    return xcals.get_calendar("XNYS", start=FIRST_DATE, end=LAST_DATE)
+    path = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ivcrush" / (
+        f"xnys-{version('exchange_calendars')}-{FIRST_DATE.date()}-{LAST_DATE.date()}.npz")
+    try:
+        with np.load(path) as cached:
+            arrays = {k: cached[k] for k in ("sessions", "opens", "closes")}
+    except (OSError, KeyError, ValueError):
+        import exchange_calendars as xcals
+
+        cal = xcals.get_calendar("XNYS", start=FIRST_DATE, end=LAST_DATE)
+        arrays = {"sessions": cal.sessions.values.astype("datetime64[ns]"),
+                  "opens": cal.opens.values.astype("datetime64[ns]"), "closes": cal.closes.values.astype("datetime64[ns]")}
+        _save(path, arrays)
+    return pd.DataFrame({"open": pd.DatetimeIndex(arrays["opens"], tz="UTC"),
+                         "close": pd.DatetimeIndex(arrays["closes"], tz="UTC")},
+                        index=pd.DatetimeIndex(arrays["sessions"]))
+
+
+def _save(path: Path, arrays: dict) -> None:
+    """Write the cache atomically; a cache that cannot be written is only a slower start."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    except OSError:
+        pass
 
 
 @functools.lru_cache(maxsize=1)
 def _session_array() -> np.ndarray:
-    return _calendar().sessions.values.astype("datetime64[D]")
+    return table().index.values.astype("datetime64[D]")
 
 
 def _as_days(dates) -> np.ndarray:
@@ -94,7 +126,7 @@ def previous_sessions(dates) -> np.ndarray:
 
 def session_closes_utc(dates) -> pd.DatetimeIndex:
     """Closing time (UTC) of each session; 13:00 ET on early-close days."""
-    closes = _calendar().closes
+    closes = table()["close"]
     return pd.DatetimeIndex(closes.reindex(pd.DatetimeIndex(dates)).values, tz="UTC")
 
 
