@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,7 @@ def table() -> pd.DataFrame:
     try:
         with np.load(path) as cached:
             arrays = {k: cached[k] for k in ("sessions", "opens", "closes")}
-    except (OSError, KeyError, ValueError):
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):   # absent or damaged: rebuild
         import exchange_calendars as xcals
 
         cal = xcals.get_calendar("XNYS", start=FIRST_DATE, end=LAST_DATE)

@@ -3,6 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline import sessions
 from pipeline.config import Config
 from pipeline.stages.events import event_expirations, upcoming_events
 from pipeline.stages.metrics import _status
@@ -103,3 +104,30 @@ def test_status_and_reason():
     assert reason.iloc[1] == "term: one_expiration"
     assert reason.iloc[2] == "implied: no option chain"
     assert reason.iloc[3] == "liquidity: straddle spread 0.3 > 0.25"      # every REJECT says why
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated", "garbage"])
+def test_the_session_table_cache_is_rebuilt_when_absent_or_damaged(tmp_path, monkeypatch, damage):
+    # The cache only saves start-up time: whatever state it is in, the sessions are XNYS's.
+    import exchange_calendars as xcals
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    sessions.table.cache_clear()
+    try:
+        sessions.table()                                   # writes the cache
+        (cached,) = (tmp_path / "ivcrush").glob("xnys-*.npz")
+        if damage == "missing":
+            cached.unlink()
+        elif damage == "truncated":
+            cached.write_bytes(cached.read_bytes()[:200])
+        else:
+            cached.write_bytes(b"not a numpy archive")
+        sessions.table.cache_clear()
+        table = sessions.table()
+        cal = xcals.get_calendar("XNYS", start=sessions.FIRST_DATE, end=sessions.LAST_DATE)
+        assert table.index.equals(cal.sessions)
+        assert (table["close"].to_numpy() == cal.closes.to_numpy()).all()
+        assert (table["open"].to_numpy() == cal.opens.to_numpy()).all()
+        assert len(list((tmp_path / "ivcrush").glob("xnys-*.npz"))) == 1
+    finally:
+        sessions.table.cache_clear()
