@@ -122,13 +122,13 @@ def _print_top(frame, path, rows: int = 15):
     if frame.empty:
         click.echo(f"no upcoming events in the window; wrote an empty report {path}")
         return
-    top = frame[shown].head(rows).copy()
+    head = frame.head(rows)
+    top = head[shown].copy()
     # A degraded or failed pick must not look clean: mark it, and say why below the table.
     top.insert(0, "", ["!" if status != "ok" else "" for status in top["status"]])
     with pd.option_context("display.width", 180, "display.max_columns", 20):
         click.echo(top.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    flagged = frame.head(rows)[frame.head(rows)["status"] != "ok"]
-    for row in flagged.itertuples():
+    for row in head[head["status"] != "ok"].itertuples():
         click.echo(f"! {row.ticker} {row.status}: {row.reason}")
     click.echo(f"{len(frame)} events -> {path}")
 

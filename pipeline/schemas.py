@@ -7,7 +7,6 @@ naive ``datetime64`` at midnight in pandas and ``date32`` in Parquet; timestamps
 """
 from __future__ import annotations
 
-import copy
 import functools
 import sys
 from dataclasses import dataclass
@@ -270,14 +269,9 @@ DATASETS: dict[str, Dataset] = {
 }
 
 
-def validate(name: str, df: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
-    """Validate (and coerce) ``df`` against dataset ``name`` (or only its ``columns``, for a
-    projection); all failures reported at once."""
+def validate(name: str, df: pd.DataFrame) -> pd.DataFrame:
+    """Validate (and coerce) ``df`` against dataset ``name``; all failures reported at once."""
     schema = DATASETS[name].model.to_schema()
-    if columns is not None and list(columns) != list(schema.columns):
-        # A projection: column checks apply; row checks that need other columns cannot.
-        schema = copy.deepcopy(schema.select_columns(list(columns)))
-        schema.checks = []
     missing = [c for c in schema.columns if c not in df.columns]
     if missing:
         raise DatasetValidationError(name, f"missing columns: {', '.join(missing)}")

@@ -50,12 +50,14 @@ def table() -> pd.DataFrame:
 
 def _save(path: Path, arrays: dict) -> None:
     """Write the cache atomically; a cache that cannot be written is only a slower start."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-        with open(tmp, "wb") as fh:
+    from pipeline.store import atomic_write_bytes
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:        # a handle: np.savez would append ".npz" to a name
             np.savez(fh, **arrays)
-        os.replace(tmp, path)
+
+    try:
+        atomic_write_bytes(path, write)
     except OSError:
         pass
 

@@ -84,12 +84,7 @@ class Store:
         """Validate ``df`` and replace one partition (or the whole unpartitioned dataset).
         ``validated``: ``df`` (or a row subset of it) was returned by ``schemas.validate`` for
         this dataset just before (``Context.keep_valid``), so it is not validated twice."""
-        dataset = DATASETS[name]
-        frame = df if validated else validate(name, df)
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        for column in dataset.date_columns:
-            i = table.schema.get_field_index(column)
-            table = table.set_column(i, column, table.column(i).cast(pa.date32()))
+        table = _arrow_table(name, df if validated else validate(name, df))
         path = self.partition_path(name, partition)
         atomic_write_bytes(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
         return path
@@ -150,9 +145,9 @@ class Store:
         else:
             # Named partitions are looked up directly: listing a directory of years of dates
             # for every one-date scan is what a backtest's many scans would spend their time on.
-            keep = self.partitions(name) if dates is None else sorted({_partition_text(d) for d in dates})
-            paths = {value: self.partition_path(name, value) for value in keep}
-            paths = {value: path for value, path in paths.items() if dates is None or path.exists()}
+            values = self.partitions(name) if dates is None else sorted({_partition_text(d) for d in dates})
+            paths = {value: self.partition_path(name, value) for value in values}
+            paths = {value: path for value, path in paths.items() if path.exists()}
         key = [] if dataset.partition in (None, "year") else [dataset.partition]
         projection = None if columns is None else wanted
         frames = []
@@ -237,11 +232,16 @@ def _reason(exc: BaseException) -> str:
 @functools.lru_cache(maxsize=None)
 def expected_schema(name: str) -> pa.Schema:
     """The Arrow schema :meth:`Store.write` gives a file of ``name`` (field names and types)."""
-    table = pa.Table.from_pandas(empty(name), preserve_index=False)
+    return _arrow_table(name, empty(name)).schema
+
+
+def _arrow_table(name: str, frame: pd.DataFrame) -> pa.Table:
+    """A validated frame as stored: no index, date columns as ``date32``."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
     for column in DATASETS[name].date_columns:
         i = table.schema.get_field_index(column)
         table = table.set_column(i, column, table.column(i).cast(pa.date32()))
-    return table.schema
+    return table
 
 
 def schema_problems(got: pa.Schema, want: pa.Schema, whole: bool = True) -> str | None:
