@@ -96,6 +96,8 @@ def _alphavantage_probe(source) -> Check:
     from pipeline.sources import alphavantage
     from pipeline.sources.limits import HttpError
 
+    if source.av.budget_problem():
+        return Check("alphavantage", FAIL, source.av.budget_problem())
     left = f"{source.av.budget_remaining()} calls left today in the daily budget"
     try:
         status = source.http.probe(alphavantage.VENDOR, PROBE_TIMEOUT)

@@ -78,3 +78,13 @@ def test_unreachable_vendor_and_bad_config(config, tmp_path):
     bad.write_text("live: {request_deadline: -1}\n")
     result = doctor(tmp_path, bad, {})
     assert result.exit_code == 1 and "config key 'live.request_deadline'" in result.output
+
+
+def test_unreadable_budget_ledger_is_named(server, config, tmp_path):
+    from pipeline.sources.alphavantage import BUDGET_FILE
+    ledger = tmp_path / "cache" / BUDGET_FILE
+    ledger.parent.mkdir(parents=True)
+    ledger.write_bytes(b"\x00\xff not json")
+    checks = by_name(run_checks(tmp_path, str(config), None, environ=vendor_env(server), today=pd.Timestamp(DATE)))
+    assert checks["alphavantage"].status == FAIL
+    assert str(ledger) in checks["alphavantage"].detail and "counts as spent" in checks["alphavantage"].detail

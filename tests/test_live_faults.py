@@ -397,6 +397,20 @@ def test_alpha_vantage_budget_is_planned_and_never_exceeded(vendor, tmp_path, cl
     assert again.av.budget_remaining() == 0
 
 
+def test_an_unreadable_budget_ledger_counts_as_spent(vendor, tmp_path, clock, tickers):
+    from pipeline.sources.alphavantage import BUDGET_FILE
+    ledger = tmp_path / "cache" / BUDGET_FILE
+    ledger.parent.mkdir(parents=True, exist_ok=True)
+    ledger.write_text('{"day": "2026-11')                   # cut short by a full disk, say
+    source = live_source(vendor, tmp_path, clock, alphavantage_daily_budget=4)
+    assert source.av.budget_remaining() == 0 and str(ledger) in source.av.budget_problem()
+    with pytest.raises(BudgetExhausted, match="unreadable"):
+        source.calendar(AS_OF, 90)
+    assert vendor.requests["EARNINGS_CALENDAR"] == 0
+    ledger.unlink()                                         # the advice in the message works
+    assert live_source(vendor, tmp_path, clock, alphavantage_daily_budget=4).av.budget_remaining() == 4
+
+
 def test_alpha_vantage_requests_are_spaced(vendor, tmp_path, clock, tickers):
     source = live_source(vendor, tmp_path, clock, alphavantage_min_interval=1.0)
     slept = len(clock.slept)

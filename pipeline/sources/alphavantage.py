@@ -215,3 +215,7 @@ class AlphaVantageClient:
 
     def budget_remaining(self) -> int:
         return self.http.providers[VENDOR].limiter.budget.remaining()
+
+    def budget_problem(self) -> str | None:
+        """Why the budget ledger could not be trusted, if it could not."""
+        return self.http.providers[VENDOR].limiter.budget.problem

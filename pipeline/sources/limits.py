@@ -88,12 +88,20 @@ class DailyBudget:
     def __init__(self, path: Path, limit: int, clock: Clock):
         self.path, self.limit, self.clock = Path(path), int(limit), clock
         self._day, self._used = self._today(), 0
+        self.problem: str | None = None
         try:
             saved = json.loads(self.path.read_text())
             if saved.get("day") == self._day:
                 self._used = int(saved.get("used", 0))
-        except (OSError, ValueError, TypeError, AttributeError):
+        except FileNotFoundError:
             pass
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            # A ledger we cannot read may hide today's spending: assume the quota is gone
+            # rather than let a cron job overspend the vendor's daily limit.
+            self._used = self.limit
+            self.problem = (f"the request ledger {self.path} is unreadable ({type(exc).__name__}), so "
+                            "today's budget counts as spent; check the vendor's usage page, then "
+                            f"delete {self.path} to start a fresh count")
 
     def _today(self) -> str:
         return time.strftime("%Y-%m-%d", time.gmtime(self.clock.time()))
@@ -108,9 +116,10 @@ class DailyBudget:
 
     def spend(self, vendor: str, endpoint: str, symbol: str | None) -> None:
         if self.remaining() <= 0:
+            advice = self.problem or ("raise live.alphavantage_daily_budget only if your plan allows more")
             raise BudgetExhausted(vendor, endpoint, symbol,
                                   f"daily request budget of {self.limit} is used up for {self._day} (UTC); "
-                                  "raise live.alphavantage_daily_budget only if your plan allows more")
+                                  + advice)
         self._used += 1
         text = json.dumps({"day": self._day, "used": self._used, "limit": self.limit})
         atomic_write_bytes(self.path, lambda tmp: tmp.write_text(text))
