@@ -1,0 +1,171 @@
+"""Hostile vendors and hostile data roots (issue 22), against the loopback vendor's hostile
+faults: every request bounded in time and size, undecodable answers failing one ticker, writes
+that never follow a link, a temp sweep that touches only the pipeline's own temporaries, data
+roots that are not the pipeline's refused, vendor text that never forges a log line."""
+import json
+import os
+import re
+import stat
+import time
+
+import pandas as pd
+import pytest
+from live_support import APIKEY, TOKEN, cached_urls, files_containing, live_source, vendor_env
+from loopback import HOSTILE_MESSAGE, FakeClock, LoopbackVendor, Quirks
+
+from pipeline.config import Config, ConfigError, DEFAULT_RESPONSE_LIMITS, parse_config
+from pipeline.sources import alphavantage, tradier
+from pipeline.sources.base import SourceUnavailable
+from pipeline.sources.live import LiveSource
+from pipeline.sources.payload import PayloadError
+
+AS_OF = pd.Timestamp("2026-11-20")
+CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f]")      # any control character but newline and tab
+
+
+@pytest.fixture(scope="module")
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture(scope="module")
+def server(small_market, clock):
+    with LoopbackVendor(small_market, AS_OF, token=TOKEN, apikey=APIKEY, clock=clock) as vendor:
+        yield vendor
+
+
+@pytest.fixture
+def vendor(server):
+    server.reset_counts()
+    server._faults.clear()
+    server.quirks = Quirks()
+    return server
+
+
+@pytest.fixture(scope="module")
+def tickers(small_market):
+    return sorted(small_market.universe["ticker"])[:4]
+
+
+# ---- time: one deadline per request, whatever the peer does ---------------------------------
+
+def test_slow_headers_a_byte_every_2s_fail_the_ticker_with_deadline(vendor, tmp_path, clock, tickers):
+    deadline, tries = 2.5, 3            # the per-read timeout (min(10 s, deadline)) never fires at 2 s a byte
+    source = live_source(vendor, tmp_path, clock, request_deadline=deadline)
+    vendor.inject("slow_headers", endpoint="expirations", symbol=tickers[0], times=tries)
+    began = time.monotonic()
+    listed = source.expirations(tickers[:2], AS_OF)
+    took = time.monotonic() - began
+    assert took < deadline * tries + 10, took
+    assert set(listed["ticker"]) == {tickers[1]}
+    [(ticker, stage, reason)] = source.failures
+    assert (ticker, stage) == (tickers[0], "pull-chains") and "deadline" in reason
+    assert vendor.requests["expirations"] == tries + 1
+    assert not [u for u in cached_urls(tmp_path) if f"symbol={tickers[0]}" in u]
+    source.close()
+
+
+# ---- one whole live run against a hostile vendor, in a child process -------------------------
+
+HOSTILE_DEADLINE = 1.2        # seconds; the run's slow headers come every 0.5 s (< the per-read timeout)
+PEAK_RSS_LIMIT_MB = 500
+
+
+def test_a_hostile_vendor_fails_tickers_not_the_run(tmp_path, small_config, small_market):
+    """One child ``pipeline daily`` (source live) meets every hostile answer at once, each on its
+    own window ticker; every check below reads what that run left behind."""
+    import sys
+
+    import yaml
+
+    from pipeline.stages.events import upcoming_events
+
+    window = sorted(upcoming_events(small_market.calendar(AS_OF, 90), AS_OF, 7)["ticker"])
+    assert len(window) >= 7
+    faults = {   # ticker -> (fault, endpoint, times)
+        window[0]: ("endless", "chains", 1),
+        window[1]: ("huge", "chains", 1),
+        window[2]: ("nest_bomb", "chains", 1),
+        window[3]: ("nest_bomb", "EARNINGS", 1),
+        window[4]: ("slow_headers", "expirations", 3),
+        window[5]: ("vendor_message", "history", 1),
+        window[6]: ("echo_secret", "history", 1),
+    }
+    settings = yaml.safe_load(small_config.read_text()) | {
+        "source": "live", "live": {"alphavantage_daily_budget": 500, "alphavantage_min_interval": 0.0,
+                                   "request_deadline": HOSTILE_DEADLINE}}
+    config = tmp_path / "live.yaml"
+    config.write_text(yaml.safe_dump(settings))
+    root = tmp_path / "data"
+    with LoopbackVendor(small_market, AS_OF, token=TOKEN, apikey=APIKEY) as server:
+        server.quirks.slow_header_delay = 0.5
+        server.inject("echo_secret", endpoint="EARNINGS", symbol=window[6])
+        for ticker, (fault, endpoint, times) in faults.items():
+            server.inject(fault, endpoint=endpoint, symbol=ticker, times=times)
+        env = os.environ | vendor_env(server)
+        cmd = [sys.executable, "-c", "from pipeline.cli import main; main()", "--data-dir", str(root),
+               "--config", str(config), "daily", "--date", str(AS_OF.date())]
+        began = time.monotonic()
+        returncode, peak_mb = _run_child(cmd, env, tmp_path)
+        took = time.monotonic() - began
+    stdout, stderr = (tmp_path / "stdout").read_text(errors="replace"), (tmp_path / "stderr").read_text(errors="replace")
+    assert returncode == 3, stderr[-3000:]
+    manifest = json.loads(sorted((root / "runs").glob("*.json"))[-1].read_text())
+    reasons = {f["ticker"]: f["reason"] for f in manifest["failures"] if f["stage"] != "compute"}
+    print(f"hostile run: {took:.1f} s, child peak RSS {peak_mb:.0f} MB, failures {reasons}")
+
+    # size: an endless and a 200 MB body fail their ticker, cut off at the chain limit
+    limit = DEFAULT_RESPONSE_LIMITS["tradier.chains"]
+    assert f"exceeds the limit of {limit:,} bytes" in reasons[window[0]]
+    assert "Content-Length" in reasons[window[1]] and "exceeds the limit" in reasons[window[1]]
+    assert peak_mb < PEAK_RSS_LIMIT_MB
+    # decoding: a nesting bomb in a chain and in an Alpha Vantage answer fails that ticker
+    assert "nested too deeply" in reasons[window[2]] and "nested too deeply" in reasons[window[3]]
+    # time: slow headers fail with the deadline, within deadline x tries + 10 s of run time
+    assert "deadline" in reasons[window[4]]
+    assert took < 60, took
+    # vendor text: escaped in the reason, one log line per record, no raw control character anywhere
+    assert "\\n2026-11-20 ERROR FAKE" in reasons[window[5]] and "\\x1b[2J\\x00" in reasons[window[5]]
+    log_text = "".join(p.read_text() for p in (root / "logs").glob("*.log"))
+    stamp = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3} (INFO|WARNING|ERROR) ")
+    lines = log_text.splitlines()
+    assert lines and all(stamp.match(line) for line in lines), [x for x in lines if not stamp.match(x)][:3]
+    assert "\r" not in log_text and not CONTROL.search(log_text.replace("\t", ""))
+    assert sum("FAKE" in line for line in lines) >= 1 and not any(line.startswith("2026-11-20 ERROR FAKE") for line in lines)
+    assert not CONTROL.search(stderr) and "\r" not in stderr and "\n2026-11-20 ERROR FAKE" not in stderr
+    report = (root / "reports" / f"rank_{AS_OF.date()}.csv").read_text()
+    assert not CONTROL.search(report) and "\r" not in report
+    assert not CONTROL.search(json.dumps(manifest, ensure_ascii=False))
+    # nothing of the hostile answers kept; the cache is private and holds no credential
+    cache = root / "cache" / "http_cache.sqlite"
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o600
+    for side in (root / "cache").glob("http_cache.sqlite-*"):
+        assert stat.S_IMODE(side.stat().st_mode) == 0o600, side
+    assert files_containing(root, ["[[[[[[[[", TOKEN, APIKEY]) == []
+    kept = [p for p in root.rglob("*") if p.is_file() and p.stat().st_size > 4 * 2 ** 20]
+    assert kept == []
+    urls = cached_urls(root)
+    for ticker in window[:3]:         # two event expirations each: only the good one is cached
+        assert len([u for u in urls if "chains" in u and f"symbol={ticker}&" in u]) <= 1
+    assert not [u for u in urls if "EARNINGS&" in u and f"symbol={window[3]}" in u]
+    assert not (root / "raw" / "alphavantage" / "EARNINGS" / str(AS_OF.date()) / f"{window[3]}.json").exists()
+    assert any(f"symbol={window[6]}" in u and "history" in u for u in urls)   # used and cached, scrubbed
+    assert TOKEN not in stdout + stderr and APIKEY not in stdout + stderr
+
+
+def _run_child(cmd, env, folder) -> tuple[int, float]:
+    """Run ``cmd`` to its end (killed after 300 s); its exit code and its own peak resident set in
+    MB (``wait4`` gives the rusage of exactly that child)."""
+    import subprocess
+    import threading
+
+    with open(folder / "stdout", "wb") as out, open(folder / "stderr", "wb") as err:
+        child = subprocess.Popen(cmd, env=env, stdout=out, stderr=err)
+        killer = threading.Timer(300, child.kill)
+        killer.start()
+        try:
+            _, status, usage = os.wait4(child.pid, 0)
+        finally:
+            killer.cancel()
+    child.returncode = os.waitstatus_to_exitcode(status)     # reaped here: keep Popen from waiting again
+    return child.returncode, usage.ru_maxrss / 1024
