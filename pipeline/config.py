@@ -49,7 +49,7 @@ class ConfigError(ValueError):
     def __init__(self, message: str):
         from pipeline.outside_text import escape_controls
 
-        super().__init__(escape_controls(message, keep_newlines=True))
+        super().__init__(escape_controls(message))
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ class Failures:
             return False
         reason = escape_controls(reason)
         self._records[key] = reason
-        log.warning("%s %s: %s", stage, ticker, reason)
+        log.warning("%s %s: %s", stage, key[0], reason)
         return True
 
     def tickers(self, stage: str) -> set[str]:

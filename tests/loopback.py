@@ -406,6 +406,12 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):     # quiet: tests read the counters instead
         pass
 
+    def handle(self):
+        try:
+            super().handle()
+        except ConnectionError:        # a client that hung up mid-answer (byte limit, deadline)
+            self.close_connection = True
+
     def setup(self):
         super().setup()
         # Headers and body leave in separate writes: without this, Nagle's algorithm holds the

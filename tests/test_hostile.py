@@ -169,3 +169,193 @@ def _run_child(cmd, env, folder) -> tuple[int, float]:
             killer.cancel()
     child.returncode = os.waitstatus_to_exitcode(status)     # reaped here: keep Popen from waiting again
     return child.returncode, usage.ru_maxrss / 1024
+
+
+# ---- the data root: no write through a link, an exact sweep, foreign roots refused ------------
+
+def _tree(folder):
+    """Every entry under ``folder`` with its kind, bytes and mtime (links not followed)."""
+    entries = {}
+    for path in sorted(folder.rglob("*")):
+        info = path.lstat()
+        body = os.readlink(path) if path.is_symlink() else (path.read_bytes() if path.is_file() else None)
+        entries[str(path.relative_to(folder))] = (stat.S_IFMT(info.st_mode), body, info.st_mtime_ns)
+    return entries
+
+
+def test_links_planted_under_the_root_are_replaced_not_written_through(tmp_path, small_daily_root, small_config):
+    import shutil
+    from datetime import datetime, timezone
+
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    root = tmp_path / "data"
+    shutil.copytree(small_daily_root, root, symlinks=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    today_log = f"pipeline-{datetime.now(timezone.utc).date().isoformat()}.log"
+    planted = {".pipeline.lock": "lock", ".pipeline.lock.holder": "holder", f"logs/{today_log}": "log",
+               f"reports/rank_{AS_OF.date()}.csv": "report"}
+    for name, victim in planted.items():
+        (outside / victim).write_text(f"{victim}: not the pipeline's\n")
+        (root / name).unlink(missing_ok=True)
+        (root / name).symlink_to(outside / victim)
+    # user files that look like temporaries, and one real stale temporary of the pipeline's
+    (root / "reports" / "mine").mkdir()
+    (root / "reports" / "mine" / ".tmp-notes.txt").write_text("my notes")
+    (root / "parquet" / ".tmp-notes.txt").write_text("my notes")
+    stale = root / "parquet" / "metrics" / f".tmp-{'ab' * 16}-part-0.parquet.partial"
+    stale.write_bytes(b"half")
+    (root / "raw" / "elsewhere").symlink_to(outside, target_is_directory=True)
+    (outside / f".tmp-{'cd' * 16}-x.partial").write_bytes(b"not ours")
+    before = _tree(outside)
+
+    result = CliRunner().invoke(main, ["--data-dir", str(root), "--config", str(small_config), "rank",
+                                       "--date", str(AS_OF.date())])
+    assert result.exit_code == 0, result.output
+    assert _tree(outside) == before                       # no byte written (or deleted) outside the root
+    for name in planted:
+        assert not (root / name).is_symlink()
+    assert (root / "logs" / today_log).read_text().count("rank: config") == 1
+    assert (root / f"reports/rank_{AS_OF.date()}.csv").read_text().startswith("rank,")
+    assert (root / "reports" / "mine" / ".tmp-notes.txt").read_text() == "my notes"
+    assert (root / "parquet" / ".tmp-notes.txt").read_text() == "my notes"
+    assert not stale.exists()
+
+
+def test_a_foreign_home_like_folder_is_refused_with_nothing_written_or_deleted(tmp_path, small_config):
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    home = tmp_path / "someone"
+    (home / "Documents").mkdir(parents=True)
+    (home / ".bashrc").write_text("export PS1='$ '\n")
+    (home / "Documents" / "taxes.txt").write_text("private")
+    (home / ".tmp-draft.partial").write_text("a draft")
+    (home / "logs").mkdir()
+    before = _tree(home)
+    result = CliRunner().invoke(main, ["--data-dir", str(home), "--config", str(small_config), "daily",
+                                       "--date", str(AS_OF.date())])
+    assert result.exit_code == 2, result.output
+    assert "holds files the pipeline did not make (.bashrc, Documents)" in result.output
+    assert _tree(home) == before
+
+
+def test_the_file_system_root_and_the_home_directory_are_refused(tmp_path):
+    from pathlib import Path
+
+    from pipeline.data_root import RootRefused, check_data_root
+
+    with pytest.raises(RootRefused, match="file system root"):
+        check_data_root("/")
+    with pytest.raises(RootRefused, match="home directory"):
+        check_data_root(Path.home())
+    with pytest.raises(RootRefused, match="home directory"):
+        check_data_root(tmp_path / "." / "", home=tmp_path)
+
+
+def test_an_earlier_versions_root_is_adopted_and_marked(tmp_path):
+    from pipeline.data_root import MARKER, check_data_root, claim_data_root
+
+    for name in ("parquet", "reports", "logs", "runs", "cache", "raw"):
+        (tmp_path / "old" / name).mkdir(parents=True)
+    (tmp_path / "old" / ".pipeline.lock").write_text("")
+    claim_data_root(tmp_path / "old")
+    assert (tmp_path / "old" / MARKER).is_file()
+    claim_data_root(tmp_path / "new")                         # a new folder is created and marked
+    assert (tmp_path / "new" / MARKER).is_file()
+    (tmp_path / "new" / "notes.txt").write_text("mine")       # once marked, other files are the user's business
+    check_data_root(tmp_path / "new")
+
+
+def test_the_sweep_removes_only_the_pipelines_exact_temporaries(tmp_path):
+    from pipeline.store import Store
+
+    root = tmp_path / "data"
+    ours = [root / "parquet" / "chains" / "date=2026-11-20" / f".tmp-{'0f' * 16}-part-0.parquet.partial",
+            root / "reports" / ".tmp-write-check-a1b2c3d4.partial"]
+    theirs = [root / "parquet" / ".tmp-notes.txt", root / "reports" / ".tmp-1234-x.partial",
+              root / "quarantine" / "x" / f".tmp-{'0f' * 16}-part-0.parquet.partial",
+              root / "mine" / f".tmp-{'0f' * 16}-part-0.parquet.partial"]
+    for path in ours + theirs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    assert Store(root).clean_temporaries() == len(ours)
+    assert not any(p.exists() for p in ours) and all(p.exists() for p in theirs)
+
+
+# ---- vendor text, payloads, URLs, config, scheduler ----------------------------------------
+
+def test_vendor_text_is_escaped_in_every_log_record(tmp_path):
+    import logging
+
+    from pipeline.failures import Failures
+    from pipeline.runlog import EscapingFormatter
+    from pipeline.sources.limits import RequestRejected
+
+    error = RequestRejected("tradier", "history", "AAPL", f"HTTP 400: {HOSTILE_MESSAGE}")
+    assert not CONTROL.search(str(error)) and "\n" not in str(error) and "\\x1b[2J" in str(error)
+    failures = Failures()
+    failures.add("AA\x1bPL", "backfill-prices", HOSTILE_MESSAGE)
+    [(ticker, _, reason)] = failures
+    assert "\n" not in reason + ticker and not CONTROL.search(reason + ticker)
+    record = logging.LogRecord("pipeline", logging.WARNING, __file__, 1, "vendor said %s", (HOSTILE_MESSAGE,), None)
+    line = EscapingFormatter("%(levelname)s %(message)s").format(record)
+    assert line == "WARNING vendor said " + HOSTILE_MESSAGE.encode("unicode_escape").decode()
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"live": {"tradier\x1b[2J\nkey": 1}})
+    assert "\x1b" not in str(caught.value) and "\\x1b[2J\\nkey" in str(caught.value)
+
+
+@pytest.mark.parametrize("body", [b"[" * 2 ** 21, b'{"options": {"option": [{"strike": 1', "{\"options\": \"\xe9\"}".encode("latin-1"),
+                                  b"\xff\xfe\x00garbage"])
+def test_undecodable_payloads_are_payload_errors(body):
+    with pytest.raises(PayloadError):
+        tradier.parse_chain(body, "AAPL", AS_OF)
+    with pytest.raises(PayloadError):
+        alphavantage.parse_earnings(body, "AAPL")
+    assert alphavantage.inspect_body(b'{"Note": ' + b"[" * 5000 + b"}") is None
+
+
+def test_plain_http_is_refused_unless_loopback_or_allowed(vendor, tmp_path):
+    env = vendor_env(vendor) | {"TRADIER_BASE_URL": "http://api.example.com/v1"}
+    with pytest.raises(SourceUnavailable, match="plain http to api.example.com"):
+        LiveSource.from_environment(Config(source="live"), tmp_path, environ=env)
+    LiveSource.from_environment(Config(source="live", allow_plain_http=True), tmp_path, environ=env).close()
+    for url in ("http://localhost:9/v1", "http://127.0.0.2:9/v1", "http://[::1]:9/v1", "https://api.example.com/v1"):
+        env["TRADIER_BASE_URL"] = url
+        LiveSource.from_environment(Config(source="live"), tmp_path, environ=env).close()
+
+
+def test_response_limits_are_configurable_per_endpoint():
+    config = parse_config({"live": {"max_response_bytes": {"tradier.chains": 1000}}})
+    assert config.max_response_bytes == DEFAULT_RESPONSE_LIMITS | {"tradier.chains": 1000}
+    with pytest.raises(ConfigError, match="unknown endpoint"):
+        parse_config({"live": {"max_response_bytes": {"tradier.options": 1000}}})
+    with pytest.raises(ConfigError, match="positive"):
+        parse_config({"live": {"max_response_bytes": {"tradier.chains": 0}}})
+
+
+def test_a_small_limit_fails_the_call_and_keeps_nothing(vendor, tmp_path, clock, tickers):
+    source = live_source(vendor, tmp_path, clock, max_response_bytes={"tradier.history": 2000})
+    got = source.prices(tickers[:1], AS_OF - pd.Timedelta(days=400), AS_OF)
+    assert got.empty and vendor.requests["history"] == 1           # not retried
+    [(_, _, reason)] = source.failures
+    assert "exceeds the limit of 2,000 bytes" in reason and "tradier.history" in reason
+    assert cached_urls(tmp_path) == [] and not (tmp_path / "raw" / "tradier").exists()
+    source.close()
+
+
+@pytest.mark.parametrize("address,warns", [("tcp://10.1.2.3:8786", True), ("scheduler.example.com:8786", True),
+                                           ("tcp://127.0.0.1:8786", False), ("tcp://localhost:8786", False),
+                                           ("tls://10.1.2.3:8786", False)])
+def test_scheduler_warning_for_a_non_loopback_address_without_tls(address, warns):
+    from pipeline.engine import scheduler_warning
+
+    warning = scheduler_warning(address)
+    assert (warning is not None) == warns
+    if warns:
+        assert "run code" in warning
