@@ -13,10 +13,11 @@ import os
 from pathlib import Path
 
 MARKER = ".ivcrush-data-root"
-# Everything the pipeline creates at the top of its root, plus harmless version-control files.
+# Everything the pipeline creates at the top of its root, the config file a root may carry beside
+# its data (``make bench`` writes one there), and harmless version-control files.
 KNOWN_TOP_LEVEL = frozenset({
     "parquet", "reports", "runs", "logs", "cache", "raw", "quarantine",
-    ".pipeline.lock", ".pipeline.lock.holder", MARKER, ".gitkeep", ".gitignore",
+    ".pipeline.lock", ".pipeline.lock.holder", MARKER, "config.yaml", ".gitkeep", ".gitignore",
 })
 MARKER_TEXT = b"This folder is an ivcrush pipeline data root; the pipeline writes, replaces and sweeps files here.\n"
 

@@ -153,22 +153,23 @@ def test_a_hostile_vendor_fails_tickers_not_the_run(tmp_path, small_config, smal
     assert TOKEN not in stdout + stderr and APIKEY not in stdout + stderr
 
 
+# Started from a small Python process: Linux counts the resident set a child had before exec in its
+# ru_maxrss, so a child forked straight from this (large) test process would report this
+# process's size. The wrapper's own child starts small; ``wait4`` gives exactly its rusage.
+WRAPPER = ("import os, subprocess, sys; child = subprocess.Popen(sys.argv[2:]); "
+           "_, status, usage = os.wait4(child.pid, 0); open(sys.argv[1], 'w').write(str(usage.ru_maxrss)); "
+           "sys.exit(os.waitstatus_to_exitcode(status))")
+
+
 def _run_child(cmd, env, folder) -> tuple[int, float]:
-    """Run ``cmd`` to its end (killed after 300 s); its exit code and its own peak resident set in
-    MB (``wait4`` gives the rusage of exactly that child)."""
+    """Run ``cmd`` to its end (killed after 300 s); its exit code and its own peak resident set in MB."""
     import subprocess
-    import threading
+    import sys
 
     with open(folder / "stdout", "wb") as out, open(folder / "stderr", "wb") as err:
-        child = subprocess.Popen(cmd, env=env, stdout=out, stderr=err)
-        killer = threading.Timer(300, child.kill)
-        killer.start()
-        try:
-            _, status, usage = os.wait4(child.pid, 0)
-        finally:
-            killer.cancel()
-    child.returncode = os.waitstatus_to_exitcode(status)     # reaped here: keep Popen from waiting again
-    return child.returncode, usage.ru_maxrss / 1024
+        done = subprocess.run([sys.executable, "-c", WRAPPER, str(folder / "maxrss"), *cmd], env=env, stdout=out,
+                              stderr=err, timeout=300)
+    return done.returncode, int((folder / "maxrss").read_text()) / 1024
 
 
 # ---- the data root: no write through a link, an exact sweep, foreign roots refused ------------
