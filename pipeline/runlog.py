@@ -148,7 +148,7 @@ class Manifest:
             entry["status"] = "ok"
         except BaseException as exc:
             entry["status"] = "failed"
-            entry["error"] = f"{type(exc).__name__}: {exc}"
+            entry["error"] = escape_controls(f"{type(exc).__name__}: {exc}")
             raise
         finally:
             entry["seconds"] = round(time.perf_counter() - began, 3)

@@ -430,7 +430,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif parts.path == AV_PATH:
             self._alphavantage(vendor, q.get("function", ""), q)
         else:
-            self._send(vendor, "unknown", 404, b"Not Found", "text/plain")
+            self._send(vendor, "unknown", 404, b"Not Found", "text/plain", fault=vendor._take_fault("unknown", None))
 
     def _tradier(self, vendor: LoopbackVendor, endpoint: str, q: dict):
         with vendor._lock:

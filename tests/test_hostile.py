@@ -150,7 +150,20 @@ def test_a_hostile_vendor_fails_tickers_not_the_run(tmp_path, small_config, smal
     assert not [u for u in urls if "EARNINGS&" in u and f"symbol={window[3]}" in u]
     assert not (root / "raw" / "alphavantage" / "EARNINGS" / str(AS_OF.date()) / f"{window[3]}.json").exists()
     assert any(f"symbol={window[6]}" in u and "history" in u for u in urls)   # used and cached, scrubbed
+    bodies = cached_bodies(root)        # stored base64-encoded: a byte search of the file cannot see them
+    assert sum(b"your key is ***" in body for body in bodies) == 2
+    assert not [body for body in bodies if TOKEN.encode() in body or APIKEY.encode() in body]
     assert TOKEN not in stdout + stderr and APIKEY not in stdout + stderr
+
+
+def cached_bodies(root) -> list[bytes]:
+    """Every response body in the HTTP cache, decoded."""
+    import base64
+    import sqlite3
+
+    with sqlite3.connect(root / "cache" / "http_cache.sqlite") as db:
+        values = [json.loads(value) for (value,) in db.execute("select value from responses")]
+    return [base64.b64decode(v["_content"]) for v in values]
 
 
 # Started from a small Python process: Linux counts the resident set a child had before exec in its
@@ -360,3 +373,18 @@ def test_scheduler_warning_for_a_non_loopback_address_without_tls(address, warns
     assert (warning is not None) == warns
     if warns:
         assert "run code" in warning
+
+
+def test_the_doctor_probe_is_bounded_too(vendor, tmp_path, clock):
+    from pipeline.sources.limits import HttpError
+
+    source = live_source(vendor, tmp_path, clock)
+    vendor.quirks.slow_header_delay = 0.3
+    vendor.inject("slow_headers", endpoint="unknown")
+    began = time.monotonic()
+    with pytest.raises(HttpError, match="deadline"):
+        source.http.probe("tradier", timeout=1.0)
+    assert time.monotonic() - began < 3
+    vendor.inject("endless", endpoint="unknown")
+    assert source.http.probe("tradier", timeout=1.0) == 200      # the body is never read
+    source.close()

@@ -256,17 +256,21 @@ class _WatchedHTTPSPool(HTTPSConnectionPool):
     ConnectionCls = _WatchedHTTPSConnection
 
 
-class _VendorAdapter(HTTPAdapter):
+class _WatchedAdapter(HTTPAdapter):
+    """An adapter whose connections report their sockets to the thread's :class:`_Watchdog`."""
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+class _VendorAdapter(_WatchedAdapter):
     """Reached only on cache misses: breaker, rate limiter, counting, then a request bounded in
     time (:class:`_Watchdog`) and size (the endpoint's byte limit)."""
 
     def __init__(self, client: "HttpClient", retry: Retry):
         super().__init__(max_retries=retry)
         self.client = client
-
-    def init_poolmanager(self, *args, **kwargs):
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
 
     def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
         self.client._before_wire_attempt()
@@ -500,11 +504,20 @@ class HttpClient:
         """HTTP status of a bare GET of the base URL: no credentials, no cache, no limiter, so it
         proves the route without spending any quota. Raises HttpError when nothing answers."""
         provider = self.providers[vendor]
+        dog = _WATCH.dog = _Watchdog(timeout)       # the whole probe, headers included; the body is never read
         try:
             with requests.Session() as plain:
-                return plain.get(provider.base_url, timeout=timeout).status_code
+                plain.mount("http://", _WatchedAdapter())
+                plain.mount("https://", _WatchedAdapter())
+                with plain.get(provider.base_url, timeout=timeout, stream=True) as response:
+                    return response.status_code
         except requests.RequestException as exc:
+            if dog.expired:
+                exc = _DeadlineExceeded()
             raise HttpError(vendor, "probe", None, self._describe(exc)) from None
+        finally:
+            dog.cancel()
+            _WATCH.dog = None
 
     def discard(self, fetched: Fetched) -> None:
         """Forget a cached answer that a normalizer rejected, so a rerun asks again."""
