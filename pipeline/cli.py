@@ -9,7 +9,9 @@ import click
 
 
 def _fail(message: str, code: int):
-    click.echo(f"error: {message}", err=True)
+    from pipeline.outside_text import escape_controls
+
+    click.echo(f"error: {escape_controls(message, keep_newlines=True)}", err=True)
     sys.exit(code)
 
 

@@ -27,10 +27,29 @@ DEFAULT_LIQUIDITY = {
 }
 DEFAULT_WEIGHTS = {"vrp": 0.5, "consistency": 0.2, "skew": 0.1, "liquidity": 0.2}
 DEFAULT_VRP_TIERS = {"EXCELLENT": 1.8, "GOOD": 1.4, "MARGINAL": 1.2}
+MB = 2 ** 20
+# Largest answer accepted per vendor endpoint, in bytes: a few times the largest real payload, so
+# a genuine answer never fails while an endless or hostile body is cut off early (README, "Live data").
+DEFAULT_RESPONSE_LIMITS = {
+    "tradier.chains": 8 * MB,           # one expiration with greeks: ~0.8 KB an option, SPX ~3,000 options ~2.4 MB
+    "tradier.expirations": 1 * MB,      # a few dozen dates
+    "tradier.quotes": 2 * MB,           # 100 symbols, ~0.7 KB each
+    "tradier.history": 4 * MB,          # daily bars since 2008, ~0.1 KB a bar
+    "tradier.clock": 1 * MB,
+    "alphavantage.EARNINGS_CALENDAR": 8 * MB,   # whole market, 12 months: ~15,000 rows, ~1.3 MB
+    "alphavantage.EARNINGS": 2 * MB,            # ~30 years of quarters, ~50 KB
+    "alphavantage.TIME_SERIES_DAILY": 4 * MB,   # full output ~1 MB; compact ~20 KB
+}
 
 
 class ConfigError(ValueError):
-    """The configuration file is unusable; the message names the key."""
+    """The configuration file is unusable; the message names the key (keys and values from the
+    file are shown with their control characters escaped)."""
+
+    def __init__(self, message: str):
+        from pipeline.outside_text import escape_controls
+
+        super().__init__(escape_controls(message))
 
 
 @dataclass(frozen=True)
@@ -61,6 +80,8 @@ class Config:
     request_deadline: float = 30.0            # seconds for one whole HTTP answer, body included
     alphavantage_price_fallback: bool = False  # Alpha Vantage daily bars when Tradier history fails
     report_html: bool = True                  # write reports/rank_D.html beside the CSV
+    max_response_bytes: dict = field(default_factory=lambda: dict(DEFAULT_RESPONSE_LIMITS))
+    allow_plain_http: bool = False            # accept an http:// vendor URL that is not loopback
 
 
 # yaml path -> (Config field, type, validator or None)
@@ -94,6 +115,7 @@ _SCALARS = {
     ("live", "alphavantage_min_interval"): ("alphavantage_min_interval", float, _non_negative),
     ("live", "request_deadline"): ("request_deadline", float, _positive),
     ("live", "alphavantage_price_fallback"): ("alphavantage_price_fallback", bool, None),
+    ("live", "allow_plain_http"): ("allow_plain_http", bool, None),
     ("report", "html"): ("report_html", bool, None),
 }
 _SECTIONS = {"synthetic", "universe", "history", "implied", "term_structure", "skew", "live", "report"}
@@ -127,7 +149,8 @@ def parse_config(raw) -> Config:
             continue
         if not isinstance(body, dict):
             raise ConfigError(f"config key '{section}': expected a mapping")
-        known = {path[1] for path in _SCALARS if path[0] == section} | ({"symbols"} if section == "universe" else set())
+        known = {path[1] for path in _SCALARS if path[0] == section} | ({"symbols"} if section == "universe" else set()) \
+            | ({"max_response_bytes"} if section == "live" else set())
         for key in body:
             if key not in known:
                 raise ConfigError(f"config key '{section}.{key}': unknown key")
@@ -157,7 +180,26 @@ def parse_config(raw) -> Config:
     values["vrp_tiers"] = _decreasing_tiers(raw.get("vrp_tiers"), "vrp_tiers", VRP_TIER_NAMES)
     values["liquidity_tiers"] = _liquidity_tiers(raw.get("liquidity_tiers"))
     values["score_weights"] = _weights(raw.get("score_weights"))
+    values["max_response_bytes"] = _response_limits((raw.get("live") or {}).get("max_response_bytes"))
     return Config(**values)
+
+
+def _response_limits(body) -> dict:
+    """DEFAULT_RESPONSE_LIMITS with the configured endpoints replaced (positive byte counts)."""
+    limits = dict(DEFAULT_RESPONSE_LIMITS)
+    if body is None:
+        return limits
+    key = "live.max_response_bytes"
+    if not isinstance(body, dict):
+        raise ConfigError(f"config key '{key}': expected a mapping of endpoint to bytes")
+    for endpoint, value in body.items():
+        if endpoint not in DEFAULT_RESPONSE_LIMITS:
+            raise ConfigError(f"config key '{key}.{endpoint}': unknown endpoint "
+                              f"(known: {', '.join(DEFAULT_RESPONSE_LIMITS)})")
+        limits[endpoint] = _typed(f"{key}.{endpoint}", value, int)
+        if limits[endpoint] <= 0:
+            raise ConfigError(f"config key '{key}.{endpoint}': must be a positive number of bytes")
+    return limits
 
 
 def _decreasing_tiers(body, key, names) -> dict:

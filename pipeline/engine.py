@@ -10,6 +10,7 @@ it is used.
 from __future__ import annotations
 
 import logging
+import sys
 
 ENGINES = ("local", "dask")
 # The LocalCluster's workers each run one pandas-heavy task at a time, one per core. Two dask
@@ -44,6 +45,10 @@ def map_dates(task, dates: list, *args, engine: str = "local", scheduler: str | 
 
     if scheduler:
         cluster = None
+        warning = scheduler_warning(scheduler)
+        if warning:
+            logging.getLogger("pipeline").warning("%s", warning)
+            print(f"warning: {warning}", file=sys.stderr)
     else:
         with dask.config.set(LOCAL_CLUSTER_CONFIG):
             cluster = LocalCluster(processes=True, threads_per_worker=1, dashboard_address=None)
@@ -59,6 +64,23 @@ def map_dates(task, dates: list, *args, engine: str = "local", scheduler: str | 
     finally:
         if cluster is not None:
             cluster.close()
+
+
+def scheduler_warning(address: str) -> str | None:
+    """Why attaching to the dask scheduler at ``address`` is risky, or None. A scheduler runs
+    whatever code it is sent on its workers, and this client unpickles what comes back, so
+    anyone who can reach or impersonate it runs code here: only loopback or TLS is quiet."""
+    from urllib.parse import urlsplit
+
+    from pipeline.outside_text import escape_controls
+    from pipeline.sources.live import is_loopback
+
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    if parts.scheme == "tls" or is_loopback(parts.hostname):
+        return None
+    return (f"dask scheduler {escape_controls(address)} is neither loopback nor TLS (tls://): its traffic, "
+            "including the pickled tasks and results this client runs and unpickles, is unauthenticated "
+            "and unencrypted; anyone who can reach or impersonate it can run code here (README, 'Backtest')")
 
 
 def chunks(dates: list, size: int) -> list[list]:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 
+from pipeline.outside_text import escape_controls
+
 log = logging.getLogger("pipeline")
 
 
@@ -18,11 +20,14 @@ class Failures:
 
     def add(self, ticker: str, stage: str, reason: str) -> bool:
         """Record a failure; False (and nothing recorded) when the ticker already failed the stage."""
-        key = (str(ticker), stage)
+        # Reasons and tickers may quote a vendor: escaped once here, they are safe in the log,
+        # on stderr, in the manifest, the CSV and the page.
+        key = (escape_controls(ticker), stage)
         if key in self._records:
             return False
+        reason = escape_controls(reason)
         self._records[key] = reason
-        log.warning("%s %s: %s", stage, ticker, reason)
+        log.warning("%s %s: %s", stage, key[0], reason)
         return True
 
     def tickers(self, stage: str) -> set[str]:

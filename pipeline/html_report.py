@@ -161,7 +161,8 @@ def replace_together(files: dict[Path, bytes], remove: tuple[Path, ...] = ()) ->
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.parent / f".tmp-{uuid.uuid4().hex}-{path.name}.partial"
             temporaries[path] = tmp
-            with open(tmp, "wb") as fh:
+            # Created exclusively, never through a link planted at the name.
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644), "wb") as fh:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())

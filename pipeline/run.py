@@ -31,7 +31,7 @@ from pipeline import clock, jobs, sources
 from pipeline.config import Settings
 from pipeline.engine import map_dates
 from pipeline.runlog import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, LockedError,
-                             Manifest, data_root_lock, progress, setup_logging)
+                             Manifest, RootRefused, data_root_lock, progress, setup_logging)
 from pipeline.store import CorruptPartition, Store, atomic_write_bytes
 
 log = logging.getLogger("pipeline")
@@ -126,6 +126,8 @@ def execute(command: str, dates: list[pd.Timestamp], steps: list[str], settings:
                 return _locked_run(command, dates, list(steps), settings, gate, engine, scheduler)
     except LockedError as exc:
         return Outcome(EXIT_LOCKED, str(exc))
+    except RootRefused as exc:
+        return Outcome(EXIT_BAD_INPUT, str(exc))
     except Interrupted as exc:
         return Outcome(EXIT_SIGNAL[exc.signum], f"interrupted by {exc} before the run started; nothing was written")
     except OSError as exc:

@@ -17,7 +17,9 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from pipeline.store import atomic_write_bytes
+from pipeline.data_root import RootRefused, claim_data_root
+from pipeline.outside_text import escape_controls
+from pipeline.store import atomic_write_bytes, open_nofollow
 
 log = logging.getLogger("pipeline")
 
@@ -41,24 +43,46 @@ class LockedError(RuntimeError):
 
 @contextmanager
 def data_root_lock(root: Path, wait_seconds: float):
-    root.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(root / ".pipeline.lock"), timeout=wait_seconds)
+    """Check the data root (:func:`pipeline.data_root.claim_data_root`, raises RootRefused), then
+    hold its lock. Neither the lock file nor the holder note is ever written through a link."""
+    claim_data_root(root)
+    lock_path = root / ".pipeline.lock"
+    if lock_path.is_symlink():        # a real lock file is never a link; the lock library would follow it
+        lock_path.unlink()
+    lock = FileLock(str(lock_path), timeout=wait_seconds)
     holder = root / ".pipeline.lock.holder"
     try:
         lock.acquire()
     except Timeout:
-        who = holder.read_text().strip() if holder.exists() else "unknown process"
-        raise LockedError(f"another pipeline run holds {root} ({who}); waited {wait_seconds:g}s") from None
+        raise LockedError(f"another pipeline run holds {root} ({_holder_note(holder)}); waited {wait_seconds:g}s") from None
     try:
-        holder.write_text(f"pid {os.getpid()} since {datetime.now(timezone.utc).isoformat(timespec='seconds')}\n")
+        note = f"pid {os.getpid()} since {datetime.now(timezone.utc).isoformat(timespec='seconds')}\n".encode()
+        fd = open_nofollow(holder, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        try:
+            os.write(fd, note)
+        finally:
+            os.close(fd)
         yield
     finally:
         holder.unlink(missing_ok=True)
         lock.release()
 
 
+def _holder_note(holder: Path) -> str:
+    """What the lock holder wrote, read without following a link and shown escaped."""
+    try:
+        fd = os.open(holder, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return "unknown process"
+    try:
+        return escape_controls(os.read(fd, 200).decode("utf-8", "replace").strip()) or "unknown process"
+    finally:
+        os.close(fd)
+
+
 def setup_logging(root: Path) -> Path:
     """One line per event to ``<root>/logs/pipeline-YYYY-MM-DD.log`` (UTC day)."""
+    claim_data_root(root)
     logs = root / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     path = logs / f"pipeline-{datetime.now(timezone.utc).date().isoformat()}.log"
@@ -68,16 +92,33 @@ def setup_logging(root: Path) -> Path:
         for handler in list(logger.handlers):
             logger.removeHandler(handler)
         handler = _QuietFileHandler(path)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
         logger.addHandler(handler)
     return path
 
 
+class EscapingFormatter(logging.Formatter):
+    """One line per record: control characters in the message (vendor text, file names) are
+    escaped, so nothing can forge a log line; a traceback keeps its line breaks only."""
+
+    def formatMessage(self, record):  # noqa: N802 - logging's name
+        record.message = escape_controls(record.message)
+        return super().formatMessage(record)
+
+    def formatException(self, ei):  # noqa: N802 - logging's name
+        return escape_controls(super().formatException(ei), keep_newlines=True)
+
+
 class _QuietFileHandler(logging.FileHandler):
     """A log file that cannot be written (disk full, permissions) gets one line on stderr and is
-    then left alone, instead of a traceback per log record."""
+    then left alone, instead of a traceback per log record. The file is opened for appending
+    without following a link (a link planted at its name is replaced by a new file)."""
 
     failed = False
+
+    def _open(self):
+        fd = open_nofollow(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
 
     def handleError(self, record):  # noqa: N802 - logging's name
         if not self.failed:
@@ -107,7 +148,7 @@ class Manifest:
             entry["status"] = "ok"
         except BaseException as exc:
             entry["status"] = "failed"
-            entry["error"] = f"{type(exc).__name__}: {exc}"
+            entry["error"] = escape_controls(f"{type(exc).__name__}: {exc}")
             raise
         finally:
             entry["seconds"] = round(time.perf_counter() - began, 3)

@@ -9,8 +9,10 @@ The partition column lives only in the directory name, as hive readers expect.
 """
 from __future__ import annotations
 
+import errno
 import functools
 import os
+import re
 import uuid
 from pathlib import Path
 
@@ -23,6 +25,24 @@ from pipeline.schemas import DATASETS, empty, validate
 FILE_NAME = "part-0.parquet"
 TMP_PREFIX = ".tmp-"
 QUARANTINE = "quarantine"
+# The exact names of the pipeline's own temporaries: atomic writes (``.tmp-<uuid hex>-<name>.partial``)
+# and the report-folder write check (``.tmp-write-check-<random>.partial``). Nothing else is swept.
+TMP_NAME = re.compile(r"\.tmp-(?:[0-9a-f]{32}-.+|write-check-[A-Za-z0-9_]+)\.partial", re.ASCII | re.DOTALL)
+# The folders the pipeline writes temporaries into (quarantine holds kept copies: never swept).
+SWEPT_FOLDERS = ("parquet", "reports", "runs", "logs", "cache", "raw")
+
+
+def open_nofollow(path: Path | str, flags: int, mode: int = 0o644) -> int:
+    """``os.open`` that never writes through a link: a symbolic link found at ``path`` is removed
+    (the link, never its target) and the file created exclusively in its place."""
+    flags |= os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    try:
+        return os.open(path, flags, mode)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+    os.unlink(path)
+    return os.open(path, flags | os.O_CREAT | os.O_EXCL, mode)
 
 
 class CorruptPartition(RuntimeError):
@@ -41,6 +61,8 @@ def atomic_write_bytes(path: Path, write) -> None:
     # Not "*.parquet": glob-based readers (DuckDB, polars) would pick a temporary up.
     tmp = path.parent / f"{TMP_PREFIX}{uuid.uuid4().hex}-{path.name}.partial"
     try:
+        # Created exclusively and without following a link before the writer opens it by name.
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
         write(tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
@@ -215,12 +237,21 @@ class Store:
         return target
 
     def clean_temporaries(self) -> int:
-        """Remove temporary files left by a killed writer; returns how many were removed."""
+        """Remove temporary files left by a killed writer; returns how many were removed. Only
+        the pipeline's own folders (:data:`SWEPT_FOLDERS`) are walked, links are never followed,
+        and only regular files named exactly like the pipeline's temporaries (:data:`TMP_NAME`)
+        are removed: a user's ``.tmp-notes.txt`` is left alone."""
         removed = 0
-        for tmp in self.root.rglob(f"{TMP_PREFIX}*"):
-            if tmp.is_file():
-                tmp.unlink(missing_ok=True)
-                removed += 1
+        for folder in SWEPT_FOLDERS:
+            top = self.root / folder
+            if top.is_symlink() or not top.is_dir():
+                continue
+            for directory, _, names in os.walk(top, followlinks=False):
+                for name in names:
+                    path = os.path.join(directory, name)
+                    if TMP_NAME.fullmatch(name) and os.path.isfile(path) and not os.path.islink(path):
+                        os.unlink(path)
+                        removed += 1
         return removed
 
 

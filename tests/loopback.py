@@ -61,7 +61,18 @@ FAULTS = {
     "av_note": "HTTP 200 {'Note': '... 5 calls per minute ...'} (legacy)",
     "av_premium": "HTTP 200 {'Information': '... premium endpoint ...'}",
     "av_error": "HTTP 200 {'Error Message': 'Invalid API call ...'}",
+    # hostile vendors (security review, issue 22)
+    "slow_headers": "the status line and headers one byte every quirks.slow_header_delay seconds",
+    "endless": "HTTP 200 without Content-Length, then a body that never ends",
+    "huge": "HTTP 200 with a 200 MB body (Content-Length says so)",
+    "nest_bomb": "HTTP 200 with 2 MB of '[' (a JSON nesting bomb)",
+    "vendor_message": "an error message with a newline, CR, ESC[2J and NUL (Tradier HTTP 400, Alpha Vantage "
+                      "'Error Message')",
+    "echo_secret": "the right answer with the caller's token or API key echoed inside it",
 }
+HOSTILE_MESSAGE = "bad request\n2026-11-20 ERROR FAKE forged line\r\x1b[2J\x00 after NUL"
+BOMB_BYTES = 2 * 2 ** 20
+HUGE_BYTES = 200 * 2 ** 20
 AV_NOTICES = {
     "av_daily_cap": ("Information", "We have detected your API key as {key} and our standard API rate limit is "
                                     "25 requests per day. Please subscribe to any of the premium plans."),
@@ -89,6 +100,7 @@ class Quirks:
     invalid_symbols: bool = False   # calendar rows with symbols no exchange lists
     trickle_bytes: int = 16         # bytes per write for the "trickle" fault
     trickle_delay: float = 0.05     # seconds between writes
+    slow_header_delay: float = 2.0  # seconds between header bytes for the "slow_headers" fault
 
 
 class FakeClock:
@@ -394,6 +406,12 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):     # quiet: tests read the counters instead
         pass
 
+    def handle(self):
+        try:
+            super().handle()
+        except ConnectionError:        # a client that hung up mid-answer (byte limit, deadline)
+            self.close_connection = True
+
     def setup(self):
         super().setup()
         # Headers and body leave in separate writes: without this, Nagle's algorithm holds the
@@ -412,7 +430,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif parts.path == AV_PATH:
             self._alphavantage(vendor, q.get("function", ""), q)
         else:
-            self._send(vendor, "unknown", 404, b"Not Found", "text/plain")
+            self._send(vendor, "unknown", 404, b"Not Found", "text/plain", fault=vendor._take_fault("unknown", None))
 
     def _tradier(self, vendor: LoopbackVendor, endpoint: str, q: dict):
         with vendor._lock:
@@ -473,6 +491,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = body[: max(len(body) // 2, 1)]
         if fault == "empty_body":
             body = b""
+        if fault in ("slow_headers", "endless", "huge", "nest_bomb", "vendor_message", "echo_secret"):
+            return self._hostile(vendor, endpoint, fault, body)
         with vendor._lock:
             vendor.statuses[(endpoint, status)] += 1
         self.send_response(status)
@@ -495,6 +515,50 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(body)
         except OSError:
             self.close_connection = True      # the client gave up (deadline): nothing to do
+
+    def _hostile(self, vendor: LoopbackVendor, endpoint: str, fault: str, body: bytes):
+        """The hostile answers of FAULTS, written straight to the socket."""
+        alpha_vantage = endpoint.isupper()        # Alpha Vantage functions are upper case
+        status, length = 200, None
+        if fault == "nest_bomb":
+            body = b"[" * BOMB_BYTES
+        elif fault == "vendor_message":
+            if alpha_vantage:
+                body = json.dumps({"Error Message": HOSTILE_MESSAGE}).encode()
+            else:
+                status, body = 400, HOSTILE_MESSAGE.encode()
+        elif fault == "echo_secret":
+            secret = vendor.apikey if alpha_vantage else vendor.token
+            body = body.rstrip()[:-1] + b', "echo": "your key is ' + secret.encode() + b'"}'
+        elif fault == "huge":
+            length = HUGE_BYTES
+        with vendor._lock:
+            vendor.statuses[(endpoint, status)] += 1
+        head = [f"HTTP/1.1 {status} {'OK' if status == 200 else 'Bad Request'}", "Content-Type: application/json"]
+        if fault == "endless":
+            head.append("Connection: close")
+            self.close_connection = True
+        else:
+            head.append(f"Content-Length: {length if length is not None else len(body)}")
+        raw_head = ("\r\n".join(head) + "\r\n\r\n").encode()
+        try:
+            if fault == "slow_headers":
+                for i in range(len(raw_head)):
+                    self.wfile.write(raw_head[i:i + 1])
+                    self.wfile.flush()
+                    time.sleep(vendor.quirks.slow_header_delay)
+                self.wfile.write(body)
+            elif fault in ("endless", "huge"):
+                self.wfile.write(raw_head)
+                block, sent = b"0" * 65536, 0
+                while fault == "endless" or sent < HUGE_BYTES:
+                    self.wfile.write(block)
+                    sent += len(block)
+            else:
+                self.wfile.write(raw_head + body)
+            self.wfile.flush()
+        except OSError:
+            self.close_connection = True      # the client hung up (deadline or byte limit)
 
     def _trickle(self, vendor: LoopbackVendor, body: bytes):
         step = max(vendor.quirks.trickle_bytes, 1)

@@ -238,7 +238,7 @@ def test_5_unwritable_lock_log_and_manifest_end_with_a_message(good_root, tmp_pa
     with monkeypatch.context() as m:
         def denied(self):
             raise PermissionError(errno.EACCES, "Permission denied", self.baseFilename)
-        m.setattr(logging.FileHandler, "_open", denied)
+        m.setattr(runlog._QuietFileHandler, "_open", denied)
         result = cli(root, config, "compute", "--date", DATE)
     assert result.exit_code == 1 and "cannot write the log" in result.output and "Traceback" not in result.output
 

@@ -54,7 +54,7 @@ def inspect_body(body: bytes) -> BodyProblem | None:
         return None
     try:
         doc = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(doc, dict) or not doc or not set(doc) <= ERROR_KEYS:
         return None

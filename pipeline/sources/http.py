@@ -10,8 +10,12 @@ Layers, outermost first:
    vendor errors and empty answers out of the cache.
 3. :class:`_VendorAdapter` — only reached on a cache miss, so rate limiting and the breaker's
    fail-fast cost nothing for cached answers; urllib3 ``Retry`` with backoff for 5xx and
-   connection errors; reads the body against an overall deadline so a trickling server cannot
-   hang the run.
+   connection errors; one deadline per request covering connect, headers and body, enforced by
+   a watchdog that shuts the socket down (a per-read timeout alone is reset by every byte, so a
+   server sending a header byte every 2 s would hang the run forever); a byte limit per endpoint
+   (checked against Content-Length and while streaming: an endless or oversized body is cut off
+   at the limit, never held in memory, cached or archived). Bodies are scrubbed of credentials
+   before anything (cache, normalizer, archive) sees them.
 
 Rate limiters, the daily budget and the breaker live in :mod:`pipeline.sources.limits`.
 Time: rate limits and backoff use an injected :class:`Clock` (tests advance a fake one);
@@ -23,7 +27,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import socket
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -34,12 +41,15 @@ from typing import Callable
 import requests
 from requests.adapters import HTTPAdapter
 from requests_cache import DEFAULT_IGNORED_PARAMS, DO_NOT_CACHE, CachedSession
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
+from pipeline.outside_text import escape_controls
 from pipeline.sources.base import SourceError
 from pipeline.sources.limits import CircuitBreaker, Clock, HttpError, ProviderUnavailable, RequestRejected
-from pipeline.store import atomic_write_bytes
+from pipeline.store import atomic_write_bytes, open_nofollow
 
 CACHE_FILE = "http_cache.sqlite"
 # Library defaults plus every spelling our vendors use for a credential.
@@ -49,8 +59,15 @@ RETRY_STATUSES = (500, 502, 503, 504)
 MINUTE, HOUR, DAY = 60, 3600, 86400
 
 
+FALLBACK_LIMIT = 8 * 2 ** 20       # bytes, for an endpoint without a configured limit
+
+
 class _DeadlineExceeded(requests.exceptions.Timeout):
     pass
+
+
+class _TooLarge(requests.exceptions.RequestException):
+    """The answer is larger than the endpoint's byte limit; the message says how large."""
 
 
 class Verdict(Enum):
@@ -125,7 +142,7 @@ def is_empty_answer(body: bytes) -> bool:
             return False
         try:
             return _all_null(json.loads(text))
-        except ValueError:
+        except (ValueError, RecursionError):
             return False
     return len([line for line in text.splitlines() if line.strip()]) <= 1
 
@@ -160,8 +177,96 @@ class _VendorRetry(Retry):
         self.on_attempt()
 
 
-class _VendorAdapter(HTTPAdapter):
-    """Reached only on cache misses: breaker, rate limiter, counting, then a deadline-bound read."""
+class _Watchdog:
+    """One request's deadline, whatever the peer does: when it passes, every socket the request
+    used is shut down, so a blocked connect, header or body read returns at once."""
+
+    def __init__(self, seconds: float):
+        self.expires = time.monotonic() + seconds
+        self.fired = False
+        self._sockets: list = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    @property
+    def expired(self) -> bool:
+        return self.fired or time.monotonic() >= self.expires
+
+    def watch(self, sock) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            if self.fired:
+                _shut(sock)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            for sock in self._sockets:
+                _shut(sock)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+def _shut(sock) -> None:
+    """Shut a (possibly TLS) socket down from another thread: through a duplicate of its
+    descriptor, so the TLS object is left alone and the owner's close still works."""
+    try:
+        with socket.fromfd(sock.fileno(), sock.family, sock.type) as dup:
+            dup.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass       # already closed
+
+
+_WATCH = threading.local()      # the watchdog of the request this thread is sending
+
+
+class _WatchedConnection:
+    """Hands every socket a request uses (new or kept alive) to the thread's watchdog."""
+
+    def connect(self):
+        super().connect()
+        self._watch()
+
+    def getresponse(self, *args, **kwargs):
+        self._watch()
+        return super().getresponse(*args, **kwargs)
+
+    def _watch(self):
+        dog = getattr(_WATCH, "dog", None)
+        if dog is not None and getattr(self, "sock", None) is not None:
+            dog.watch(self.sock)
+
+
+class _WatchedHTTPConnection(_WatchedConnection, HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_WatchedConnection, HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class _WatchedAdapter(HTTPAdapter):
+    """An adapter whose connections report their sockets to the thread's :class:`_Watchdog`."""
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+class _VendorAdapter(_WatchedAdapter):
+    """Reached only on cache misses: breaker, rate limiter, counting, then a request bounded in
+    time (:class:`_Watchdog`) and size (the endpoint's byte limit)."""
 
     def __init__(self, client: "HttpClient", retry: Retry):
         super().__init__(max_retries=retry)
@@ -169,33 +274,58 @@ class _VendorAdapter(HTTPAdapter):
 
     def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
         self.client._before_wire_attempt()
-        deadline = time.monotonic() + self.client.deadline
-        response = super().send(request, stream=True, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
-        self.client._current_provider().limiter.observe(response.headers)
+        dog = _WATCH.dog = _Watchdog(self.client.deadline)
         try:
-            response._content = _read_body(response.raw, deadline)
+            try:
+                response = super().send(request, stream=True, timeout=timeout, verify=verify, cert=cert,
+                                        proxies=proxies)
+            except requests.exceptions.RequestException:
+                if dog.expired:
+                    raise _DeadlineExceeded("no complete answer before the deadline") from None
+                raise
+            self.client._current_provider().limiter.observe(response.headers)
+            limit = self.client.limit()
+            try:
+                body = _read_body(response.raw, dog, limit, response.headers.get("Content-Length"))
+            except BaseException:
+                response.raw.close()          # never hand a half-read connection back to the pool
+                raise
+            finally:
+                response.raw.release_conn()
         finally:
-            response.raw.release_conn()
+            dog.cancel()
+            _WATCH.dog = None
+        # Scrubbed before the cache stores it and the normalizer or the archive sees it.
+        response._content = self.client.scrub_bytes(body)
         response._content_consumed = True
         # requests-cache redacts request/response URLs but not the raw response's request URL.
         response.raw._request_url = self.client.scrub(getattr(response.raw, "_request_url", None) or "")
         return response
 
 
-def _read_body(raw, deadline: float) -> bytes:
-    chunks = []
+def _read_body(raw, dog: _Watchdog, limit: int, declared: str | None) -> bytes:
+    """The whole body, or _TooLarge past ``limit`` bytes (at once when the Content-Length says
+    so), or _DeadlineExceeded when the watchdog cut the connection."""
+    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+        raise _TooLarge(f"answer of {int(declared):,} bytes (Content-Length) exceeds the limit of {limit:,} bytes")
+    chunks, size = [], 0
     while True:
-        if time.monotonic() > deadline:
-            raw.close()
+        if dog.expired:
             raise _DeadlineExceeded("the whole answer did not arrive before the deadline")
         try:
             chunk = raw.read1(65536)
-        except ProtocolError:
-            raise requests.exceptions.ChunkedEncodingError("connection broken mid-body") from None
-        except ReadTimeoutError:
-            raise requests.exceptions.ChunkedEncodingError("read timed out mid-body") from None
+        except (ProtocolError, ReadTimeoutError, OSError) as exc:
+            if dog.expired:
+                raise _DeadlineExceeded("the whole answer did not arrive before the deadline") from None
+            what = "read timed out" if isinstance(exc, ReadTimeoutError) else "connection broken"
+            raise requests.exceptions.ChunkedEncodingError(f"{what} mid-body") from None
         if not chunk:
+            if dog.expired:      # the watchdog's shutdown reads as an end of file
+                raise _DeadlineExceeded("the whole answer did not arrive before the deadline")
             return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge(f"answer exceeds the limit of {limit:,} bytes (cut off after {size:,})")
         chunks.append(chunk)
 
 
@@ -214,11 +344,13 @@ class HttpClient:
 
     def __init__(self, cache_dir: Path, providers: list[Provider], *, clock: Clock | None = None,
                  deadline: float = 30.0, connect_timeout: float = 5.0, read_timeout: float = 10.0,
-                 attempts: int = 3, backoff: float = 1.0, throttle_waits: int = 5, raw_dir: Path | None = None):
+                 attempts: int = 3, backoff: float = 1.0, throttle_waits: int = 5, raw_dir: Path | None = None,
+                 limits: dict[str, int] | None = None):
         self.clock = clock or Clock()
         self.providers = {p.name: p for p in providers}
         self.deadline = float(deadline)
-        self.timeout = (connect_timeout, min(read_timeout, deadline))
+        self.timeout = (min(connect_timeout, deadline), min(read_timeout, deadline))
+        self.limits = dict(limits or {})          # "vendor.endpoint" -> bytes
         self.attempts, self.backoff, self.throttle_waits = attempts, backoff, throttle_waits
         self.raw_dir = Path(raw_dir) if raw_dir is not None else None
         self.stats = CallStats()
@@ -228,6 +360,7 @@ class HttpClient:
 
         cache_dir = Path(cache_dir)
         cache_dir.mkdir(parents=True, exist_ok=True)
+        _private_cache_file(cache_dir / CACHE_FILE)
         # WAL: a commit no longer waits for an fsync (20+ ms a response), yet a crash cannot
         # corrupt the database, only lose the last few entries, which a cache can afford.
         self.session = CachedSession(
@@ -256,7 +389,15 @@ class HttpClient:
     def _current_provider(self) -> Provider:
         return self.providers[self._current[0]]
 
+    def limit(self) -> int:
+        """The byte limit of the endpoint being called."""
+        vendor, endpoint, _ = self._current
+        return int(self.limits.get(f"{vendor}.{endpoint}", FALLBACK_LIMIT))
+
     def _before_wire_attempt(self) -> None:
+        dog = getattr(_WATCH, "dog", None)
+        if dog is not None and dog.expired:      # urllib3 wants to retry, but the deadline has passed
+            raise _DeadlineExceeded("no complete answer before the deadline")
         vendor, endpoint, symbol = self._current
         provider = self.providers[vendor]
         provider.breaker.check(endpoint, symbol)
@@ -284,6 +425,8 @@ class HttpClient:
             try:
                 response = self.session.get(provider.base_url + path, params=params, headers=headers,
                                             timeout=self.timeout)
+            except _TooLarge as exc:
+                outcome = Outcome(REJECTED, f"{exc} (config live.max_response_bytes: {key})")
             except (_DeadlineExceeded, requests.exceptions.ChunkedEncodingError) as exc:
                 outcome = Outcome(BROKEN, self._describe(exc))     # mid-body: urllib3 cannot retry it
             except requests.exceptions.RequestException as exc:
@@ -361,11 +504,20 @@ class HttpClient:
         """HTTP status of a bare GET of the base URL: no credentials, no cache, no limiter, so it
         proves the route without spending any quota. Raises HttpError when nothing answers."""
         provider = self.providers[vendor]
+        dog = _WATCH.dog = _Watchdog(timeout)       # the whole probe, headers included; the body is never read
         try:
             with requests.Session() as plain:
-                return plain.get(provider.base_url, timeout=timeout).status_code
+                plain.mount("http://", _WatchedAdapter())
+                plain.mount("https://", _WatchedAdapter())
+                with plain.get(provider.base_url, timeout=timeout, stream=True) as response:
+                    return response.status_code
         except requests.RequestException as exc:
+            if dog.expired:
+                exc = _DeadlineExceeded()
             raise HttpError(vendor, "probe", None, self._describe(exc)) from None
+        finally:
+            dog.cancel()
+            _WATCH.dog = None
 
     def discard(self, fetched: Fetched) -> None:
         """Forget a cached answer that a normalizer rejected, so a rerun asks again."""
@@ -406,7 +558,7 @@ class HttpClient:
     def _describe(exc: Exception) -> str:
         # Never str(exc) of a requests error: it embeds the URL, which holds the API key.
         if isinstance(exc, _DeadlineExceeded):
-            return "deadline exceeded (answer trickled in too slowly)"
+            return "deadline exceeded (no complete answer in time: connect, headers and body)"
         if isinstance(exc, requests.exceptions.ChunkedEncodingError):
             return "connection broken mid-body"
         if isinstance(exc, requests.exceptions.Timeout):
@@ -417,7 +569,23 @@ class HttpClient:
 
 
 def _snippet(body: bytes, limit: int = 160) -> str:
-    return body[:limit].decode("utf-8", "replace").strip().replace("\n", " ")
+    return escape_controls(body[:limit].decode("utf-8", "replace").strip())
+
+
+def _private_cache_file(path: Path) -> None:
+    """The cache database (and SQLite's -wal/-shm files, which take its mode) readable by the
+    owner only, and never reached through a link planted at its name."""
+    for suffix in ("-wal", "-shm"):
+        side = Path(f"{path}{suffix}")
+        if side.is_symlink():
+            side.unlink()
+        elif side.exists():
+            os.chmod(side, 0o600)
+    fd = open_nofollow(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 class _ScrubFilter(logging.Filter):

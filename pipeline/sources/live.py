@@ -31,6 +31,7 @@ from pipeline.sources import alphavantage, tradier
 from pipeline.sources.base import SourceError, SourceUnavailable
 from pipeline.sources.http import HttpClient
 from pipeline.failures import Failures
+from pipeline.outside_text import escape_controls
 from pipeline.sources.limits import Clock, ProviderUnavailable
 from pipeline.runlog import progress
 from pipeline.store import atomic_write_bytes
@@ -77,8 +78,10 @@ class LiveSource:
             if not CREDENTIAL_RE.fullmatch(value):
                 raise SourceUnavailable(f"environment variable {name} holds characters no API key has "
                                         "(whitespace, quotes or non-ASCII)")
-        tradier_url = _base_url(env, "TRADIER_BASE_URL", config.tradier_base_url, "live.tradier_base_url")
-        av_url = _base_url(env, "ALPHAVANTAGE_BASE_URL", config.alphavantage_base_url, "live.alphavantage_base_url")
+        plain = getattr(config, "allow_plain_http", False)
+        tradier_url = _base_url(env, "TRADIER_BASE_URL", config.tradier_base_url, "live.tradier_base_url", plain)
+        av_url = _base_url(env, "ALPHAVANTAGE_BASE_URL", config.alphavantage_base_url, "live.alphavantage_base_url",
+                           plain)
         root = Path(root)
         clock = clock or Clock()
         cache_dir = root / "cache"
@@ -87,7 +90,8 @@ class LiveSource:
             alphavantage.provider(av_url, apikey, clock, cache_dir, config.alphavantage_daily_budget,
                                   config.alphavantage_min_interval),
         ]
-        http = HttpClient(cache_dir, providers, clock=clock, deadline=config.request_deadline, raw_dir=root / "raw")
+        http = HttpClient(cache_dir, providers, clock=clock, deadline=config.request_deadline, raw_dir=root / "raw",
+                          limits=getattr(config, "max_response_bytes", None))
         return cls(http, tradier.TradierClient(http, token), alphavantage.AlphaVantageClient(http, apikey),
                    config.calendar_horizon, cache_dir / STATS_DIR, failures,
                    getattr(config, "alphavantage_price_fallback", False))
@@ -285,13 +289,31 @@ def _reject_stale_calendar(frame: pd.DataFrame, as_of: pd.Timestamp) -> None:
                           f"from {earliest.date()}, before the as-of session {as_of.date()}; nothing stored was replaced")
 
 
-def _base_url(env, variable: str, configured: str, key: str) -> str:
+def _base_url(env, variable: str, configured: str, key: str, allow_plain_http: bool = False) -> str:
     url = env.get(variable, "").strip() or configured
     source = variable if env.get(variable, "").strip() else f"config key '{key}'"
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.username:
         raise SourceUnavailable(f"{source}: expected an http(s) base URL without credentials or query")
+    if parts.scheme == "http" and not is_loopback(parts.hostname) and not allow_plain_http:
+        raise SourceUnavailable(f"{source}: plain http to {escape_controls(parts.hostname or '')} would send the "
+                                "credentials and answers unencrypted; use https (or set live.allow_plain_http: true "
+                                "for a trusted network)")
     return url
+
+
+def is_loopback(host: str | None) -> bool:
+    """``localhost`` or a loopback address (127.0.0.0/8, ::1)."""
+    import ipaddress
+
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _horizon(days: int, configured: str) -> str:

@@ -14,6 +14,7 @@ from datetime import date
 
 import pandas as pd
 
+from pipeline.outside_text import escape_controls
 from pipeline.sources.base import SourceError
 
 # Ways vendors spell "no value" (Tradier: null and "null"; Alpha Vantage: "None" and "").
@@ -27,6 +28,7 @@ class VendorError(SourceError):
     """A vendor call or answer gone wrong, as "<vendor> <endpoint> [<symbol>]: <detail>"."""
 
     def __init__(self, vendor: str, endpoint: str, symbol: str | None, detail: str):
+        detail = escape_controls(detail)      # vendor text: never a forged log line or a terminal command
         self.vendor, self.endpoint, self.symbol, self.detail = vendor, endpoint, symbol, detail
         where = f" {symbol}" if symbol else ""
         super().__init__(f"{vendor} {endpoint}{where}: {detail}")
@@ -50,6 +52,9 @@ class Reader:
             return json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise self.error(f"malformed JSON ({exc.__class__.__name__} at {_position(exc)})") from None
+        except RecursionError:
+            # e.g. megabytes of "[": the decoder recurses once per level.
+            raise self.error("undecodable JSON (nested too deeply)") from None
 
     def text(self, body: bytes) -> str:
         try:
