@@ -8,7 +8,8 @@ from __future__ import annotations
 
 # name: (unit, decimals in the CSV or None for text/integers, meaning)
 COLUMNS: dict[str, tuple[str, int | None, str]] = {
-    "rank": ("integer", None, "1 = best; tradeable events (a VRP, liquidity not REJECT) first, then by score"),
+    "rank": ("integer", None, "1 = best; tradeable (a VRP, liquidity not REJECT) with premium (VRP tier "
+             "MARGINAL or better) first, then tradeable SKIP, then not tradeable; by score within each"),
     "ticker": ("text", None, "stock symbol"),
     "report_date": ("date", None, "earnings report date"),
     "timing": ("text", None, "BMO (before open), AMC (after close), DMH (during market), UNKNOWN"),

@@ -2,7 +2,8 @@
 
 Each job reads what it needs from the store and writes its own snapshot, so any job can be
 rerun alone and a rerun of a date replaces that date's outputs whole. Per-date jobs are in
-``STEPS``; ``write_moves`` runs once per run, after every date.
+``STEPS``; ``write_moves`` runs once per run, before any date is computed and reported (the
+page draws the moves).
 """
 from __future__ import annotations
 

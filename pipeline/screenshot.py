@@ -44,6 +44,43 @@ def screenshot(html: Path, png: Path, width: int = 1400, height: int = 1800, tim
     return png
 
 
+PROBE = """<script>
+(function () {
+  var table = document.getElementById("ranked");
+  var out = {scrollWidth: document.documentElement.scrollWidth,
+             tableScrollWidth: table ? table.scrollWidth : null,
+             tableClientWidth: table ? table.getBoundingClientRect().width : null,
+             rowHeights: table ? Array.from(table.tBodies[0].rows).map(function (r) { return r.getBoundingClientRect().height; }) : []};
+  var pre = document.createElement("pre");
+  pre.id = "ivcrush-probe";
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+})();
+</script>"""
+
+
+def measure(html: Path, width: int = 1400, height: int = 1000, timeout: float = 120.0) -> dict:
+    """Lay ``html`` out in headless Chromium at ``width`` px and return what a probe script (added
+    to a temporary copy; the page itself has none) measured: ``scrollWidth`` of the document,
+    the ranked table's ``tableScrollWidth``, ``tableClientWidth`` and the body ``rowHeights``."""
+    import json
+    import re
+
+    browser = find_browser()
+    if browser is None:
+        raise RuntimeError("no Chromium found (Debian: apt-get install chromium)")
+    with tempfile.TemporaryDirectory(prefix="ivcrush-chromium-") as profile:
+        copy = Path(profile) / "page.html"
+        copy.write_text(Path(html).read_text().replace("</body>", PROBE + "</body>", 1))
+        command = [browser, *FLAGS, f"--user-data-dir={profile}/user", f"--window-size={width},{height}",
+                   "--dump-dom", copy.as_uri()]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=profile)
+    found = re.search(r'<pre id="ivcrush-probe">(.*?)</pre>', done.stdout, flags=re.S)
+    if not found:
+        raise RuntimeError(f"chromium measured nothing (exit {done.returncode}): {done.stderr[-2000:]}")
+    return json.loads(found.group(1).replace("&quot;", '"'))
+
+
 def blank_share(png: Path) -> float:
     """Share of pixels equal to the most common colour (1.0 = a blank page)."""
     import numpy as np
