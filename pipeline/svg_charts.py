@@ -84,12 +84,12 @@ class Plot:
         for value, label in zip(self.yt, ylabels):
             py = float(self.y(value))
             out.append(f'<line x1="{px0}" x2="{px1}" y1="{py:.1f}" y2="{py:.1f}" class="grid"/>'
-                       f'<text x="{px0 - 4}" y="{py + 3:.1f}" class="ty" data-value="{value!r}">{label}</text>')
+                       f'<text x="{px0 - 4}" y="{py + 3:.1f}" class="ty" data-value="{float(value)!r}">{label}</text>')
         if xlabels is None:
             xlabels = percent_labels(self.xt) if self.xpercent else number_labels(self.xt)
         for value, label in zip(self.xt, xlabels):
             px = float(self.x(value))
-            out.append(f'<text x="{px:.1f}" y="{py0 + 12}" class="tx" data-value="{value!r}">{_text(label)}</text>')
+            out.append(f'<text x="{px:.1f}" y="{py0 + 12}" class="tx" data-value="{float(value)!r}">{_text(label)}</text>')
         out.append(f'<line x1="{px0}" x2="{px1}" y1="{py0}" y2="{py0}" class="axis"/>'
                    f'<line x1="{px0}" x2="{px0}" y1="{py0}" y2="{py1}" class="axis"/>')
         self.parts[:0] = out
