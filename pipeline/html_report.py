@@ -20,8 +20,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.columns import COLUMNS
-
 log = logging.getLogger("pipeline")
 
 # Bumped whenever the page's layout changes; stamped in the page (meta ivcrush-layout) and by
@@ -116,38 +114,44 @@ def _event_sections(data: pd.DataFrame, metrics: pd.DataFrame, root: Path, as_of
         atm = pd.DataFrame(columns=["ticker", "expiration", "t", "atm_iv"])
     quotes = _smile_quotes(surface)
     outcomes = _outcomes(store, tickers)
-    extra = metrics.assign(report_date=metrics["report_date"].dt.strftime("%Y-%m-%d")).set_index(
-        ["ticker", "report_date"])
+    reaction_of = dict(zip(zip(metrics["ticker"], metrics["report_date"].dt.strftime("%Y-%m-%d")),
+                           metrics["reaction_date"]))
+    # Plain arrays and row positions per ticker, taken once: pandas indexing per event would cost
+    # more than drawing (hundreds of events on a 5,000-name day).
     moves_at, atm_at, quotes_at = _by_ticker(moves), _by_ticker(atm), _by_ticker(quotes)
     outcomes_at = _by_ticker(outcomes) if outcomes is not None else {}
     move_values = moves[config.move_type].to_numpy(float) if len(moves) else np.array([])
     move_labels = pd.to_datetime(moves["report_date"]).dt.strftime("%y-%m").to_numpy() if len(moves) else []
+    atm_days = ((pd.to_datetime(atm["expiration"]) - as_of).dt.days.to_numpy(float) if len(atm) else np.array([]))
+    atm_iv, atm_t = atm["atm_iv"].to_numpy(float), atm["t"].to_numpy(float)
+    quote = {c: quotes[c].to_numpy() for c in quotes.columns}
+    quote_days = ((pd.to_datetime(quotes["expiration"]) - as_of).dt.days.to_numpy(float) if len(quotes)
+                  else np.array([]))
     report_columns = [c for c in data.columns if c not in ("signal_vrp", "exceed_k_n")]
     sections = []
     for record in data.to_dict("records"):
         ticker, day = record["ticker"], record["report_date"]
-        event = extra.loc[(ticker, day)] if (ticker, day) in extra.index else pd.Series(dtype=object)
-        if isinstance(event, pd.DataFrame):
-            event = event.iloc[0]
         implied = _float(record.get("implied_move"))
         rows = moves_at.get(ticker, np.array([], int))
         charts = [svg_charts.past_moves(move_values[rows], [move_labels[i] for i in rows], implied,
                                         config.move_type.replace("_", " "))]
-        points = atm.iloc[atm_at[ticker]] if ticker in atm_at else atm.iloc[:0]
-        reaction = event.get("reaction_date", pd.NaT)
+        points = atm_at.get(ticker, np.array([], int))
+        reaction = reaction_of.get((ticker, day), pd.NaT)
         if len(points):
-            days = (pd.to_datetime(points["expiration"]) - as_of).dt.days.to_numpy(float)
             reaction_days = float((pd.Timestamp(reaction) - as_of).days) if pd.notna(reaction) else float("nan")
-            charts.append(svg_charts.term_structure(days, points["atm_iv"].to_numpy(float),
+            charts.append(svg_charts.term_structure(atm_days[points], atm_iv[points],
                                                     _float(record.get("ex_earnings_vol")), reaction_days,
                                                     _float(record.get("iv30"))))
         expiration = record.get("expiration")
         if ticker in quotes_at and isinstance(expiration, str):
-            chart = _smile_chart(quotes.iloc[quotes_at[ticker]], points, pd.Timestamp(expiration), record)
-            if chart is not None:
-                charts.append(chart)
-        fields = [{"name": c, "text": format_value(c, record.get(c)), "raw": _raw(record.get(c)),
-                   "meaning": COLUMNS.get(c, ("", None, ""))[2]} for c in report_columns]
+            days = float((pd.Timestamp(expiration) - as_of).days)
+            at_atm = points[atm_days[points] == days]
+            on = quotes_at[ticker][quote_days[quotes_at[ticker]] == days]
+            scale = float(atm_iv[at_atm[0]] * np.sqrt(atm_t[at_atm[0]])) if len(at_atm) else float("nan")
+            if len(on):
+                charts.append(_smile_chart({c: v[on] for c, v in quote.items()}, scale, record))
+        # Every CSV column by name (the legend and README say what each is; the CSV has full text).
+        fields = [{"name": c, "text": format_value(c, record.get(c))} for c in report_columns]
         sections.append({
             "anchor": _anchor(ticker, day), "charts": charts, "fields": fields,
             "n_events": record.get("n_events"),
@@ -170,30 +174,23 @@ def _float(value) -> float:
         return float("nan")
 
 
-def _raw(value) -> str:
-    return "" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value}"
-
-
-def _smile_chart(quotes: pd.DataFrame, atm: pd.DataFrame, expiration: pd.Timestamp, record: dict):
-    """The event expiration's quotes and the fitted quadratic iv = a + b x + c x^2 in
-    x = ln(K/F) / (atm_iv sqrt(t)) (:func:`pipeline.stages.skew.fit_skew`), over |x| <= 3."""
+def _smile_chart(on: dict, scale: float, record: dict):
+    """The event expiration's quotes (arrays of :func:`_smile_quotes` columns) and the fitted
+    quadratic iv = a + b x + c x^2 in x = ln(K/F) / (atm_iv sqrt(t)) = k / ``scale``
+    (:func:`pipeline.stages.skew.fit_skew`), over |x| <= 3."""
     from pipeline import svg_charts
 
-    on = quotes[quotes["expiration"] == expiration]
-    if on.empty:
-        return None
-    forward = float(on["forward"].median())
+    forward = float(np.median(on["forward"].astype(float)))
     a, b, c = (_float(record.get(k)) for k in ("skew_atm_iv", "skew_slope", "skew_curvature"))
-    row = atm[atm["expiration"] == expiration]
     grid_k, grid_iv = np.array([]), np.array([])
-    if len(row) and np.isfinite([a, b, c]).all():
-        scale = float(row["atm_iv"].iloc[0]) * np.sqrt(float(row["t"].iloc[0]))
-        k = np.linspace(on["k"].min(), on["k"].max(), 60)
+    k_quotes = on["k"].astype(float)
+    if np.isfinite([a, b, c, scale]).all() and scale > 0:
+        k = np.linspace(k_quotes.min(), k_quotes.max(), 60)
         x = k / scale
         inside = np.abs(x) <= SMILE_MAX_ABS_X
         grid_k, grid_iv = forward * np.exp(k[inside]), a + b * x[inside] + c * x[inside] ** 2
-    return svg_charts.smile(on["strike"].to_numpy(float), on["iv"].to_numpy(float), grid_k, grid_iv, forward,
-                            on["is_put"].to_numpy(bool))
+    return svg_charts.smile(on["strike"].astype(float), on["iv"].astype(float), grid_k, grid_iv, forward,
+                            on["is_put"].astype(bool))
 
 
 def _outcomes(store, tickers) -> pd.DataFrame | None:
