@@ -155,15 +155,22 @@ def exit_marks(ctx: Context, as_of: pd.Timestamp) -> pd.DataFrame:
 
 
 def pull_chains(ctx: Context, as_of: pd.Timestamp) -> int:
-    """Chains of the expirations the window's events need, plus the exit marks of the events
-    reacting today (see :func:`exit_marks`), in one snapshot."""
-    from pipeline.stages.events import event_expirations
+    """Chains of the expirations the window's events need (the first ``term_expirations`` on or
+    after the reaction session and one at least FAR_EXPIRATION_DAYS out, so the term structure is
+    a curve with a 30-day point), plus the exit marks of the events reacting today (the event
+    expiration and the next: see :func:`exit_marks`), in one snapshot."""
+    from pipeline.stages.events import FAR_EXPIRATION_DAYS, event_expirations
 
     upcoming, tickers = window_tickers(ctx, as_of)
     marks = exit_marks(ctx, as_of)
-    events = pd.concat([upcoming, marks], ignore_index=True)
-    listed = sorted(set(events["ticker"]))
-    wanted = event_expirations(ctx.source.expirations(listed, as_of), events) if listed else empty("chains")
+    listed = sorted(set(upcoming["ticker"]) | set(marks["ticker"]))
+    if listed:
+        expirations = ctx.source.expirations(listed, as_of)
+        wanted = pd.concat([
+            event_expirations(expirations, upcoming, ctx.config.term_expirations, as_of, FAR_EXPIRATION_DAYS),
+            event_expirations(expirations, marks)])
+    else:
+        wanted = empty("chains")
     wanted = wanted[["ticker", "expiration"]].drop_duplicates().sort_values(["ticker", "expiration"])
     chains = ctx.keep_valid("chains", ctx.source.chains(wanted, as_of), "pull-chains") if len(wanted) else empty("chains")
     for ticker in sorted(set(tickers) - set(chains["ticker"])):
