@@ -105,11 +105,11 @@ TABLE: list[Shown] = [
           "without premium (SKIP), then not tradeable; by score within each", 34),
     Shown("Ticker", ("ticker",), "stock symbol; \u26a0 degraded (a qualifier missing), \u2717 failed", 70),
     Shown("Report", ("report_date", "timing"), "report date and timing (BMO before open, AMC after close, "
-          "DMH during market)", 118, joiner=" "),
+          "DMH during market)", 134, joiner=" "),
     Shown("Implied", ("implied_move",), "straddle-implied expected move to expiration, percent of spot", 64),
     Shown("Method", ("implied_method",), "how the implied move was obtained (smile fit, interpolated; "
           "fallbacks degrade the event)", 96, console=False),
-    Shown("Hist. mean", ("hist_mean_abs_move",), "mean absolute move over the last reports", 80),
+    Shown("Hist. mean", ("hist_mean_abs_move",), "mean absolute move over the last reports", 86),
     Shown("VRP", ("signal_vrp",), "signal VRP: event-only VRP where the term structure gives it, else "
           "implied / historical", 50),
     Shown("Tier", ("vrp_tier",), "VRP tier from the signal VRP (EXCELLENT / GOOD / MARGINAL / SKIP)", 92, badge=True),

@@ -150,3 +150,19 @@ def test_page_with_every_optional_column_still_fits(first_daily, tmp_path):
     laid = measure(page, width=1400)
     assert laid["scrollWidth"] <= 1400 and laid["tableScrollWidth"] <= 1400, laid
     assert len(set(laid["rowHeights"])) == 1
+
+
+def test_the_readme_picture_is_from_the_current_layout(first_daily):
+    """docs/report.png carries the layout version of the page that made it (`make screenshot`);
+    a change of the page's layout (LAYOUT_VERSION) without a new picture fails here."""
+    from pathlib import Path
+
+    from pipeline.html_report import LAYOUT_VERSION
+    from pipeline.screenshot import layout_of_page, layout_of_png
+
+    _, page, _, _ = first_daily
+    assert layout_of_page(page) == LAYOUT_VERSION
+    repo = Path(__file__).resolve().parents[1]
+    assert "](docs/report.png)" in (repo / "README.md").read_text()
+    assert layout_of_png(repo / "docs" / "report.png") == LAYOUT_VERSION, \
+        "docs/report.png is from an older report layout: run `make screenshot`"
