@@ -195,6 +195,7 @@ def compute(ctx: Context, as_of: pd.Timestamp) -> pd.DataFrame:
         prices=ctx.store.scan("prices", tickers=tickers),
         chains=ctx.store.read("chains", as_of),
         config=ctx.config,
+        vol_history=vol_history(ctx.store, tickers, as_of),
     )
     ctx.store.write("surface", result.surface, as_of)
     metrics = ctx.keep_valid("metrics", result.metrics, "compute")
@@ -204,6 +205,30 @@ def compute(ctx: Context, as_of: pd.Timestamp) -> pd.DataFrame:
         ctx.failures.add(ticker, "compute", reason)
     ctx.row_counts.update(surface=len(result.surface), metrics=len(metrics))
     return metrics
+
+
+def vol_history(store: Store, tickers: list[str], as_of: pd.Timestamp) -> pd.DataFrame:
+    """The tickers' stored sessions before ``as_of`` within its last PERCENTILE_SESSIONS sessions:
+    ticker, date, iv30, ex_earnings_vol from the stored ``metrics`` (a name has a row on the days
+    its event is in the window). Partitions written before ``iv30`` existed give ex_earnings_vol."""
+    from pipeline.stages.term import PERCENTILE_SESSIONS
+    from pipeline.store import CorruptPartition
+
+    first = pd.Timestamp(sessions.sessions_offset([as_of], -(PERCENTILE_SESSIONS - 1), strict=False)[0])
+    dates = [d for d in store.partitions("metrics") if first <= pd.Timestamp(d) < as_of]
+    frames = []
+    for day in dates:
+        try:
+            frames.append(store.scan("metrics", dates=[day], tickers=tickers,
+                                     columns=["ticker", "iv30", "ex_earnings_vol"]))
+        except CorruptPartition:
+            # A partition of an earlier version has no iv30; a really damaged file fails again here.
+            frames.append(store.scan("metrics", dates=[day], tickers=tickers, columns=["ticker", "ex_earnings_vol"]))
+    columns = ["date", "ticker", "iv30", "ex_earnings_vol"]
+    if not frames:
+        return pd.DataFrame({"date": pd.Series(dtype="datetime64[ns]"), "ticker": pd.Series(dtype="str"),
+                             "iv30": pd.Series(dtype=float), "ex_earnings_vol": pd.Series(dtype=float)})
+    return pd.concat(frames, ignore_index=True).reindex(columns=columns)
 
 
 def report(ctx: Context, as_of: pd.Timestamp) -> None:
