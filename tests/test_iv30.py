@@ -43,7 +43,7 @@ def test_percentiles_need_60_sessions_and_rank_today_among_them():
     assert pd.isna(got.loc[0, "vol_percentile_reason"])
     # U: 58 + today = 59 sessions < 60: null, and the reason counts them.
     assert pd.isna(got.loc[1, "iv30_percentile"]) and pd.isna(got.loc[1, "ex_earnings_vol_percentile"])
-    assert got.loc[1, "vol_percentile_reason"] == "vol percentiles: 59 stored sessions with a 30-day IV < 60"
+    assert got.loc[1, "vol_percentile_reason"] == "vol percentiles: fewer than 60 stored sessions with a 30-day IV"
 
 
 def test_the_daily_reads_earlier_sessions_from_the_store(tmp_path):

@@ -217,7 +217,6 @@ def vol_percentiles(today: pd.DataFrame, history: pd.DataFrame,
     vol_percentile_reason, on today's index.
     """
     out = pd.DataFrame(index=today.index)
-    counts = {}
     for column in ("iv30", "ex_earnings_vol"):
         past = history[["ticker", column]].dropna()
         sample = pd.concat([past, today[["ticker", column]].dropna()], ignore_index=True)
@@ -229,8 +228,10 @@ def vol_percentiles(today: pd.DataFrame, history: pd.DataFrame,
         n = by["n"].reindex(today.index).fillna(0).astype(int)
         share = 100.0 * by["below"].reindex(today.index) / n.where(n > 0)
         out[f"{column}_percentile"] = share.where((n >= min_sessions) & today[column].notna())
-        counts[column] = n
-    n = counts["iv30"]
-    reason = "vol percentiles: " + n.astype(str) + f" stored sessions with a 30-day IV < {min_sessions}"
-    out["vol_percentile_reason"] = reason.where(out["iv30_percentile"].isna() & today["iv30"].notna()).astype("str")
+    # The reason does not carry the count: which earlier sessions are stored depends on which
+    # dates were run before this one, and a date's outputs must not (tests/test_seams.py).
+    short = out["iv30_percentile"].isna() & today["iv30"].notna()
+    out["vol_percentile_reason"] = pd.Series(
+        np.where(short, f"vol percentiles: fewer than {min_sessions} stored sessions with a 30-day IV", None),
+        index=today.index, dtype="str")
     return out[["iv30_percentile", "ex_earnings_vol_percentile", "vol_percentile_reason"]]
