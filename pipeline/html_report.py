@@ -81,15 +81,18 @@ def _by_ticker(frame: pd.DataFrame) -> dict:
 
 
 def _smile_quotes(surface: pd.DataFrame) -> pd.DataFrame:
-    """Out-of-the-money quotes with a usable IV: ticker, expiration, strike, iv, forward, is_put, k."""
+    """The smile fit's points (:func:`pipeline.stages.term.otm_quotes`: out-of-the-money, usable
+    IV, one per contract): ticker, expiration, k = ln(K/F), iv; sorted by ticker, expiration, k."""
+    from pipeline.stages.groups import quote_groups, quote_keys
+    from pipeline.stages.term import otm_quotes
+
     if surface.empty:
-        return pd.DataFrame(columns=["ticker", "expiration", "strike", "iv", "forward", "is_put", "k"])
-    usable = surface[(surface["iv_status"] == "ok") & surface["iv"].notna() & (surface["forward"] > 0)]
-    k = np.log(usable["strike"].to_numpy(float) / usable["forward"].to_numpy(float))
-    is_put = (usable["option_type"] == "P").to_numpy(bool)
-    otm = np.where(is_put, k < 0, k >= 0)
-    out = usable.loc[otm, ["ticker", "expiration", "strike", "iv", "forward"]].assign(is_put=is_put[otm], k=k[otm])
-    return out.sort_values(["ticker", "expiration", "strike"], kind="stable").reset_index(drop=True)
+        return pd.DataFrame(columns=["ticker", "expiration", "k", "iv"])
+    group, n_groups = quote_groups(surface)
+    quote_group, _, iv, k = otm_quotes(surface, group)
+    keys = quote_keys(surface, group, n_groups)
+    out = keys.iloc[quote_group].reset_index(drop=True).assign(k=k, iv=iv)
+    return out.sort_values(["ticker", "expiration", "k"], kind="stable").reset_index(drop=True)
 
 
 def _event_sections(data: pd.DataFrame, metrics: pd.DataFrame, root: Path, as_of: pd.Timestamp, config) -> list[dict]:
@@ -175,22 +178,20 @@ def _float(value) -> float:
 
 
 def _smile_chart(on: dict, scale: float, record: dict):
-    """The event expiration's quotes (arrays of :func:`_smile_quotes` columns) and the fitted
-    quadratic iv = a + b x + c x^2 in x = ln(K/F) / (atm_iv sqrt(t)) = k / ``scale``
+    """The event expiration's quotes (arrays of :func:`_smile_quotes` columns) against k = ln(K/F)
+    and the fitted quadratic iv = a + b x + c x^2 in x = k / (atm_iv sqrt(t)) = k / ``scale``
     (:func:`pipeline.stages.skew.fit_skew`), over |x| <= 3."""
     from pipeline import svg_charts
 
-    forward = float(np.median(on["forward"].astype(float)))
-    a, b, c = (_float(record.get(k)) for k in ("skew_atm_iv", "skew_slope", "skew_curvature"))
+    a, b, c = (_float(record.get(name)) for name in ("skew_atm_iv", "skew_slope", "skew_curvature"))
+    quotes_k = on["k"].astype(float)
     grid_k, grid_iv = np.array([]), np.array([])
-    k_quotes = on["k"].astype(float)
     if np.isfinite([a, b, c, scale]).all() and scale > 0:
-        k = np.linspace(k_quotes.min(), k_quotes.max(), 60)
-        x = k / scale
+        grid_k = np.linspace(quotes_k.min(), quotes_k.max(), 60)
+        x = grid_k / scale
         inside = np.abs(x) <= SMILE_MAX_ABS_X
-        grid_k, grid_iv = forward * np.exp(k[inside]), a + b * x[inside] + c * x[inside] ** 2
-    return svg_charts.smile(on["strike"].astype(float), on["iv"].astype(float), grid_k, grid_iv, forward,
-                            on["is_put"].astype(bool))
+        grid_k, grid_iv = grid_k[inside], a + b * x[inside] + c * x[inside] ** 2
+    return svg_charts.smile(quotes_k, on["iv"].astype(float), grid_k, grid_iv)
 
 
 def _outcomes(store, tickers) -> pd.DataFrame | None:

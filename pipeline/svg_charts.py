@@ -115,11 +115,14 @@ class Plot:
         self.parts.append(f'<text x="{float(self.x(x)) + dx:.1f}" y="{float(self.y(y)) + dy:.1f}" '
                           f'class="{cls}">{_text(text)}</text>')
 
-    def legend(self, items: list[tuple[str, str]]) -> None:
+    def legend(self, items: list[tuple[str, str]], bottom: bool = False) -> None:
+        """Top left, or (``bottom``) bottom right where a curve above a floor at 0 leaves room."""
+        x = self.width - self.right - 120 if bottom else self.left + 6
+        first = self.height - self.bottom - 6 - 11 * (len(items) - 1) if bottom else self.top + 10
         for i, (colour, text) in enumerate(items):
-            y = self.top + 10 + 11 * i
-            self.parts.append(f'<rect x="{self.left + 6}" y="{y - 7}" width="8" height="8" fill="{colour}"/>'
-                              f'<text x="{self.left + 17}" y="{y}" class="lab">{_text(text)}</text>')
+            y = first + 11 * i
+            self.parts.append(f'<rect x="{x}" y="{y - 7}" width="8" height="8" fill="{colour}"/>'
+                              f'<text x="{x + 11}" y="{y}" class="lab">{_text(text)}</text>')
 
     def svg(self, cls: str) -> Markup:
         return Markup(f'<svg xmlns="http://www.w3.org/2000/svg" class="chart {cls}" width="{self.width}" '
@@ -186,30 +189,30 @@ def term_structure(days: np.ndarray, atm_iv: np.ndarray, ex_earnings_vol: float,
         items.append((GREY, "reaction session"))
     if math.isfinite(iv30):
         items.append(("#1b2631", f"30-day IV {iv30 * 100:.1f}%"))
-    plot.legend(items)
+    plot.legend(items, bottom=True)
     return plot.svg("term")
 
 
-def smile(strikes: np.ndarray, ivs: np.ndarray, curve_strikes: np.ndarray, curve_iv: np.ndarray,
-          forward: float, is_put: np.ndarray | None = None) -> Markup:
-    """The event expiration's OTM quotes (puts and calls) and the fitted smile, IV against strike."""
-    strikes, ivs = np.asarray(strikes, float), np.asarray(ivs, float)
-    curve_strikes, curve_iv = np.asarray(curve_strikes, float), np.asarray(curve_iv, float)
-    xs = np.concatenate([strikes, curve_strikes[np.isfinite(curve_iv)]])
-    ys = np.concatenate([ivs, curve_iv[np.isfinite(curve_iv)]])
+def smile(k: np.ndarray, ivs: np.ndarray, curve_k: np.ndarray, curve_iv: np.ndarray) -> Markup:
+    """The event expiration's OTM quotes (puts left of the forward, calls right) and the fitted
+    smile, IV against log-moneyness k = ln(K/F) in percent."""
+    k, ivs = np.asarray(k, float), np.asarray(ivs, float)
+    curve_k, curve_iv = np.asarray(curve_k, float), np.asarray(curve_iv, float)
+    fitted = np.isfinite(curve_iv)
+    xs = np.concatenate([k, curve_k[fitted]])
+    ys = np.concatenate([ivs, curve_iv[fitted]])
     ys = ys[np.isfinite(ys)]
-    lo, hi = (float(np.nanmin(xs)), float(np.nanmax(xs))) if xs.size else (0.0, 1.0)
-    plot = Plot((lo, hi), (max(0.0, float(ys.min()) * 0.9) if ys.size else 0, float(ys.max()) * 1.05 if ys.size else 1),
-                xpercent=False)
-    plot.line(curve_strikes, curve_iv, EXCEED, cls="fit")
-    puts = np.zeros(strikes.size, bool) if is_put is None else np.asarray(is_put, bool)
-    plot.dots(strikes[puts], ivs[puts], INSIDE, cls="pt quote")
-    plot.dots(strikes[~puts], ivs[~puts], "#1e8449", cls="pt quote")
-    if math.isfinite(forward) and lo <= forward <= hi:
-        x = float(plot.x(forward))
-        plot.parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{plot.top}" y2="{plot.height - plot.bottom}" '
-                          f'stroke="{GREY}" stroke-dasharray="2 2"/>')
-    plot.axes("event expiration smile: quotes and fit (IV by strike)")
+    lo, hi = (float(np.nanmin(xs)), float(np.nanmax(xs))) if xs.size else (-0.1, 0.1)
+    plot = Plot((min(lo, 0.0), max(hi, 0.0)), (max(0.0, float(ys.min()) * 0.9) if ys.size else 0,
+                                                float(ys.max()) * 1.05 if ys.size else 1), xpercent=True)
+    plot.line(curve_k, curve_iv, EXCEED, cls="fit")
+    puts = k < 0
+    plot.dots(k[puts], ivs[puts], INSIDE, cls="pt quote")
+    plot.dots(k[~puts], ivs[~puts], "#1e8449", cls="pt quote")
+    x = float(plot.x(0.0))
+    plot.parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{plot.top}" y2="{plot.height - plot.bottom}" '
+                      f'stroke="{GREY}" stroke-dasharray="2 2"/>')
+    plot.axes("event expiration smile: IV by ln(strike / forward)")
     plot.legend([(INSIDE, "OTM put"), ("#1e8449", "OTM call"), (EXCEED, "quadratic fit")])
     return plot.svg("smile")
 
