@@ -33,10 +33,12 @@ bench: install-test
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
 
-# docs/report.png, the README picture: a real `pipeline daily` of the default synthetic universe
+# docs/report.png, the README picture (and docs/report_event.png, the top event's section): a real `pipeline daily` of the default synthetic universe
 # on SHOT_DATE into its own data root, rendered by headless Chromium (apt-get install chromium).
 SHOT_DATE ?= 2026-11-20
 SHOT_ROOT := build/screenshot
 screenshot: install
 	$(BIN)/pipeline --data-dir $(SHOT_ROOT) daily --date $(SHOT_DATE) >/dev/null
 	$(BIN)/python -m pipeline.screenshot $(SHOT_ROOT)/reports/rank_$(SHOT_DATE).html docs/report.png --width 1400 --height 1500
+	$(BIN)/python -m pipeline.screenshot $(SHOT_ROOT)/reports/rank_$(SHOT_DATE).html docs/report_event.png \
+		--width 1400 --height 700 --section 1

@@ -1,6 +1,21 @@
 """ivcrush: rank upcoming earnings events by volatility risk premium."""
 
 
+def data_root():
+    """The data root a notebook should read, whatever folder it runs from: ``PIPELINE_DATA_DIR``
+    when set, else ``./data`` when the working folder has one, else the ``data`` folder of the
+    checkout this package was installed from (``make install`` installs it editable), so
+    ``examples/analyst.ipynb`` finds the same data from the repo root and from ``examples/``."""
+    import os
+    from pathlib import Path
+
+    if os.environ.get("PIPELINE_DATA_DIR"):
+        return Path(os.environ["PIPELINE_DATA_DIR"]).resolve()
+    if Path("data").is_dir():
+        return Path("data").resolve()
+    return Path(__file__).resolve().parents[1] / "data"
+
+
 def load(dataset: str, date=None, data_dir=None):
     """Read one validated dataset snapshot for a notebook.
 

@@ -65,11 +65,42 @@ def stage_functions(inputs, config):
         term.term_structure(term.atm_iv_by_expiration(state["surface"]), inputs["events"])
 
     def run_all():
-        compute_metrics(AS_OF, inputs["calendar"], inputs["history"], inputs["prices"], inputs["chains"], config)
+        state["result"] = compute_metrics(AS_OF, inputs["calendar"], inputs["history"], inputs["prices"],
+                                          inputs["chains"], config)
+
+    def run_html():
+        state["html_events"], state["html_bytes"] = report_page(state["result"], state["moves"], config)
 
     return [("moves", run_moves), ("history_stats", run_stats), ("surface (IV)", run_surface),
             ("skew", run_skew), ("straddle", run_straddle), ("term", run_term),
-            ("end-to-end compute", run_all)], state
+            ("end-to-end compute", run_all), ("report CSV+HTML", run_html)], state
+
+
+PAGE_WINDOW_DAYS = 7        # the daily's default look-ahead: the events one day's page shows
+
+
+def report_page(result, moves: pd.DataFrame, config) -> tuple[int, int]:
+    """The ranked frame and HTML page of the events a default daily would show (reports within
+    PAGE_WINDOW_DAYS), with the moves and surface stored in a temporary data root as the daily
+    leaves them. Returns (events, page bytes)."""
+    import tempfile
+    from pathlib import Path
+
+    from pipeline.columns import round_for_csv
+    from pipeline.html_report import render_html
+    from pipeline.report import report_frame
+    from pipeline.store import Store
+
+    metrics = result.metrics[result.metrics["report_date"] <= AS_OF + pd.Timedelta(days=PAGE_WINDOW_DAYS)]
+    tickers = set(metrics["ticker"])
+    with tempfile.TemporaryDirectory(prefix="ivcrush-bench-") as folder:
+        store = Store(Path(folder))
+        store.write("moves", moves[moves["ticker"].isin(tickers)].reset_index(drop=True))
+        store.write("surface", result.surface[result.surface["ticker"].isin(tickers)].reset_index(drop=True), AS_OF)
+        frame = report_frame(metrics)
+        round_for_csv(frame).to_csv(index=False)
+        page = render_html(frame, metrics, Path(folder), AS_OF, config)
+    return len(frame), len(page.encode())
 
 
 def time_best(fn, repeat: int) -> float:
@@ -145,7 +176,7 @@ def bench(sizes, repeat: int, loop_sample: int) -> None:
         skew_groups = state["skew"].shape[0]
         loop_seconds = loop_reference(inputs, config, loop_sample)
         rows.append((n, len(inputs["chains"]), build_seconds, timings, iv_rate, iv_error,
-                     skew_groups / timings["skew"][0], loop_seconds))
+                     skew_groups / timings["skew"][0], loop_seconds, (state["html_events"], state["html_bytes"])))
         print(f"N={n}: built {len(inputs['chains']):,} quotes in {build_seconds:.1f}s", flush=True)
     print()
     header = f"{'stage':<22}" + "".join(f"{'N=' + format(r[0], ','):>24}" for r in rows)
@@ -153,6 +184,7 @@ def bench(sizes, repeat: int, loop_sample: int) -> None:
     print(f"{'':<22}" + "".join(f"{'seconds   peak MiB':>24}" for _ in rows))
     for name, _ in stages:
         print(f"{name:<22}" + "".join(f"{r[3][name][0]:>12.3f}{r[3][name][1]:>12.1f}" for r in rows))
+    print(f"{'page events / MB':<22}" + "".join(f"{r[8][0]:>12,}{r[8][1] / 1e6:>12.1f}" for r in rows))
     print(f"{'quotes':<22}" + "".join(f"{r[1]:>24,}" for r in rows))
     print(f"{'IV options/s':<22}" + "".join(f"{r[4]:>24,.0f}" for r in rows))
     print(f"{'IV max err vs QuantLib':<22}" + "".join(f"{r[5]:>24.2e}" for r in rows))

@@ -48,7 +48,7 @@ def _svg(fig, plt, ident: str) -> str:
 def _percent(ax, axis: str = "y"):
     from matplotlib.ticker import PercentFormatter
 
-    getattr(ax, f"{axis}axis").set_major_formatter(PercentFormatter(1.0, decimals=0))
+    getattr(ax, f"{axis}axis").set_major_formatter(PercentFormatter(1.0, decimals=None))
 
 
 def vrp_scatter(frame: pd.DataFrame, vrp_lines=(1.0, 1.2, 1.8), label_top: int = 10) -> str:

@@ -117,22 +117,22 @@ class Runner:
 
 
 def _print_top(frame, path, rows: int = 15):
-    import pandas as pd
+    """The top of the ranked table (percent for moves, as on the page), why any shown row is not
+    clean, and where the CSV and the page are."""
+    from pipeline.display import console_table
 
-    shown = ["rank", "ticker", "report_date", "timing", "implied_move", "hist_mean_abs_move", "vrp",
-             "vrp_event", "vrp_basis", "vrp_tier", "consistency", "liquidity_tier", "score", "status"]
     if frame.empty:
         click.echo(f"no upcoming events in the window; wrote an empty report {path}")
-        return
-    head = frame.head(rows)
-    top = head[shown].copy()
-    # A degraded or failed pick must not look clean: mark it, and say why below the table.
-    top.insert(0, "", ["!" if status != "ok" else "" for status in top["status"]])
-    with pd.option_context("display.width", 180, "display.max_columns", 20):
-        click.echo(top.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    for row in head[head["status"] != "ok"].itertuples():
-        click.echo(f"! {row.ticker} {row.status}: {row.reason}")
-    click.echo(f"{len(frame)} events -> {path}")
+    else:
+        head = frame.head(rows)
+        # A degraded or failed pick must not look clean: marked "!", and why below the table.
+        click.echo(console_table(frame, rows))
+        for row in head[head["status"] != "ok"].itertuples():
+            click.echo(f"! {row.ticker} {row.status}: {row.reason}")
+        click.echo(f"{len(frame)} events -> {path}")
+    page = path.with_suffix(".html")
+    if page.exists():
+        click.echo(f"page: {page}")
 
 
 def _global_options(func):

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 # name: (unit, decimals in the CSV or None for text/integers, meaning)
 COLUMNS: dict[str, tuple[str, int | None, str]] = {
-    "rank": ("integer", None, "1 = best; tradeable events (a VRP, liquidity not REJECT) first, then by score"),
+    "rank": ("integer", None, "1 = best; tradeable (a VRP, liquidity not REJECT) with premium (VRP tier "
+             "MARGINAL or better) first, then tradeable SKIP, then not tradeable; by score within each"),
     "ticker": ("text", None, "stock symbol"),
     "report_date": ("date", None, "earnings report date"),
     "timing": ("text", None, "BMO (before open), AMC (after close), DMH (during market), UNKNOWN"),
@@ -31,6 +32,10 @@ COLUMNS: dict[str, tuple[str, int | None, str]] = {
     "vrp_tier": ("text", None, "EXCELLENT / GOOD / MARGINAL / SKIP from the signal VRP and config thresholds"),
     "ts_implied_move": ("fraction", 6, "term-structure event move, sqrt(2/pi) * sigma_E"),
     "ex_earnings_vol": ("annual vol", 6, "diffusive (ex-earnings) volatility from the first two expirations"),
+    "iv30": ("annual vol", 6, "30-day constant-maturity ATM IV: total variance interpolated between the expirations bracketing 30 days (contains the event)"),
+    "iv30_percentile": ("0-100", 1, "percentile of iv30 within the name's stored sessions of the last 252 (null below 60)"),
+    "ex_earnings_vol_percentile": ("0-100", 1, "percentile of ex_earnings_vol on the same sessions (no event in it)"),
+    "vol_percentile_reason": ("text", None, "why the percentiles are null (how many stored sessions)"),
     "ts_flag": ("text", None, "why the term-structure estimate is missing, or disagrees_with_straddle"),
     "mad": ("fraction", 6, "median absolute deviation of past |moves|"),
     "consistency": ("0-1", 4, "1 - mad / median |move|, clipped to [0, 1]"),

@@ -69,6 +69,7 @@ class Config:
     disagreement_ratio: float = 1.5
     skew_min_points: int = 5
     skew_max_abs_x: float = 3.0
+    term_expirations: int = 4                 # expirations pulled per event from its reaction session on
     vrp_tiers: dict = field(default_factory=lambda: dict(DEFAULT_VRP_TIERS))
     liquidity_tiers: dict = field(default_factory=lambda: {k: dict(v) for k, v in DEFAULT_LIQUIDITY.items()})
     score_weights: dict = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
@@ -106,6 +107,7 @@ _SCALARS = {
     ("history", "years"): ("history_years", int, _positive),
     ("implied", "max_leg_spread"): ("max_leg_spread", float, _positive),
     ("term_structure", "disagreement_ratio"): ("disagreement_ratio", float, lambda v: v >= 1),
+    ("term_structure", "expirations"): ("term_expirations", int, lambda v: v >= 2),
     ("skew", "min_points"): ("skew_min_points", int, lambda v: v >= 3),
     ("skew", "max_abs_x"): ("skew_max_abs_x", float, _positive),
     ("live", "tradier_base_url"): ("tradier_base_url", str, None),

@@ -20,6 +20,10 @@ HISTORY_FIELDS = ["n_events", "hist_mean_abs_move", "hist_median_abs_move", "mad
 SMILE_FIELDS = ["skew_atm_iv", "skew_slope", "skew_curvature", "rr25", "bf25", "skew_r2", "skew_n"]
 VRP_FIELDS = ["implied_move", "implied_event_move", "hist_mean_abs_move", "vrp", "vrp_median", "vrp_event",
               "vrp_tier"]
+BASIS_COLUMN = {"event": "vrp_event", "plain": "vrp"}
+VOL_FIELDS = ["iv30", "iv30_percentile", "ex_earnings_vol_percentile", "vol_percentile_reason"]
+# Shown in percent in the terminal (fractions and vols; JSON keeps fractions, like Parquet and CSV).
+SMILE_PERCENT = ("skew_atm_iv", "skew_slope", "skew_curvature", "rr25", "bf25")
 LIQUIDITY_FIELDS = ["liquidity_tier", "straddle_spread", "min_leg_open_interest", "min_leg_volume"]
 
 
@@ -154,8 +158,9 @@ def explain(store: Store, ticker: str, as_of, config: Config, report_date=None) 
         stats["hist_exceed_count"] = int(exceeded.sum()) if len(exceeded) else None
         stats["hist_exceed_share"] = float(exceeded.mean()) if len(exceeded) else None
     vrp = _pick(row, VRP_FIELDS + ["vrp_basis"])
-    vrp.setdefault("vrp_basis", "vrp_event" if vrp.get("vrp_event") is not None else "vrp")
-    vrp["signal_vrp"] = vrp.get(vrp["vrp_basis"])
+    vrp.setdefault("vrp_basis", "event" if vrp.get("vrp_event") is not None else "plain")
+    # vrp_basis names the VRP by its kind (signal_vrp in pipeline.stages.rank): event | plain.
+    vrp["signal_vrp"] = vrp.get(BASIS_COLUMN.get(vrp["vrp_basis"], ""))
     return {
         "as_of": as_of.date().isoformat(),
         "ticker": ticker,
@@ -166,7 +171,7 @@ def explain(store: Store, ticker: str, as_of, config: Config, report_date=None) 
                      **_pick(row, ["straddle_strike", "straddle_mid", "implied_move", "t"]),
                      **_pick(row, LIQUIDITY_FIELDS), "legs": _records(legs)},
         "term_structure": {"expirations": _records(term),
-                           **_pick(row, ["ts_event_std", "ts_implied_move", "ex_earnings_vol", "ts_flag"])},
+                           **_pick(row, ["ts_event_std", "ts_implied_move", "ex_earnings_vol", "ts_flag", *VOL_FIELDS])},
         "smile": _pick(row, SMILE_FIELDS),
         "vrp": vrp,
         "score": {"score": _value(row["score"]), "weights": dict(config.score_weights),
@@ -221,7 +226,9 @@ def render_text(doc: dict) -> str:
     out += _table(t["expirations"], ["expiration", "t", "atm_iv"], percent=("atm_iv",))
     out += ["    " + ", ".join(f"{k} {_fmt(t.get(k), 'g' if k == 'ts_flag' else '%')}"
                               for k in ("ts_event_std", "ts_implied_move", "ex_earnings_vol", "ts_flag"))]
-    out += ["", "Smile fit: " + ", ".join(f"{k} {_fmt(val)}" for k, val in doc["smile"].items())]
+    out += ["    " + ", ".join(f"{k} {_fmt(t.get(k), '%' if k == 'iv30' else 'g')}" for k in VOL_FIELDS if k in t)]
+    out += ["", "Smile fit: " + ", ".join(f"{k} {_fmt(val, '%' if k in SMILE_PERCENT else 'g')}"
+                                           for k, val in doc["smile"].items())]
     out += ["", "VRP: " + ", ".join(f"{k} {_fmt(v.get(k), '%' if k.endswith('move') else 'g')}"
                                      for k in VRP_FIELDS + ["vrp_basis", "signal_vrp"] if k in v)]
     parts = sc["components"]

@@ -1,14 +1,16 @@
 """``reports/rank_D.html``: one self-contained page (inline CSS, inline SVG charts, no script, no
 network reference) beside ``rank_D.csv``, and the write that replaces both together.
 
-The page: the ranked table (status and tiers colour-coded, degraded and failed rows marked), a
-scatter of implied against historical move with VRP lines, and for the top events the past
-reports' moves against today's implied move band and the term structure with the ex-earnings
-line. Charts come from :mod:`pipeline.charts` (matplotlib, imported only when drawing).
+The page is rendered from the Jinja2 template ``report_page.html`` beside this module (autoescape
+on): the ranked table (one line per event, human headers from :data:`pipeline.display.TABLE`
+and a legend, grouped as ranked), a scatter of the signal-implied against the historical move
+with the VRP tier lines, and for **every** event a ``<details>`` section: past reports against
+today's implied band, the ATM term structure with the ex-earnings vol, the event expiration's
+smile (quotes and fit), its outcomes where stored and every CSV column. Charts are small SVG
+drawn by :mod:`pipeline.svg_charts` (no matplotlib), so thousands of events cost milliseconds each.
 """
 from __future__ import annotations
 
-import html
 import logging
 import os
 import time
@@ -18,137 +20,234 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.columns import COLUMNS
-
 log = logging.getLogger("pipeline")
 
-TOP_EVENTS = 5
-TABLE_COLUMNS = [
-    "rank", "ticker", "report_date", "timing", "spot", "expiration", "implied_move", "hist_mean_abs_move",
-    "n_events", "hist_exceed_count", "vrp", "vrp_event", "vrp_basis", "vrp_tier", "ts_implied_move",
-    "consistency", "rr25", "liquidity_tier", "straddle_spread", "min_leg_open_interest", "score", "status",
-    "reason",
-]
-PERCENT = {"implied_move", "hist_mean_abs_move", "ts_implied_move", "straddle_spread", "rr25"}
-CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:24px;color:#1b2631;background:#fff}
-h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}p.meta{color:#566573;margin:0 0 16px}
-table{border-collapse:collapse;font-size:12px}th,td{padding:3px 6px;border-bottom:1px solid #e5e8e8;text-align:right;white-space:nowrap}
-th{background:#1b2631;color:#fff;position:sticky;top:0}td.t{text-align:left}td.reason{text-align:left;white-space:normal;min-width:320px;font-size:11px;color:#566573}
-tr.degraded td{background:#fef9e7}tr.failed td{background:#f2f3f4;color:#7f8c8d}
-.tier{padding:1px 6px;border-radius:3px;font-weight:600;color:#fff}
-.EXCELLENT{background:#1e8449}.GOOD{background:#2e86c1}.MARGINAL{background:#b7950b}.SKIP{background:#7f8c8d}
-.WARNING{background:#ca6f1e}.REJECT{background:#c0392b}
-.st-ok{color:#1e8449;font-weight:600}.st-degraded{color:#ca6f1e;font-weight:600}.st-failed{color:#c0392b;font-weight:600}
-.charts{display:flex;flex-wrap:wrap;gap:12px}.charts svg{max-width:100%;height:auto}
-.event{border:1px solid #e5e8e8;border-radius:6px;padding:8px;margin:10px 0}
-"""
+# Bumped whenever the page's layout changes; stamped in the page (meta ivcrush-layout) and by
+# `make screenshot` in docs/report.png, whose test fails when the README picture is older.
+LAYOUT_VERSION = "3"
+TEMPLATE = "report_page.html"
+GROUP_TITLES = ("Tradeable with premium (VRP tier MARGINAL or better)", "Tradeable without premium (SKIP)",
+                "Not tradeable (no VRP or REJECT liquidity)")
+SMILE_MAX_ABS_X = 3.0       # the smile fit's range in standardized moneyness (pipeline.stages.skew)
+OUTCOME_ROWS = 8
 
 
-def _cell(column: str, value) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
-        return '<td></td>'
-    if column in ("vrp_tier", "liquidity_tier"):
-        return f'<td class="t"><span class="tier {html.escape(str(value))}">{html.escape(str(value))}</span></td>'
-    if column == "status":
-        return f'<td class="t"><span class="st-{html.escape(str(value))}">{html.escape(str(value))}</span></td>'
-    if column == "reason":
-        return f'<td class="reason">{html.escape(str(value))}</td>'
-    if isinstance(value, (float, np.floating)):
-        if column in PERCENT:
-            text = f"{value:.2%}"
-        elif column in ("min_leg_open_interest",):
-            text = f"{value:,.0f}"
-        elif column == "score":
-            text = f"{value:.1f}"
-        else:
-            text = f"{value:.2f}" if column in ("spot", "vrp", "vrp_event", "consistency") else f"{value:.4g}"
-        return f"<td>{text}</td>"
-    if isinstance(value, (int, np.integer)):
-        return f"<td>{value}</td>"
-    return f'<td class="t">{html.escape(str(value))}</td>'
+def _template():
+    import jinja2
+
+    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent),
+                                      autoescape=True, trim_blocks=True, lstrip_blocks=True,
+                                      undefined=jinja2.StrictUndefined)
+    return environment.get_template(TEMPLATE)
 
 
-def ranked_table(frame: pd.DataFrame) -> str:
-    """The ranked report as an HTML table; a row's class is its status."""
-    columns = [c for c in TABLE_COLUMNS if c in frame.columns]
-    head = "".join(f'<th title="{html.escape(COLUMNS.get(c, ("", None, ""))[2])}">{html.escape(c)}</th>'
-                   for c in columns)
+def _backtest_links(reports: Path) -> list[str]:
+    return sorted(p.name for p in reports.glob("backtest*") if p.suffix in (".html", ".csv", ".png")
+                  and not p.name.startswith("."))
+
+
+def _anchor(ticker, report_date) -> str:
+    return f"ev-{ticker}-{report_date}".replace(" ", "_")
+
+
+def _table_rows(data: pd.DataFrame, entries) -> list[dict]:
+    from pipeline.display import cell_text, unit_of
+
     rows = []
-    for record in frame[columns].to_dict("records"):
-        status = record.get("status")
-        marker = {"degraded": " &#9888;", "failed": " &#10007;"}.get(status, "")
-        cells = "".join(_cell(c, record[c]) for c in columns)
-        if marker:      # the mark of a degraded or failed row sits after the ticker
-            ticker = html.escape(str(record["ticker"]))
-            cells = cells.replace(f'<td class="t">{ticker}</td>', f'<td class="t">{ticker}{marker}</td>', 1)
-        rows.append(f'<tr class="{html.escape(str(status))}">{cells}</tr>')
-    return f'<table id="ranked"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    for record in data.to_dict("records"):
+        cells = []
+        for entry in entries:
+            text = cell_text(entry, record)
+            column = entry.columns[0]
+            if column == "rank":
+                cells.append({"kind": "rank", "text": text})
+            elif column == "reason":
+                cells.append({"kind": "why", "text": text})
+            elif entry.badge:
+                css = f"st-{text}" if column == "status" else f"tier {text}"
+                cells.append({"kind": "badge", "text": text, "css": css})
+            else:
+                mark = {"degraded": "\u26a0", "failed": "\u2717"}.get(record.get("status")) if column == "ticker" else None
+                cells.append({"kind": "text", "text": text, "mark": mark,
+                              "left": unit_of(column) in ("text", "date")})
+        rows.append({"status": record.get("status"), "anchor": _anchor(record["ticker"], record["report_date"]),
+                     "cells": cells})
+    return rows
 
 
-def _backtest_links(reports: Path, as_of: str) -> str:
-    found = sorted(p.name for p in reports.glob("backtest*") if p.suffix in (".html", ".csv", ".png")
-                   and not p.name.startswith("."))
-    if not found:
-        return ""
-    links = " ".join(f'<a href="{html.escape(name)}">{html.escape(name)}</a>' for name in found)
-    return f'<p class="meta">Backtest: {links}</p>'
+def _by_ticker(frame: pd.DataFrame) -> dict:
+    """Row positions per ticker (one groupby instead of a filter per event)."""
+    return frame.groupby("ticker", sort=False).indices if len(frame) else {}
 
 
-def _event_charts(metrics: pd.DataFrame, top: pd.DataFrame, root: Path, as_of: pd.Timestamp, config) -> str:
-    """Past-move bars and term structure for each of ``top`` (rows of the ranked frame)."""
-    from pipeline import charts
+def _smile_quotes(surface: pd.DataFrame) -> pd.DataFrame:
+    """The smile fit's points (:func:`pipeline.stages.term.otm_quotes`: out-of-the-money, usable
+    IV, one per contract): ticker, expiration, k = ln(K/F), iv; sorted by ticker, expiration, k."""
+    from pipeline.stages.groups import quote_groups, quote_keys
+    from pipeline.stages.term import otm_quotes
+
+    if surface.empty:
+        return pd.DataFrame(columns=["ticker", "expiration", "k", "iv"])
+    group, n_groups = quote_groups(surface)
+    quote_group, _, iv, k = otm_quotes(surface, group)
+    keys = quote_keys(surface, group, n_groups)
+    out = keys.iloc[quote_group].reset_index(drop=True).assign(k=k, iv=iv)
+    return out.sort_values(["ticker", "expiration", "k"], kind="stable").reset_index(drop=True)
+
+
+def _event_sections(data: pd.DataFrame, metrics: pd.DataFrame, root: Path, as_of: pd.Timestamp, config) -> list[dict]:
+    """One section per event of the ranked ``data`` (display columns added), in rank order."""
+    from pipeline import svg_charts
+    from pipeline.display import format_value
     from pipeline.stages.term import atm_iv_by_expiration
     from pipeline.store import Store
 
     store = Store(root)
-    tickers = top["ticker"].tolist()
-    moves = store.scan("moves", tickers=tickers)
-    moves = moves[moves["reaction_date"] <= as_of]
-    surface = store.scan("surface", dates=[as_of], tickers=tickers)
-    atm = atm_iv_by_expiration(surface.drop(columns="date")) if len(surface) else None
-    by_event = metrics.set_index(["ticker", "report_date"])
-    parts = []
-    for i, row in enumerate(top.itertuples(index=False)):
-        event = by_event.loc[(row.ticker, pd.Timestamp(row.report_date))]
-        past = moves[moves["ticker"] == row.ticker].sort_values("reaction_date").tail(config.max_events)
-        svg = [charts.past_moves_bars(row.ticker, past, float(event["implied_move"]), config.move_type, f"bars{i}")]
-        if atm is not None:
-            curve = atm[(atm["ticker"] == row.ticker) & atm["atm_iv"].notna()].sort_values("expiration")
-            if len(curve):
-                svg.append(charts.term_structure_chart(row.ticker, curve, as_of, event["reaction_date"],
-                                                       float(event["ex_earnings_vol"]), f"term{i}"))
-        title = (f"#{row.rank} {html.escape(row.ticker)} &middot; {html.escape(str(row.report_date))} "
-                 f"{html.escape(str(row.timing))} &middot; implied {float(event['implied_move']):.2%} vs "
-                 f"historical {float(event['hist_mean_abs_move']):.2%}")
-        parts.append(f'<div class="event"><h3>{title}</h3><div class="charts">{"".join(svg)}</div></div>')
-    return "".join(parts)
+    tickers = sorted(set(data["ticker"]))
+    moves = store.scan("moves", tickers=tickers) if store.exists("moves") else pd.DataFrame(
+        columns=["ticker", "reaction_date", "report_date", config.move_type])
+    moves = moves[moves["reaction_date"] <= as_of].sort_values(["ticker", "reaction_date"], kind="stable")
+    moves = moves.groupby("ticker", sort=False).tail(config.max_events).reset_index(drop=True)
+    surface = store.scan("surface", dates=[as_of], tickers=tickers) if store.exists("surface", as_of) else pd.DataFrame()
+    if len(surface):
+        surface = surface.drop(columns="date")
+        atm = atm_iv_by_expiration(surface)
+        atm = atm[atm["atm_iv"].notna() & (atm["t"] > 0)].reset_index(drop=True)
+    else:
+        atm = pd.DataFrame(columns=["ticker", "expiration", "t", "atm_iv"])
+    quotes = _smile_quotes(surface)
+    outcomes = _outcomes(store, tickers)
+    reaction_of = dict(zip(zip(metrics["ticker"], metrics["report_date"].dt.strftime("%Y-%m-%d")),
+                           metrics["reaction_date"]))
+    # Plain arrays and row positions per ticker, taken once: pandas indexing per event would cost
+    # more than drawing (hundreds of events on a 5,000-name day).
+    moves_at, atm_at, quotes_at = _by_ticker(moves), _by_ticker(atm), _by_ticker(quotes)
+    outcomes_at = _by_ticker(outcomes) if outcomes is not None else {}
+    move_values = moves[config.move_type].to_numpy(float) if len(moves) else np.array([])
+    move_labels = pd.to_datetime(moves["report_date"]).dt.strftime("%y-%m").to_numpy() if len(moves) else []
+    atm_days = ((pd.to_datetime(atm["expiration"]) - as_of).dt.days.to_numpy(float) if len(atm) else np.array([]))
+    atm_iv, atm_t = atm["atm_iv"].to_numpy(float), atm["t"].to_numpy(float)
+    quote = {c: quotes[c].to_numpy() for c in quotes.columns}
+    quote_days = ((pd.to_datetime(quotes["expiration"]) - as_of).dt.days.to_numpy(float) if len(quotes)
+                  else np.array([]))
+    report_columns = [c for c in data.columns if c not in ("signal_vrp", "exceed_k_n")]
+    sections = []
+    for record in data.to_dict("records"):
+        ticker, day = record["ticker"], record["report_date"]
+        implied = _float(record.get("implied_move"))
+        rows = moves_at.get(ticker, np.array([], int))
+        charts = [svg_charts.past_moves(move_values[rows], [move_labels[i] for i in rows], implied,
+                                        config.move_type.replace("_", " "))]
+        points = atm_at.get(ticker, np.array([], int))
+        reaction = reaction_of.get((ticker, day), pd.NaT)
+        if len(points):
+            reaction_days = float((pd.Timestamp(reaction) - as_of).days) if pd.notna(reaction) else float("nan")
+            charts.append(svg_charts.term_structure(atm_days[points], atm_iv[points],
+                                                    _float(record.get("ex_earnings_vol")), reaction_days,
+                                                    _float(record.get("iv30"))))
+        expiration = record.get("expiration")
+        if ticker in quotes_at and isinstance(expiration, str):
+            days = float((pd.Timestamp(expiration) - as_of).days)
+            at_atm = points[atm_days[points] == days]
+            on = quotes_at[ticker][quote_days[quotes_at[ticker]] == days]
+            scale = float(atm_iv[at_atm[0]] * np.sqrt(atm_t[at_atm[0]])) if len(at_atm) else float("nan")
+            if len(on):
+                charts.append(_smile_chart({c: v[on] for c, v in quote.items()}, scale, record))
+        # Every CSV column by name (the legend and README say what each is; the CSV has full text).
+        fields = [{"name": c, "text": format_value(c, record.get(c))} for c in report_columns]
+        sections.append({
+            "anchor": _anchor(ticker, day), "charts": charts, "fields": fields,
+            "n_events": record.get("n_events"),
+            "reason": record.get("reason") if isinstance(record.get("reason"), str) else "",
+            "outcomes": _outcome_table(outcomes.iloc[outcomes_at[ticker]]) if ticker in outcomes_at else None,
+            "summary": " \u00b7 ".join(p for p in (
+                f"#{record['rank']} {ticker}", f"{day} {record.get('timing') or ''}".strip(),
+                f"implied {format_value('implied_move', record.get('implied_move')) or '-'} vs historical "
+                f"{format_value('hist_mean_abs_move', record.get('hist_mean_abs_move')) or '-'}",
+                f"VRP {format_value('vrp', record.get('signal_vrp')) or '-'} {record.get('vrp_tier') or ''}".strip(),
+                f"{record.get('status')}") if p),
+        })
+    return sections
 
 
-def render_html(frame: pd.DataFrame, metrics: pd.DataFrame, root: Path, as_of, config, top: int = TOP_EVENTS) -> str:
+def _float(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _smile_chart(on: dict, scale: float, record: dict):
+    """The event expiration's quotes (arrays of :func:`_smile_quotes` columns) against k = ln(K/F)
+    and the fitted quadratic iv = a + b x + c x^2 in x = k / (atm_iv sqrt(t)) = k / ``scale``
+    (:func:`pipeline.stages.skew.fit_skew`), over |x| <= 3."""
+    from pipeline import svg_charts
+
+    a, b, c = (_float(record.get(name)) for name in ("skew_atm_iv", "skew_slope", "skew_curvature"))
+    quotes_k = on["k"].astype(float)
+    grid_k, grid_iv = np.array([]), np.array([])
+    if np.isfinite([a, b, c, scale]).all() and scale > 0:
+        grid_k = np.linspace(quotes_k.min(), quotes_k.max(), 60)
+        x = grid_k / scale
+        inside = np.abs(x) <= SMILE_MAX_ABS_X
+        grid_k, grid_iv = grid_k[inside], a + b * x[inside] + c * x[inside] ** 2
+    return svg_charts.smile(quotes_k, on["iv"].astype(float), grid_k, grid_iv)
+
+
+def _outcomes(store, tickers) -> pd.DataFrame | None:
+    """The stored ``outcomes`` of these tickers, when the store has that dataset (a later stage
+    writes it); None otherwise."""
+    from pipeline.schemas import DATASETS
+
+    if "outcomes" not in DATASETS:
+        return None
+    try:
+        frame = store.scan("outcomes", tickers=tickers)
+    except Exception:  # noqa: BLE001 - a view of optional history must not lose the page
+        log.warning("outcomes could not be read for the page", exc_info=True)
+        return None
+    return frame.sort_values([c for c in ("ticker", "report_date") if c in frame], kind="stable") \
+        .reset_index(drop=True) if len(frame) else None
+
+
+def _outcome_table(frame: pd.DataFrame) -> dict:
+    from pipeline.display import format_value
+
+    frame = frame.drop(columns=[c for c in ("ticker",) if c in frame]).tail(OUTCOME_ROWS)
+    return {"header": list(frame.columns),
+            "rows": [[format_value(c, v) for c, v in rec.items()] for rec in frame.to_dict("records")]}
+
+
+def render_html(frame: pd.DataFrame, metrics: pd.DataFrame, root: Path, as_of, config) -> str:
     """The page for the ranked ``frame`` (from :func:`pipeline.report.report_frame`) of ``metrics``."""
-    from pipeline import charts
+    from pipeline import display, svg_charts
+    from pipeline.stages.rank import rank_group
 
     as_of = pd.Timestamp(as_of)
     day = as_of.date().isoformat()
+    data = display.with_display_columns(frame)
+    entries = display.shown(data)
     counts = frame["status"].value_counts().to_dict() if len(frame) else {}
-    summary = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "degraded", "failed"))
-    body = [f"<h1>Earnings events ranked by volatility risk premium &middot; {day}</h1>",
-            f'<p class="meta">{len(frame)} events ({summary}); moves and IVs in percent; data: '
-            f'<a href="rank_{day}.csv">rank_{day}.csv</a></p>',
-            _backtest_links(Path(root) / "reports", day)]
-    body.append("<h2>Ranked events</h2>" + ranked_table(frame))
+    group = rank_group(frame).to_numpy() if len(frame) else np.array([], int)
+    rows = _table_rows(data, entries)
+    groups = [{"title": title, "rows": [r for r, g in zip(rows, group) if g == i]}
+              for i, title in enumerate(GROUP_TITLES)]
+    scatter = None
     if len(frame):
-        lines = (1.0, *sorted(v for k, v in config.vrp_tiers.items() if k in ("MARGINAL", "EXCELLENT")))
-        body.append('<h2>Implied against historical move</h2><div class="charts">'
-                    + charts.vrp_scatter(frame, lines) + "</div>")
-        tradeable = frame[frame["vrp"].notna() & frame["implied_move"].notna()].head(top)
-        if len(tradeable):
-            body.append(f"<h2>Top {len(tradeable)} events</h2>"
-                        + _event_charts(metrics, tradeable, Path(root), as_of, config))
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>ivcrush rank {day}</title><style>{CSS}</style></head><body>"
-            + "".join(body) + "</body></html>\n")
+        lines = {"VRP": 1.0, **{k: v for k, v in config.vrp_tiers.items() if k in ("MARGINAL", "EXCELLENT")}}
+        # The tiers use the signal VRP, so the scatter's y is signal VRP x historical mean: a
+        # point sits above a tier's line exactly when its tier is that tier or better.
+        signal_implied = (data["signal_vrp"] * data["hist_mean_abs_move"]).to_numpy(float)
+        scatter = svg_charts.vrp_scatter(data["hist_mean_abs_move"].to_numpy(float), signal_implied,
+                                         data["vrp_tier"].tolist(), data["ticker"].tolist(), lines)
+    columns = [{"header": e.header, "legend": e.legend,
+                "left": display.unit_of(e.columns[0]) in ("text", "date")} for e in entries]
+    return _template().render(
+        layout=LAYOUT_VERSION, day=day, page_width=display.PAGE_WIDTH, n_events=len(frame),
+        summary=", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "degraded", "failed")),
+        backtest=_backtest_links(Path(root) / "reports"), columns=columns,
+        widths=display.widths(entries), groups=groups, scatter=scatter,
+        events=_event_sections(data, metrics, Path(root), as_of, config) if len(frame) else [])
 
 
 def replace_together(files: dict[Path, bytes], remove: tuple[Path, ...] = ()) -> None:

@@ -2,7 +2,8 @@
 
 Each job reads what it needs from the store and writes its own snapshot, so any job can be
 rerun alone and a rerun of a date replaces that date's outputs whole. Per-date jobs are in
-``STEPS``; ``write_moves`` runs once per run, after every date.
+``STEPS``; ``write_moves`` runs once per run, before any date is computed and reported (the
+page draws the moves).
 """
 from __future__ import annotations
 
@@ -154,15 +155,22 @@ def exit_marks(ctx: Context, as_of: pd.Timestamp) -> pd.DataFrame:
 
 
 def pull_chains(ctx: Context, as_of: pd.Timestamp) -> int:
-    """Chains of the expirations the window's events need, plus the exit marks of the events
-    reacting today (see :func:`exit_marks`), in one snapshot."""
-    from pipeline.stages.events import event_expirations
+    """Chains of the expirations the window's events need (the first ``term_expirations`` on or
+    after the reaction session and one at least FAR_EXPIRATION_DAYS out, so the term structure is
+    a curve with a 30-day point), plus the exit marks of the events reacting today (the event
+    expiration and the next: see :func:`exit_marks`), in one snapshot."""
+    from pipeline.stages.events import FAR_EXPIRATION_DAYS, event_expirations
 
     upcoming, tickers = window_tickers(ctx, as_of)
     marks = exit_marks(ctx, as_of)
-    events = pd.concat([upcoming, marks], ignore_index=True)
-    listed = sorted(set(events["ticker"]))
-    wanted = event_expirations(ctx.source.expirations(listed, as_of), events) if listed else empty("chains")
+    listed = sorted(set(upcoming["ticker"]) | set(marks["ticker"]))
+    if listed:
+        expirations = ctx.source.expirations(listed, as_of)
+        wanted = pd.concat([
+            event_expirations(expirations, upcoming, ctx.config.term_expirations, as_of, FAR_EXPIRATION_DAYS),
+            event_expirations(expirations, marks)])
+    else:
+        wanted = empty("chains")
     wanted = wanted[["ticker", "expiration"]].drop_duplicates().sort_values(["ticker", "expiration"])
     chains = ctx.keep_valid("chains", ctx.source.chains(wanted, as_of), "pull-chains") if len(wanted) else empty("chains")
     for ticker in sorted(set(tickers) - set(chains["ticker"])):
@@ -187,6 +195,7 @@ def compute(ctx: Context, as_of: pd.Timestamp) -> pd.DataFrame:
         prices=ctx.store.scan("prices", tickers=tickers),
         chains=ctx.store.read("chains", as_of),
         config=ctx.config,
+        vol_history=vol_history(ctx.store, tickers, as_of),
     )
     ctx.store.write("surface", result.surface, as_of)
     metrics = ctx.keep_valid("metrics", result.metrics, "compute")
@@ -196,6 +205,30 @@ def compute(ctx: Context, as_of: pd.Timestamp) -> pd.DataFrame:
         ctx.failures.add(ticker, "compute", reason)
     ctx.row_counts.update(surface=len(result.surface), metrics=len(metrics))
     return metrics
+
+
+def vol_history(store: Store, tickers: list[str], as_of: pd.Timestamp) -> pd.DataFrame:
+    """The tickers' stored sessions before ``as_of`` within its last PERCENTILE_SESSIONS sessions:
+    ticker, date, iv30, ex_earnings_vol from the stored ``metrics`` (a name has a row on the days
+    its event is in the window). Partitions written before ``iv30`` existed give ex_earnings_vol."""
+    from pipeline.stages.term import PERCENTILE_SESSIONS
+    from pipeline.store import CorruptPartition
+
+    first = pd.Timestamp(sessions.sessions_offset([as_of], -(PERCENTILE_SESSIONS - 1), strict=False)[0])
+    dates = [d for d in store.partitions("metrics") if first <= pd.Timestamp(d) < as_of]
+    frames = []
+    for day in dates:
+        try:
+            frames.append(store.scan("metrics", dates=[day], tickers=tickers,
+                                     columns=["ticker", "iv30", "ex_earnings_vol"]))
+        except CorruptPartition:
+            # A partition of an earlier version has no iv30; a really damaged file fails again here.
+            frames.append(store.scan("metrics", dates=[day], tickers=tickers, columns=["ticker", "ex_earnings_vol"]))
+    columns = ["date", "ticker", "iv30", "ex_earnings_vol"]
+    if not frames:
+        return pd.DataFrame({"date": pd.Series(dtype="datetime64[ns]"), "ticker": pd.Series(dtype="str"),
+                             "iv30": pd.Series(dtype=float), "ex_earnings_vol": pd.Series(dtype=float)})
+    return pd.concat(frames, ignore_index=True).reindex(columns=columns)
 
 
 def report(ctx: Context, as_of: pd.Timestamp) -> None:

@@ -173,6 +173,11 @@ def _locked_run(command, dates, steps, settings, gate, engine, scheduler) -> Out
         for name in ranged:                    # steps over all dates at once
             with manifest.stage(name, ctx):
                 jobs.STEPS[name](ctx, list(dates))
+        if "compute" in steps:
+            # Moves are facts about past reports (stored history and prices only), and the report
+            # draws them: written before any date is reported, so a first run's page has them.
+            with manifest.stage("moves", ctx):
+                jobs.write_moves(ctx)
         if engine == "dask" and len(dates) > 1:
             with manifest.stage("+".join(after) + " on dask", ctx):
                 for failures, reports in map_dates(_date_steps, dates, settings, after, engine=engine,
@@ -188,9 +193,6 @@ def _locked_run(command, dates, steps, settings, gate, engine, scheduler) -> Out
                             jobs.STEPS[name](ctx, as_of)
                 if command == "rank" and not any(s in jobs.FETCH_STEPS for s in steps):
                     _never_fetched(ctx, as_of)
-        if "compute" in steps:
-            with manifest.stage("moves", ctx):
-                jobs.write_moves(ctx)
     except Refused as exc:
         outcome.exit_status, outcome.message = exc.code, str(exc)
         log.error("%s refused: %s", command, exc)

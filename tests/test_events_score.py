@@ -46,6 +46,17 @@ def test_event_expirations_are_the_first_two_on_or_after_the_reaction():
     assert got == ["2026-11-24", "2026-11-27"]    # an expiration on the reaction session holds the event
 
 
+def test_the_pull_adds_one_expiration_at_least_35_days_out_when_the_first_ones_end_sooner():
+    listed = pd.DataFrame({"ticker": "T", "expiration": pd.to_datetime(
+        ["2026-11-20", "2026-11-24", "2026-11-27", "2026-12-04", "2026-12-11", "2026-12-18", "2027-01-15",
+         "2027-02-19"])})
+    events = pd.DataFrame({"ticker": ["T"], "reaction_date": [pd.Timestamp("2026-11-24")]})
+    got = event_expirations(listed, events, 4, AS_OF, 35)["expiration"].dt.strftime("%Y-%m-%d").tolist()
+    assert got == ["2026-11-24", "2026-11-27", "2026-12-04", "2026-12-11", "2027-01-15"]
+    got = event_expirations(listed, events, 6, AS_OF, 35)["expiration"].dt.strftime("%Y-%m-%d").tolist()
+    assert got[-1] == "2027-01-15" and len(got) == 6     # already far enough: nothing added
+
+
 @pytest.mark.parametrize("value,tier", [(1.8, "EXCELLENT"), (1.7999, "GOOD"), (1.4, "GOOD"), (1.2, "MARGINAL"),
                                         (1.1999, "SKIP"), (0.3, "SKIP")])
 def test_vrp_tier_boundaries_are_inclusive(value, tier):

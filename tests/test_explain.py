@@ -109,3 +109,15 @@ def test_explain_reads_only_snapshots(built, metrics, monkeypatch):
     monkeypatch.setattr(pipeline.stages.metrics, "compute_metrics", boom)
     result = _cli(built[0], metrics["ticker"].iloc[0], "--json")
     assert result.exit_code == 0, result.output
+
+
+def test_signal_vrp_is_there_for_every_event_with_a_vrp(built, metrics):
+    """explain --json names the VRP that sets the tier: the event VRP where vrp_basis is event,
+    else the plain VRP; never null when the event has a VRP."""
+    root, _ = built
+    with_vrp = metrics[metrics["vrp"].notna()]
+    assert len(with_vrp) and (with_vrp["vrp_basis"] == "event").any()
+    for row in with_vrp.itertuples():
+        doc = json.loads(_cli(root, row.ticker, "--json").output)
+        want = row.vrp_event if row.vrp_basis == "event" else row.vrp
+        assert doc["vrp"]["signal_vrp"] == pytest.approx(want, rel=1e-12), row.ticker

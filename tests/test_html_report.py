@@ -50,7 +50,7 @@ def test_table_and_charts(root, page):
     assert page.count("<tr class=") == len(csv) and 'id="ranked"' in page
     for ticker in csv["ticker"].head(10):
         assert f">{ticker}" in page
-    assert 'class="failed"' in page and 'class="degraded"' in page and "&#9888;" in page
+    assert 'class="failed"' in page and 'class="degraded"' in page and "\u26a0" in page
     assert page.count("<svg") >= 1 + 2 * 3      # the scatter, then bars and term structure of the top events
 
 

@@ -66,10 +66,18 @@ def live_metrics_and_report_equal_the_synthetic_run(runs):
 
 
 def a_cold_run_makes_exactly_the_planned_calls(runs):
-    calendar = Store(runs["live_root"]).read("calendar", DATE)
-    window = len(upcoming_events(calendar, pd.Timestamp(DATE), runs["lookahead_days"]))
+    store = Store(runs["live_root"])
+    calendar = store.read("calendar", DATE)
+    events = upcoming_events(calendar, pd.Timestamp(DATE), runs["lookahead_days"])
+    window = len(events)
+    # One chains call per (ticker, expiration) pulled: term_expirations (4) from the reaction
+    # session on, plus one >= 35 days out when those end sooner (no exit marks on a first day).
+    pulled = store.read("chains", DATE).groupby("ticker")["expiration"].agg(["nunique", "max"])
+    assert set(pulled.index) == set(events["ticker"])
+    assert pulled["nunique"].between(4, 5).all()
+    assert (pulled["max"] >= pd.Timestamp(DATE) + pd.Timedelta(days=35)).all()
     assert runs["cold"] == {"EARNINGS_CALENDAR": 1, "EARNINGS": window, "history": window,
-                            "expirations": window, "quotes": 1, "chains": 2 * window}
+                            "expirations": window, "quotes": 1, "chains": int(pulled["nunique"].sum())}
     assert runs["429"] == 0
     manifest = sorted((runs["live_root"] / "runs").glob("*.json"))[0]
     assert json.loads(manifest.read_text())["exit_status"] == 0

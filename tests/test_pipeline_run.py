@@ -38,7 +38,10 @@ def test_daily_writes_a_ranked_report_with_every_design_column(daily_root):
     assert report["rank"].tolist() == list(range(1, len(report) + 1))
     ranked = report[report["vrp"].notna() & (report["liquidity_tier"] != "REJECT")]
     assert len(ranked) >= 10
-    assert ranked["score"].is_monotonic_decreasing
+    # Tradeable with premium first, then tradeable SKIP; by score within each (tests/test_rank_order.py).
+    premium = ranked["vrp_tier"] != "SKIP"
+    assert premium.is_monotonic_decreasing
+    assert ranked[premium]["score"].is_monotonic_decreasing and ranked[~premium]["score"].is_monotonic_decreasing
     assert (report["implied_move"].dropna() < 1).all()          # fractions, not percent
 
 

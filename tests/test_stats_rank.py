@@ -92,7 +92,7 @@ def test_rank_puts_rejected_and_failed_events_last_and_breaks_ties_by_ticker():
     metrics = pd.DataFrame({
         "ticker": ["B", "A", "C", "D"], "report_date": pd.Timestamp("2026-11-24"),
         "score": [70.0, 70.0, 90.0, np.nan], "vrp": [1.5, 1.5, 2.0, np.nan],
-        "liquidity_tier": ["GOOD", "GOOD", "REJECT", "GOOD"]})
+        "liquidity_tier": ["GOOD", "GOOD", "REJECT", "GOOD"], "vrp_tier": ["GOOD", "GOOD", "EXCELLENT", None]})
     ranked = rank_events(metrics)
     assert ranked["ticker"].tolist() == ["A", "B", "C", "D"]
     assert ranked["rank"].tolist() == [1, 2, 3, 4]

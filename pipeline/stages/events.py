@@ -49,9 +49,22 @@ def covering_expirations(pairs: pd.DataFrame, key: list[str], count: int) -> pd.
     return pairs[rank < count].assign(rank=rank[rank < count])
 
 
-def event_expirations(expirations: pd.DataFrame, events: pd.DataFrame, count: int = 2) -> pd.DataFrame:
+# The 30-day constant-maturity IV needs an expiration beyond 30 days to interpolate to; 35 leaves
+# a week's margin, so the pull always brackets 30 days whatever the weekly/monthly listing.
+FAR_EXPIRATION_DAYS = 35
+
+
+def event_expirations(expirations: pd.DataFrame, events: pd.DataFrame, count: int = 2,
+                      as_of=None, far_days: int | None = None) -> pd.DataFrame:
     """The first ``count`` listed expirations on or after each event's reaction session
-    (:func:`covering_expirations`), one event per ticker. Columns: ticker, expiration.
+    (:func:`covering_expirations`), one event per ticker, plus (when ``far_days`` is given) the
+    first expiration at least ``far_days`` calendar days after ``as_of`` when none of those is.
+    Columns: ticker, expiration, sorted.
     """
     pairs = expirations.merge(events[["ticker", "reaction_date"]], on="ticker")
-    return covering_expirations(pairs, ["ticker"], count)[["ticker", "expiration"]].reset_index(drop=True)
+    chosen = covering_expirations(pairs, ["ticker"], count)[["ticker", "expiration"]]
+    if far_days is not None and as_of is not None:
+        far = pairs[pairs["expiration"] >= pd.Timestamp(as_of) + pd.Timedelta(days=far_days)]
+        first_far = far.sort_values(["ticker", "expiration"]).drop_duplicates("ticker")[["ticker", "expiration"]]
+        chosen = pd.concat([chosen, first_far]).drop_duplicates().sort_values(["ticker", "expiration"])
+    return chosen.reset_index(drop=True)

@@ -24,10 +24,14 @@ class MetricsResult:
 
 
 def compute_metrics(as_of, calendar: pd.DataFrame, history: pd.DataFrame,
-                    prices: pd.DataFrame, chains: pd.DataFrame, config: Config) -> MetricsResult:
+                    prices: pd.DataFrame, chains: pd.DataFrame, config: Config,
+                    vol_history: pd.DataFrame | None = None) -> MetricsResult:
     """Every metric of the events in the look-ahead window of ``as_of``: a date, or a Series of
     dates indexed by ticker (:func:`pipeline.stages.events.as_of_rows`), so that one pass
-    computes events of many as-of dates, each under its own ticker label."""
+    computes events of many as-of dates, each under its own ticker label.
+
+    ``vol_history``: the names' earlier stored sessions (ticker, date, iv30, ex_earnings_vol) for
+    the vol percentiles (:func:`pipeline.stages.term.vol_percentiles`); None counts none."""
     as_of = as_of if isinstance(as_of, pd.Series) else pd.Timestamp(as_of)
     upcoming = events_stage.upcoming_events(calendar, as_of, config.lookahead_days)
     moves = moves_stage.historical_moves(history, prices, as_of)
@@ -43,6 +47,11 @@ def compute_metrics(as_of, calendar: pd.DataFrame, history: pd.DataFrame,
     m = m.merge(stats, on="ticker", how="left")
     m = m.merge(skews, on=["ticker", "expiration"], how="left")
     m = m.merge(terms, on=["ticker", "report_date"], how="left")
+    m = m.merge(term.iv30(atm), on="ticker", how="left")
+    if vol_history is None:
+        vol_history = pd.DataFrame({"ticker": pd.Series(dtype="str"), "iv30": pd.Series(dtype=float),
+                                    "ex_earnings_vol": pd.Series(dtype=float)})
+    m = m.join(term.vol_percentiles(m, vol_history))
     m = m.merge(consistency.exceedances(moves, m, move_type=config.move_type, max_events=config.max_events),
                 on=["ticker", "report_date"], how="left")
     m["n_events"] = m["n_events"].fillna(0).astype(int)

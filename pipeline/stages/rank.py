@@ -73,12 +73,20 @@ def score_components(metrics: pd.DataFrame, weights: dict, vrp_tiers: dict) -> p
     return parts.assign(score=parts.sum(axis=1, min_count=1))
 
 
-def rank_events(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Best first: tradeable events (a VRP and a liquidity tier other than REJECT) before the rest,
-    then by score, VRP, ticker and report date, so ties always break the same way."""
+def rank_group(metrics: pd.DataFrame) -> pd.Series:
+    """The rank order's first key: 0 tradeable with premium (a VRP tier MARGINAL or better),
+    1 tradeable without premium (SKIP: nothing to sell), 2 not tradeable (no VRP or REJECT
+    liquidity). Tradeable = a VRP and a liquidity tier other than REJECT."""
     tradeable = metrics["vrp"].notna() & (metrics["liquidity_tier"] != "REJECT")
-    ordered = metrics.assign(_tradeable=tradeable).sort_values(
-        ["_tradeable", "score", "vrp", "ticker", "report_date"],
-        ascending=[False, False, False, True, True], na_position="last", kind="stable")
+    premium = metrics["vrp_tier"].notna() & (metrics["vrp_tier"] != "SKIP")
+    return pd.Series(np.select([tradeable & premium, tradeable], [0, 1], 2), index=metrics.index)
+
+
+def rank_events(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Best first: by :func:`rank_group` (tradeable with premium, tradeable SKIP, not tradeable),
+    then by score, VRP, ticker and report date, so ties always break the same way."""
+    ordered = metrics.assign(_group=rank_group(metrics)).sort_values(
+        ["_group", "score", "vrp", "ticker", "report_date"],
+        ascending=[True, False, False, True, True], na_position="last", kind="stable")
     ordered.insert(0, "rank", np.arange(1, len(ordered) + 1))
-    return ordered.drop(columns="_tradeable").reset_index(drop=True)
+    return ordered.drop(columns="_group").reset_index(drop=True)

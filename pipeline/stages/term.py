@@ -177,3 +177,61 @@ def flag_disagreement(implied_move, ts_implied_move, ratio: float) -> np.ndarray
     with np.errstate(divide="ignore", invalid="ignore"):
         spread = np.maximum(a / b, b / a)
     return (a > 0) & (b > 0) & (spread > ratio)
+
+
+IV30_YEARS = 30 / 365          # the constant maturity, ACT/365 like the surface's t
+PERCENTILE_SESSIONS = 252      # window of a name's stored sessions for the vol percentiles
+PERCENTILE_MIN_SESSIONS = 60   # fewer stored sessions: no percentile, and a reason
+
+
+def iv30(atm: pd.DataFrame) -> pd.DataFrame:
+    """30-day constant-maturity ATM IV per ticker: ticker, iv30.
+
+    Total variance w = atm_iv^2 t is interpolated linearly in t between the expirations bracketing
+    T = 30/365 (the last with t <= T and the first with t >= T), iv30 = sqrt(w(T) / T). It contains
+    the coming event when the event is inside 30 days (the ex-earnings vol does not). NaN when no
+    expiration lies on one side of 30 days (nothing is extrapolated).
+    """
+    usable = atm[(atm["t"] > 0) & np.isfinite(atm["atm_iv"])].sort_values(["ticker", "t"], kind="stable")
+    below = usable[usable["t"] <= IV30_YEARS].groupby("ticker")[["t", "atm_iv"]].last()
+    above = usable[usable["t"] >= IV30_YEARS].groupby("ticker")[["t", "atm_iv"]].first()
+    pairs = below.join(above, how="outer", lsuffix="1", rsuffix="2")
+    t1, t2, s1, s2 = (pairs[c].to_numpy(float) for c in ("t1", "t2", "atm_iv1", "atm_iv2"))
+    w1, w2 = s1 * s1 * t1, s2 * s2 * t2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        weight = np.where(t2 > t1, (IV30_YEARS - t1) / (t2 - t1), 0.0)
+        value = np.sqrt((w1 + weight * (w2 - w1)) / IV30_YEARS)
+    return pd.DataFrame({"ticker": pairs.index.to_numpy(), "iv30": value}).reset_index(drop=True)
+
+
+def vol_percentiles(today: pd.DataFrame, history: pd.DataFrame,
+                    min_sessions: int = PERCENTILE_MIN_SESSIONS) -> pd.DataFrame:
+    """Percentiles (0-100) of today's ``iv30`` and ``ex_earnings_vol`` within the name's stored
+    sessions: ``today`` has one row per event (ticker, iv30, ex_earnings_vol), ``history`` the
+    earlier stored sessions of the window (ticker, date, iv30, ex_earnings_vol; one row per
+    ticker and date).
+
+    percentile = 100 x (values < x + 0.5 x values == x) / n over the n sessions with a value,
+    today's included; null when n < ``min_sessions``, and ``vol_percentile_reason`` says how many
+    sessions there are. Returns iv30_percentile, ex_earnings_vol_percentile,
+    vol_percentile_reason, on today's index.
+    """
+    out = pd.DataFrame(index=today.index)
+    for column in ("iv30", "ex_earnings_vol"):
+        past = history[["ticker", column]].dropna()
+        sample = pd.concat([past, today[["ticker", column]].dropna()], ignore_index=True)
+        merged = today[["ticker", column]].reset_index().merge(sample, on="ticker", how="left", suffixes=("", "_s"))
+        x, s = merged[column].to_numpy(float), merged[f"{column}_s"].to_numpy(float)
+        merged["below"] = (s < x) + 0.5 * (s == x)
+        merged["n"] = np.isfinite(s)
+        by = merged.groupby("index")[["below", "n"]].sum()
+        n = by["n"].reindex(today.index).fillna(0).astype(int)
+        share = 100.0 * by["below"].reindex(today.index) / n.where(n > 0)
+        out[f"{column}_percentile"] = share.where((n >= min_sessions) & today[column].notna())
+    # The reason does not carry the count: which earlier sessions are stored depends on which
+    # dates were run before this one, and a date's outputs must not (tests/test_seams.py).
+    short = out["iv30_percentile"].isna() & today["iv30"].notna()
+    out["vol_percentile_reason"] = pd.Series(
+        np.where(short, f"vol percentiles: fewer than {min_sessions} stored sessions with a 30-day IV", None),
+        index=today.index, dtype="str")
+    return out[["iv30_percentile", "ex_earnings_vol_percentile", "vol_percentile_reason"]]

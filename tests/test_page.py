@@ -1,0 +1,168 @@
+"""The analyst's page of a fresh data root's first `daily`: laid out by headless Chromium at 1,400 px
+without horizontal scrolling, one section per event with its past reports drawn (no "0 of 0" when
+the event has history), axis labels that read back as their tick values, one unit convention."""
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from report_support import ALL_STEPS, AS_OF, run, settings_for
+
+from pipeline.screenshot import find_browser, measure
+
+DAY = AS_OF.date().isoformat()
+needs_chromium = pytest.mark.skipif(find_browser() is None,
+                                    reason="Debian's chromium is not installed (.ci/run installs it)")
+
+
+@pytest.fixture(scope="module")
+def first_daily(tmp_path_factory):
+    """One `daily` on an empty data root: the moves dataset does not exist before this run."""
+    root = tmp_path_factory.mktemp("first-daily") / "data"
+    run(settings_for(root), ALL_STEPS)
+    page = root / "reports" / f"rank_{DAY}.html"
+    return root, page, page.read_text(), pd.read_csv(root / "reports" / f"rank_{DAY}.csv")
+
+
+def _sections(text: str) -> dict[str, str]:
+    return dict(re.findall(r'<details class="event" id="([^"]+)".*?>(.*?)</details>', text, flags=re.S))
+
+
+def test_every_event_has_its_section_with_its_past_reports(first_daily):
+    _, _, text, csv = first_daily
+    sections = _sections(text)
+    anchors = [f"ev-{t}-{d}" for t, d in zip(csv["ticker"], csv["report_date"])]
+    assert list(sections) == anchors                       # every event, in rank order
+    assert (csv["n_events"] > 0).sum() >= len(csv) // 2
+    for anchor, n_events in zip(anchors, csv["n_events"]):
+        body = sections[anchor]
+        bars = len(re.findall(r'<rect [^>]*class="bar', body))
+        assert bars == n_events, (anchor, bars, n_events)
+        if n_events > 0:
+            assert " of 0 beyond" not in body
+        title = re.search(r"past reports: (\d+) of (\d+) beyond", body)
+        assert int(title.group(2)) == n_events
+        assert len(re.findall(r'class="bar beyond"', body)) == int(title.group(1))
+
+
+def test_each_section_has_term_structure_smile_and_every_csv_column(first_daily):
+    _, _, text, csv = first_daily
+    sections = _sections(text)
+    with_term = sum('class="chart term"' in body for body in sections.values())
+    with_smile = sum('class="chart smile"' in body for body in sections.values())
+    assert with_term >= 0.8 * len(csv) and with_smile >= 0.6 * len(csv)
+    for anchor, body in sections.items():
+        names = re.findall(r'<td class="k"[^>]*>([^<]+)</td>', body)
+        assert names == list(csv.columns), anchor
+
+
+def test_axis_labels_read_back_as_their_ticks(first_daily):
+    _, _, text, _ = first_daily
+    labels = re.findall(r'<text [^>]*class="(t[xy])" data-value="([^"]+)">([^<]*)</text>', text)
+    assert len(labels) > 100
+    for _, value, label in labels:
+        shown = float(label[:-1]) / 100 if label.endswith("%") else float(label)
+        assert shown == pytest.approx(float(value), abs=1e-12), (label, value)
+    # A whole axis: distinct labels (2.5% steps never print as "2%, 2%").
+    for svg in re.findall(r"<svg .*?</svg>", text, flags=re.S):
+        ys = re.findall(r'class="ty" data-value="[^"]+">([^<]*)<', svg)
+        assert len(ys) == len(set(ys)), ys
+
+
+@given(lo=st.floats(-0.5, 0.5), span=st.floats(1e-4, 2.0))
+@settings(max_examples=200, deadline=None)
+def test_percent_ticks_are_exact(lo, span):
+    from pipeline.svg_charts import nice_ticks, percent_labels
+
+    ticks = nice_ticks(lo, lo + span)
+    labels = percent_labels(ticks)
+    assert ticks[0] <= lo + 1e-12 and ticks[-1] >= lo + span - 1e-12
+    assert np.allclose([float(x[:-1]) / 100 for x in labels], ticks, rtol=0, atol=1e-12)
+    assert len(set(labels)) == len(labels)
+
+
+def test_one_unit_convention(first_daily):
+    """Percent for people (page, console, explain text), fractions in the CSV."""
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    root, _, text, csv = first_daily
+    assert csv["implied_move"].dropna().lt(1).all()        # fractions in the CSV
+    row = csv.dropna(subset=["implied_move"]).iloc[0]
+    assert f"{row['implied_move'] * 100:.2f}%" in text
+    out = CliRunner().invoke(main, ["--data-dir", str(root), "explain", row["ticker"], "--date", DAY])
+    assert out.exit_code == 0, out.output
+    smile = next(line for line in out.output.splitlines() if line.startswith("Smile fit"))
+    assert re.search(r"skew_atm_iv (\d+\.\d+%|-)", smile), smile
+    from pipeline.display import console_table
+
+    console = console_table(pd.read_csv(root / "reports" / f"rank_{DAY}.csv"))
+    assert f"{row['implied_move'] * 100:.2f}%" in console
+
+
+def test_daily_prints_the_page_path(first_daily):
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    root, page, _, _ = first_daily
+    config = root.parent / f"{root.name}-config.yaml"
+    out = CliRunner().invoke(main, ["--config", str(config), "--data-dir", str(root), "rank", "--date", DAY])
+    assert out.exit_code == 0, out.output
+    assert f"page: {page}" in out.output
+
+
+@needs_chromium
+def test_page_fits_1400_px_with_fixed_row_heights(first_daily):
+    _, page, _, csv = first_daily
+    laid = measure(page, width=1400)
+    assert laid["scrollWidth"] <= 1400 and laid["tableScrollWidth"] <= 1400, laid
+    heights = set(laid["rowHeights"])
+    assert len(laid["rowHeights"]) >= len(csv) and len(heights) == 1, heights
+
+
+@needs_chromium
+def test_page_with_every_optional_column_still_fits(first_daily, tmp_path):
+    """The density's and the suggested structure's columns (later stages) appear when the frame
+    has them, and the table still fits."""
+    from pipeline.config import Config
+    from pipeline.html_report import render_html
+    from pipeline.report import report_frame
+    from pipeline.store import Store
+
+    root, _, _, _ = first_daily
+    metrics = Store(root).read("metrics", AS_OF)
+    frame = report_frame(metrics)
+    extra = {"rn_p_exceed_implied": 0.41, "hist_p_exceed_implied": 0.33, "rn_p_exceed_5pct": 0.52,
+             "hist_p_exceed_5pct": 0.45, "rn_p_exceed_10pct": 0.21, "hist_p_exceed_10pct": 0.18,
+             "suggested_structure": "iron_condor", "credit": 1.234, "risk": 3.766, "breakeven_low": 95.5,
+             "breakeven_high": 104.5, "pop_hist": 0.72, "ev_hist": 0.15, "contracts": 3}
+    frame = frame.assign(**extra)
+    text = render_html(frame, metrics, root, AS_OF, Config())
+    for header in ("P&gt;impl mkt/hist", "P&gt;10% mkt/hist", "Trade", "Credit/risk", "Breakevens", "POP/EV", "Qty"):
+        assert f">{header}</th>" in text, header
+    assert "41.0% / 33.0%" in text and "1.23 / 3.77" in text and "72.0% / 0.15" in text
+    page = tmp_path / "page.html"
+    page.write_text(text)
+    laid = measure(page, width=1400)
+    assert laid["scrollWidth"] <= 1400 and laid["tableScrollWidth"] <= 1400, laid
+    assert len(set(laid["rowHeights"])) == 1
+
+
+def test_the_readme_picture_is_from_the_current_layout(first_daily):
+    """docs/report.png carries the layout version of the page that made it (`make screenshot`);
+    a change of the page's layout (LAYOUT_VERSION) without a new picture fails here."""
+    from pathlib import Path
+
+    from pipeline.html_report import LAYOUT_VERSION
+    from pipeline.screenshot import layout_of_page, layout_of_png
+
+    _, page, _, _ = first_daily
+    assert layout_of_page(page) == LAYOUT_VERSION
+    repo = Path(__file__).resolve().parents[1]
+    assert "](docs/report.png)" in (repo / "README.md").read_text()
+    assert layout_of_png(repo / "docs" / "report.png") == LAYOUT_VERSION, \
+        "docs/report.png is from an older report layout: run `make screenshot`"
