@@ -17,7 +17,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from pipeline.data_root import RootRefused, claim_data_root
+from pipeline.root_check import RootRefused, claim_data_root
 from pipeline.outside_text import escape_controls
 from pipeline.store import atomic_write_bytes, open_nofollow
 
@@ -43,7 +43,7 @@ class LockedError(RuntimeError):
 
 @contextmanager
 def data_root_lock(root: Path, wait_seconds: float):
-    """Check the data root (:func:`pipeline.data_root.claim_data_root`, raises RootRefused), then
+    """Check the data root (:func:`pipeline.root_check.claim_data_root`, raises RootRefused), then
     hold its lock. Neither the lock file nor the holder note is ever written through a link."""
     claim_data_root(root)
     lock_path = root / ".pipeline.lock"

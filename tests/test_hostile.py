@@ -263,7 +263,7 @@ def test_a_foreign_home_like_folder_is_refused_with_nothing_written_or_deleted(t
 def test_the_file_system_root_and_the_home_directory_are_refused(tmp_path):
     from pathlib import Path
 
-    from pipeline.data_root import RootRefused, check_data_root
+    from pipeline.root_check import RootRefused, check_data_root
 
     with pytest.raises(RootRefused, match="file system root"):
         check_data_root("/")
@@ -274,7 +274,7 @@ def test_the_file_system_root_and_the_home_directory_are_refused(tmp_path):
 
 
 def test_an_earlier_versions_root_is_adopted_and_marked(tmp_path):
-    from pipeline.data_root import MARKER, check_data_root, claim_data_root
+    from pipeline.root_check import MARKER, check_data_root, claim_data_root
 
     for name in ("parquet", "reports", "logs", "runs", "cache", "raw"):
         (tmp_path / "old" / name).mkdir(parents=True)
