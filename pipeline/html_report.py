@@ -87,8 +87,11 @@ def ranked_table(frame: pd.DataFrame) -> str:
 
 
 def _backtest_links(reports: Path, as_of: str) -> str:
+    from pipeline.backtest import UNFILTERED_STEM
+
+    # The unfiltered runs only: a filtered run (its selection in the name) is one analyst's question.
     found = sorted(p.name for p in reports.glob("backtest*") if p.suffix in (".html", ".csv", ".png")
-                   and not p.name.startswith("."))
+                   and UNFILTERED_STEM.fullmatch(p.stem))
     if not found:
         return ""
     links = " ".join(f'<a href="{html.escape(name)}">{html.escape(name)}</a>' for name in found)

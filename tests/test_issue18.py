@@ -95,3 +95,66 @@ def test_1_a_cached_answer_of_another_day_is_named_as_the_cache_and_discarded(tm
             source.chains(expirations, pd.Timestamp(TODAY))
         assert server.requests["chains"] == before + len(expirations)  # not from the cache
         source.close()
+
+
+# ---- 2. backtest selections are checked and never overwrite each other ------------------------------
+
+BT_START, BT_END = "2026-11-09", "2026-11-20"
+
+
+@pytest.fixture(scope="module")
+def replayed(tmp_path_factory, config):
+    root = tmp_path_factory.mktemp("i18-replay")
+    result = cli(root, config, "replay", "--start", BT_START, "--end", BT_END)
+    assert result.exit_code == 0, result.output
+    return root
+
+
+def test_2_unknown_tiers_exit_2_listing_the_valid_ones_and_write_nothing(replayed, config):
+    for option, bad in (("--vrp-tier", "EXCELENT"), ("--liquidity-tier", "great")):
+        result = cli(replayed, config, "backtest", "--start", "2026-11-10", "--end", BT_END, option, bad)
+        assert result.exit_code == 2, result.output
+        assert bad.upper() in result.output and "valid: EXCELLENT, GOOD" in result.output
+        assert "Empty DataFrame" not in result.output
+    assert not list((replayed / "reports").glob("backtest*"))
+
+
+def test_2_selections_have_their_own_files_and_the_rank_page_links_the_unfiltered_run(replayed, config, tmp_path):
+    root = copy(replayed, tmp_path)
+    plain = cli(root, config, "backtest", "--start", "2026-11-10", "--end", BT_END)
+    assert plain.exit_code == 0, plain.output
+    unfiltered = root / "reports" / f"backtest_2026-11-10_{BT_END}.csv"
+    before = unfiltered.read_bytes()
+    lower = cli(root, config, "backtest", "--start", "2026-11-10", "--end", BT_END, "--vrp-tier", "excellent",
+                "--vrp-tier", "Good", "--top", "3")
+    assert lower.exit_code == 0, lower.output
+    filtered = root / "reports" / f"backtest_2026-11-10_{BT_END}_vrp-excellent-good_top3.csv"
+    assert filtered.exists() and unfiltered.read_bytes() == before
+    upper = cli(root, config, "backtest", "--start", "2026-11-10", "--end", BT_END, "--vrp-tier", "GOOD",
+                "--vrp-tier", "EXCELLENT", "--top", "3")
+    assert filtered.read_bytes() == (root / "reports" / filtered.name).read_bytes() and upper.exit_code == 0
+    # Tiers in their configured order, units in the headers.
+    summary = pd.read_csv(unfiltered)
+    assert "mean_pnl ($ per straddle)" in summary.columns and "win_rate (fraction)" in summary.columns
+    tiers = summary.loc[summary["group"] == "liquidity_tier", "value"].tolist()
+    assert tiers == [t for t in ("EXCELLENT", "GOOD", "WARNING", "REJECT") if t in tiers] and len(tiers) > 1
+    page = cli(root, config, "rank", "--date", BT_END)
+    assert page.exit_code == 0, page.output
+    html = (root / "reports" / f"rank_{BT_END}.html").read_text()
+    assert unfiltered.name in html and filtered.name not in html
+
+
+def test_2_sessions_without_snapshots_are_counted_or_refused_and_dates_moved_are_said(replayed, config, tmp_path):
+    root = copy(replayed, tmp_path)
+    # 2026-11-04 .. 2026-11-20: 13 sessions, of which 11-04 .. 11-09 (4) lack their entry snapshots.
+    some = cli(root, config, "backtest", "--start", "2026-11-04", "--end", BT_END)
+    assert some.exit_code == 0, some.output
+    assert "4 of 13 sessions of the range have no stored snapshots" in some.output
+    most = cli(root, config, "backtest", "--start", "2026-10-01", "--end", BT_END)
+    assert most.exit_code == 2, most.output
+    assert "pipeline replay --start 2026-09-30 --end 2026-11-20" in most.output
+    weekend = cli(root, config, "backtest", "--start", "2026-11-14", "--end", "2026-11-22")
+    assert weekend.exit_code == 0, weekend.output
+    assert "--start 2026-11-14 is not an NYSE session; the range starts at the next session 2026-11-16" in weekend.output
+    assert "--end 2026-11-22 is not an NYSE session; the range ends at the previous session 2026-11-20" in weekend.output
+    assert (root / "reports" / "backtest_2026-11-16_2026-11-20.csv").exists()
