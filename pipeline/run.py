@@ -156,7 +156,7 @@ def _locked_run(command, dates, steps, settings, gate, engine, scheduler) -> Out
     as_of = dates[0]
     notes: list[str] = []
     try:
-        _refuse_unservable(config.source, dates, steps)
+        _refuse_unservable(config.source, dates, steps, store)
         steps = _preflight(store, config.source, dates, steps, manifest, notes)
         _check_reports_writable(root, steps)
         if any(name in jobs.FETCH_STEPS for name in steps):
@@ -173,11 +173,12 @@ def _locked_run(command, dates, steps, settings, gate, engine, scheduler) -> Out
                 jobs.STEPS[name](ctx, list(dates))
         if engine == "dask" and len(dates) > 1:
             with manifest.stage("+".join(after) + " on dask", ctx):
-                for failures, reports in map_dates(_date_steps, dates, settings, after, engine=engine,
-                                                   scheduler=scheduler):
+                for failures, reports, said in map_dates(_date_steps, dates, settings, after, engine=engine,
+                                                         scheduler=scheduler):
                     for failure in failures:
                         ctx.failures.add(*failure)
                     ctx.reports.extend(reports)
+                    ctx.notes.extend(said)
         else:
             for as_of in dates:
                 with _metrics_and_report_together(store, as_of, after):
@@ -221,7 +222,9 @@ def _locked_run(command, dates, steps, settings, gate, engine, scheduler) -> Out
     if outcome.exit_status == EXIT_OK and any(stage != "compute" for _, stage, _ in ctx.failures):
         outcome.exit_status = EXIT_PARTIAL
         notes.append(partial_summary(ctx.failures, config.source))
-    outcome.summary = "\n".join(notes) or None
+    if ctx.notes:
+        manifest.data["notes"] = list(ctx.notes)
+    outcome.summary = "\n".join(notes + ctx.notes) or None
     outcome.reports = ctx.reports
     try:
         outcome.manifest = manifest.finish(outcome.exit_status, ctx.failures,
@@ -237,9 +240,9 @@ def _locked_run(command, dates, steps, settings, gate, engine, scheduler) -> Out
     return outcome
 
 
-def _date_steps(settings: Settings, names: list[str], as_of: pd.Timestamp) -> tuple[list, list]:
+def _date_steps(settings: Settings, names: list[str], as_of: pd.Timestamp) -> tuple[list, list, list]:
     """One date's per-date steps in a fresh context: the task a dask worker runs. Returns the
-    failures and the reports written."""
+    failures, the reports written and the notes for the operator."""
     store = Store(settings.root)
     ctx = jobs.Context(config=settings.config, store=store)
     if any(name in jobs.FETCH_STEPS for name in names):
@@ -251,12 +254,12 @@ def _date_steps(settings: Settings, names: list[str], as_of: pd.Timestamp) -> tu
     finally:
         if ctx.source is not None:
             ctx.source.close()
-    return list(ctx.failures), ctx.reports
+    return list(ctx.failures), ctx.reports, ctx.notes
 
 
 # ---- refusals --------------------------------------------------------------------------------
 
-def _refuse_unservable(source: str, dates, steps) -> None:
+def _refuse_unservable(source: str, dates, steps, store: Store) -> None:
     fetching = [s for s in steps if s in jobs.FETCH_STEPS]
     if not fetching:
         return
@@ -269,8 +272,19 @@ def _refuse_unservable(source: str, dates, steps) -> None:
             raise Refused(
                 f"source 'live' serves only the current session {current.date()}; {fetching[0]} for {day.date()} "
                 f"would store today's market as {day.date()}'s, so nothing was fetched or written. "
-                f"`pipeline rank --date {day.date()}` recomputes {day.date()} from its stored snapshots.",
-                EXIT_BAD_INPUT)
+                + _what_can_run(store, day, current), EXIT_BAD_INPUT)
+
+
+def _what_can_run(store: Store, day, current) -> str:
+    """Advice that works: recompute ``day`` when its snapshots are stored, else name the dates
+    that are (never the command that was just refused)."""
+    if store.exists("chains", day) and store.exists("calendar", day):
+        return f"`pipeline rank --date {day.date()}` recomputes {day.date()} from its stored snapshots."
+    stored = [d for d in store.partitions("chains") if store.exists("calendar", pd.Timestamp(d))]
+    where = (f"stored dates run {stored[0]} to {stored[-1]}: `pipeline rank --date {stored[-1]}` recomputes one"
+             if stored else "no date is stored yet")
+    return (f"{day.date()} was never stored on this data root, so it cannot be recomputed either ({where}); "
+            f"`pipeline daily` fetches the current session {current.date()}.")
 
 
 def _check_reports_writable(root: Path, steps) -> None:

@@ -158,3 +158,46 @@ def test_2_sessions_without_snapshots_are_counted_or_refused_and_dates_moved_are
     assert "--start 2026-11-14 is not an NYSE session; the range starts at the next session 2026-11-16" in weekend.output
     assert "--end 2026-11-22 is not an NYSE session; the range ends at the previous session 2026-11-20" in weekend.output
     assert (root / "reports" / "backtest_2026-11-16_2026-11-20.csv").exists()
+
+
+# ---- 3. an option that skips an output never deletes an existing one silently ----------------------
+
+def test_3_no_html_says_it_removed_the_old_page(good_root, config, tmp_path):
+    root = copy(good_root, tmp_path)
+    page = root / "reports" / f"rank_{DATE}.html"
+    assert page.exists()
+    result = cli(root, config, "rank", "--date", DATE, "--no-html")
+    assert result.exit_code == 0, result.output
+    assert not page.exists()          # it showed the previous metrics: never left beside a newer CSV
+    assert f"removed {page}" in result.output and "--no-html" in result.output
+    assert any(str(page) in note for note in last_manifest(root)["notes"])
+    again = cli(root, config, "rank", "--date", DATE, "--no-html")    # nothing to remove: nothing said
+    assert again.exit_code == 0 and f"removed {page}" not in again.output
+
+
+# ---- 4. advice is a command that would succeed ---------------------------------------------------
+
+def test_4_live_rank_of_a_date_never_stored_does_not_advise_itself(good_root, config, tmp_path):
+    root = copy(good_root, tmp_path)
+    with LoopbackVendor(SyntheticMarket(seed=7, universe_size=120), TODAY, token=TOKEN, apikey=APIKEY) as server:
+        result = cli(root, config, "--source", "live", "rank", "--date", "2026-11-18", env=vendor_env(server))
+        stored = cli(root, config, "--source", "live", "daily", "--date", DATE, env=vendor_env(server))
+    assert result.exit_code == 2, result.output
+    assert "pipeline rank --date 2026-11-18" not in result.output
+    assert f"never stored" in result.output and f"`pipeline rank --date {DATE}`" in result.output
+    advised = cli(root, config, "--source", "live", "rank", "--date", DATE)      # the advice works
+    assert advised.exit_code == 0, advised.output
+    assert stored.exit_code == 2 and f"`pipeline rank --date {DATE}` recomputes" in stored.output
+
+
+def test_4_a_deferred_tickers_report_reason_names_the_alpha_vantage_budget(tmp_path):
+    settings = SETTINGS | {"source": "live", "live": {"alphavantage_daily_budget": 4, "alphavantage_min_interval": 0.0}}
+    live_config = tmp_path / "live.yaml"
+    live_config.write_text(yaml.safe_dump(settings))
+    with LoopbackVendor(SyntheticMarket(seed=7, universe_size=120), DATE, token=TOKEN, apikey=APIKEY) as server:
+        result = cli(tmp_path / "data", live_config, "daily", "--date", DATE, env=vendor_env(server))
+    assert result.exit_code == 3, result.output
+    deferred = {f["ticker"] for f in last_manifest(tmp_path / "data")["failures"] if f["stage"] == "fetch-history"}
+    report = pd.read_csv(tmp_path / "data" / "reports" / f"rank_{DATE}.csv").set_index("ticker")
+    reasons = report.loc[sorted(deferred & set(report.index)), "reason"]
+    assert len(reasons) and reasons.str.contains("Alpha Vantage daily budget").all(), reasons.tolist()
