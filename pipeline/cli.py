@@ -340,6 +340,11 @@ def backtest(runner: Runner, start, end, engine, scheduler, **selection):
         result = bt.run(settings, spec, engine, scheduler)
     except bt.NotReplayed as exc:
         _fail(str(exc), EXIT_BAD_INPUT)
+    except KeyboardInterrupt as exc:      # like a run's SIGINT: one line, exit 130, nothing written yet
+        unfinished = [d for chunk in getattr(exc, "unfinished", []) for d in chunk]
+        where = f" while working on exit sessions from {unfinished[0].date()}" if unfinished else ""
+        _fail(f"backtest interrupted by SIGINT{where}; nothing was written (outputs are written at the end); "
+              "rerun the same command", 130)
     except LookupError as exc:
         _fail(str(exc), EXIT_FAILED)
     paths = bt.write(settings, spec, result)

@@ -195,8 +195,8 @@ def _locked_run(command, dates, steps, settings, gate, engine, scheduler) -> Out
         log.error("%s refused: %s", command, exc)
     except Interrupted as exc:
         outcome.exit_status = EXIT_SIGNAL[exc.signum]
-        outcome.message = (f"{command} {as_of.date()} interrupted by {exc}: every snapshot is either the previous "
-                           f"or the new one, nothing half-written; rerun the same command to finish")
+        outcome.message = (f"{command} {_working_on(exc, as_of)} interrupted by {exc}: every snapshot is either the "
+                           f"previous or the new one, nothing half-written; rerun the same command to finish")
         manifest.data["interrupted"] = str(exc)
         log.error("%s interrupted by %s", command, exc)
     except OSError as exc:
@@ -238,6 +238,16 @@ def _locked_run(command, dates, steps, settings, gate, engine, scheduler) -> Out
         outcome.exit_status = EXIT_SIGNAL[gate.pending]
         outcome.message = (outcome.message or "") + f" (interrupted by {signal.Signals(gate.pending).name} while finishing)"
     return outcome
+
+
+def _working_on(exc: BaseException, as_of) -> str:
+    """The session being worked on when ``exc`` arrived: the first unfinished one of a dask map
+    (:func:`pipeline.engine.map_dates` attaches them), else the loop's current date."""
+    unfinished = [d for d in getattr(exc, "unfinished", []) if isinstance(d, pd.Timestamp)]
+    if not unfinished:
+        return str(as_of.date())
+    more = f" ({len(unfinished)} sessions unfinished, to {unfinished[-1].date()})" if len(unfinished) > 1 else ""
+    return f"{unfinished[0].date()}{more}"
 
 
 def _date_steps(settings: Settings, names: list[str], as_of: pd.Timestamp) -> tuple[list, list, list]:

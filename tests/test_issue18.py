@@ -201,3 +201,41 @@ def test_4_a_deferred_tickers_report_reason_names_the_alpha_vantage_budget(tmp_p
     report = pd.read_csv(tmp_path / "data" / "reports" / f"rank_{DATE}.csv").set_index("ticker")
     reasons = report.loc[sorted(deferred & set(report.index)), "reason"]
     assert len(reasons) and reasons.str.contains("Alpha Vantage daily budget").all(), reasons.tolist()
+
+
+# ---- 5. an interrupted dask run: one line per cause, 130, the session being worked on ---------------
+
+def test_5_ctrl_c_during_a_dask_replay_prints_one_line_per_cause_and_exits_130(tmp_path):
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(SETTINGS | {"synthetic": {"seed": 7, "universe_size": 60}}))
+    root = tmp_path / "data"
+    from pathlib import Path
+
+    cmd = [str(Path(sys.executable).with_name("pipeline")), "--data-dir", str(root), "--config", str(config), "replay",
+           "--start", "2026-11-02", "--end", "2026-11-13", "--engine", "dask"]
+    env = {**os.environ, "PIPELINE_TODAY": TODAY}
+    # A session of its own, like a terminal's foreground group: Ctrl-C reaches every process in it.
+    run = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                           start_new_session=True)
+    deadline = time.monotonic() + 240
+    while not list((root / "reports").glob("rank_*.csv")) and time.monotonic() < deadline and run.poll() is None:
+        time.sleep(0.1)                      # the cluster is up and sessions are being written
+    os.killpg(run.pid, signal.SIGINT)
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 130, err[-3000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err and "distributed" not in err, err[-3000:]
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) <= 3, err            # the replay plan, the manifest, the one error line
+    named = re.search(r"error: replay (\d{4}-\d{2}-\d{2}) .*interrupted by SIGINT", err)
+    assert named, err
+    # The first session whose task had not come back (its report may just have been written), not
+    # the range end that the local engine's message would name after the per-date steps.
+    assert "2026-11-02" <= named.group(1) < "2026-11-13" and "sessions unfinished, to 2026-11-13" in err
+    assert last_manifest(root)["interrupted"] == "SIGINT"
