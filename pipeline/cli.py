@@ -228,12 +228,15 @@ def rank(runner: Runner, date, no_html):
 
 
 @main.command()
+@click.option("--deep", is_flag=True, default=False,
+              help="Also open every stored file with its schema and validate the rows the next run reads.")
 @_sub_options
-def doctor(runner: Runner):
-    """Check config, credentials (presence only), vendor reachability, HTTP cache and data freshness."""
+def doctor(runner: Runner, deep):
+    """Check config, a writable data root, credentials (presence only), vendor reachability and
+    session, HTTP cache, whole data files and data freshness."""
     from pipeline.doctor import exit_code, render, run_checks
 
-    checks = run_checks(runner.data_dir, runner.config_path, runner.source_override)
+    checks = run_checks(runner.data_dir, runner.config_path, runner.source_override, deep=deep)
     click.echo(render(checks))
     sys.exit(exit_code(checks))
 
