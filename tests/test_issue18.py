@@ -2,6 +2,7 @@
 each reproduced the case before its fix. ``PIPELINE_TODAY`` fixes "today"."""
 import json
 import shutil
+from contextlib import contextmanager
 
 import pandas as pd
 import pytest
@@ -239,3 +240,92 @@ def test_5_ctrl_c_during_a_dask_replay_prints_one_line_per_cause_and_exits_130(t
     # the range end that the local engine's message would name after the per-date steps.
     assert "2026-11-02" <= named.group(1) < "2026-11-13" and "sessions unfinished, to 2026-11-13" in err
     assert last_manifest(root)["interrupted"] == "SIGINT"
+
+
+# ---- 6. doctor: an unwritable root fails, another session warns, vendors checked at once, fast ------
+
+@contextmanager
+def read_only(path):
+    """``path`` made unwritable: mode bits, or for root (whom they do not stop) the immutable flag."""
+    import os
+    import subprocess
+
+    mode = path.stat().st_mode
+    path.chmod(0o555)
+    flagged = False
+    if os.access(path, os.W_OK):
+        flagged = subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode == 0
+    try:
+        probe = path / ".probe"
+        try:
+            probe.touch()
+        except OSError:
+            pass
+        else:
+            probe.unlink()
+            pytest.skip("cannot make a folder read-only here (neither mode bits nor chattr apply)")
+        yield path
+    finally:
+        if flagged:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+        path.chmod(mode)
+
+
+def test_6_doctor_fails_on_a_data_root_it_cannot_write(good_root, config, tmp_path):
+    root = copy(good_root, tmp_path)
+    assert cli(root, config, "doctor").exit_code == 0
+    for folder in (root, root / "reports"):
+        with read_only(folder):
+            result = cli(root, config, "doctor")
+        assert result.exit_code == 1, result.output
+        assert "data root" in result.output and "FAIL" in result.output and str(folder) in result.output
+
+
+def test_6_doctor_warns_when_tradier_serves_another_session(tmp_path, config):
+    from pipeline.doctor import WARN, run_checks
+
+    with LoopbackVendor(SyntheticMarket(seed=7, universe_size=60), DATE, token=TOKEN, apikey=APIKEY) as server:
+        checks = {c.name: c for c in run_checks(tmp_path / "data", str(config), "live",
+                                                 environ=vendor_env(server, today=TODAY))}
+    assert checks["tradier"].status == WARN, checks["tradier"]
+    assert f"not the current session {TODAY}" in checks["tradier"].detail and DATE in checks["tradier"].detail
+
+
+def test_6_vendor_checks_run_at_once_within_the_probe_timeout(tmp_path, config, monkeypatch):
+    import socket
+    import time
+
+    from pipeline import doctor
+    from pipeline.doctor import FAIL, run_checks
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)                     # connections are accepted by the kernel, never answered
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    monkeypatch.setattr(doctor, "PROBE_TIMEOUT", 1.0)
+    env = {"TRADIER_TOKEN": TOKEN, "ALPHAVANTAGE_API_KEY": APIKEY, "PIPELINE_TODAY": TODAY,
+           "TRADIER_BASE_URL": url + "/v1", "ALPHAVANTAGE_BASE_URL": url + "/query"}
+    started = time.monotonic()
+    checks = {c.name: c for c in run_checks(tmp_path / "data", str(config), "live", environ=env)}
+    elapsed = time.monotonic() - started
+    silent.close()
+    assert checks["tradier"].status == FAIL and checks["alphavantage"].status == FAIL
+    assert "no answer within 1 s" in checks["tradier"].detail
+    assert elapsed < 1.9, elapsed        # one timeout for both, not one after the other
+
+
+def test_6_the_fast_doctor_imports_no_pandas_and_deep_still_validates(good_root, config):
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; from pipeline.cli import main\n"
+            "try: main()\nexcept SystemExit as e: code = e.code\n"
+            "print('heavy:', sorted(m for m in ('pandas', 'pyarrow', 'pandera', 'numpy') if m in sys.modules))\n"
+            "sys.exit(code)")
+    run = subprocess.run([sys.executable, "-c", code, "--data-dir", str(good_root), "--config", str(config), "doctor"],
+                         capture_output=True, text=True, env={**os.environ, "PIPELINE_TODAY": TODAY}, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "heavy: []" in run.stdout and "Parquet files whole" in run.stdout
+    deep = cli(good_root, config, "doctor", "--deep")
+    assert deep.exit_code == 0 and "the newest validate" in deep.output
