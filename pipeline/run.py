@@ -148,8 +148,11 @@ def _locked_run(command, dates, steps, settings, gate, engine, scheduler) -> Out
         return Outcome(EXIT_FAILED, f"cannot write the log under {root / 'logs'}: {_os_error(exc)}")
     log.info("%s: config %s, data root %s", command, settings.origin, root.resolve())
     store = Store(root)
-    store.clean_temporaries()
+    leftovers = store.clean_temporaries()
     manifest = Manifest(root, command, dates[0] if len(dates) == 1 else None, config.source)
+    if leftovers:      # an earlier run was killed mid-write: say so where the operator looks
+        manifest.data["removed_partials"] = leftovers
+        log.warning("removed %d partial file(s) left by a run killed mid-write", leftovers)
     manifest.data.update(dates=[str(d.date()) for d in dates], config=settings.origin, data_root=str(root.resolve()))
     ctx = jobs.Context(config=config, store=store)
     outcome = Outcome(EXIT_OK)
@@ -224,6 +227,8 @@ def _locked_run(command, dates, steps, settings, gate, engine, scheduler) -> Out
         notes.append(partial_summary(ctx.failures, config.source))
     if ctx.notes:
         manifest.data["notes"] = list(ctx.notes)
+    if outcome.message:
+        manifest.data["error"] = outcome.message
     outcome.summary = "\n".join(notes + ctx.notes) or None
     outcome.reports = ctx.reports
     try:
