@@ -260,9 +260,11 @@ def _sessions(runner: Runner, start: str, end: str):
     from pipeline.runlog import EXIT_BAD_INPUT
 
     config = runner.settings().config
-    (day, first), (end_day, last) = (_resolve_day(text, config) for text in (start, end))
+    (day, _), (end_day, last) = (_resolve_day(text, config) for text in (start, end))
     wanted = list(sessions.sessions_between(day, last))
-    if not wanted or day > end_day:
+    if day > end_day:
+        _fail(f"--start {day.date()} is after --end {end_day.date()}", EXIT_BAD_INPUT)
+    if not wanted:
         _fail(f"no NYSE session between --start {day.date()} and --end {end_day.date()}", EXIT_BAD_INPUT)
     if wanted[0] != day:          # the range starts on the first session on or after --start
         click.echo(f"--start {day.date()} is not an NYSE session; the range starts at the next session "
