@@ -17,6 +17,8 @@ from pipeline.sources.synthetic import SyntheticMarket
 
 DATE = "2026-11-20"
 TODAY = "2026-12-01"
+# One worker builds the module's data roots (a daily, a 10-session replay) once, not one per worker.
+pytestmark = pytest.mark.xdist_group("issue18")
 SETTINGS = {"source": "synthetic", "synthetic": {"seed": 7, "universe_size": 120}, "lookahead_days": 7,
             "live": {"alphavantage_daily_budget": 500, "alphavantage_min_interval": 0.0}}
 
