@@ -176,7 +176,9 @@ def _locked_run(command, dates, steps, settings, gate, engine, scheduler) -> Out
                 jobs.STEPS[name](ctx, list(dates))
         if engine == "dask" and len(dates) > 1:
             with manifest.stage("+".join(after) + " on dask", ctx):
-                for failures, reports, said in map_dates(_date_steps, dates, settings, after, engine=engine,
+                # The fetch failures so far go along: a date's report rows name them as the local engine's do.
+                fetched = [f for f in ctx.failures if f[1] in jobs.FETCH_STEPS]
+                for failures, reports, said in map_dates(_date_steps, dates, settings, after, fetched, engine=engine,
                                                          scheduler=scheduler):
                     for failure in failures:
                         ctx.failures.add(*failure)
@@ -255,11 +257,12 @@ def _working_on(exc: BaseException, as_of) -> str:
     return f"{unfinished[0].date()}{more}"
 
 
-def _date_steps(settings: Settings, names: list[str], as_of: pd.Timestamp) -> tuple[list, list, list]:
-    """One date's per-date steps in a fresh context: the task a dask worker runs. Returns the
-    failures, the reports written and the notes for the operator."""
+def _date_steps(settings: Settings, names: list[str], known: list, as_of: pd.Timestamp) -> tuple[list, list, list]:
+    """One date's per-date steps in a fresh context (seeded with the run's ``known`` failures):
+    the task a dask worker runs. Returns the failures, the reports written and the notes."""
     store = Store(settings.root)
     ctx = jobs.Context(config=settings.config, store=store)
+    ctx.failures.seed(known)
     if any(name in jobs.FETCH_STEPS for name in names):
         ctx.source = sources.make_source(settings.config, settings.root, ctx.failures)
     try:
