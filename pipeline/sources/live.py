@@ -265,8 +265,10 @@ class LiveSource:
         and what the operator can do."""
         who = self.http.forget(vendor, endpoint)
         if who == "the vendor":
+            check = ("`pipeline doctor` shows the session Tradier serves" if vendor == tradier.VENDOR
+                     else "check that ALPHAVANTAGE_BASE_URL points at the vendor itself")
             return (f"answered by {vendor} itself just now (not the cache) and not kept: rerun once {vendor} serves "
-                    f"the session {as_of.date()}; `pipeline doctor` shows the session each vendor serves")
+                    f"the session {as_of.date()}; {check}")
         return (f"answered by {who} (an earlier {vendor} answer), now discarded: rerun the same command to ask "
                 f"{vendor} again")
 
