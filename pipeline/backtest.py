@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -23,6 +24,16 @@ from pipeline.stages import backtest as trades_stage
 from pipeline.store import Store, atomic_write_bytes
 
 GROUPS = ("score_quintile", "vrp_tier", "liquidity_tier", "timing")
+# The summary's columns as written to the CSV and printed: each header carries its unit.
+SUMMARY_HEADERS = {"trades": "trades", "win_rate": "win_rate (fraction)",
+                   "mean_return": "mean_return (fraction of premium)",
+                   "median_return": "median_return (fraction of premium)", "t_stat": "t_stat",
+                   "mean_pnl": "mean_pnl ($ per straddle)"}
+UNFILTERED_STEM = re.compile(r"backtest_\d{4}-\d{2}-\d{2}_\d{4}-\d{2}-\d{2}")
+
+
+class NotReplayed(ValueError):
+    """Most sessions of the range have no stored snapshots: a backtest would mislead."""
 # Exit sessions per task: a month, so a year makes a dozen tasks to spread over workers while
 # each task reads its tickers' history and bars once.
 CHUNK_SESSIONS = 21
@@ -41,6 +52,23 @@ class Spec:
     liquidity_tiers: tuple[str, ...] = ()
     top_n: int | None = None
 
+    def slug(self) -> str:
+        """A readable name of the selection and of non-default fills ("" for the unfiltered run
+        at default fills), so outputs of different selections never share a file name."""
+        defaults = {name: f.default for name, f in self.__dataclass_fields__.items()}
+        parts = [f"vrp-{'-'.join(self.vrp_tiers).lower()}" if self.vrp_tiers else "",
+                 f"liq-{'-'.join(self.liquidity_tiers).lower()}" if self.liquidity_tiers else "",
+                 f"min{self.min_score:g}" if self.min_score is not None else "",
+                 f"top{self.top_n}" if self.top_n is not None else "",
+                 f"fill{self.fill_share:g}" if self.fill_share != defaults["fill_share"] else "",
+                 f"comm{self.commission:g}" if self.commission != defaults["commission"] else ""]
+        return "_".join(p for p in parts if p)
+
+    def stem(self) -> str:
+        """File name of the reports: ``backtest_<start>_<end>[_<slug>]``."""
+        slug = self.slug()
+        return f"backtest_{self.start.date()}_{self.end.date()}" + (f"_{slug}" if slug else "")
+
     def run_id(self, settings: Settings) -> str:
         """Same spec, config and data root -> same id (and the same files)."""
         text = json.dumps({**asdict(self), "config": repr(settings.config)}, default=str, sort_keys=True)
@@ -54,6 +82,7 @@ class Result:
     curve: pd.DataFrame
     stats: dict = field(default_factory=dict)
     paths: dict = field(default_factory=dict)
+    missing: list = field(default_factory=list)      # exit sessions without stored snapshots
 
 
 def candidates(settings: Settings, exit_dates: list[pd.Timestamp]) -> pd.DataFrame:
@@ -129,8 +158,22 @@ def _chains_of(quotes: dict, events: pd.DataFrame, session: str) -> pd.DataFrame
     return pd.concat(frames, ignore_index=True)
 
 
+def missing_sessions(store: Store, exits: list[pd.Timestamp]) -> list[pd.Timestamp]:
+    """Exit sessions that cannot be traded from the store: the entry session's calendar or chains,
+    or the exit session's chains, were never stored (the range was not replayed)."""
+    entries = pd.DatetimeIndex(sessions.previous_sessions(exits))
+    return [day for day, entry in zip(exits, entries)
+            if not (store.exists("calendar", entry) and store.exists("chains", entry) and store.exists("chains", day))]
+
+
 def run(settings: Settings, spec: Spec, engine: str = "local", scheduler: str | None = None) -> Result:
     exits = list(sessions.sessions_between(spec.start, spec.end))
+    missing = missing_sessions(Store(settings.root), exits)
+    if 2 * len(missing) > len(exits):
+        first_entry = pd.Timestamp(sessions.previous_sessions(exits[:1])[0]).date()
+        raise NotReplayed(f"{len(missing)} of {len(exits)} sessions of {spec.start.date()}..{spec.end.date()} have no "
+                          f"stored snapshots (entry calendar and chains, exit chains); run `pipeline replay --start "
+                          f"{first_entry} --end {spec.end.date()}` first")
     frames = [f for f in map_dates(candidates, chunks(exits, CHUNK_SESSIONS), settings, engine=engine,
                                    scheduler=scheduler) if len(f)]
     if not frames:
@@ -138,10 +181,14 @@ def run(settings: Settings, spec: Spec, engine: str = "local", scheduler: str | 
                           f"{spec.end.date()}; run `pipeline replay --start {spec.start.date()} --end {spec.end.date()}` first")
     pool = pd.concat(frames, ignore_index=True)
     chosen = trades_stage.select(pool, spec.min_score, spec.vrp_tiers, spec.liquidity_tiers, spec.top_n)
+    if chosen.empty:
+        raise LookupError(f"no trade matches the selection ({spec.slug()}) among {len(pool)} events between "
+                          f"{spec.start.date()} and {spec.end.date()}; nothing written")
+    order = tier_order(settings.config)
     trades = trades_stage.simulate(chosen, spec.fill_share, spec.commission)
     trades = trades.assign(score_quintile=trades_stage.score_quintiles(trades))
     summary = pd.concat([trades_stage.group_stats(trades.assign(all="all"), "all")]
-                        + [trades_stage.group_stats(trades, g) for g in GROUPS]
+                        + [trades_stage.group_stats(_in_order(trades, g, order.get(g)), g) for g in GROUPS]
                         + [trades_stage.group_stats(trades_stage.simulate(chosen, share, spec.commission)
                                                     .assign(fill=name), "fill")
                            for name, share in {"mid": 0.0, f"f={spec.fill_share:g}": spec.fill_share,
@@ -150,7 +197,22 @@ def run(settings: Settings, spec: Spec, engine: str = "local", scheduler: str | 
     summary["value"] = summary["value"].astype("str")
     summary = summary[["group", "value", "trades", "win_rate", "mean_return", "median_return", "t_stat", "mean_pnl"]]
     curve = trades_stage.equity_curve(trades, pd.DatetimeIndex(exits))
-    return Result(trades, summary, curve, trades_stage.curve_stats(curve))
+    return Result(trades, summary, curve, trades_stage.curve_stats(curve), missing=missing)
+
+
+def tier_order(config) -> dict[str, tuple[str, ...]]:
+    """Each tier column's names in their configured order, best first, then the fallback tier."""
+    from pipeline.schemas import LIQUIDITY_TIERS, VRP_TIERS
+
+    return {"vrp_tier": (*config.vrp_tiers, VRP_TIERS[-1]),
+            "liquidity_tier": (*config.liquidity_tiers, LIQUIDITY_TIERS[-1])}
+
+
+def _in_order(trades: pd.DataFrame, column: str, names) -> pd.DataFrame:
+    """``trades`` with ``column`` ordered by ``names`` (so groups sort best first), if given."""
+    if names is None:
+        return trades
+    return trades.assign(**{column: pd.Categorical(trades[column], categories=list(names), ordered=True)})
 
 
 def write(settings: Settings, spec: Spec, result: Result) -> dict:
@@ -166,8 +228,8 @@ def write(settings: Settings, spec: Spec, result: Result) -> dict:
         table = pa.Table.from_pandas(frame, preserve_index=False)
         paths[name] = base / name / "part-0.parquet"
         atomic_write_bytes(paths[name], lambda tmp, t=table: pq.write_table(t, tmp, compression="zstd"))
-    stem = f"backtest_{spec.start.date()}_{spec.end.date()}"
-    text = result.summary.to_csv(index=False, float_format="%.6g", lineterminator="\n")
+    stem = spec.stem()
+    text = result.summary.rename(columns=SUMMARY_HEADERS).to_csv(index=False, float_format="%.6g", lineterminator="\n")
     paths["csv"] = root / "reports" / f"{stem}.csv"
     atomic_write_bytes(paths["csv"], lambda tmp: tmp.write_text(text))
     paths["png"] = root / "reports" / f"{stem}.png"

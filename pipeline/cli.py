@@ -30,6 +30,14 @@ def resolve_date(text: str | None, config=None):
     """The as-of session: ``YYYY-MM-DD``, ``today`` or ``yesterday`` (default today, New York); a
     non-session maps to the previous session, and says so. Dates after the current session or
     before the supported range exit 2."""
+    day, session = _resolve_day(text, config)
+    if session != day:
+        click.echo(f"{day.date()} is not an NYSE session; using the previous session {session.date()}", err=True)
+    return session
+
+
+def _resolve_day(text: str | None, config=None):
+    """(the date given, the session on or before it), checked as :func:`resolve_date` says."""
     import pandas as pd
 
     from pipeline import clock, sessions
@@ -59,10 +67,7 @@ def resolve_date(text: str | None, config=None):
         _fail(f"--date {day.date()} is in the future; {supported}", EXIT_BAD_INPUT)
     if day < first:
         _fail(f"--date {day.date()} is too early; {supported}", EXIT_BAD_INPUT)
-    session = sessions.session_on_or_before(day)
-    if session != day:
-        click.echo(f"{day.date()} is not an NYSE session; using the previous session {session.date()}", err=True)
-    return session
+    return day, sessions.session_on_or_before(day)
 
 
 class Runner:
@@ -225,12 +230,15 @@ def rank(runner: Runner, date, no_html):
 
 
 @main.command()
+@click.option("--deep", is_flag=True, default=False,
+              help="Also open every stored file with its schema and validate the rows the next run reads.")
 @_sub_options
-def doctor(runner: Runner):
-    """Check config, credentials (presence only), vendor reachability, HTTP cache and data freshness."""
+def doctor(runner: Runner, deep):
+    """Check config, a writable data root, credentials (presence only), vendor reachability and
+    session, HTTP cache, whole data files and data freshness."""
     from pipeline.doctor import exit_code, render, run_checks
 
-    checks = run_checks(runner.data_dir, runner.config_path, runner.source_override)
+    checks = run_checks(runner.data_dir, runner.config_path, runner.source_override, deep=deep)
     click.echo(render(checks))
     sys.exit(exit_code(checks))
 
@@ -253,10 +261,20 @@ def _sessions(runner: Runner, start: str, end: str):
     from pipeline import sessions
     from pipeline.runlog import EXIT_BAD_INPUT
 
-    first, last = (resolve_date(text, runner.settings().config) for text in (start, end))
-    if first > last:
-        _fail(f"--start {first.date()} is after --end {last.date()}", EXIT_BAD_INPUT)
-    return list(sessions.sessions_between(first, last))
+    config = runner.settings().config
+    (day, _), (end_day, last) = (_resolve_day(text, config) for text in (start, end))
+    wanted = list(sessions.sessions_between(day, last))
+    if day > end_day:
+        _fail(f"--start {day.date()} is after --end {end_day.date()}", EXIT_BAD_INPUT)
+    if not wanted:
+        _fail(f"no NYSE session between --start {day.date()} and --end {end_day.date()}", EXIT_BAD_INPUT)
+    if wanted[0] != day:          # the range starts on the first session on or after --start
+        click.echo(f"--start {day.date()} is not an NYSE session; the range starts at the next session "
+                   f"{wanted[0].date()}", err=True)
+    if last != end_day:
+        click.echo(f"--end {end_day.date()} is not an NYSE session; the range ends at the previous session "
+                   f"{last.date()}", err=True)
+    return wanted
 
 
 @main.command()
@@ -300,16 +318,19 @@ def replay(runner: Runner, start, end, engine, scheduler):
               help="Share of the half-spread paid away from mid (0 = mid, 1 = the touch).")
 @click.option("--commission", type=click.FloatRange(0), default=0.65, show_default=True,
               help="Commission per contract.")
-@click.option("--min-score", type=float, default=None, help="Trade only events scoring at least this.")
-@click.option("--vrp-tier", "vrp_tiers", multiple=True, help="Trade only these VRP tiers (repeatable).")
-@click.option("--liquidity-tier", "liquidity_tiers", multiple=True, help="Trade only these liquidity tiers.")
+@click.option("--min-score", type=click.FloatRange(0, 100), default=None,
+              help="Trade only events scoring at least this (0-100).")
+@click.option("--vrp-tier", "vrp_tiers", multiple=True,
+              help="Trade only these VRP tiers (repeatable, any case; the configured names and SKIP).")
+@click.option("--liquidity-tier", "liquidity_tiers", multiple=True,
+              help="Trade only these liquidity tiers (repeatable, any case; the configured names and REJECT).")
 @click.option("--top", "top_n", type=click.IntRange(1), default=None, help="At most N trades per entry session.")
 @_sub_options
 def backtest(runner: Runner, start, end, engine, scheduler, **selection):
     """Sell the straddle of every event reacting between START and END at the session before,
     buy it back at the reaction session, from stored snapshots only."""
     from pipeline import backtest as bt
-    from pipeline.runlog import EXIT_FAILED, setup_logging
+    from pipeline.runlog import EXIT_BAD_INPUT, EXIT_FAILED, setup_logging
 
     settings = runner.settings()
     dates = _sessions(runner, start, end)
@@ -317,21 +338,49 @@ def backtest(runner: Runner, start, end, engine, scheduler, **selection):
         setup_logging(settings.root)
     except OSError as exc:
         _fail(f"cannot write the log under {settings.root / 'logs'}: {exc}", EXIT_FAILED)
-    spec = bt.Spec(dates[0], dates[-1], vrp_tiers=tuple(selection.pop("vrp_tiers")),
-                   liquidity_tiers=tuple(selection.pop("liquidity_tiers")), **selection)
+    order = bt.tier_order(settings.config)
+    tiers = {column: _tier_choice(selection.pop(option), order[column], option)
+             for option, column in (("vrp_tiers", "vrp_tier"), ("liquidity_tiers", "liquidity_tier"))}
+    spec = bt.Spec(dates[0], dates[-1], vrp_tiers=tiers["vrp_tier"], liquidity_tiers=tiers["liquidity_tier"],
+                   **selection)
     try:
         result = bt.run(settings, spec, engine, scheduler)
+    except bt.NotReplayed as exc:
+        _fail(str(exc), EXIT_BAD_INPUT)
+    except KeyboardInterrupt as exc:      # like a run's SIGINT: one line, exit 130, nothing written yet
+        unfinished = [d for chunk in getattr(exc, "unfinished", []) for d in chunk]
+        where = f" while working on exit sessions from {unfinished[0].date()}" if unfinished else ""
+        _fail(f"backtest interrupted by SIGINT{where}; nothing was written (outputs are written at the end); "
+              "rerun the same command", 130)
     except LookupError as exc:
         _fail(str(exc), EXIT_FAILED)
     paths = bt.write(settings, spec, result)
     import pandas as pd
 
-    with pd.option_context("display.width", 160, "display.max_columns", 20):
-        click.echo(result.summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if result.missing:
+        shown = ", ".join(str(d.date()) for d in result.missing[:10]) + (" ..." if len(result.missing) > 10 else "")
+        click.echo(f"note: {len(result.missing)} of {len(dates)} sessions of the range have no stored snapshots "
+                   f"and were not traded ({shown}); `pipeline replay` the range to include them", err=True)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        click.echo(result.summary.rename(columns=bt.SUMMARY_HEADERS).to_string(
+            index=False, float_format=lambda v: f"{v:.3f}"))
     stats = result.stats
     click.echo(f"equal premium per exit session: cumulative return {stats['total_return']:.3f} session premiums, "
                f"max drawdown {stats['max_drawdown']:.3f}, Sharpe {stats['sharpe']:.2f}")
     click.echo(f"trades: {paths['trades']}\nsummary: {paths['csv']}\nchart: {paths['png']}")
+
+
+def _tier_choice(given, names, option: str) -> tuple[str, ...]:
+    """The tiers asked for, case-insensitive, in the configured order; an unknown one exits 2
+    listing the valid names."""
+    from pipeline.runlog import EXIT_BAD_INPUT
+
+    wanted = {text.strip().upper() for text in given}
+    unknown = sorted(wanted - set(names))
+    if unknown:
+        flag = "--" + option[:-1].replace("_", "-")
+        _fail(f"{flag} {', '.join(unknown)}: unknown tier; valid: {', '.join(names)} (any case)", EXIT_BAD_INPUT)
+    return tuple(name for name in names if name in wanted)
 
 
 @main.command()

@@ -7,27 +7,32 @@ unset in production.
 from __future__ import annotations
 
 import os
-from datetime import datetime
-
-import pandas as pd
+from datetime import date, datetime
 
 TODAY_ENV = "PIPELINE_TODAY"
+NEW_YORK = "America/New_York"
 
 
-def today(environ=None) -> pd.Timestamp:
-    """Today's date in New York (midnight, naive), or ``PIPELINE_TODAY`` when set."""
-    from pipeline import sessions
-
+def today_date(environ=None) -> date:
+    """Today's date in New York, or ``PIPELINE_TODAY`` when set (standard library only, so a
+    quick command such as ``doctor`` need not import pandas)."""
     env = os.environ if environ is None else environ
     text = env.get(TODAY_ENV, "").strip()
     if text:
         try:
-            return pd.Timestamp(datetime.strptime(text, "%Y-%m-%d"))
+            return datetime.strptime(text, "%Y-%m-%d").date()
         except ValueError:
             raise ValueError(f"environment variable {TODAY_ENV}={text!r} is not a date in YYYY-MM-DD form") from None
     from zoneinfo import ZoneInfo
 
-    return pd.Timestamp(datetime.now(ZoneInfo(sessions.NEW_YORK)).date())
+    return datetime.now(ZoneInfo(NEW_YORK)).date()
+
+
+def today(environ=None) -> pd.Timestamp:
+    """Today's date in New York (midnight, naive), or ``PIPELINE_TODAY`` when set."""
+    import pandas as pd
+
+    return pd.Timestamp(today_date(environ))
 
 
 def current_session(environ=None) -> pd.Timestamp:
@@ -40,6 +45,8 @@ def current_session(environ=None) -> pd.Timestamp:
 def session_window_utc(session) -> tuple[pd.Timestamp, pd.Timestamp]:
     """(previous session's close, next session's open) in UTC: a quote stamped strictly inside
     this interval was taken during or after ``session`` and before the next one began."""
+    import pandas as pd
+
     from pipeline import sessions
 
     cal = sessions.table()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.schemas import LIQUIDITY_TIERS, VRP_TIERS
+from pipeline.layout import LIQUIDITY_TIERS, VRP_TIERS
 
 MOVE_TYPES = ("close_move", "gap_move", "max_move")
 DEFAULT_CONFIG = "config.yaml"          # looked up in the working directory

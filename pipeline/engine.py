@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import contextmanager
 
 ENGINES = ("local", "dask")
 # The LocalCluster's workers each run one pandas-heavy task at a time, one per core. Two dask
@@ -24,6 +25,7 @@ LOCAL_CLUSTER_CONFIG = {
     "distributed.admin.system-monitor.interval": "2s",
     "distributed.worker.memory.monitor-interval": "1s",
     "distributed.worker.profile.enabled": False,
+    "distributed.worker.preload": ["pipeline.engine"],      # dask_setup: workers leave Ctrl-C to the client
 }
 
 
@@ -34,34 +36,59 @@ def map_dates(task, dates: list, *args, engine: str = "local", scheduler: str | 
     ``dask``: a LocalCluster of one single-threaded worker process per core (``scheduler`` None)
     or the existing cluster at ``scheduler`` (``tcp://HOST:PORT``); its workers need this package
     installed and the data root at the same path (shared storage). ``task`` must be a
-    module-level function (it is pickled to the workers).
+    module-level function (it is pickled to the workers). An exception leaving here (an
+    interrupt, a failed task) carries ``unfinished``: the items not done, in order.
     """
     if engine == "local" or len(dates) < 2:
-        return [task(*args, as_of) for as_of in dates]
+        results = []
+        try:
+            for as_of in dates:
+                results.append(task(*args, as_of))
+        except BaseException as exc:
+            exc.unfinished = list(dates[len(results):])      # what was being worked on, and after
+            raise
+        return results
     if engine != "dask":
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     import dask
     from dask.distributed import Client, LocalCluster
 
-    if scheduler:
-        cluster = None
-        warning = scheduler_warning(scheduler)
-        if warning:
-            logging.getLogger("pipeline").warning("%s", warning)
-            print(f"warning: {warning}", file=sys.stderr)
-    else:
-        with dask.config.set(LOCAL_CLUSTER_CONFIG):
-            cluster = LocalCluster(processes=True, threads_per_worker=1, dashboard_address=None)
+    cluster = client = futures = None
     try:
-        with Client(scheduler or cluster) as client:
+        if scheduler:
+            warning = scheduler_warning(scheduler)
+            if warning:
+                logging.getLogger("pipeline").warning("%s", warning)
+                print(f"warning: {warning}", file=sys.stderr)
+            client = Client(scheduler)
+        else:
+            with dask.config.set(LOCAL_CLUSTER_CONFIG), _sigint_held():
+                cluster = LocalCluster(processes=True, threads_per_worker=1, dashboard_address=None)
+                client = Client(cluster)
+                client.wait_for_workers(len(cluster.workers))    # a Ctrl-C meets a cluster up, not half-started
+        try:
             futures = [client.submit(task, *args, as_of, pure=False) for as_of in dates]
             results = client.gather(futures)
-            peaks = client.run(_peak_memory_mib)
-            logging.getLogger("pipeline").info(
-                "dask: %d tasks on %d workers; peak resident memory per worker since it started: %s MiB",
-                len(dates), len(peaks), ", ".join(f"{peaks[w]:.0f}" for w in sorted(peaks)))
-            return results
+        except BaseException as exc:
+            exc.unfinished = [d for d, f in zip(dates, futures or []) if not f.done()] or list(dates)
+            raise
+        peaks = client.run(_peak_memory_mib)
+        logging.getLogger("pipeline").info(
+            "dask: %d tasks on %d workers; peak resident memory per worker since it started: %s MiB",
+            len(dates), len(peaks), ", ".join(f"{peaks[w]:.0f}" for w in sorted(peaks)))
+        return results
+    except BaseException as exc:
+        # Interrupted (or failed): say which dates were unfinished, and keep dask's own shutdown
+        # chatter (cancelled tasks, lost workers) off the operator's terminal.
+        if not hasattr(exc, "unfinished"):
+            exc.unfinished = list(dates)
+        _quiet_dask()
+        if client is not None and cluster is not None:     # our own workers only, never a shared cluster's
+            client.run(_quiet_dask, on_error="ignore")
+        raise
     finally:
+        if client is not None:
+            client.close()
         if cluster is not None:
             cluster.close()
 
@@ -81,6 +108,42 @@ def scheduler_warning(address: str) -> str | None:
     return (f"dask scheduler {escape_controls(address)} is neither loopback nor TLS (tls://): its traffic, "
             "including the pickled tasks and results this client runs and unpickles, is unauthenticated "
             "and unencrypted; anyone who can reach or impersonate it can run code here (README, 'Backtest')")
+
+
+@contextmanager
+def _sigint_held():
+    """SIGINT ignored while the cluster starts. Ctrl-C reaches the whole process group, and a
+    worker process hit while importing prints a traceback of its own; an ignored signal is
+    inherited across exec, so the workers started here keep ignoring it (``dask_setup`` covers
+    a worker restarted later) and only this process acts on Ctrl-C. The price: a Ctrl-C during
+    the cluster's few seconds of start-up is not seen (the next one is)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def dask_setup(worker) -> None:
+    """Run in each LocalCluster worker process as it starts (``distributed.worker.preload``):
+    Ctrl-C reaches the whole process group, and only the client must act on it (exit 130 after
+    closing the cluster), not each worker with a traceback of its own."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _quiet_dask() -> None:
+    for name in ("distributed", "tornado", "asyncio"):
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
 
 
 def chunks(dates: list, size: int) -> list[list]:

@@ -30,6 +30,11 @@ class Failures:
         log.warning("%s %s: %s", stage, key[0], reason)
         return True
 
+    def seed(self, records) -> None:
+        """Records already reported (e.g. by a dask client, for its task): kept, not logged again."""
+        for ticker, stage, reason in records:
+            self._records.setdefault((str(ticker), stage), reason)
+
     def tickers(self, stage: str) -> set[str]:
         return {ticker for ticker, at in self._records if at == stage}
 

@@ -42,8 +42,11 @@ def _template():
 
 
 def _backtest_links(reports: Path) -> list[str]:
+    from pipeline.backtest import UNFILTERED_STEM
+
+    # The unfiltered runs only: a filtered run (its selection in the name) is one analyst's question.
     return sorted(p.name for p in reports.glob("backtest*") if p.suffix in (".html", ".csv", ".png")
-                  and not p.name.startswith("."))
+                  and UNFILTERED_STEM.fullmatch(p.stem))
 
 
 def _anchor(ticker, report_date) -> str:

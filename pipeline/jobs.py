@@ -37,6 +37,7 @@ class Context:
     failures: Failures = field(default_factory=Failures)
     row_counts: dict = field(default_factory=dict)
     reports: list = field(default_factory=list)        # (path, ranked frame) per report written
+    notes: list = field(default_factory=list)          # lines for the operator (stderr, manifest)
 
     def keep_valid(self, name: str, frame: pd.DataFrame, stage: str) -> pd.DataFrame:
         """The rows of tickers whose data passes the schema; the others become failures."""
@@ -182,6 +183,24 @@ def pull_chains(ctx: Context, as_of: pd.Timestamp) -> int:
     return len(chains)
 
 
+def _with_fetch_causes(metrics: pd.DataFrame, failures: Failures) -> pd.DataFrame:
+    """A degraded or failed row's reason led by this run's fetch failures of its ticker: the
+    metrics only see missing inputs ("no past reports with prices"), the fetch knows why (e.g.
+    deferred to the next day by the Alpha Vantage budget)."""
+    causes: dict[str, list[str]] = {}
+    for ticker, stage, reason in failures:
+        if stage in FETCH_STEPS:
+            causes.setdefault(ticker, []).append(f"{stage}: {reason}")
+    if not causes:
+        return metrics
+    lead = metrics["ticker"].map({t: "; ".join(r) for t, r in causes.items()})
+    hit = lead.notna() & (metrics["status"] != "ok")
+    if not hit.any():
+        return metrics
+    reason = metrics["reason"].where(~hit, lead + "; " + metrics["reason"].fillna(""))
+    return metrics.assign(reason=reason.str.rstrip("; ").astype(metrics["reason"].dtype))
+
+
 def compute(ctx: Context, as_of: pd.Timestamp) -> pd.DataFrame:
     from pipeline.stages.metrics import compute_metrics
 
@@ -198,7 +217,7 @@ def compute(ctx: Context, as_of: pd.Timestamp) -> pd.DataFrame:
         vol_history=vol_history(ctx.store, tickers, as_of),
     )
     ctx.store.write("surface", result.surface, as_of)
-    metrics = ctx.keep_valid("metrics", result.metrics, "compute")
+    metrics = ctx.keep_valid("metrics", _with_fetch_causes(result.metrics, ctx.failures), "compute")
     ctx.store.write("metrics", metrics, as_of, validated=True)
     for ticker, reason in zip(metrics.loc[metrics["status"] == "failed", "ticker"],
                               metrics.loc[metrics["status"] == "failed", "reason"]):
@@ -234,7 +253,17 @@ def vol_history(store: Store, tickers: list[str], as_of: pd.Timestamp) -> pd.Dat
 def report(ctx: Context, as_of: pd.Timestamp) -> None:
     from pipeline.report import write_report
 
+    page = ctx.store.root / "reports" / f"rank_{pd.Timestamp(as_of).date()}.html"
+    had_page = page.exists()
     ctx.reports.append(write_report(ctx.store.read("metrics", as_of), ctx.store.root, as_of, ctx.config))
+    if had_page and not page.exists():
+        # The old page showed the previous metrics: removed so it never disagrees with the CSV, and said.
+        why = ("--no-html (or report.html: false) skipped the page" if not ctx.config.report_html
+               else "the page could not be drawn (see the log)")
+        note = (f"removed {page}: it showed {pd.Timestamp(as_of).date()}'s previous metrics and {why}; "
+                f"`pipeline rank --date {pd.Timestamp(as_of).date()}` without --no-html draws it again")
+        log.warning(note)
+        ctx.notes.append(note)
 
 
 def write_moves(ctx: Context) -> int:

@@ -150,15 +150,18 @@ def _locked_run(command, dates, steps, settings, gate, engine, scheduler) -> Out
         return Outcome(EXIT_FAILED, f"cannot write the log under {root / 'logs'}: {_os_error(exc)}")
     log.info("%s: config %s, data root %s", command, settings.origin, root.resolve())
     store = Store(root)
-    store.clean_temporaries()
+    leftovers = store.clean_temporaries()
     manifest = Manifest(root, command, dates[0] if len(dates) == 1 else None, config.source)
+    if leftovers:      # an earlier run was killed mid-write: say so where the operator looks
+        manifest.data["removed_partials"] = leftovers
+        log.warning("removed %d partial file(s) left by a run killed mid-write", leftovers)
     manifest.data.update(dates=[str(d.date()) for d in dates], config=settings.origin, data_root=str(root.resolve()))
     ctx = jobs.Context(config=config, store=store)
     outcome = Outcome(EXIT_OK)
     as_of = dates[0]
     notes: list[str] = []
     try:
-        _refuse_unservable(config.source, dates, steps)
+        _refuse_unservable(config.source, dates, steps, store)
         steps = _preflight(store, config.source, dates, steps, manifest, notes)
         _check_reports_writable(root, steps)
         if any(name in jobs.FETCH_STEPS for name in steps):
@@ -180,11 +183,14 @@ def _locked_run(command, dates, steps, settings, gate, engine, scheduler) -> Out
                 jobs.write_moves(ctx)
         if engine == "dask" and len(dates) > 1:
             with manifest.stage("+".join(after) + " on dask", ctx):
-                for failures, reports in map_dates(_date_steps, dates, settings, after, engine=engine,
-                                                   scheduler=scheduler):
+                # The fetch failures so far go along: a date's report rows name them as the local engine's do.
+                fetched = [f for f in ctx.failures if f[1] in jobs.FETCH_STEPS]
+                for failures, reports, said in map_dates(_date_steps, dates, settings, after, fetched, engine=engine,
+                                                         scheduler=scheduler):
                     for failure in failures:
                         ctx.failures.add(*failure)
                     ctx.reports.extend(reports)
+                    ctx.notes.extend(said)
         else:
             for as_of in dates:
                 with _metrics_and_report_together(store, as_of, after):
@@ -198,8 +204,8 @@ def _locked_run(command, dates, steps, settings, gate, engine, scheduler) -> Out
         log.error("%s refused: %s", command, exc)
     except Interrupted as exc:
         outcome.exit_status = EXIT_SIGNAL[exc.signum]
-        outcome.message = (f"{command} {as_of.date()} interrupted by {exc}: every snapshot is either the previous "
-                           f"or the new one, nothing half-written; rerun the same command to finish")
+        outcome.message = (f"{command} {_working_on(exc, as_of)} interrupted by {exc}: every snapshot is either the "
+                           f"previous or the new one, nothing half-written; rerun the same command to finish")
         manifest.data["interrupted"] = str(exc)
         log.error("%s interrupted by %s", command, exc)
     except OSError as exc:
@@ -225,7 +231,11 @@ def _locked_run(command, dates, steps, settings, gate, engine, scheduler) -> Out
     if outcome.exit_status == EXIT_OK and any(stage != "compute" for _, stage, _ in ctx.failures):
         outcome.exit_status = EXIT_PARTIAL
         notes.append(partial_summary(ctx.failures, config.source))
-    outcome.summary = "\n".join(notes) or None
+    if ctx.notes:
+        manifest.data["notes"] = list(ctx.notes)
+    if outcome.message:
+        manifest.data["error"] = outcome.message
+    outcome.summary = "\n".join(notes + ctx.notes) or None
     outcome.reports = ctx.reports
     try:
         outcome.manifest = manifest.finish(outcome.exit_status, ctx.failures,
@@ -241,11 +251,22 @@ def _locked_run(command, dates, steps, settings, gate, engine, scheduler) -> Out
     return outcome
 
 
-def _date_steps(settings: Settings, names: list[str], as_of: pd.Timestamp) -> tuple[list, list]:
-    """One date's per-date steps in a fresh context: the task a dask worker runs. Returns the
-    failures and the reports written."""
+def _working_on(exc: BaseException, as_of) -> str:
+    """The session being worked on when ``exc`` arrived: the first unfinished one of a dask map
+    (:func:`pipeline.engine.map_dates` attaches them), else the loop's current date."""
+    unfinished = [d for d in getattr(exc, "unfinished", []) if isinstance(d, pd.Timestamp)]
+    if not unfinished:
+        return str(as_of.date())
+    more = f" ({len(unfinished)} sessions unfinished, to {unfinished[-1].date()})" if len(unfinished) > 1 else ""
+    return f"{unfinished[0].date()}{more}"
+
+
+def _date_steps(settings: Settings, names: list[str], known: list, as_of: pd.Timestamp) -> tuple[list, list, list]:
+    """One date's per-date steps in a fresh context (seeded with the run's ``known`` failures):
+    the task a dask worker runs. Returns the failures, the reports written and the notes."""
     store = Store(settings.root)
     ctx = jobs.Context(config=settings.config, store=store)
+    ctx.failures.seed(known)
     if any(name in jobs.FETCH_STEPS for name in names):
         ctx.source = sources.make_source(settings.config, settings.root, ctx.failures)
     try:
@@ -255,12 +276,12 @@ def _date_steps(settings: Settings, names: list[str], as_of: pd.Timestamp) -> tu
     finally:
         if ctx.source is not None:
             ctx.source.close()
-    return list(ctx.failures), ctx.reports
+    return list(ctx.failures), ctx.reports, ctx.notes
 
 
 # ---- refusals --------------------------------------------------------------------------------
 
-def _refuse_unservable(source: str, dates, steps) -> None:
+def _refuse_unservable(source: str, dates, steps, store: Store) -> None:
     fetching = [s for s in steps if s in jobs.FETCH_STEPS]
     if not fetching:
         return
@@ -273,8 +294,19 @@ def _refuse_unservable(source: str, dates, steps) -> None:
             raise Refused(
                 f"source 'live' serves only the current session {current.date()}; {fetching[0]} for {day.date()} "
                 f"would store today's market as {day.date()}'s, so nothing was fetched or written. "
-                f"`pipeline rank --date {day.date()}` recomputes {day.date()} from its stored snapshots.",
-                EXIT_BAD_INPUT)
+                + _what_can_run(store, day, current), EXIT_BAD_INPUT)
+
+
+def _what_can_run(store: Store, day, current) -> str:
+    """Advice that works: recompute ``day`` when its snapshots are stored, else name the dates
+    that are (never the command that was just refused)."""
+    if store.exists("chains", day) and store.exists("calendar", day):
+        return f"`pipeline rank --date {day.date()}` recomputes {day.date()} from its stored snapshots."
+    stored = [d for d in store.partitions("chains") if store.exists("calendar", pd.Timestamp(d))]
+    where = (f"stored dates run {stored[0]} to {stored[-1]}: `pipeline rank --date {stored[-1]}` recomputes one"
+             if stored else "no date is stored yet")
+    return (f"{day.date()} was never stored on this data root, so it cannot be recomputed either ({where}); "
+            f"`pipeline daily` fetches the current session {current.date()}.")
 
 
 def _check_reports_writable(root: Path, steps) -> None:

@@ -33,11 +33,10 @@ from pandera.typing import Series
 TIMINGS = ("BMO", "AMC", "DMH", "UNKNOWN")
 KNOWN_TIMINGS = ("BMO", "AMC", "DMH")
 from pipeline.black76 import IV_STATUSES  # the solver's statuses: the Surface's iv_status
+from pipeline.layout import LIQUIDITY_TIERS, PARTITIONS, VRP_TIERS  # noqa: F401 - re-exported
 from pipeline.tickers import TICKER_RE
 
 TICKER_PATTERN = TICKER_RE.pattern
-VRP_TIERS = ("EXCELLENT", "GOOD", "MARGINAL", "SKIP")
-LIQUIDITY_TIERS = ("EXCELLENT", "GOOD", "WARNING", "REJECT")
 VRP_BASES = ("event", "plain")          # which VRP drove the tier and the score
 IMPLIED_METHODS = ("smile", "interpolated", "parity-rebuilt", "one-sided")   # see stages/implied.py
 METRIC_STATUSES = ("ok", "degraded", "failed")
@@ -259,18 +258,9 @@ class Dataset:
         return [c for c, dtype in self.model.to_schema().dtypes.items() if str(dtype) == "datetime64[ns]"]
 
 
-DATASETS: dict[str, Dataset] = {
-    d.name: d
-    for d in (
-        Dataset("calendar", Calendar, "asof"),
-        Dataset("earnings_history", EarningsHistory),
-        Dataset("prices", Prices, "year"),
-        Dataset("chains", Chains, "date"),
-        Dataset("surface", Surface, "date"),
-        Dataset("moves", Moves),
-        Dataset("metrics", Metrics, "date"),
-    )
-}
+_MODELS = {"calendar": Calendar, "earnings_history": EarningsHistory, "prices": Prices, "chains": Chains,
+           "surface": Surface, "moves": Moves, "metrics": Metrics}
+DATASETS: dict[str, Dataset] = {name: Dataset(name, _MODELS[name], partition) for name, partition in PARTITIONS.items()}
 
 
 def validate(name: str, df: pd.DataFrame) -> pd.DataFrame:

@@ -6,16 +6,15 @@ Everything here is vectorized over arrays of dates.
 from __future__ import annotations
 
 import functools
-import os
-import zipfile
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-FIRST_DATE = pd.Timestamp("2008-01-02")
-LAST_DATE = pd.Timestamp("2035-12-31")
-NEW_YORK = "America/New_York"
+from pipeline import session_cache
+from pipeline.clock import NEW_YORK  # noqa: F401 - one definition; clock imports sessions lazily
+
+FIRST_DATE = pd.Timestamp(session_cache.FIRST_DAY)
+LAST_DATE = pd.Timestamp(session_cache.LAST_DAY)
 SECONDS_PER_YEAR = 365.0 * 86400.0
 
 
@@ -29,37 +28,17 @@ def table() -> pd.DataFrame:
     ``close`` (UTC). Built by exchange_calendars (0.9 s per process: its import and holiday rules)
     and kept in ``$XDG_CACHE_HOME/ivcrush/`` (default ``~/.cache``) under its version, so later
     processes (every command, every dask worker) load it in milliseconds."""
-    from importlib.metadata import version
-
-    path = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ivcrush" / (
-        f"xnys-{version('exchange_calendars')}-{FIRST_DATE.date()}-{LAST_DATE.date()}.npz")
-    try:
-        with np.load(path) as cached:
-            arrays = {k: cached[k] for k in ("sessions", "opens", "closes")}
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):   # absent or damaged: rebuild
+    arrays = session_cache.load()
+    if arrays is None:                     # absent or damaged: rebuild
         import exchange_calendars as xcals
 
         cal = xcals.get_calendar("XNYS", start=FIRST_DATE, end=LAST_DATE)
         arrays = {"sessions": cal.sessions.values.astype("datetime64[ns]"),
                   "opens": cal.opens.values.astype("datetime64[ns]"), "closes": cal.closes.values.astype("datetime64[ns]")}
-        _save(path, arrays)
+        session_cache.save(arrays)
     return pd.DataFrame({"open": pd.DatetimeIndex(arrays["opens"], tz="UTC"),
                          "close": pd.DatetimeIndex(arrays["closes"], tz="UTC")},
                         index=pd.DatetimeIndex(arrays["sessions"]))
-
-
-def _save(path: Path, arrays: dict) -> None:
-    """Write the cache atomically; a cache that cannot be written is only a slower start."""
-    from pipeline.store import atomic_write_bytes
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:        # a handle: np.savez would append ".npz" to a name
-            np.savez(fh, **arrays)
-
-    try:
-        atomic_write_bytes(path, write)
-    except OSError:
-        pass
 
 
 @functools.lru_cache(maxsize=1)

@@ -2,7 +2,8 @@
 127.0.0.1, backed by a :class:`SyntheticMarket`, with switches for every quirk and failure in
 shared/api-notes.md. Importable by tests; startable by hand for demos::
 
-    python -m tests.loopback --port 8765 --date 2026-11-20
+    python -m tests.loopback --port 8765                  # serves the current session
+    python -m tests.loopback --port 8765 --date 2026-11-20  # another session (a live daily is refused)
 
 Floats are serialized with ``repr`` (json does that), so a round trip through the live
 normalizers gives back exactly the synthetic market's numbers.
@@ -571,7 +572,8 @@ class _Handler(BaseHTTPRequestHandler):
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Loopback Tradier + Alpha Vantage server backed by the synthetic market.")
     parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--date", default="2026-11-20")
+    parser.add_argument("--date", default=None,
+                        help="Session to serve (default: the current session, so a live `daily` works as is)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--universe-size", type=int, default=500)
     parser.add_argument("--token", default="test-tradier-token")
@@ -579,11 +581,15 @@ def main(argv=None):
     parser.add_argument("--per-minute", type=int, default=120, help="Tradier requests per window")
     args = parser.parse_args(argv)
     market = SyntheticMarket(seed=args.seed, universe_size=args.universe_size)
+    if args.date is None:
+        from pipeline.clock import current_session
+
+        args.date = str(current_session().date())
     server = LoopbackVendor(market, args.date, token=args.token, apikey=args.apikey,
                             allowed_per_window=args.per_minute, port=args.port).start()
     print(f"export TRADIER_BASE_URL={server.tradier_url} ALPHAVANTAGE_BASE_URL={server.alphavantage_url}")
     print(f"export TRADIER_TOKEN={args.token} ALPHAVANTAGE_API_KEY={args.apikey}")
-    print("serving on 127.0.0.1 only; Ctrl-C to stop")
+    print(f"serving the session {args.date} on 127.0.0.1 only; Ctrl-C to stop")
     try:
         threading.Event().wait()
     except KeyboardInterrupt:

@@ -126,6 +126,7 @@ class Provider:
 class Fetched:
     body: bytes
     cache_key: str | None          # to drop the entry if a normalizer rejects the body
+    from_cache: bool = False       # who answered: the HTTP cache, or the vendor just now
 
 
 def is_empty_answer(body: bytes) -> bool:
@@ -354,6 +355,7 @@ class HttpClient:
         self.attempts, self.backoff, self.throttle_waits = attempts, backoff, throttle_waits
         self.raw_dir = Path(raw_dir) if raw_dir is not None else None
         self.stats = CallStats()
+        self._accepted: dict[str, list[tuple[str | None, bool]]] = {}   # answers parsed, per vendor.endpoint
         self._current: tuple[str, str, str | None] = ("", "", None)
         self._secrets = tuple(sorted({s for p in providers for s in p.secrets if s}, key=len, reverse=True))
         _scrub_library_logs(self)
@@ -436,7 +438,7 @@ class HttpClient:
             if outcome.kind == OK:
                 provider.breaker.success()
                 (self.stats.hits if response.from_cache else self.stats.misses)[key] += 1
-                return Fetched(response.content, getattr(response, "cache_key", None))
+                return Fetched(response.content, getattr(response, "cache_key", None), bool(response.from_cache))
             if outcome.kind == REJECTED:
                 raise RequestRejected(vendor, endpoint, symbol, outcome.detail)
             if outcome.kind == FATAL:
@@ -498,7 +500,19 @@ class HttpClient:
             raise
         if archive_as is not None:
             self.archive(vendor, endpoint, *archive_as, fetched.body)
+        self._accepted.setdefault(f"{vendor}.{endpoint}", []).append((fetched.cache_key, fetched.from_cache))
         return result
+
+    def forget(self, vendor: str, endpoint: str) -> str:
+        """Drop every answer of ``vendor.endpoint`` this client parsed, for a caller that rejects
+        them together (e.g. chains of another session), so a rerun asks the vendor again. Returns
+        who had answered: "the HTTP cache", "the vendor" or "the HTTP cache and the vendor"."""
+        answers = self._accepted.pop(f"{vendor}.{endpoint}", [])
+        for key, _ in answers:
+            if key:
+                self.session.cache.delete(key)
+        who = {"the HTTP cache" if cached else "the vendor" for _, cached in answers}
+        return " and ".join(sorted(who)) or "the vendor"
 
     def probe(self, vendor: str, timeout: float = 10.0) -> int:
         """HTTP status of a bare GET of the base URL: no credentials, no cache, no limiter, so it

@@ -144,7 +144,10 @@ class LiveSource:
             frame, skipped = self.av.calendar(_horizon(horizon_days, self.calendar_horizon), _day(as_of))
             for symbol, reason in skipped:
                 self.failures.add(symbol, stage, reason)
-        _reject_stale_calendar(frame, as_of)
+        try:
+            _reject_stale_calendar(frame, as_of)
+        except SourceError as exc:
+            raise SourceError(f"{exc}; {self._rejected_answers(alphavantage.VENDOR, 'EARNINGS_CALENDAR', as_of)}") from None
         inside = (frame["report_date"] >= as_of) & (frame["report_date"] <= as_of + pd.Timedelta(days=horizon_days))
         frame = frame[inside].drop_duplicates(["ticker", "report_date"])
         return _finish_frame(frame, "calendar", alphavantage.VENDOR, ["ticker", "report_date"])
@@ -255,11 +258,23 @@ class LiveSource:
         times = f"quote stamps {span.min():%Y-%m-%d %H:%M} to {span.max():%Y-%m-%d %H:%M} UTC"
         if len(stale) == len(current):
             raise SourceError(f"{tradier.VENDOR} served chains for another session: {times}, outside {where}; "
-                              "nothing stored was replaced")
+                              f"nothing stored was replaced; {self._rejected_answers(tradier.VENDOR, 'chains', as_of)}")
         for ticker in stale:
             self.failures.add(ticker, stage, f"{tradier.VENDOR} served this chain for another session ({times}, "
                                              f"outside {where})")
         return frame[~frame["ticker"].isin(stale)]
+
+    def _rejected_answers(self, vendor: str, endpoint: str, as_of: pd.Timestamp) -> str:
+        """Forget the rejected answers (never served again from the cache) and say who gave them
+        and what the operator can do."""
+        who = self.http.forget(vendor, endpoint)
+        if who == "the vendor":
+            check = ("`pipeline doctor` shows the session Tradier serves" if vendor == tradier.VENDOR
+                     else "check that ALPHAVANTAGE_BASE_URL points at the vendor itself")
+            return (f"answered by {vendor} itself just now (not the cache) and not kept: rerun once {vendor} serves "
+                    f"the session {as_of.date()}; {check}")
+        return (f"answered by {who} (an earlier {vendor} answer), now discarded: rerun the same command to ask "
+                f"{vendor} again")
 
     def _underlying_prices(self, tickers: list[str], as_of: pd.Timestamp, stage: str) -> dict[str, float]:
         """Last price per ticker from batched quotes; tickers without one get no chains."""
