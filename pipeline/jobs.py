@@ -176,6 +176,7 @@ def pull_chains(ctx: Context, as_of: pd.Timestamp) -> int:
 
 def compute(ctx: Context, as_of: pd.Timestamp) -> pd.DataFrame:
     from pipeline.stages.metrics import compute_metrics
+    from pipeline.stages.structures import build_structures
 
     calendar = ctx.store.read("calendar", as_of)
     # Every metric is per event and ticker, so the history and bars of other tickers are not read.
@@ -191,17 +192,21 @@ def compute(ctx: Context, as_of: pd.Timestamp) -> pd.DataFrame:
     ctx.store.write("surface", result.surface, as_of)
     metrics = ctx.keep_valid("metrics", result.metrics, "compute")
     ctx.store.write("metrics", metrics, as_of, validated=True)
+    structures = build_structures(metrics, result.surface, result.moves, ctx.config)
+    ctx.store.write("structures", structures, as_of)
     for ticker, reason in zip(metrics.loc[metrics["status"] == "failed", "ticker"],
                               metrics.loc[metrics["status"] == "failed", "reason"]):
         ctx.failures.add(ticker, "compute", reason)
-    ctx.row_counts.update(surface=len(result.surface), metrics=len(metrics))
+    ctx.row_counts.update(surface=len(result.surface), metrics=len(metrics), structures=len(structures))
     return metrics
 
 
 def report(ctx: Context, as_of: pd.Timestamp) -> None:
     from pipeline.report import write_report
 
-    ctx.reports.append(write_report(ctx.store.read("metrics", as_of), ctx.store.root, as_of, ctx.config))
+    structures = ctx.store.read("structures", as_of) if ctx.store.exists("structures", as_of) else None
+    ctx.reports.append(write_report(ctx.store.read("metrics", as_of), ctx.store.root, as_of, ctx.config,
+                                    structures=structures))
 
 
 def write_moves(ctx: Context) -> int:

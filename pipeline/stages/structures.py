@@ -25,10 +25,10 @@ import pandas as pd
 
 from pipeline import payoffs
 from pipeline.black76 import black76_delta, black76_vega
+from pipeline.schemas import STRUCTURE_NAMES as STRUCTURES
 from pipeline.stages.surface import two_sided_mid
 from pipeline.stages.groups import QUOTE_KEY
 
-STRUCTURES = ("straddle", "strangle", "iron_condor", "iron_butterfly")
 SLOTS = ("short_put", "short_call", "long_put", "long_call")
 SLOT_IS_CALL = np.array([False, True, False, True])
 SLOT_SIDE = np.array([-1.0, -1.0, 1.0, 1.0])
@@ -280,6 +280,10 @@ def build_structures(metrics: pd.DataFrame, surface: pd.DataFrame, moves: pd.Dat
       those meeting the liquidity tier (event tier not REJECT, every leg's (ask - bid) / mid <=
       ``implied.max_leg_spread``), with ``why``.
     """
+    if metrics.empty:
+        from pipeline.schemas import empty
+
+        return empty("structures")[STRUCTURE_COLUMNS]
     s = config.structures
     ev = _event_inputs(metrics, surface, config)
     n = len(ev)
