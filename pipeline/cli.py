@@ -302,6 +302,9 @@ def replay(runner: Runner, start, end, engine, scheduler):
 @click.option("--vrp-tier", "vrp_tiers", multiple=True, help="Trade only these VRP tiers (repeatable).")
 @click.option("--liquidity-tier", "liquidity_tiers", multiple=True, help="Trade only these liquidity tiers.")
 @click.option("--top", "top_n", type=click.IntRange(1), default=None, help="At most N trades per entry session.")
+@click.option("--structure", type=click.Choice(["straddle", "strangle", "iron_condor", "iron_butterfly", "suggested"]),
+              default="straddle", show_default=True,
+              help="What to sell per event: a structure of DESIGN section 12, or the one the entry data suggests.")
 @_sub_options
 def backtest(runner: Runner, start, end, engine, scheduler, **selection):
     """Sell the straddle of every event reacting between START and END at the session before,

@@ -305,6 +305,19 @@ class SyntheticMarket:
         first = upcoming.groupby("ticker", sort=False)["reaction_date"].min().rename("next_reaction")
         g = g.merge(first, on="ticker", how="left")
         g["atm_vol"] = np.sqrt(g["diffusive_vol"] ** 2 + g["event_variance"] / g["t"])
+        # The previous session's ATM vol of the expirations whose event reacts today: its strike
+        # grid was wider (the event was still priced), and those strikes stay listed today.
+        recent = self.events(previous, as_of, p["ticker"].tolist())
+        recent = recent[recent["reaction_date"] == as_of]
+        gone = g[["ticker", "expiration"]].merge(recent[["ticker", "reaction_date", "implied_move_std"]], on="ticker")
+        gone = gone[gone["reaction_date"] <= gone["expiration"]]
+        gone_var = (gone.assign(v=gone["implied_move_std"] ** 2)
+                    .groupby(["ticker", "expiration"], sort=False)["v"].sum().rename("reacted_variance"))
+        g = g.merge(gone_var, on=["ticker", "expiration"], how="left").fillna({"reacted_variance": 0.0})
+        g["t_previous"] = sessions.year_fraction(np.full(len(g), sessions.session_closes_utc([previous])[0]),
+                                                 g["expiration"])
+        g["previous_atm_vol"] = np.sqrt(g["diffusive_vol"] ** 2
+                                        + (g["event_variance"] + g["reacted_variance"]) / g["t_previous"])
         g["forward"] = g["spot"] * np.exp((self.rate - g["dividend_yield"]) * g["t"])
         g["discount"] = np.exp(-self.rate * g["t"])
         # The first expiration holding the event: some names carry a concave (negative
@@ -337,23 +350,34 @@ class SyntheticMarket:
         if g.empty:
             return self._archive("chains", as_of, pd.DataFrame(columns=CHAIN_COLUMNS))
         step = self._strike_step(g["spot"].to_numpy())
+        previous_step = self._strike_step(g["previous_close"].to_numpy())
         width = g["atm_vol"].to_numpy() * np.sqrt(g["t"].to_numpy())
-        inner = np.clip(np.ceil(g["forward"].to_numpy() * width * 1.2 / step), 3, 20).astype(int)
-        outer = np.clip(np.ceil(g["forward"].to_numpy() * width * 1.6 / (2 * step)), 2, 12).astype(int)
-        per_side = inner + outer
-        count = 2 * per_side + 1
-        gi = np.repeat(np.arange(len(g)), count)
-        k = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count) - per_side[gi]
-        inner_g = inner[gi]
-        # Denser near the money: one step inside, two steps outside.
-        offset = np.where(np.abs(k) <= inner_g, k, np.sign(k) * (inner_g + 2 * (np.abs(k) - inner_g)))
-        # A strike once listed stays listed until expiration: the grid around the previous
-        # session's close, at that session's strike step, is still quoted, so a straddle opened
-        # yesterday can be closed today (even when the spot crossed a step boundary overnight).
-        steps = (step, self._strike_step(g["previous_close"].to_numpy()))
-        grids = [np.round(g[c].to_numpy() / by) * by for c, by in zip(("spot", "previous_close"), steps)]
-        strike = np.round(np.concatenate([grid[gi] + offset * by[gi] for grid, by in zip(grids, steps)]), 2)
-        gi = np.concatenate([gi, gi])
+        # A strike once listed stays listed until expiration: the grid the previous session
+        # listed (around its close, at its strike step and, where an event reacted today, its
+        # wider pre-event width) is still quoted, so a structure opened yesterday can be closed
+        # today, wings included (even when the spot crossed a step boundary overnight).
+        reacted = g["reacted_variance"].to_numpy() > 0
+        previous_forward = g["previous_close"].to_numpy() * np.exp(
+            (self.rate - g["dividend_yield"].to_numpy()) * g["t_previous"].to_numpy())
+        previous_width = g["previous_atm_vol"].to_numpy() * np.sqrt(g["t_previous"].to_numpy())
+        grids = []
+        for centre, by, forward, w, count_step in (
+                (g["spot"].to_numpy(), step, g["forward"].to_numpy(), width, step),
+                (g["previous_close"].to_numpy(), previous_step,
+                 np.where(reacted, previous_forward, g["forward"].to_numpy()), np.where(reacted, previous_width, width),
+                 np.where(reacted, previous_step, step))):
+            inner = np.clip(np.ceil(forward * w * 1.2 / count_step), 3, 20).astype(int)
+            outer = np.clip(np.ceil(forward * w * 1.6 / (2 * count_step)), 2, 12).astype(int)
+            per_side = inner + outer
+            count = 2 * per_side + 1
+            gi = np.repeat(np.arange(len(g)), count)
+            k = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count) - per_side[gi]
+            inner_g = inner[gi]
+            # Denser near the money: one step inside, two steps outside.
+            offset = np.where(np.abs(k) <= inner_g, k, np.sign(k) * (inner_g + 2 * (np.abs(k) - inner_g)))
+            grids.append((gi, np.round(centre / by) * by, offset, by))
+        strike = np.round(np.concatenate([grid[gi] + offset * by[gi] for gi, grid, offset, by in grids]), 2)
+        gi = np.concatenate([gi for gi, _, _, _ in grids])
         gi, strike = np.unique(np.stack([gi, strike]), axis=1)
         gi = gi.astype(int)
         rows = g.iloc[gi].reset_index(drop=True)
