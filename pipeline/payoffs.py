@@ -23,10 +23,10 @@ EXIT_SMILE_FLOOR = 0.3
 # deviations of the widest component (Riemann sum of the mixture density; payoffs at exit have
 # kinks where a leg is floored at intrinsic, which Gauss-Hermite nodes would miss).
 GRID_HALF_WIDTH = 7.0
-GRID_POINTS = 281
+GRID_POINTS = 161
 # The history view's diffusion over the holding period: Gauss-Hermite (probabilists') nodes on
 # a smooth Gaussian around each past move.
-HERMITE_NODES = 9
+HERMITE_NODES = 7
 
 
 def hermite_nodes(n: int = HERMITE_NODES):

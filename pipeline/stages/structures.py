@@ -35,6 +35,10 @@ SLOT_SIDE = np.array([-1.0, -1.0, 1.0, 1.0])
 # Which slots each structure fills.
 PRESENT = np.array([[1, 1, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1], [1, 1, 1, 1]], dtype=bool)
 DEFINED_RISK = np.array([False, False, True, True])
+# An event's six distinct legs (straddle put and call, strangle put and call, wing put and call)
+# and, per structure, the leg in each slot (empty slots point anywhere: their side is 0).
+EVENT_LEG_IS_CALL = np.array([False, True, False, True, False, True])
+EVENT_LEGS_OF = np.array([[0, 1, 4, 5], [2, 3, 4, 5], [2, 3, 4, 5], [0, 1, 4, 5]])
 LEG_FIELDS = ("strike", "bid", "ask", "mid", "iv")
 EVENT_KEY = ["ticker", "report_date"]
 EVENT_LAW_COMPONENTS = 2
@@ -285,6 +289,8 @@ def build_structures(metrics: pd.DataFrame, surface: pd.DataFrame, moves: pd.Dat
 
         return empty("structures")[STRUCTURE_COLUMNS]
     s = config.structures
+    # Only the events' chains matter; a surface can hold other names' quotes too.
+    surface = surface[surface["ticker"].isin(metrics["ticker"].unique()).to_numpy()]
     ev = _event_inputs(metrics, surface, config)
     n = len(ev)
     quotes = _event_quotes(surface, ev)
@@ -351,37 +357,45 @@ def build_structures(metrics: pd.DataFrame, surface: pd.DataFrame, moves: pd.Dat
     for name, values in (("delta_shares", delta), ("gamma", gamma), ("vega", vega), ("theta", theta)):
         out[name] = payoffs.CONTRACT_SIZE * np.nansum(side * values, axis=-1)
 
-    # Scenario views: exit spot S1 = spot e^r, legs repriced on the diffusive smile.
-    ex_vol = ev["ex_vol"].to_numpy(float)[e_of]
-    dt = np.maximum(t0 - t1, 0.0)
-    diffusion = ex_vol * np.sqrt(dt)
+    # Scenario views, per event (both views share the event's legs): exit spot S1 = spot e^r, the
+    # six distinct legs repriced on the diffusive smile, then gathered into each structure's slots.
+    spot_e, t0_e, t1_e, ex_vol_e = (ev[c].to_numpy(float) for c in ("spot", "t0", "t_exit", "ex_vol"))
+    diffusion_e = ex_vol_e * np.sqrt(np.maximum(t0_e - t1_e, 0.0))
+    leg_strikes = np.column_stack([strikes[:, 0, :2], strikes[:, 2, :4]])   # (n, 6)
+    leg_strikes = np.where(np.isfinite(leg_strikes), leg_strikes, ev["forward"].to_numpy(float)[:, None])
+    leg_strikes = np.where(np.isfinite(leg_strikes), leg_strikes, 1.0)      # no forward: the event is dropped
+    slot_legs = EVENT_LEGS_OF[structure]                                    # (nc, 4) into the six legs
     expiring = t1 <= 0
-    exit_b, exit_c = ev["exit_b"].to_numpy(float)[e_of], ev["exit_c"].to_numpy(float)[e_of]
 
-    def pnl_at(log_returns, fill_share, commission, fee):
-        s1 = spot[:, None, None] * np.exp(log_returns)[:, None, :]
-        values = payoffs.exit_leg_values(s1, K0[..., None], SLOT_IS_CALL[None, :, None], t1[:, None, None], rate,
-                                         ex_vol[:, None, None], exit_b[:, None, None], exit_c[:, None, None],
-                                         config.skew_max_abs_x)
-        return _pnl(side, mid0, half, values, expiring, fill_share, commission, fee)
+    def values_at(log_returns):
+        s1 = spot_e[:, None, None] * np.exp(log_returns)[:, None, :]
+        values = payoffs.exit_leg_values(
+            s1, leg_strikes[..., None], EVENT_LEG_IS_CALL[None, :, None], t1_e[:, None, None], rate,
+            ex_vol_e[:, None, None], ev["exit_b"].to_numpy(float)[:, None, None],
+            ev["exit_c"].to_numpy(float)[:, None, None], config.skew_max_abs_x)
+        return np.nan_to_num(values[e_of[:, None], slot_legs])
 
     past, enough = _history_moves(moves, ev["ticker"], config.move_type, config.max_events, config.min_events)
     z, wz = payoffs.hermite_nodes()
-    hist_r = (np.log1p(past)[e_of][:, :, None] + diffusion[:, None, None] * z).reshape(len(e_of), -1)
-    hist_w = (np.isfinite(past)[:, :, None] * wz).reshape(n, -1)[e_of]
-    hist_w = hist_w / np.where(hist_w.sum(1, keepdims=True) > 0, hist_w.sum(1, keepdims=True), np.nan)
-    hist_pnl = pnl_at(np.nan_to_num(hist_r), s.fill_share, s.commission, s.exercise_fee)
+    hist_r = (np.log1p(past)[:, :, None] + diffusion_e[:, None, None] * z).reshape(n, -1)
+    hist_w = (np.isfinite(past)[:, :, None] * wz).reshape(n, -1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        hist_w = (hist_w / hist_w.sum(1, keepdims=True))[e_of]
+    hist_pnl = _pnl(side, mid0, half, values_at(np.nan_to_num(hist_r)), expiring, s.fill_share, s.commission,
+                    s.exercise_fee)
     has_hist = enough[e_of]
     out["pop_hist"] = np.where(has_hist, (hist_w * (hist_pnl > 0)).sum(1), np.nan)
     out["ev_hist"] = np.where(has_hist, (hist_w * hist_pnl).sum(1), np.nan)
 
     law_w, law_m, law_s = event_law(ev, ev["event_std"].to_numpy(float))
-    total_s = np.sqrt(law_s[e_of] ** 2 + diffusion[:, None] ** 2)
-    nodes, probs = payoffs.mixture_grid(law_w[e_of], law_m[e_of] - 0.5 * diffusion[:, None] ** 2, total_s)
-    rn_pnl = pnl_at(nodes, s.fill_share, s.commission, s.exercise_fee)
+    total_s = np.sqrt(law_s ** 2 + diffusion_e[:, None] ** 2)
+    nodes, probs = payoffs.mixture_grid(law_w, law_m - 0.5 * diffusion_e[:, None] ** 2, total_s)
+    market_values = values_at(np.nan_to_num(nodes))
+    nodes, probs = nodes[e_of], probs[e_of]
+    rn_pnl = _pnl(side, mid0, half, market_values, expiring, s.fill_share, s.commission, s.exercise_fee)
     out["pop_rn"] = (probs * (rn_pnl > 0)).sum(1)
     out["ev_rn"] = (probs * rn_pnl).sum(1)
-    out["ev_rn_mid"] = (probs * pnl_at(nodes, 0.0, 0.0, 0.0)).sum(1)
+    out["ev_rn_mid"] = (probs * _pnl(side, mid0, half, market_values, expiring, 0.0, 0.0, 0.0)).sum(1)
     low, high = payoffs.zero_crossings(nodes, rn_pnl)
     out["breakeven_low_exit"], out["breakeven_high_exit"] = spot * np.exp(low), spot * np.exp(high)
 
