@@ -288,10 +288,13 @@ class SyntheticMarket:
         p = self._params(g["ticker"].unique())
         g = g.merge(p, on="ticker", how="left")
         previous = pd.Timestamp(sessions.previous_sessions([as_of])[0])
-        bars = self._bars(p["ticker"].tolist(), previous, as_of)
+        before_previous = pd.Timestamp(sessions.previous_sessions([previous])[0])
+        bars = self._bars(p["ticker"].tolist(), max(before_previous, EPOCH), as_of)
         closes = bars.pivot(index="ticker", columns="date", values="close")
         g["spot"] = g["ticker"].map(closes[as_of])
         g["previous_close"] = g["ticker"].map(closes[previous])
+        g["before_previous_close"] = g["ticker"].map(closes[before_previous]) if before_previous in closes else g[
+            "previous_close"]
         quote_time = sessions.session_closes_utc([as_of])[0]
         g["quote_time"] = quote_time
         g["t"] = sessions.year_fraction(np.full(len(g), quote_time), g["expiration"])
@@ -361,9 +364,17 @@ class SyntheticMarket:
             (self.rate - g["dividend_yield"].to_numpy()) * g["t_previous"].to_numpy())
         previous_width = g["previous_atm_vol"].to_numpy() * np.sqrt(g["t_previous"].to_numpy())
         grids = []
+        # Where the event reacted today the previous session's whole listing stays: its own grid
+        # and the grid it kept from the session before (around that close, counted with the
+        # previous session's width and step); elsewhere the third grid repeats the second.
+        before = g["before_previous_close"].to_numpy()
         for centre, by, forward, w, count_step in (
                 (g["spot"].to_numpy(), step, g["forward"].to_numpy(), width, step),
                 (g["previous_close"].to_numpy(), previous_step,
+                 np.where(reacted, previous_forward, g["forward"].to_numpy()), np.where(reacted, previous_width, width),
+                 np.where(reacted, previous_step, step)),
+                (np.where(reacted, before, g["previous_close"].to_numpy()),
+                 np.where(reacted, self._strike_step(before), previous_step),
                  np.where(reacted, previous_forward, g["forward"].to_numpy()), np.where(reacted, previous_width, width),
                  np.where(reacted, previous_step, step))):
             inner = np.clip(np.ceil(forward * w * 1.2 / count_step), 3, 20).astype(int)
