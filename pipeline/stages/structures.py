@@ -439,6 +439,19 @@ def build_structures(metrics: pd.DataFrame, surface: pd.DataFrame, moves: pd.Dat
     return frame[STRUCTURE_COLUMNS].sort_values([*EVENT_KEY, "structure"], kind="stable").reset_index(drop=True)
 
 
+def expiry_pnl(rows: pd.DataFrame, moves, commission: float) -> np.ndarray:
+    """Dollar P&L at expiry of each structure row (the dataset's legs and ``credit_fill``) at the
+    underlying moves ``moves`` (fractions of ``spot``), held to expiry: (rows, moves)."""
+    strike = np.column_stack([rows[f"{slot}_strike"].to_numpy(float) for slot in SLOTS])
+    side = np.where(np.isfinite(strike), SLOT_SIDE, 0.0)
+    price = rows["spot"].to_numpy(float)[:, None, None] * (1.0 + np.asarray(moves, float))[None, None, :]
+    k = np.nan_to_num(strike)[..., None]
+    intrinsic = np.where(SLOT_IS_CALL[None, :, None], np.maximum(price - k, 0.0), np.maximum(k - price, 0.0))
+    held = (side[..., None] * intrinsic).sum(1)
+    legs = (side != 0).sum(1)[:, None]
+    return payoffs.CONTRACT_SIZE * (rows["credit_fill"].to_numpy(float)[:, None] + held) - commission * legs
+
+
 def _suggest(frame: pd.DataFrame, side, half, mid, max_leg_spread: float) -> pd.DataFrame:
     """Mark per event the ok candidate with the largest return_on_risk (ev_hist / risk) among the
     liquid ones (see :func:`build_structures`) and say why."""
