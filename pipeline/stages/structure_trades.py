@@ -77,6 +77,8 @@ def simulate(trades: pd.DataFrame, fill_share: float, commission: float, exercis
     risk = np.where(defined, CONTRACT_SIZE * (wing - entry_credit) + 2 * n_legs * commission,
                     trades["margin"].to_numpy(float))
     done = entry_ok & exit_ok
+    with np.errstate(divide="ignore", invalid="ignore"):
+        on_premium = np.where(entry_credit > 0, pnl / (CONTRACT_SIZE * entry_credit), np.nan)
     status = np.select([~entry_ok, ~exit_ok], ["no_entry_quote", "no_exit_quote"], "ok")
     return trades.assign(
         fill_share=f,
@@ -84,7 +86,7 @@ def simulate(trades: pd.DataFrame, fill_share: float, commission: float, exercis
         exit_debit=np.where(done, exit_debit, np.nan),
         pnl=np.where(done, pnl, np.nan),
         risk=np.where(entry_ok, risk, np.nan),
-        return_on_premium=np.where(done, pnl / (CONTRACT_SIZE * entry_credit), np.nan),
+        return_on_premium=np.where(done, on_premium, np.nan),     # null without a positive credit
         return_on_risk=np.where(done, pnl / risk, np.nan),
         trade_status=pd.array(status, dtype="str"),
     )
