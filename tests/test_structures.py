@@ -352,3 +352,13 @@ def test_payoff_chart_is_self_contained_svg(computed):
     assert np.interp(low, moves, pnl) == pytest.approx(0.0, abs=0.02 * np.abs(pnl).max())
     svg = payoff_at_exit(moves, {"at expiry": pnl}, [low], row["implied_move"].iloc[0], [0.02, -0.04], title="X")
     assert svg.startswith("<svg") and "http://" not in svg.replace("http://www.w3.org", "")
+
+
+def test_contracts_from_the_risk_budget_and_capped_kelly(computed):
+    frame, result, config, _ = computed
+    ok = frame[frame["status"] == "ok"]
+    np.testing.assert_array_equal(ok["contracts"], np.floor(config.risk_budget / ok["risk"]).astype(int))
+    kelly = stage.build_structures(result.metrics, result.surface, result.moves, replace(config, kelly_cap=0.25))
+    kelly = kelly[kelly["status"] == "ok"]
+    assert (kelly["contracts"].to_numpy() <= np.floor(0.25 * config.risk_budget / kelly["risk"]).to_numpy()).all()
+    assert (kelly.loc[kelly["ev_hist"] <= 0, "contracts"] == 0).all()
