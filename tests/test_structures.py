@@ -362,3 +362,18 @@ def test_contracts_from_the_risk_budget_and_capped_kelly(computed):
     kelly = kelly[kelly["status"] == "ok"]
     assert (kelly["contracts"].to_numpy() <= np.floor(0.25 * config.risk_budget / kelly["risk"]).to_numpy()).all()
     assert (kelly.loc[kelly["ev_hist"] <= 0, "contracts"] == 0).all()
+
+
+def test_missing_inputs_drop_candidates_with_a_reason(computed):
+    from pipeline.schemas import validate
+
+    frame, result, config, _ = computed
+    metrics, surface = result.metrics, result.surface
+    gone = metrics["ticker"].iloc[0]
+    out = validate("structures", stage.build_structures(metrics, surface[surface["ticker"] != gone], result.moves, config))
+    mine = out[out["ticker"] == gone]
+    assert (mine["status"] == "dropped").all() and mine["reason"].notna().all()
+    pd.testing.assert_frame_equal(out[out["ticker"] != gone].reset_index(drop=True),
+                                  frame[frame["ticker"] != gone].reset_index(drop=True), check_dtype=False)
+    bare = validate("structures", stage.build_structures(metrics, surface.iloc[:0], result.moves.iloc[:0], config))
+    assert (bare["status"] == "dropped").all() and len(bare) == 4 * len(metrics)

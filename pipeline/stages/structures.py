@@ -303,8 +303,8 @@ def build_structures(metrics: pd.DataFrame, surface: pd.DataFrame, moves: pd.Dat
     found = (at >= 0) & present
 
     def leg(column):
-        values = quotes[column].to_numpy(float)
-        return np.where(found, values[np.maximum(at, 0)], np.nan)
+        values = np.append(quotes[column].to_numpy(float), np.nan)    # at = -1 reads the NaN
+        return np.where(found, values[at], np.nan)
 
     bid, ask, mid, iv = leg("bid"), leg("ask"), leg("mid"), leg("iv")
     ev_ok = (ev["straddle_strike"].notna() & ev["implied_move"].notna() & ev["forward"].notna()
