@@ -316,11 +316,11 @@ def build_structures(metrics: pd.DataFrame, surface: pd.DataFrame, moves: pd.Dat
     e_of = np.repeat(np.arange(n), 4)
     structure = np.tile(np.arange(4), n)
     side = np.where(present, SLOT_SIDE, 0.0).reshape(-1, 4)
-    K = np.where(present, strikes, np.nan).reshape(-1, 4)
+    leg_strike = np.where(present, strikes, np.nan).reshape(-1, 4)
     mid_c, bid_c, ask_c = mid.reshape(-1, 4), bid.reshape(-1, 4), ask.reshape(-1, 4)
     half = np.where(side != 0, 0.5 * (ask_c - bid_c), 0.0)
     mid0 = np.where(side != 0, mid_c, 0.0)
-    K0 = np.where(side != 0, K, ev["forward"].to_numpy(float)[e_of, None])   # harmless stand-in for empty slots
+    priced_strike = np.where(side != 0, leg_strike, ev["forward"].to_numpy(float)[e_of, None])   # harmless stand-in for empty slots
     cand_ok = ok.ravel()
     out = {}
     spot = ev["spot"].to_numpy(float)[e_of]
@@ -333,27 +333,27 @@ def build_structures(metrics: pd.DataFrame, surface: pd.DataFrame, moves: pd.Dat
     out["credit_mid"] = -(side * mid0).sum(-1)
     out["credit_fill"] = out["credit_mid"] - s.fill_share * half.sum(-1)
     round_trip = 2.0 * n_legs * s.commission
-    wing = np.fmax(K[:, 0] - K[:, 2], K[:, 3] - K[:, 1])
+    wing = np.fmax(leg_strike[:, 0] - leg_strike[:, 2], leg_strike[:, 3] - leg_strike[:, 1])
     defined = DEFINED_RISK[structure]
     out["risk"] = np.where(defined, payoffs.CONTRACT_SIZE * (wing - out["credit_fill"]) + round_trip,
-                           _margin(side, K, mid0, spot))
+                           _margin(side, leg_strike, mid0, spot))
     per_share = out["credit_fill"] - n_legs * s.commission / payoffs.CONTRACT_SIZE
-    out["breakeven_low_expiry"] = K[:, 0] - per_share
-    out["breakeven_high_expiry"] = K[:, 1] + per_share
+    out["breakeven_low_expiry"] = leg_strike[:, 0] - per_share
+    out["breakeven_high_expiry"] = leg_strike[:, 1] + per_share
 
     # Greeks at entry.
     smile = {c: ev[c].to_numpy(float)[e_of, None] for c in ("smile_atm", "smile_a", "smile_b", "smile_c")}
     iv_c = iv.reshape(-1, 4)
     sigma = np.where(np.isfinite(iv_c), iv_c, payoffs.quadratic_smile(
-        K0, forward[:, None], t0[:, None], smile["smile_atm"], smile["smile_a"], smile["smile_b"], smile["smile_c"],
+        priced_strike, forward[:, None], t0[:, None], smile["smile_atm"], smile["smile_a"], smile["smile_b"], smile["smile_c"],
         config.skew_max_abs_x))
     disc0 = np.exp(-rate * t0)[:, None]
     with np.errstate(invalid="ignore", divide="ignore"):
         to_spot = (forward / spot)[:, None]
-        delta = black76_delta(forward[:, None], K0, t0[:, None], sigma, disc0, SLOT_IS_CALL) * to_spot
-        gamma = payoffs.black76_gamma(forward[:, None], K0, t0[:, None], sigma, disc0) * to_spot ** 2
-        vega = black76_vega(forward[:, None], K0, t0[:, None], sigma, disc0) * payoffs.VOL_POINT
-        theta = payoffs.black76_theta(forward[:, None], K0, t0[:, None], sigma, disc0, SLOT_IS_CALL) / payoffs.DAYS_PER_YEAR
+        delta = black76_delta(forward[:, None], priced_strike, t0[:, None], sigma, disc0, SLOT_IS_CALL) * to_spot
+        gamma = payoffs.black76_gamma(forward[:, None], priced_strike, t0[:, None], sigma, disc0) * to_spot ** 2
+        vega = black76_vega(forward[:, None], priced_strike, t0[:, None], sigma, disc0) * payoffs.VOL_POINT
+        theta = payoffs.black76_theta(forward[:, None], priced_strike, t0[:, None], sigma, disc0, SLOT_IS_CALL) / payoffs.DAYS_PER_YEAR
     for name, values in (("delta_shares", delta), ("gamma", gamma), ("vega", vega), ("theta", theta)):
         out[name] = payoffs.CONTRACT_SIZE * np.nansum(side * values, axis=-1)
 
@@ -361,16 +361,16 @@ def build_structures(metrics: pd.DataFrame, surface: pd.DataFrame, moves: pd.Dat
     # six distinct legs repriced on the diffusive smile, then gathered into each structure's slots.
     spot_e, t0_e, t1_e, ex_vol_e = (ev[c].to_numpy(float) for c in ("spot", "t0", "t_exit", "ex_vol"))
     diffusion_e = ex_vol_e * np.sqrt(np.maximum(t0_e - t1_e, 0.0))
-    leg_strikes = np.column_stack([strikes[:, 0, :2], strikes[:, 2, :4]])   # (n, 6)
-    leg_strikes = np.where(np.isfinite(leg_strikes), leg_strikes, ev["forward"].to_numpy(float)[:, None])
-    leg_strikes = np.where(np.isfinite(leg_strikes), leg_strikes, 1.0)      # no forward: the event is dropped
+    event_leg_strikes = np.column_stack([strikes[:, 0, :2], strikes[:, 2, :4]])   # (n, 6)
+    event_leg_strikes = np.where(np.isfinite(event_leg_strikes), event_leg_strikes, ev["forward"].to_numpy(float)[:, None])
+    event_leg_strikes = np.where(np.isfinite(event_leg_strikes), event_leg_strikes, 1.0)      # no forward: the event is dropped
     slot_legs = EVENT_LEGS_OF[structure]                                    # (nc, 4) into the six legs
     expiring = t1 <= 0
 
     def values_at(log_returns):
         s1 = spot_e[:, None, None] * np.exp(log_returns)[:, None, :]
         values = payoffs.exit_leg_values(
-            s1, leg_strikes[..., None], EVENT_LEG_IS_CALL[None, :, None], t1_e[:, None, None], rate,
+            s1, event_leg_strikes[..., None], EVENT_LEG_IS_CALL[None, :, None], t1_e[:, None, None], rate,
             ex_vol_e[:, None, None], ev["exit_b"].to_numpy(float)[:, None, None],
             ev["exit_c"].to_numpy(float)[:, None, None], config.skew_max_abs_x)
         return np.nan_to_num(values[e_of[:, None], slot_legs])
@@ -418,7 +418,7 @@ def build_structures(metrics: pd.DataFrame, surface: pd.DataFrame, moves: pd.Dat
 
     legs = {}
     for j, slot in enumerate(SLOTS):
-        for field, values in (("strike", K), ("bid", bid_c), ("ask", ask_c), ("mid", mid_c), ("iv", iv_c)):
+        for field, values in (("strike", leg_strike), ("bid", bid_c), ("ask", ask_c), ("mid", mid_c), ("iv", iv_c)):
             legs[f"{slot}_{field}"] = np.where(side[:, j] != 0, values[:, j], np.nan)
     frame = pd.DataFrame({
         **{c: ev[c].to_numpy()[e_of] for c in ("ticker", "report_date", "reaction_date", "expiration", "spot",
