@@ -49,7 +49,7 @@ def suggested_structures(structures: pd.DataFrame | None) -> pd.DataFrame:
 
 def report_frame(metrics: pd.DataFrame, structures: pd.DataFrame | None = None) -> pd.DataFrame:
     ranked = rank_events(metrics)
-    if structures is not None:
+    if structures is not None and len(structures):
         ranked = ranked.merge(suggested_structures(structures), on=["ticker", "report_date"], how="left")
     out = ranked.reindex(columns=REPORT_COLUMNS)
     for column in ("report_date", "expiration"):
