@@ -24,7 +24,7 @@ from pipeline.stages.structures import STRUCTURES
 CHOICES = ("straddle", "strangle", "iron_condor", "iron_butterfly", "suggested")
 EVENT = ["ticker", "report_date", "entry_date"]
 SUMMARY_COLUMNS = ["group", "value", "trades", "win_rate", "mean_return", "median_return", "t_stat", "mean_pnl",
-                   "mean_return_on_risk", "worst_return", "worst_pnl"]
+                   "mean_return_on_risk", "worst_return", "worst_pnl", "max_drawdown", "sharpe"]
 
 
 def candidates(settings, exit_dates: list[pd.Timestamp]) -> pd.DataFrame:
@@ -57,10 +57,18 @@ def choose(pool: pd.DataFrame, structure: str) -> pd.DataFrame:
     return pool[keep.to_numpy(bool)].reset_index(drop=True)
 
 
-def _summary(trades: pd.DataFrame, by: str) -> pd.DataFrame:
+def _summary(trades: pd.DataFrame, by: str, exits=None) -> pd.DataFrame:
+    """group_stats with the structure columns; with ``exits``, each value's equal-premium curve's
+    max drawdown and Sharpe too (the fill and structure groups)."""
     plain = trades_stage.group_stats(trades, by)
     extra = structure_trades.structure_stats(trades, by)
-    return plain.merge(extra, on=["group", "value"], how="left")
+    out = plain.merge(extra, on=["group", "value"], how="left")
+    if exits is not None:
+        curves = {value: trades_stage.curve_stats(trades_stage.equity_curve(part, exits))
+                  for value, part in trades.groupby(by, observed=True, sort=True)}
+        out["max_drawdown"] = out["value"].map(lambda v: curves[v]["max_drawdown"])
+        out["sharpe"] = out["value"].map(lambda v: curves[v]["sharpe"])
+    return out
 
 
 def run(settings, spec, engine: str = "local", scheduler: str | None = None) -> bt.Result:
@@ -83,16 +91,18 @@ def run(settings, spec, engine: str = "local", scheduler: str | None = None) -> 
     chosen = choose(pool, spec.structure)
     trades = simulate(chosen, spec.fill_share)
     trades = trades.assign(score_quintile=trades_stage.score_quintiles(trades))
+    sessions_index = pd.DatetimeIndex(exits)
     fills = {"mid": 0.0, f"f={spec.fill_share:g}": spec.fill_share, "touch": 1.0}
     every = pd.concat([simulate(choose(pool, name), spec.fill_share).assign(structure_group=name) for name in CHOICES],
                       ignore_index=True)
     summary = pd.concat([_summary(trades.assign(all="all"), "all")]
                         + [_summary(trades, g) for g in bt.GROUPS]
-                        + [_summary(simulate(chosen, share).assign(fill=name), "fill") for name, share in fills.items()]
+                        + [_summary(simulate(chosen, share).assign(fill=name), "fill", sessions_index)
+                           for name, share in fills.items()]
                         + [_summary(every.rename(columns={"structure": "leg_structure", "structure_group": "structure"}),
-                                    "structure")],
+                                    "structure", sessions_index)],
                         ignore_index=True)
     summary["value"] = summary["value"].astype("str")
     summary = summary[SUMMARY_COLUMNS]
-    curve = trades_stage.equity_curve(trades, pd.DatetimeIndex(exits))
+    curve = trades_stage.equity_curve(trades, sessions_index)
     return bt.Result(trades, summary, curve, trades_stage.curve_stats(curve))
