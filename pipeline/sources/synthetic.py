@@ -288,13 +288,10 @@ class SyntheticMarket:
         p = self._params(g["ticker"].unique())
         g = g.merge(p, on="ticker", how="left")
         previous = pd.Timestamp(sessions.previous_sessions([as_of])[0])
-        before_previous = pd.Timestamp(sessions.previous_sessions([previous])[0])
-        bars = self._bars(p["ticker"].tolist(), max(before_previous, EPOCH), as_of)
+        bars = self._bars(p["ticker"].tolist(), previous, as_of)
         closes = bars.pivot(index="ticker", columns="date", values="close")
         g["spot"] = g["ticker"].map(closes[as_of])
         g["previous_close"] = g["ticker"].map(closes[previous])
-        g["before_previous_close"] = g["ticker"].map(closes[before_previous]) if before_previous in closes else g[
-            "previous_close"]
         quote_time = sessions.session_closes_utc([as_of])[0]
         g["quote_time"] = quote_time
         g["t"] = sessions.year_fraction(np.full(len(g), quote_time), g["expiration"])
@@ -308,19 +305,6 @@ class SyntheticMarket:
         first = upcoming.groupby("ticker", sort=False)["reaction_date"].min().rename("next_reaction")
         g = g.merge(first, on="ticker", how="left")
         g["atm_vol"] = np.sqrt(g["diffusive_vol"] ** 2 + g["event_variance"] / g["t"])
-        # The previous session's ATM vol of the expirations whose event reacts today: its strike
-        # grid was wider (the event was still priced), and those strikes stay listed today.
-        recent = self.events(previous, as_of, p["ticker"].tolist())
-        recent = recent[recent["reaction_date"] == as_of]
-        gone = g[["ticker", "expiration"]].merge(recent[["ticker", "reaction_date", "implied_move_std"]], on="ticker")
-        gone = gone[gone["reaction_date"] <= gone["expiration"]]
-        gone_var = (gone.assign(v=gone["implied_move_std"] ** 2)
-                    .groupby(["ticker", "expiration"], sort=False)["v"].sum().rename("reacted_variance"))
-        g = g.merge(gone_var, on=["ticker", "expiration"], how="left").fillna({"reacted_variance": 0.0})
-        g["t_previous"] = sessions.year_fraction(np.full(len(g), sessions.session_closes_utc([previous])[0]),
-                                                 g["expiration"])
-        g["previous_atm_vol"] = np.sqrt(g["diffusive_vol"] ** 2
-                                        + (g["event_variance"] + g["reacted_variance"]) / g["t_previous"])
         g["forward"] = g["spot"] * np.exp((self.rate - g["dividend_yield"]) * g["t"])
         g["discount"] = np.exp(-self.rate * g["t"])
         # The first expiration holding the event: some names carry a concave (negative
@@ -347,53 +331,61 @@ class SyntheticMarket:
         vol = g["atm_vol"].to_numpy() + g["slope"].to_numpy() * xc + g["curvature"].to_numpy() * xc ** 2
         return np.maximum(vol, 0.3 * g["atm_vol"].to_numpy())
 
+    def _listed_strikes(self, g: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(row of g, strike) of every listed strike, sorted by row then strike."""
+        step = self._strike_step(g["spot"].to_numpy())
+        width = g["atm_vol"].to_numpy() * np.sqrt(g["t"].to_numpy())
+        inner = np.clip(np.ceil(g["forward"].to_numpy() * width * 1.2 / step), 3, 20).astype(int)
+        outer = np.clip(np.ceil(g["forward"].to_numpy() * width * 1.6 / (2 * step)), 2, 12).astype(int)
+        per_side = inner + outer
+        count = 2 * per_side + 1
+        gi = np.repeat(np.arange(len(g)), count)
+        k = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count) - per_side[gi]
+        inner_g = inner[gi]
+        # Denser near the money: one step inside, two steps outside.
+        offset = np.where(np.abs(k) <= inner_g, k, np.sign(k) * (inner_g + 2 * (np.abs(k) - inner_g)))
+        # A strike once listed stays listed until expiration: the grid around the previous
+        # session's close, at that session's strike step, is still quoted, so a straddle opened
+        # yesterday can be closed today (even when the spot crossed a step boundary overnight).
+        steps = (step, self._strike_step(g["previous_close"].to_numpy()))
+        grids = [np.round(g[c].to_numpy() / by) * by for c, by in zip(("spot", "previous_close"), steps)]
+        strike = np.round(np.concatenate([grid[gi] + offset * by[gi] for grid, by in zip(grids, steps)]), 2)
+        gi = np.concatenate([gi, gi])
+        gi, strike = np.unique(np.stack([gi, strike]), axis=1)
+        gi = gi.astype(int)
+        valid = strike > 0
+        return gi[valid], strike[valid]
+
+    def _kept_from_previous_session(self, g: pd.DataFrame, as_of: pd.Timestamp) -> tuple[np.ndarray, np.ndarray]:
+        """(row of g, strike) of the previous session's whole listing of the expirations whose
+        event reacts on ``as_of``. Its grid was wider (the event was still priced), and every
+        strike once listed stays listed: a condor opened there keeps its wings quoted at exit.
+        The listing is the previous session's own :meth:`_listed_strikes`, so it is exact."""
+        previous = pd.Timestamp(sessions.previous_sessions([as_of])[0])
+        tickers = sorted(set(g["ticker"]))
+        reacting = self.events(previous - pd.Timedelta(days=7), as_of, tickers)
+        reacting = reacting[reacting["reaction_date"] == as_of].groupby("ticker")["reaction_date"].min()
+        rows = np.flatnonzero((g["ticker"].map(reacting) <= g["expiration"]).to_numpy())
+        if rows.size == 0 or previous < EPOCH:
+            return np.zeros(0, int), np.zeros(0)
+        before = self._expiry_groups(g.iloc[rows][["ticker", "expiration"]], previous)
+        index = pd.MultiIndex.from_frame(g.iloc[rows][["ticker", "expiration"]]).get_indexer(
+            pd.MultiIndex.from_frame(before[["ticker", "expiration"]]))
+        gi, strike = self._listed_strikes(before)
+        return rows[index[gi]], strike
+
     def chains(self, wanted: pd.DataFrame, as_of) -> pd.DataFrame:
         as_of = pd.Timestamp(as_of)
         g = self._expiry_groups(wanted, as_of)
         if g.empty:
             return self._archive("chains", as_of, pd.DataFrame(columns=CHAIN_COLUMNS))
-        step = self._strike_step(g["spot"].to_numpy())
-        previous_step = self._strike_step(g["previous_close"].to_numpy())
-        width = g["atm_vol"].to_numpy() * np.sqrt(g["t"].to_numpy())
-        # A strike once listed stays listed until expiration: the grid the previous session
-        # listed (around its close, at its strike step and, where an event reacted today, its
-        # wider pre-event width) is still quoted, so a structure opened yesterday can be closed
-        # today, wings included (even when the spot crossed a step boundary overnight).
-        reacted = g["reacted_variance"].to_numpy() > 0
-        previous_forward = g["previous_close"].to_numpy() * np.exp(
-            (self.rate - g["dividend_yield"].to_numpy()) * g["t_previous"].to_numpy())
-        previous_width = g["previous_atm_vol"].to_numpy() * np.sqrt(g["t_previous"].to_numpy())
-        grids = []
-        # Where the event reacted today the previous session's whole listing stays: its own grid
-        # and the grid it kept from the session before (around that close, counted with the
-        # previous session's width and step); elsewhere the third grid repeats the second.
-        before = g["before_previous_close"].to_numpy()
-        for centre, by, forward, w, count_step in (
-                (g["spot"].to_numpy(), step, g["forward"].to_numpy(), width, step),
-                (g["previous_close"].to_numpy(), previous_step,
-                 np.where(reacted, previous_forward, g["forward"].to_numpy()), np.where(reacted, previous_width, width),
-                 np.where(reacted, previous_step, step)),
-                (np.where(reacted, before, g["previous_close"].to_numpy()),
-                 np.where(reacted, self._strike_step(before), previous_step),
-                 np.where(reacted, previous_forward, g["forward"].to_numpy()), np.where(reacted, previous_width, width),
-                 np.where(reacted, previous_step, step))):
-            inner = np.clip(np.ceil(forward * w * 1.2 / count_step), 3, 20).astype(int)
-            outer = np.clip(np.ceil(forward * w * 1.6 / (2 * count_step)), 2, 12).astype(int)
-            per_side = inner + outer
-            count = 2 * per_side + 1
-            gi = np.repeat(np.arange(len(g)), count)
-            k = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count) - per_side[gi]
-            inner_g = inner[gi]
-            # Denser near the money: one step inside, two steps outside.
-            offset = np.where(np.abs(k) <= inner_g, k, np.sign(k) * (inner_g + 2 * (np.abs(k) - inner_g)))
-            grids.append((gi, np.round(centre / by) * by, offset, by))
-        strike = np.round(np.concatenate([grid[gi] + offset * by[gi] for gi, grid, offset, by in grids]), 2)
-        gi = np.concatenate([gi for gi, _, _, _ in grids])
-        gi, strike = np.unique(np.stack([gi, strike]), axis=1)
-        gi = gi.astype(int)
+        gi, strike = self._listed_strikes(g)
+        kept_gi, kept_strike = self._kept_from_previous_session(g, as_of)
+        if kept_gi.size:
+            gi, strike = np.unique(np.stack([np.concatenate([gi, kept_gi]), np.concatenate([strike, kept_strike])]),
+                                   axis=1)
+            gi = gi.astype(int)
         rows = g.iloc[gi].reset_index(drop=True)
-        valid = strike > 0
-        rows, strike = rows[valid].reset_index(drop=True), strike[valid]
         n = len(rows)
         rows = pd.concat([rows, rows], ignore_index=True)
         strike = np.concatenate([strike, strike])
