@@ -8,11 +8,10 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings, strategies as st
-from scipy.special import ndtr
 from scipy.stats import spearmanr
 
 from pipeline import payoffs
-from pipeline.black76 import black76_price, black76_vega, normal_pdf
+from pipeline.black76 import black76_price, black76_vega
 from pipeline.cli import main
 from pipeline.config import ConfigError, load_config, parse_config
 from pipeline.sources.synthetic import SyntheticMarket
@@ -198,24 +197,25 @@ def test_zero_crossings_interpolate_the_sign_changes():
 
 
 def _source_digitals(market, frame):
-    """P(S_T > K) at each candidate's expiry breakevens from the source's exact price function:
-    C(K) = D Black76(F, K, smile(x(K))), smile quadratic in x = ln(K/F)/(atm sqrt t) clipped at
-    +-2.5, so -dC/dK / D = N(d2) - phi(d2) (slope + 2 curvature x) / atm inside the clip."""
+    """P(S_T > K) at each candidate's strikes K from the source's exact price function,
+    -dC/dK / D by central differences of the source's own call prices (its model prices when it
+    has them, else Black-76 on its smile)."""
     listed = market.expirations(sorted(frame["ticker"].unique()), AS_OF)
     wanted = frame[["ticker", "expiration"]].drop_duplicates()
     g = market._expiry_groups(wanted.merge(listed, on=["ticker", "expiration"]), AS_OF).set_index(
         ["ticker", "expiration"])
-    rows = g.reindex(pd.MultiIndex.from_frame(frame[["ticker", "expiration"]]))
+    rows = g.reindex(pd.MultiIndex.from_frame(frame[["ticker", "expiration"]])).reset_index()
+    calls = np.ones(len(rows), bool)
+
+    def call(strike):
+        if hasattr(market, "model_prices"):
+            return market.model_prices(rows, strike, calls)[0]
+        x = np.log(strike / rows["forward"].to_numpy()) / (rows["atm_vol"].to_numpy() * np.sqrt(rows["t"].to_numpy()))
+        return black76_price(rows["forward"], strike, rows["t"], market.smile_vol(rows, x), rows["discount"], calls)
 
     def digital(strike):
-        f, t, atm = rows["forward"].to_numpy(), rows["t"].to_numpy(), rows["atm_vol"].to_numpy()
-        x = np.log(strike / f) / (atm * np.sqrt(t))
-        xc = np.clip(x, -2.5, 2.5)
-        vol = np.maximum(atm + rows["slope"].to_numpy() * xc + rows["curvature"].to_numpy() * xc ** 2, 0.3 * atm)
-        s = vol * np.sqrt(t)
-        d2 = np.log(f / strike) / s - 0.5 * s
-        slope = np.where(np.abs(x) < 2.5, rows["slope"].to_numpy() + 2 * rows["curvature"].to_numpy() * xc, 0.0)
-        return ndtr(d2) - normal_pdf(d2) * slope / atm
+        h = 1e-4 * strike
+        return -(call(strike + h) - call(strike - h)) / (2 * h) / rows["discount"].to_numpy()
 
     return digital
 

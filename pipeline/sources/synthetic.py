@@ -364,8 +364,9 @@ class SyntheticMarket:
         previous = pd.Timestamp(sessions.previous_sessions([as_of])[0])
         tickers = sorted(set(g["ticker"]))
         reacting = self.events(previous - pd.Timedelta(days=7), as_of, tickers)
-        reacting = reacting[reacting["reaction_date"] == as_of].groupby("ticker")["reaction_date"].min()
-        rows = np.flatnonzero((g["ticker"].map(reacting) <= g["expiration"]).to_numpy())
+        reacting = set(reacting.loc[reacting["reaction_date"] == as_of, "ticker"])
+        # Every listed expiration is after the as-of session, so it holds today's reaction.
+        rows = np.flatnonzero(g["ticker"].isin(reacting).to_numpy() & (g["expiration"] >= as_of).to_numpy())
         if rows.size == 0 or previous < EPOCH:
             return np.zeros(0, int), np.zeros(0)
         before = self._expiry_groups(g.iloc[rows][["ticker", "expiration"]], previous)
