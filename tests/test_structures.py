@@ -377,3 +377,23 @@ def test_missing_inputs_drop_candidates_with_a_reason(computed):
                                   frame[frame["ticker"] != gone].reset_index(drop=True), check_dtype=False)
     bare = validate("structures", stage.build_structures(metrics, surface.iloc[:0], result.moves.iloc[:0], config))
     assert (bare["status"] == "dropped").all() and len(bare) == 4 * len(metrics)
+
+
+def test_structure_trades_settle_expiring_legs_at_intrinsic_with_the_exercise_fee():
+    from pipeline.stages.structure_trades import simulate
+
+    legs = {"short_put": (95, 2.0, 2.2), "short_call": (105, 1.8, 2.0), "long_put": (90, 0.9, 1.0),
+            "long_call": (110, 0.7, 0.8)}
+    row = {f"{slot}_{f}": v for slot, (k, b, a) in legs.items() for f, v in (("strike", k), ("bid", b), ("ask", a))}
+    row.update({f"exit_{slot}_{f}": np.nan for slot in legs for f in ("bid", "ask")})
+    trades = pd.DataFrame([{**row, "exit_kind": "intrinsic", "exit_close": 92.0, "risk_kind": "defined",
+                            "margin": np.nan, "status": "ok"}])
+    out = simulate(trades, 0.5, 0.65, exercise_fee=5.0).iloc[0]
+    credit = (2.1 - 0.05) + (1.9 - 0.05) - (0.95 + 0.025) - (0.75 + 0.025)
+    assert out["entry_credit"] == pytest.approx(credit)
+    assert out["exit_debit"] == pytest.approx(95 - 92)                  # only the short put is in the money
+    assert out["pnl"] == pytest.approx(100 * (credit - 3) - 4 * 0.65 - 5.0)
+    assert out["risk"] == pytest.approx(100 * (5 - credit) + 8 * 0.65)
+    assert out["trade_status"] == "ok"
+    quoted = trades.assign(exit_kind="quote")
+    assert simulate(quoted, 0.5, 0.65).iloc[0]["trade_status"] == "no_exit_quote"
