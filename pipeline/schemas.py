@@ -297,7 +297,7 @@ class Structures(_Model):
     pop_rn: Series[float] = pa.Field(ge=0, le=1, nullable=True)
     ev_rn: Series[float] = pa.Field(nullable=True)
     ev_rn_mid: Series[float] = pa.Field(nullable=True)
-    pop_expiry_rn: Series[float] = pa.Field(ge=-1e-9, le=1, nullable=True)
+    pop_expiry_rn: Series[float] = pa.Field(ge=0, le=1, nullable=True)
     return_on_risk: Series[float] = pa.Field(nullable=True)
     contracts: Series[pd.Int64Dtype] = pa.Field(ge=0, nullable=True)
     suggested: Series[bool]

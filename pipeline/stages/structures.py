@@ -413,6 +413,11 @@ def build_structures(metrics: pd.DataFrame, surface: pd.DataFrame, moves: pd.Dat
         else:
             budget = np.full(len(e_of), s.risk_budget)
         out["contracts"] = np.floor(budget / out["risk"])
+    # Probabilities stay in [0, 1] whatever the quotes (rounding in the sums; a non-monotone
+    # digital from an arbitrageable smile); no size without a positive risk.
+    for name in ("pop_hist", "pop_rn", "pop_expiry_rn"):
+        out[name] = np.clip(out[name], 0.0, 1.0)
+    out["contracts"] = np.where(out["risk"] > 0, out["contracts"], np.nan)
     for name in NUMBERS:
         out[name] = np.where(cand_ok, out[name], np.nan)
 
