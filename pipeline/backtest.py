@@ -27,8 +27,14 @@ GROUPS = ("score_quintile", "vrp_tier", "liquidity_tier", "timing")
 # The summary's columns as written to the CSV and printed: each header carries its unit.
 SUMMARY_HEADERS = {"trades": "trades", "win_rate": "win_rate (fraction)",
                    "mean_return": "mean_return (fraction of premium)",
-                   "median_return": "median_return (fraction of premium)", "t_stat": "t_stat",
-                   "mean_pnl": "mean_pnl ($ per straddle)"}
+                   "median_return": "median_return (fraction of premium)", "t_stat": "t_stat"}
+
+
+def summary_headers(structure: str) -> dict[str, str]:
+    """The summary's headers with units; P&L is per structure traded (one contract of each leg)."""
+    return SUMMARY_HEADERS | {"mean_pnl": f"mean_pnl ($ per {structure.replace('_', ' ')})"}
+
+
 UNFILTERED_STEM = re.compile(r"backtest_\d{4}-\d{2}-\d{2}_\d{4}-\d{2}-\d{2}")
 
 
@@ -51,12 +57,14 @@ class Spec:
     vrp_tiers: tuple[str, ...] = ()
     liquidity_tiers: tuple[str, ...] = ()
     top_n: int | None = None
+    structure: str = "straddle"        # or strangle, iron_condor, iron_butterfly, suggested
 
     def slug(self) -> str:
         """A readable name of the selection and of non-default fills ("" for the unfiltered run
         at default fills), so outputs of different selections never share a file name."""
         defaults = {name: f.default for name, f in self.__dataclass_fields__.items()}
-        parts = [f"vrp-{'-'.join(self.vrp_tiers).lower()}" if self.vrp_tiers else "",
+        parts = [self.structure if self.structure != defaults["structure"] else "",
+                 f"vrp-{'-'.join(self.vrp_tiers).lower()}" if self.vrp_tiers else "",
                  f"liq-{'-'.join(self.liquidity_tiers).lower()}" if self.liquidity_tiers else "",
                  f"min{self.min_score:g}" if self.min_score is not None else "",
                  f"top{self.top_n}" if self.top_n is not None else "",
@@ -71,7 +79,10 @@ class Spec:
 
     def run_id(self, settings: Settings) -> str:
         """Same spec, config and data root -> same id (and the same files)."""
-        text = json.dumps({**asdict(self), "config": repr(settings.config)}, default=str, sort_keys=True)
+        spec = asdict(self)
+        if self.structure == "straddle":      # the straddle's ids predate the structures
+            del spec["structure"]
+        text = json.dumps({**spec, "config": repr(settings.config)}, default=str, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -95,6 +106,30 @@ def candidates(settings: Settings, exit_dates: list[pd.Timestamp]) -> pd.DataFra
     per ticker label, so each event gets exactly the rows a run of its entry session gives it.
     An exit session without the entry's calendar and chains contributes nothing.
     """
+    recomputed = entry_pass(settings, exit_dates)
+    if recomputed is None:
+        return pd.DataFrame()
+    events, labelled, quotes, result = recomputed
+    metrics = result.metrics
+    trades = reacting_trades(metrics, events)
+    if trades.empty:
+        return pd.DataFrame()
+    trades = trades.assign(strike=trades["straddle_strike"], exit_kind=pd.array(
+        np.where(trades["expiration"] == trades["exit_date"], "intrinsic", "quote"), dtype="str"))
+    trades = trades_stage.leg_quotes(labelled["chains"], trades, "entry")
+    trades = trades_stage.leg_quotes(_chains_of(quotes, events, "exit_date"), trades, "exit")
+    trades = with_exit_close(trades, labelled["prices"])
+    legs = [f"{side}_{leg}_{field}" for side in ("entry", "exit") for leg in trades_stage.LEGS.values()
+            for field in trades_stage.QUOTE_FIELDS]
+    columns = [*metrics.columns, "entry_date", "exit_date", "strike", "exit_kind", *legs,
+               "exit_close", "realized_move"]
+    return trades[columns].sort_values(["exit_date", "ticker"], kind="stable").reset_index(drop=True)
+
+
+def entry_pass(settings: Settings, exit_dates: list[pd.Timestamp]):
+    """The events reacting on each exit session of the chunk, recomputed as of their entry
+    session in one labelled pass (see :func:`candidates`): (events, labelled inputs, chains by
+    session, :class:`~pipeline.stages.metrics.MetricsResult`), or None without any."""
     from pipeline.stages.events import upcoming_events
     from pipeline.stages.metrics import compute_metrics
 
@@ -112,7 +147,7 @@ def candidates(settings: Settings, exit_dates: list[pd.Timestamp]) -> pd.DataFra
         calendars.append(_labelled(calendar, reacting))
     events = pd.concat(events, ignore_index=True) if events else pd.DataFrame()
     if events.empty:
-        return pd.DataFrame()
+        return None
     tickers = sorted(set(events["ticker"]))
     # Whole partitions (a few thousand rows): cheaper than a filtered read, trimmed when labelled.
     quotes = {day: store.scan("chains", dates=[day]).drop(columns="date")
@@ -123,26 +158,26 @@ def candidates(settings: Settings, exit_dates: list[pd.Timestamp]) -> pd.DataFra
         "history": _labelled(store.scan("earnings_history", tickers=tickers), events),
         "prices": _labelled(store.scan("prices", tickers=tickers), events),
     }
-    metrics = compute_metrics(events.set_index("label")["entry_date"], config=settings.config, **labelled).metrics
+    result = compute_metrics(events.set_index("label")["entry_date"], config=settings.config, **labelled)
+    return events, labelled, quotes, result
+
+
+def reacting_trades(metrics: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
+    """The labelled metrics rows of the events reacting on their exit session with a straddle
+    strike, with entry_date and exit_date."""
     sessions_of = events[["label", "entry_date", "exit_date"]].rename(columns={"label": "ticker"})
     trades = metrics.merge(sessions_of, on="ticker")
-    trades = trades[(trades["reaction_date"] == trades["exit_date"]) & trades["straddle_strike"].notna()]
-    if trades.empty:
-        return pd.DataFrame()
-    trades = trades.assign(strike=trades["straddle_strike"], exit_kind=pd.array(
-        np.where(trades["expiration"] == trades["exit_date"], "intrinsic", "quote"), dtype="str"))
-    trades = trades_stage.leg_quotes(labelled["chains"], trades, "entry")
-    trades = trades_stage.leg_quotes(_chains_of(quotes, events, "exit_date"), trades, "exit")
-    closes = labelled["prices"].set_index(["ticker", "date"])["close"]
+    return trades[(trades["reaction_date"] == trades["exit_date"]) & trades["straddle_strike"].notna()]
+
+
+def with_exit_close(trades: pd.DataFrame, prices: pd.DataFrame) -> pd.DataFrame:
+    """Labelled trades with the plain ticker back, the reaction close (``exit_close``) and the
+    close-to-close ``realized_move`` from the entry session."""
+    closes = prices.set_index(["ticker", "date"])["close"]
     entry_close = closes.reindex(pd.MultiIndex.from_arrays([trades["ticker"], trades["entry_date"]])).to_numpy()
     exit_close = closes.reindex(pd.MultiIndex.from_arrays([trades["ticker"], trades["exit_date"]])).to_numpy()
-    trades = trades.assign(ticker=trades["ticker"].str.split("|").str[0].astype("str"), exit_close=exit_close,
-                           realized_move=exit_close / entry_close - 1.0)
-    legs = [f"{side}_{leg}_{field}" for side in ("entry", "exit") for leg in trades_stage.LEGS.values()
-            for field in trades_stage.QUOTE_FIELDS]
-    columns = [*metrics.columns, "entry_date", "exit_date", "strike", "exit_kind", *legs,
-               "exit_close", "realized_move"]
-    return trades[columns].sort_values(["exit_date", "ticker"], kind="stable").reset_index(drop=True)
+    return trades.assign(ticker=trades["ticker"].str.split("|").str[0].astype("str"), exit_close=exit_close,
+                         realized_move=exit_close / entry_close - 1.0)
 
 
 def _labelled(frame: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
@@ -167,6 +202,10 @@ def missing_sessions(store: Store, exits: list[pd.Timestamp]) -> list[pd.Timesta
 
 
 def run(settings: Settings, spec: Spec, engine: str = "local", scheduler: str | None = None) -> Result:
+    if spec.structure != "straddle":
+        from pipeline import backtest_structures
+
+        return backtest_structures.run(settings, spec, engine, scheduler)
     exits = list(sessions.sessions_between(spec.start, spec.end))
     missing = missing_sessions(Store(settings.root), exits)
     if 2 * len(missing) > len(exits):
@@ -229,7 +268,7 @@ def write(settings: Settings, spec: Spec, result: Result) -> dict:
         paths[name] = base / name / "part-0.parquet"
         atomic_write_bytes(paths[name], lambda tmp, t=table: pq.write_table(t, tmp, compression="zstd"))
     stem = spec.stem()
-    text = result.summary.rename(columns=SUMMARY_HEADERS).to_csv(index=False, float_format="%.6g", lineterminator="\n")
+    text = result.summary.rename(columns=summary_headers(spec.structure)).to_csv(index=False, float_format="%.6g", lineterminator="\n")
     paths["csv"] = root / "reports" / f"{stem}.csv"
     atomic_write_bytes(paths["csv"], lambda tmp: tmp.write_text(text))
     paths["png"] = root / "reports" / f"{stem}.png"
@@ -248,7 +287,8 @@ def _chart(result: Result, spec: Spec, path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
     left.plot(result.curve["date"], result.curve["cumulative_return"], color="#1f5fa8")
     left.axhline(0.0, color="black", linewidth=0.8)
-    left.set_title(f"Cumulative return, short straddles (fill {spec.fill_share:g} of half-spread)")
+    what = "straddles" if spec.structure == "straddle" else spec.structure.replace("_", " ") + "s"
+    left.set_title(f"Cumulative return, short {what} (fill {spec.fill_share:g} of half-spread)")
     left.set_ylabel("sum of daily returns on premium")
     left.tick_params(axis="x", labelrotation=30)
     quintiles = result.summary[result.summary["group"] == "score_quintile"]

@@ -68,12 +68,18 @@ def stage_functions(inputs, config):
         state["result"] = compute_metrics(AS_OF, inputs["calendar"], inputs["history"], inputs["prices"],
                                           inputs["chains"], config)
 
+    def run_structures():
+        from pipeline.stages.structures import build_structures
+
+        result = state["result"]
+        build_structures(result.metrics, result.surface, result.moves, config)
+
     def run_html():
         state["html_events"], state["html_bytes"] = report_page(state["result"], state["moves"], config)
 
     return [("moves", run_moves), ("history_stats", run_stats), ("surface (IV)", run_surface),
             ("skew", run_skew), ("straddle", run_straddle), ("term", run_term),
-            ("end-to-end compute", run_all), ("report CSV+HTML", run_html)], state
+            ("end-to-end compute", run_all), ("structures", run_structures), ("report CSV+HTML", run_html)], state
 
 
 PAGE_WINDOW_DAYS = 7        # the daily's default look-ahead: the events one day's page shows
@@ -101,6 +107,31 @@ def report_page(result, moves: pd.DataFrame, config) -> tuple[int, int]:
         round_for_csv(frame).to_csv(index=False)
         page = render_html(frame, metrics, Path(folder), AS_OF, config)
     return len(frame), len(page.encode())
+
+
+def structures_daily(n_tickers: int, repeat: int, seed: int = 7) -> tuple[int, float, float]:
+    """The structures stage on a ``pipeline daily`` of ``n_tickers`` names: the events of the
+    look-ahead window and their two event expirations (what pull-chains stores). Returns
+    (events, best seconds, peak MiB)."""
+    from pipeline.config import Config
+    from pipeline.sources.synthetic import SyntheticMarket
+    from pipeline.stages.events import event_expirations, upcoming_events
+    from pipeline.stages.metrics import compute_metrics
+    from pipeline.stages.structures import build_structures
+
+    config = Config()
+    market = SyntheticMarket(seed=seed, universe_size=n_tickers)
+    calendar = market.calendar(AS_OF, 92)
+    events = upcoming_events(calendar, AS_OF, config.lookahead_days)
+    tickers = events["ticker"].tolist()
+    chains = market.chains(event_expirations(market.expirations(tickers, AS_OF), events), AS_OF)
+    result = compute_metrics(AS_OF, calendar, market.earnings_history(tickers, AS_OF),
+                             market.prices(tickers, AS_OF - pd.DateOffset(years=4, days=10), AS_OF), chains, config)
+
+    def run():
+        build_structures(result.metrics, result.surface, result.moves, config)
+
+    return len(result.metrics), time_best(run, repeat), peak_memory(run)
 
 
 def time_best(fn, repeat: int) -> float:
@@ -194,6 +225,11 @@ def bench(sizes, repeat: int, loop_sample: int) -> None:
     base = rows[0]
     print(f"{'growth vs N (time)':<22}" + "".join(
         f"{(r[3]['end-to-end compute'][0] / base[3]['end-to-end compute'][0]) / (r[0] / base[0]):>23.2f}x" for r in rows))
+    print()
+    print(f"{'structures, daily':<22}{'events':>10}{'seconds':>10}{'peak MiB':>10}")
+    for n in sizes:
+        events, seconds, peak = structures_daily(n, repeat)
+        print(f"{'N=' + format(n, ','):<22}{events:>10,}{seconds:>10.3f}{peak:>10.1f}")
 
 
 def main(argv=None) -> None:

@@ -34,9 +34,11 @@ def _run(start: str, end: str, universe: int, engine: str, keep: bool = False) -
     config.write_text(f"synthetic:\n  universe_size: {universe}\n")
     common = ["--data-dir", str(root), "--config", str(config)]
     rows = []
-    for command in ("replay", "backtest"):
+    # "structures": the backtest of every structure (``--structure suggested`` prices all four).
+    for command, run, extra in (("replay", "replay", []), ("backtest", "backtest", []),
+                                ("structures", "backtest", ["--structure", "suggested"])):
         logged = len(_worker_peaks(root))
-        seconds, peak = _timed([*pipeline, command, *common, "--start", start, "--end", end, "--engine", engine])
+        seconds, peak = _timed([*pipeline, run, *common, "--start", start, "--end", end, "--engine", engine, *extra])
         peaks = _worker_peaks(root)[logged:]
         rows.append((command, engine, seconds, peak, max(peaks[-1]) if peaks else float("nan")))
     if keep:
@@ -89,6 +91,9 @@ def bench(start: str, end: str, universe: int, keep: bool = False) -> None:
     timing = {(c, e): s for c, e, s, _, _ in rows}
     for command in ("replay", "backtest"):
         print(f"{command}: dask/local speed-up {timing[(command, 'local')] / timing[(command, 'dask')]:.2f}x")
+    for engine in ("local", "dask"):
+        print(f"every structure / straddle backtest ({engine}): "
+              f"{timing[('structures', engine)] / timing[('backtest', engine)]:.2f}x")
 
 
 def main(argv=None) -> None:

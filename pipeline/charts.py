@@ -131,3 +131,32 @@ def term_structure_chart(ticker: str, atm: pd.DataFrame, as_of, reaction_date=No
     ax.legend(loc="lower left", fontsize=7, frameon=False)
     ax.set_title(f"{ticker}: term structure")
     return _svg(fig, plt, ident or f"term-{ticker}")
+
+
+def payoff_at_exit(moves, pnl, breakevens=(), implied_move=None, past_moves=(), title: str = "") -> str:
+    """P&L of one structure (dollars) against the underlying's move (fraction), with its
+    breakevens as vertical lines, the +-implied-move band shaded and the past moves as ticks on
+    the axis. ``pnl`` is one curve or a dict of named curves over ``moves`` (e.g. at exit and at
+    expiry, see :func:`pipeline.stages.structures.expiry_pnl`)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
+    fig.subplots_adjust(left=0.13, right=0.97, bottom=0.14, top=0.9)
+    curves = pnl if isinstance(pnl, dict) else {"P&L": pnl}
+    if implied_move is not None and np.isfinite(implied_move):
+        ax.axvspan(-implied_move, implied_move, color=BAND_COLOUR, alpha=0.2, lw=0, label="implied move")
+    for (name, values), colour in zip(curves.items(), (INSIDE_COLOUR, "#7f8c8d", EXCEED_COLOUR)):
+        ax.plot(moves, values, color=colour, lw=1.6, label=name)
+    ax.axhline(0.0, color="black", lw=0.8)
+    for be in breakevens:
+        if be is not None and np.isfinite(be):
+            ax.axvline(be, color="#555555", lw=0.8, ls="--")
+    past = np.asarray(past_moves, dtype=float)
+    past = past[np.isfinite(past)]
+    if past.size:
+        ax.plot(past, np.zeros_like(past), "|", color=EXCEED_COLOUR, ms=12, mew=1.5, label="past moves")
+    _percent(ax, "x")
+    ax.set_xlabel("move of the underlying")
+    ax.set_ylabel("P&L per structure ($)")
+    ax.set_title(title)
+    ax.legend(loc="lower center", fontsize=8, frameon=False, ncol=4)
+    return _svg(fig, plt, "payoff-" + re.sub(r"[^A-Za-z0-9]+", "-", title or "chart"))

@@ -325,6 +325,9 @@ def replay(runner: Runner, start, end, engine, scheduler):
 @click.option("--liquidity-tier", "liquidity_tiers", multiple=True,
               help="Trade only these liquidity tiers (repeatable, any case; the configured names and REJECT).")
 @click.option("--top", "top_n", type=click.IntRange(1), default=None, help="At most N trades per entry session.")
+@click.option("--structure", type=click.Choice(["straddle", "strangle", "iron_condor", "iron_butterfly", "suggested"]),
+              default="straddle", show_default=True,
+              help="What to sell per event: a structure of DESIGN section 12, or the one the entry data suggests.")
 @_sub_options
 def backtest(runner: Runner, start, end, engine, scheduler, **selection):
     """Sell the straddle of every event reacting between START and END at the session before,
@@ -362,7 +365,7 @@ def backtest(runner: Runner, start, end, engine, scheduler, **selection):
         click.echo(f"note: {len(result.missing)} of {len(dates)} sessions of the range have no stored snapshots "
                    f"and were not traded ({shown}); `pipeline replay` the range to include them", err=True)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
-        click.echo(result.summary.rename(columns=bt.SUMMARY_HEADERS).to_string(
+        click.echo(result.summary.rename(columns=bt.summary_headers(spec.structure)).to_string(
             index=False, float_format=lambda v: f"{v:.3f}"))
     stats = result.stats
     click.echo(f"equal premium per exit session: cumulative return {stats['total_return']:.3f} session premiums, "

@@ -62,6 +62,14 @@ COLUMNS: dict[str, tuple[str, int | None, str]] = {
     "score": ("0-100", 4, "weighted composite (weights in config.yaml); the sum of the score_* columns"),
     "status": ("text", None, "ok / degraded (a qualifier missing or REJECT liquidity) / failed (no VRP)"),
     "reason": ("text", None, "every stage's reason or flag that applies, '; '-separated"),
+    "suggested_structure": ("text", None, "straddle / strangle / iron_condor / iron_butterfly: best ev_hist per $ of risk among liquid candidates"),
+    "suggested_credit_fill": ("price", 4, "net credit per share at the fill model (mid - f x half-spread per leg)"),
+    "suggested_risk": ("dollars", 2, "risk per structure: defined = 100 x (widest wing - credit) + commissions; else Reg-T style margin"),
+    "suggested_breakeven_low_expiry": ("price", 4, "underlying price below which the structure loses at expiry"),
+    "suggested_breakeven_high_expiry": ("price", 4, "underlying price above which the structure loses at expiry"),
+    "suggested_pop_hist": ("0-1", 4, "probability of profit at the reaction close over past moves + holding-period diffusion"),
+    "suggested_ev_hist": ("dollars", 2, "expected P&L per structure at the reaction close over the same scenarios, after costs"),
+    "suggested_contracts": ("contracts", None, "floor(risk budget / risk), optionally Kelly-scaled"),
 }
 
 

@@ -83,6 +83,33 @@ class Config:
     report_html: bool = True                  # write reports/rank_D.html beside the CSV
     max_response_bytes: dict = field(default_factory=lambda: dict(DEFAULT_RESPONSE_LIMITS))
     allow_plain_http: bool = False            # accept an http:// vendor URL that is not loopback
+    # Structures (DESIGN section 12): strike multiples of the implied move, costs and sizing.
+    strangle_multiple: float = 1.0            # short strikes at F (1 -/+ c m)
+    wing_multiple: float = 2.0                # long wings at F (1 -/+ w m), w > c
+    risk_budget: float = 1000.0               # dollars of risk per trade
+    structure_fill_share: float = 0.5         # share of each leg's half-spread paid (0 mid, 1 touch)
+    structure_commission: float = 0.65        # per contract traded
+    exercise_fee: float = 0.0                 # per in-the-money leg settled at expiry
+    kelly_cap: float = 0.0                    # > 0: size by the history Kelly fraction, capped here
+
+    @property
+    def structures(self) -> "StructureSettings":
+        return StructureSettings(self.strangle_multiple, self.wing_multiple, self.risk_budget,
+                                 self.structure_fill_share, self.structure_commission, self.exercise_fee,
+                                 self.kelly_cap)
+
+
+@dataclass(frozen=True)
+class StructureSettings:
+    """The ``structures`` section of the config, as the structures stage uses it."""
+
+    strangle_multiple: float
+    wing_multiple: float
+    risk_budget: float
+    fill_share: float
+    commission: float
+    exercise_fee: float
+    kelly_cap: float
 
 
 # yaml path -> (Config field, type, validator or None)
@@ -119,8 +146,16 @@ _SCALARS = {
     ("live", "alphavantage_price_fallback"): ("alphavantage_price_fallback", bool, None),
     ("live", "allow_plain_http"): ("allow_plain_http", bool, None),
     ("report", "html"): ("report_html", bool, None),
+    ("structures", "strangle_multiple"): ("strangle_multiple", float, _positive),
+    ("structures", "wing_multiple"): ("wing_multiple", float, _positive),
+    ("structures", "risk_budget"): ("risk_budget", float, _positive),
+    ("structures", "fill_share"): ("structure_fill_share", float, lambda v: 0 <= v <= 1),
+    ("structures", "commission"): ("structure_commission", float, _non_negative),
+    ("structures", "exercise_fee"): ("exercise_fee", float, _non_negative),
+    ("structures", "kelly_cap"): ("kelly_cap", float, _non_negative),
 }
-_SECTIONS = {"synthetic", "universe", "history", "implied", "term_structure", "skew", "live", "report"}
+_SECTIONS = {"synthetic", "universe", "history", "implied", "term_structure", "skew", "live", "report",
+             "structures"}
 _MAPPINGS = {"vrp_tiers", "liquidity_tiers", "score_weights"}
 
 
@@ -167,6 +202,10 @@ def parse_config(raw) -> Config:
         if check is not None and not check(value):
             raise ConfigError(f"config key '{key}': invalid value {value!r}")
         values[name] = value
+    if values.get("wing_multiple", Config.wing_multiple) <= values.get("strangle_multiple", Config.strangle_multiple):
+        raise ConfigError("config key 'structures.wing_multiple': must exceed structures.strangle_multiple "
+                          f"({values.get('wing_multiple', Config.wing_multiple):g} <= "
+                          f"{values.get('strangle_multiple', Config.strangle_multiple):g})")
     if values.get("min_events", 4) > values.get("max_events", 12):
         raise ConfigError("config key 'history.min_events': must not exceed history.max_events")
     symbols = (raw.get("universe") or {}).get("symbols") or []

@@ -140,6 +140,15 @@ def score_parts(row: pd.Series, config: Config) -> dict:
     return parts
 
 
+def structure_candidates(store: Store, row: pd.Series, as_of: pd.Timestamp) -> list[dict]:
+    """Every candidate structure of the event (the date's ``structures`` rows), legs included."""
+    if not store.exists("structures", as_of):
+        return []
+    frame = store.read("structures", as_of)
+    frame = frame[(frame["ticker"] == row["ticker"]) & (frame["report_date"] == row["report_date"])]
+    return _records(frame.drop(columns=["ticker", "report_date"]))
+
+
 def explain(store: Store, ticker: str, as_of, config: Config, report_date=None) -> dict:
     """Everything known about one event, as one JSON-ready document."""
     as_of = pd.Timestamp(as_of)
@@ -176,6 +185,7 @@ def explain(store: Store, ticker: str, as_of, config: Config, report_date=None) 
         "vrp": vrp,
         "score": {"score": _value(row["score"]), "weights": dict(config.score_weights),
                   "components": score_parts(row, config)},
+        "structures": structure_candidates(store, row, as_of),
         "status": _value(row["status"]),
         "reason": _value(row["reason"]),
     }
@@ -234,4 +244,19 @@ def render_text(doc: dict) -> str:
     parts = sc["components"]
     out += ["", f"Score {_fmt(sc['score'])} = " + " + ".join(
         f"{k} {_fmt(parts[k])} (weight {sc['weights'].get(k)})" for k in SCORE_PARTS)]
+    out += _structure_lines(doc.get("structures", []))
     return "\n".join(out) + "\n"
+
+
+def _structure_lines(candidates: list[dict]) -> list[str]:
+    """The candidate structures: strikes, credit, risk, breakevens, the two views, size."""
+    out = ["", "Structures (per structure: money per share for strikes/credit, dollars for risk and EV):"]
+    rows = [{**c, "strikes": "/".join(_fmt(c.get(f"{slot}_strike")) for slot in
+                                      ("long_put", "short_put", "short_call", "long_call")
+                                      if c.get(f"{slot}_strike") is not None)} for c in candidates]
+    out += _table(rows, ["structure", "status", "strikes", "credit_fill", "risk", "breakeven_low_expiry",
+                         "breakeven_high_expiry", "pop_hist", "ev_hist", "pop_rn", "ev_rn", "pop_expiry_rn",
+                         "contracts", "suggested"])
+    out += [f"    {c['structure']}: {c['reason']}" for c in candidates if c.get("status") != "ok"]
+    out += [f"    suggested {c['structure']}: {c['why']}" for c in candidates if c.get("suggested")]
+    return out

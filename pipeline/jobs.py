@@ -203,6 +203,7 @@ def _with_fetch_causes(metrics: pd.DataFrame, failures: Failures) -> pd.DataFram
 
 def compute(ctx: Context, as_of: pd.Timestamp) -> pd.DataFrame:
     from pipeline.stages.metrics import compute_metrics
+    from pipeline.stages.structures import build_structures
 
     calendar = ctx.store.read("calendar", as_of)
     # Every metric is per event and ticker, so the history and bars of other tickers are not read.
@@ -219,10 +220,12 @@ def compute(ctx: Context, as_of: pd.Timestamp) -> pd.DataFrame:
     ctx.store.write("surface", result.surface, as_of)
     metrics = ctx.keep_valid("metrics", _with_fetch_causes(result.metrics, ctx.failures), "compute")
     ctx.store.write("metrics", metrics, as_of, validated=True)
+    structures = build_structures(metrics, result.surface, result.moves, ctx.config)
+    ctx.store.write("structures", structures, as_of)
     for ticker, reason in zip(metrics.loc[metrics["status"] == "failed", "ticker"],
                               metrics.loc[metrics["status"] == "failed", "reason"]):
         ctx.failures.add(ticker, "compute", reason)
-    ctx.row_counts.update(surface=len(result.surface), metrics=len(metrics))
+    ctx.row_counts.update(surface=len(result.surface), metrics=len(metrics), structures=len(structures))
     return metrics
 
 
@@ -255,7 +258,9 @@ def report(ctx: Context, as_of: pd.Timestamp) -> None:
 
     page = ctx.store.root / "reports" / f"rank_{pd.Timestamp(as_of).date()}.html"
     had_page = page.exists()
-    ctx.reports.append(write_report(ctx.store.read("metrics", as_of), ctx.store.root, as_of, ctx.config))
+    structures = ctx.store.read("structures", as_of) if ctx.store.exists("structures", as_of) else None
+    ctx.reports.append(write_report(ctx.store.read("metrics", as_of), ctx.store.root, as_of, ctx.config,
+                                    structures=structures))
     if had_page and not page.exists():
         # The old page showed the previous metrics: removed so it never disagrees with the CSV, and said.
         why = ("--no-html (or report.html: false) skipped the page" if not ctx.config.report_html

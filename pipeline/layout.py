@@ -15,4 +15,5 @@ PARTITIONS: dict[str, str | None] = {
     "surface": "date",
     "moves": None,
     "metrics": "date",
+    "structures": "date",
 }

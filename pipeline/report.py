@@ -7,6 +7,10 @@ import pandas as pd
 
 from pipeline.stages.rank import rank_events
 
+# The suggested structure's key numbers (pipeline.stages.structures), prefixed ``suggested_``.
+SUGGESTED_FIELDS = ("structure", "credit_fill", "risk", "breakeven_low_expiry", "breakeven_high_expiry",
+                    "pop_hist", "ev_hist", "contracts")
+SUGGESTED_COLUMNS = [f"suggested_{f}" if f != "structure" else "suggested_structure" for f in SUGGESTED_FIELDS]
 REPORT_COLUMNS = [
     "rank", "ticker", "report_date", "timing", "spot", "expiration", "straddle_strike", "straddle_mid",
     "implied_move", "implied_method", "implied_event_move", "hist_mean_abs_move", "hist_median_abs_move",
@@ -17,6 +21,7 @@ REPORT_COLUMNS = [
     "rr25", "bf25", "skew_r2", "skew_n", "liquidity_tier", "straddle_spread", "min_leg_open_interest",
     "min_leg_volume", "expiration_volume", "score_vrp", "score_consistency", "score_skew", "score_liquidity",
     "score", "status", "reason",
+    *SUGGESTED_COLUMNS,
 ]
 # Spreadsheets execute cells starting with these; text cells are defused with a leading quote.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -33,15 +38,28 @@ def neutralize_text(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def report_frame(metrics: pd.DataFrame) -> pd.DataFrame:
+def suggested_structures(structures: pd.DataFrame | None) -> pd.DataFrame:
+    """Per event (ticker, report_date), the suggested structure's SUGGESTED_COLUMNS."""
+    keys = ["ticker", "report_date"]
+    if structures is None or structures.empty:
+        return pd.DataFrame(columns=[*keys, *SUGGESTED_COLUMNS])
+    chosen = structures.loc[structures["suggested"], [*keys, *SUGGESTED_FIELDS]]
+    return chosen.rename(columns={f: f"suggested_{f}" for f in SUGGESTED_FIELDS if f != "structure"} | {
+        "structure": "suggested_structure"})
+
+
+def report_frame(metrics: pd.DataFrame, structures: pd.DataFrame | None = None) -> pd.DataFrame:
     ranked = rank_events(metrics)
+    if structures is not None and len(structures):
+        ranked = ranked.merge(suggested_structures(structures), on=["ticker", "report_date"], how="left")
     out = ranked.reindex(columns=REPORT_COLUMNS)
     for column in ("report_date", "expiration"):
         out[column] = out[column].dt.strftime("%Y-%m-%d")
     return neutralize_text(out)
 
 
-def write_report(metrics: pd.DataFrame, root: Path, as_of: pd.Timestamp, config=None) -> tuple[Path, pd.DataFrame]:
+def write_report(metrics: pd.DataFrame, root: Path, as_of: pd.Timestamp, config=None,
+                 structures: pd.DataFrame | None = None) -> tuple[Path, pd.DataFrame]:
     """Write rank_D.csv and (unless ``config.report_html`` is off) rank_D.html, replaced together.
 
     Floats in the CSV are rounded (:func:`pipeline.columns.round_for_csv`); Parquet keeps full
@@ -53,7 +71,7 @@ def write_report(metrics: pd.DataFrame, root: Path, as_of: pd.Timestamp, config=
     from pipeline.html_report import html_or_none, replace_together
 
     config = Config() if config is None else config
-    frame = report_frame(metrics)
+    frame = report_frame(metrics, structures)
     path = Path(root) / "reports" / f"rank_{pd.Timestamp(as_of).date().isoformat()}.csv"
     text = round_for_csv(frame).to_csv(index=False, float_format="%.10g", lineterminator="\n")
     files = {path: text.encode()}

@@ -47,7 +47,8 @@ STEP_DATASETS = {
     "report": ("metrics",),
 }
 REFETCH_STEP = {"calendar": "fetch-calendar", "earnings_history": "fetch-history", "prices": "backfill-prices",
-                "chains": "pull-chains", "surface": "compute", "metrics": "compute", "moves": "compute"}
+                "chains": "pull-chains", "surface": "compute", "metrics": "compute", "moves": "compute",
+                "structures": "compute"}
 DATED = ("calendar", "chains", "surface", "metrics")
 STAGE_VENDOR = {"fetch-calendar": "Alpha Vantage", "fetch-history": "Alpha Vantage",
                 "backfill-prices": "Tradier", "pull-chains": "Tradier"}
@@ -324,12 +325,12 @@ def _check_reports_writable(root: Path, steps) -> None:
 @contextmanager
 def _metrics_and_report_together(store: Store, as_of, steps):
     """When a run computes and reports a date, a failure in either puts the date's previous
-    metrics and surface back, so metrics and report never disagree."""
+    metrics, surface and structures back, so metrics and report never disagree."""
     if not ("compute" in steps and "report" in steps):
         yield
         return
     saved = {}
-    for name in ("metrics", "surface"):
+    for name in ("metrics", "surface", "structures"):
         path = store.partition_path(name, as_of)
         saved[path] = path.read_bytes() if path.exists() else None
     try:

@@ -40,6 +40,7 @@ TICKER_PATTERN = TICKER_RE.pattern
 VRP_BASES = ("event", "plain")          # which VRP drove the tier and the score
 IMPLIED_METHODS = ("smile", "interpolated", "parity-rebuilt", "one-sided")   # see stages/implied.py
 METRIC_STATUSES = ("ok", "degraded", "failed")
+STRUCTURE_NAMES = ("straddle", "strangle", "iron_condor", "iron_butterfly")   # see stages/structures.py
 NO_TICKER = "<missing ticker>"
 MAX_PRICE = 1e7        # no listed US equity or option trades near this: larger values are garbage
 
@@ -245,6 +246,70 @@ class Metrics(_Model):
         unique = ["ticker", "report_date"]
 
 
+class Structures(_Model):
+    """Candidate structures per upcoming event (partition ``date``): one row per event x
+    structure with its legs (:mod:`pipeline.stages.structures`; money per share for prices and
+    credits, dollars per structure for risk, greeks and expected values)."""
+
+    ticker: Series[str] = _ticker()
+    report_date: Series[pa.DateTime]
+    reaction_date: Series[pa.DateTime] = pa.Field(nullable=True)
+    expiration: Series[pa.DateTime] = pa.Field(nullable=True)
+    structure: Series[str] = pa.Field(isin=STRUCTURE_NAMES)
+    status: Series[str] = pa.Field(isin=["ok", "dropped"])
+    reason: Series[str] = pa.Field(nullable=True)
+    spot: Series[float] = pa.Field(gt=0, nullable=True)
+    forward: Series[float] = pa.Field(gt=0, nullable=True)
+    implied_move: Series[float] = pa.Field(ge=0, nullable=True)
+    liquidity_tier: Series[str] = pa.Field(isin=LIQUIDITY_TIERS, nullable=True)
+    short_put_strike: Series[float] = pa.Field(gt=0, nullable=True)
+    short_put_bid: Series[float] = pa.Field(ge=0, nullable=True)
+    short_put_ask: Series[float] = pa.Field(ge=0, nullable=True)
+    short_put_mid: Series[float] = pa.Field(ge=0, nullable=True)
+    short_put_iv: Series[float] = pa.Field(gt=0, nullable=True)
+    short_call_strike: Series[float] = pa.Field(gt=0, nullable=True)
+    short_call_bid: Series[float] = pa.Field(ge=0, nullable=True)
+    short_call_ask: Series[float] = pa.Field(ge=0, nullable=True)
+    short_call_mid: Series[float] = pa.Field(ge=0, nullable=True)
+    short_call_iv: Series[float] = pa.Field(gt=0, nullable=True)
+    long_put_strike: Series[float] = pa.Field(gt=0, nullable=True)
+    long_put_bid: Series[float] = pa.Field(ge=0, nullable=True)
+    long_put_ask: Series[float] = pa.Field(ge=0, nullable=True)
+    long_put_mid: Series[float] = pa.Field(ge=0, nullable=True)
+    long_put_iv: Series[float] = pa.Field(gt=0, nullable=True)
+    long_call_strike: Series[float] = pa.Field(gt=0, nullable=True)
+    long_call_bid: Series[float] = pa.Field(ge=0, nullable=True)
+    long_call_ask: Series[float] = pa.Field(ge=0, nullable=True)
+    long_call_mid: Series[float] = pa.Field(ge=0, nullable=True)
+    long_call_iv: Series[float] = pa.Field(gt=0, nullable=True)
+    risk_kind: Series[str] = pa.Field(isin=["defined", "undefined"])
+    n_legs: Series[pd.Int64Dtype] = pa.Field(ge=2, le=4, nullable=True)
+    credit_mid: Series[float] = pa.Field(nullable=True)
+    credit_fill: Series[float] = pa.Field(nullable=True)
+    risk: Series[float] = pa.Field(nullable=True)
+    breakeven_low_expiry: Series[float] = pa.Field(nullable=True)
+    breakeven_high_expiry: Series[float] = pa.Field(nullable=True)
+    breakeven_low_exit: Series[float] = pa.Field(nullable=True)
+    breakeven_high_exit: Series[float] = pa.Field(nullable=True)
+    delta_shares: Series[float] = pa.Field(nullable=True)
+    gamma: Series[float] = pa.Field(nullable=True)
+    vega: Series[float] = pa.Field(nullable=True)
+    theta: Series[float] = pa.Field(nullable=True)
+    pop_hist: Series[float] = pa.Field(ge=0, le=1, nullable=True)
+    ev_hist: Series[float] = pa.Field(nullable=True)
+    pop_rn: Series[float] = pa.Field(ge=0, le=1, nullable=True)
+    ev_rn: Series[float] = pa.Field(nullable=True)
+    ev_rn_mid: Series[float] = pa.Field(nullable=True)
+    pop_expiry_rn: Series[float] = pa.Field(ge=0, le=1, nullable=True)
+    return_on_risk: Series[float] = pa.Field(nullable=True)
+    contracts: Series[pd.Int64Dtype] = pa.Field(ge=0, nullable=True)
+    suggested: Series[bool]
+    why: Series[str] = pa.Field(nullable=True)
+
+    class Config:
+        unique = ["ticker", "report_date", "structure"]
+
+
 @dataclass(frozen=True)
 class Dataset:
     """How a dataset is stored: its model and its hive partition column (if any)."""
@@ -259,7 +324,8 @@ class Dataset:
 
 
 _MODELS = {"calendar": Calendar, "earnings_history": EarningsHistory, "prices": Prices, "chains": Chains,
-           "surface": Surface, "moves": Moves, "metrics": Metrics}
+           "surface": Surface, "moves": Moves, "metrics": Metrics,
+           "structures": Structures}
 DATASETS: dict[str, Dataset] = {name: Dataset(name, _MODELS[name], partition) for name, partition in PARTITIONS.items()}
 
 

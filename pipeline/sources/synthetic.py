@@ -331,11 +331,8 @@ class SyntheticMarket:
         vol = g["atm_vol"].to_numpy() + g["slope"].to_numpy() * xc + g["curvature"].to_numpy() * xc ** 2
         return np.maximum(vol, 0.3 * g["atm_vol"].to_numpy())
 
-    def chains(self, wanted: pd.DataFrame, as_of) -> pd.DataFrame:
-        as_of = pd.Timestamp(as_of)
-        g = self._expiry_groups(wanted, as_of)
-        if g.empty:
-            return self._archive("chains", as_of, pd.DataFrame(columns=CHAIN_COLUMNS))
+    def _listed_strikes(self, g: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(row of g, strike) of every listed strike, sorted by row then strike."""
         step = self._strike_step(g["spot"].to_numpy())
         width = g["atm_vol"].to_numpy() * np.sqrt(g["t"].to_numpy())
         inner = np.clip(np.ceil(g["forward"].to_numpy() * width * 1.2 / step), 3, 20).astype(int)
@@ -356,9 +353,40 @@ class SyntheticMarket:
         gi = np.concatenate([gi, gi])
         gi, strike = np.unique(np.stack([gi, strike]), axis=1)
         gi = gi.astype(int)
-        rows = g.iloc[gi].reset_index(drop=True)
         valid = strike > 0
-        rows, strike = rows[valid].reset_index(drop=True), strike[valid]
+        return gi[valid], strike[valid]
+
+    def _kept_from_previous_session(self, g: pd.DataFrame, as_of: pd.Timestamp) -> tuple[np.ndarray, np.ndarray]:
+        """(row of g, strike) of the previous session's whole listing of the expirations whose
+        event reacts on ``as_of``. Its grid was wider (the event was still priced), and every
+        strike once listed stays listed: a condor opened there keeps its wings quoted at exit.
+        The listing is the previous session's own :meth:`_listed_strikes`, so it is exact."""
+        previous = pd.Timestamp(sessions.previous_sessions([as_of])[0])
+        tickers = sorted(set(g["ticker"]))
+        reacting = self.events(previous - pd.Timedelta(days=7), as_of, tickers)
+        reacting = set(reacting.loc[reacting["reaction_date"] == as_of, "ticker"])
+        # Every listed expiration is after the as-of session, so it holds today's reaction.
+        rows = np.flatnonzero(g["ticker"].isin(reacting).to_numpy() & (g["expiration"] >= as_of).to_numpy())
+        if rows.size == 0 or previous < EPOCH:
+            return np.zeros(0, int), np.zeros(0)
+        before = self._expiry_groups(g.iloc[rows][["ticker", "expiration"]], previous)
+        index = pd.MultiIndex.from_frame(g.iloc[rows][["ticker", "expiration"]]).get_indexer(
+            pd.MultiIndex.from_frame(before[["ticker", "expiration"]]))
+        gi, strike = self._listed_strikes(before)
+        return rows[index[gi]], strike
+
+    def chains(self, wanted: pd.DataFrame, as_of) -> pd.DataFrame:
+        as_of = pd.Timestamp(as_of)
+        g = self._expiry_groups(wanted, as_of)
+        if g.empty:
+            return self._archive("chains", as_of, pd.DataFrame(columns=CHAIN_COLUMNS))
+        gi, strike = self._listed_strikes(g)
+        kept_gi, kept_strike = self._kept_from_previous_session(g, as_of)
+        if kept_gi.size:
+            gi, strike = np.unique(np.stack([np.concatenate([gi, kept_gi]), np.concatenate([strike, kept_strike])]),
+                                   axis=1)
+            gi = gi.astype(int)
+        rows = g.iloc[gi].reset_index(drop=True)
         n = len(rows)
         rows = pd.concat([rows, rows], ignore_index=True)
         strike = np.concatenate([strike, strike])

@@ -1,0 +1,102 @@
+"""Trades of any structure, leg by leg, from stored quotes (pure; DESIGN sections 8 and 12).
+
+A trade opens one structure (a contract per leg, slots of :mod:`pipeline.stages.structures`) at
+the entry session's quotes and closes every leg at the reaction session's quotes of the same
+contract, each leg with its own fill and its own commission: a short leg sells at
+mid - f * half_spread and is bought back at mid + f * half_spread, a long leg the other way round
+(f = 0 mid, 1 the touch). No leg is valued below its intrinsic value from the reaction close
+(American exercise). When the expiration is the reaction session every leg settles at its
+intrinsic value, with no spread and no commission, plus ``exercise_fee`` per in-the-money leg. A
+leg without a quote at exit (no two-sided or ask-only quote of the contract) marks the trade
+``no_exit_quote``; such trades are kept and left out of every return. Money per share unless said
+otherwise; P&L in dollars per structure.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pipeline.stages.structures import SLOT_IS_CALL, SLOT_SIDE, SLOTS
+
+CONTRACT_SIZE = 100
+EXIT_FIELDS = ("bid", "ask")
+
+
+def exit_quotes(chains: pd.DataFrame, trades: pd.DataFrame) -> pd.DataFrame:
+    """``trades`` with ``exit_<slot>_bid``/``_ask`` of each leg's contract (ticker, expiration,
+    ``<slot>_strike``, the slot's option type) in ``chains``; NaN where not quoted."""
+    keys = ["ticker", "expiration", "strike"]
+    quotes = chains.drop_duplicates([*keys, "option_type"])
+    out = trades
+    for slot, is_call in zip(SLOTS, SLOT_IS_CALL):
+        side = quotes[quotes["option_type"] == ("C" if is_call else "P")][[*keys, *EXIT_FIELDS]]
+        side = side.rename(columns={"strike": f"{slot}_strike", **{f: f"exit_{slot}_{f}" for f in EXIT_FIELDS}})
+        out = out.merge(side, on=["ticker", "expiration", f"{slot}_strike"], how="left")
+    return out
+
+
+def _slots(trades: pd.DataFrame, field: str) -> np.ndarray:
+    return np.column_stack([trades[field.format(slot=slot)].to_numpy(float) for slot in SLOTS])
+
+
+def simulate(trades: pd.DataFrame, fill_share: float, commission: float, exercise_fee: float = 0.0) -> pd.DataFrame:
+    """Fills and P&L of each structure trade (see the module docstring).
+
+    Needs the slots' ``<slot>_strike``, ``<slot>_bid``, ``<slot>_ask`` (entry), ``exit_<slot>_bid``,
+    ``exit_<slot>_ask``, ``exit_kind`` (``quote`` / ``intrinsic``), ``exit_close``, ``risk_kind``,
+    ``margin`` (undefined risk, dollars) and ``status`` (the candidate's, ``ok`` to trade). Adds
+    ``entry_credit``, ``exit_debit`` (per share), ``pnl``, ``risk`` (defined: 100 (widest wing -
+    entry_credit) + round-trip commissions; undefined: ``margin``), ``return_on_premium`` =
+    pnl / (100 entry_credit), ``return_on_risk`` = pnl / risk and ``trade_status``.
+    """
+    f = float(fill_share)
+    strike = _slots(trades, "{slot}_strike")
+    legs = np.isfinite(strike)
+    side = np.where(legs, SLOT_SIDE, 0.0)
+    bid, ask = _slots(trades, "{slot}_bid"), _slots(trades, "{slot}_ask")
+    xbid, xask = _slots(trades, "exit_{slot}_bid"), _slots(trades, "exit_{slot}_ask")
+    entry_ok = (trades["status"] == "ok").to_numpy() & np.all(~legs | ((bid > 0) & (ask >= bid)), axis=1)
+    intrinsic_exit = (trades["exit_kind"] == "intrinsic").to_numpy()
+    quoted = (xask > 0) & (xask >= xbid)          # NaN (contract not quoted) compares False
+    exit_ok = intrinsic_exit | np.all(~legs | quoted, axis=1)
+    close = trades["exit_close"].to_numpy(float)[:, None]
+    intrinsic = np.where(SLOT_IS_CALL, np.maximum(close - strike, 0.0), np.maximum(strike - close, 0.0))
+    mid, half = 0.5 * (bid + ask), 0.5 * (ask - bid)
+    xmid, xhalf = 0.5 * (xbid + xask), 0.5 * (xask - xbid)
+    entry_price = mid + side * f * half                     # short: below mid, long: above
+    exit_price = np.maximum(xmid - side * f * xhalf, intrinsic)   # short: buy above mid, long: sell below
+    exit_price = np.where(intrinsic_exit[:, None], intrinsic, exit_price)
+    entry_credit = -np.where(legs, side * entry_price, 0.0).sum(1)
+    exit_debit = -np.where(legs, side * exit_price, 0.0).sum(1)
+    n_legs = legs.sum(1)
+    fees = np.where(intrinsic_exit, exercise_fee * (legs & (intrinsic > 0)).sum(1), 0.0)
+    costs = commission * np.where(intrinsic_exit, n_legs, 2 * n_legs) + fees
+    pnl = CONTRACT_SIZE * (entry_credit - exit_debit) - costs
+    wing = np.fmax(strike[:, 0] - strike[:, 2], strike[:, 3] - strike[:, 1])
+    defined = (trades["risk_kind"] == "defined").to_numpy()
+    risk = np.where(defined, CONTRACT_SIZE * (wing - entry_credit) + 2 * n_legs * commission,
+                    trades["margin"].to_numpy(float))
+    done = entry_ok & exit_ok
+    with np.errstate(divide="ignore", invalid="ignore"):
+        on_premium = np.where(entry_credit > 0, pnl / (CONTRACT_SIZE * entry_credit), np.nan)
+    status = np.select([~entry_ok, ~exit_ok], ["no_entry_quote", "no_exit_quote"], "ok")
+    return trades.assign(
+        fill_share=f,
+        entry_credit=np.where(entry_ok, entry_credit, np.nan),
+        exit_debit=np.where(done, exit_debit, np.nan),
+        pnl=np.where(done, pnl, np.nan),
+        risk=np.where(entry_ok, risk, np.nan),
+        return_on_premium=np.where(done, on_premium, np.nan),     # null without a positive credit
+        return_on_risk=np.where(done, pnl / risk, np.nan),
+        trade_status=pd.array(status, dtype="str"),
+    )
+
+
+def structure_stats(trades: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Per value of ``by`` over the ``ok`` trades: mean return on risk, worst return on premium
+    and worst P&L (the columns the straddle summary lacks)."""
+    done = trades[trades["trade_status"] == "ok"]
+    g = done.groupby(by, observed=True, sort=True)
+    stats = pd.DataFrame({"mean_return_on_risk": g["return_on_risk"].mean(),
+                          "worst_return": g["return_on_premium"].min(), "worst_pnl": g["pnl"].min()})
+    return stats.reset_index().rename(columns={by: "value"}).assign(group=by)
