@@ -127,9 +127,9 @@ TABLE: list[Shown] = [
     Shown("Score", ("score",), "0-100 composite: VRP, consistency, skew, liquidity points", 50),
     Shown("Status", ("status",), "ok / degraded / failed", 80, badge=True),
     Shown("Trade", ("suggested_structure",), "suggested structure", 96),
-    Shown("Credit/risk", ("suggested_credit", "suggested_risk"), "suggested structure: credit and risk "
+    Shown("Credit/risk", ("suggested_credit_fill", "suggested_risk"), "suggested structure: credit and risk "
           "per contract", 96),
-    Shown("Breakevens", ("suggested_breakeven_low", "suggested_breakeven_high"), "suggested structure's "
+    Shown("Breakevens", ("suggested_breakeven_low_expiry", "suggested_breakeven_high_expiry"), "suggested structure's "
           "breakevens at expiry", 100, joiner=" - "),
     Shown("POP/EV", ("suggested_pop_hist", "suggested_ev_hist"), "suggested structure: probability of "
           "profit and expected value from history", 92),
@@ -138,13 +138,6 @@ TABLE: list[Shown] = [
           console=False),
 ]
 # Other spellings the structure stage may use for the same numbers (first present wins).
-ALIASES: dict[str, tuple[str, ...]] = {
-    "suggested_credit": ("credit",), "suggested_risk": ("risk",),
-    "suggested_breakeven_low": ("breakeven_low", "breakeven_lower"),
-    "suggested_breakeven_high": ("breakeven_high", "breakeven_upper"),
-    "suggested_pop_hist": ("pop_hist",), "suggested_ev_hist": ("ev_hist",),
-    "suggested_contracts": ("contracts",),
-}
 PAGE_WIDTH = 1350       # px the table may use at a 1,400 px window (body margins 24 + 24)
 MIN_REASON_WIDTH = 120
 
@@ -164,11 +157,6 @@ def with_display_columns(frame):
         k, n = out["hist_exceed_count"], out["n_events"]
         out["exceed_k_n"] = [f"{int(a)}/{int(b)}" if not (_missing(a) or _missing(b)) else ""
                              for a, b in zip(k, n)]
-    for name, spellings in ALIASES.items():
-        if name not in out:
-            found = next((s for s in spellings if s in out), None)
-            if found is not None:
-                out[name] = out[found]
     return out
 
 

@@ -138,8 +138,9 @@ def test_page_with_every_optional_column_still_fits(first_daily, tmp_path):
     frame = report_frame(metrics)
     extra = {"rn_p_exceed_implied": 0.41, "hist_p_exceed_implied": 0.33, "rn_p_exceed_5pct": 0.52,
              "hist_p_exceed_5pct": 0.45, "rn_p_exceed_10pct": 0.21, "hist_p_exceed_10pct": 0.18,
-             "suggested_structure": "iron_condor", "credit": 1.234, "risk": 3.766, "breakeven_low": 95.5,
-             "breakeven_high": 104.5, "pop_hist": 0.72, "ev_hist": 0.15, "contracts": 3}
+             "suggested_structure": "iron_condor", "suggested_credit_fill": 1.234, "suggested_risk": 3.766,
+             "suggested_breakeven_low_expiry": 95.5, "suggested_breakeven_high_expiry": 104.5,
+             "suggested_pop_hist": 0.72, "suggested_ev_hist": 0.15, "suggested_contracts": 3}
     frame = frame.assign(**extra)
     text = render_html(frame, metrics, root, AS_OF, Config())
     for header in ("P&gt;impl mkt/hist", "P&gt;10% mkt/hist", "Trade", "Credit/risk", "Breakevens", "POP/EV", "Qty"):
