@@ -366,8 +366,8 @@ def event_densities(surface: pd.DataFrame, atm: pd.DataFrame, events: pd.DataFra
         columns[f"rn_p_exceed_{name}"] = np.where(valid, rn[:, j], np.nan)
     # The historical twin at the same horizon.
     recent = recent_abs_moves(moves, move_type, max_events)
-    position = pd.Index(out["ticker"]).get_indexer(recent["ticker"])   # tickers are unique per event
-    recent, position = recent[position >= 0], position[position >= 0]
+    paired = recent[["ticker", "abs_move"]].merge(out[["ticker"]].reset_index(), on="ticker")
+    recent, position = paired, paired["index"].to_numpy()
     sd = ex_vol * np.sqrt(np.maximum(t - SESSION_YEARS, 0.0))
     counts = np.bincount(position, minlength=n).astype(float)
     for j, name in enumerate(names):
