@@ -74,6 +74,8 @@ COLUMNS: dict[str, tuple[str, int | None, str]] = {
     "event_atm_iv": ("annual vol", 6, "ATM IV of the event expiration (the next one if it expires on the reaction session)"),
     "expected_iv_crush": ("annual vol", 6, "event_atm_iv - ex_earnings_vol: the IV expected to leave after the report"),
     "crush_expiration": ("date", None, "the expiration event_atm_iv and the crush are measured on"),
+    "past_realized_over_implied": ("ratio", 4, "mean over this name's stored outcomes of |realized move| / event-only implied move"),
+    "past_beat_straddle": ("k/n", None, "k of n stored outcomes whose short straddle lost money at mid"),
     "status": ("text", None, "ok / degraded (a qualifier missing or REJECT liquidity) / failed (no VRP)"),
     "reason": ("text", None, "every stage's reason or flag that applies, '; '-separated"),
 }

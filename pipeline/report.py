@@ -18,7 +18,7 @@ REPORT_COLUMNS = [
     "score", "rn_p_exceed_implied", "hist_p_exceed_implied", "rn_p_exceed_5pct", "hist_p_exceed_5pct",
     "rn_p_exceed_10pct", "hist_p_exceed_10pct", "rn_bimodal", "rn_arbitrage_mass", "event_law_weight_1",
     "event_law_mean_1", "event_law_std_1", "event_law_weight_2", "event_law_mean_2", "event_law_std_2",
-    "event_atm_iv", "expected_iv_crush", "status", "reason",
+    "event_atm_iv", "expected_iv_crush", "past_realized_over_implied", "past_beat_straddle", "status", "reason",
 ]
 # Spreadsheets execute cells starting with these; text cells are defused with a leading quote.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")

@@ -262,6 +262,34 @@ class Metrics(_Model):
         unique = ["ticker", "report_date"]
 
 
+class Outcomes(_Model):
+    """What happened to each event after its entry session (partition ``date`` = the exit
+    session; see :mod:`pipeline.stages.outcomes`)."""
+
+    ticker: Series[str] = _ticker()
+    report_date: Series[pa.DateTime]
+    entry_date: Series[pa.DateTime]
+    exit_date: Series[pa.DateTime]
+    expiration: Series[pa.DateTime] = pa.Field(nullable=True)
+    straddle_strike: Series[float] = pa.Field(gt=0, nullable=True)
+    implied_move: Series[float] = pa.Field(ge=0, nullable=True)
+    implied_event_move: Series[float] = pa.Field(ge=0, nullable=True)
+    ts_implied_move: Series[float] = pa.Field(ge=0, nullable=True)
+    realized_close_move: Series[float] = pa.Field(gt=-1)
+    realized_max_move: Series[float] = pa.Field(gt=-1, nullable=True)
+    realized_over_implied: Series[float] = pa.Field(ge=0, nullable=True)
+    straddle_entry_mid: Series[float] = pa.Field(ge=0, nullable=True)
+    straddle_exit_value: Series[float] = pa.Field(ge=0, nullable=True)
+    straddle_return_mid: Series[float] = pa.Field(nullable=True)
+    beat_breakeven: Series[pd.BooleanDtype] = pa.Field(nullable=True)
+    short_straddle_lost: Series[pd.BooleanDtype] = pa.Field(nullable=True)
+    expected_iv_crush: Series[float] = pa.Field(nullable=True)
+    realized_iv_crush: Series[float] = pa.Field(nullable=True)
+
+    class Config:
+        unique = ["ticker", "report_date"]
+
+
 @dataclass(frozen=True)
 class Dataset:
     """How a dataset is stored: its model and its hive partition column (if any)."""
@@ -285,6 +313,7 @@ DATASETS: dict[str, Dataset] = {
         Dataset("surface", Surface, "date"),
         Dataset("moves", Moves),
         Dataset("metrics", Metrics, "date"),
+        Dataset("outcomes", Outcomes, "date"),
     )
 }
 

@@ -264,13 +264,18 @@ class SyntheticMarket:
     # ---- calendar and history ------------------------------------------------------------
     def calendar(self, as_of, horizon_days: int) -> pd.DataFrame:
         as_of = pd.Timestamp(as_of)
-        ev = self.events(as_of, as_of + pd.Timedelta(days=horizon_days))
         self._truth_request = (as_of, horizon_days)
-        return self._archive("calendar", as_of, pd.DataFrame({
+        return self._archive("calendar", as_of, self.known_calendar(as_of, horizon_days))
+
+    def known_calendar(self, as_of, horizon_days: int) -> pd.DataFrame:
+        """The calendar as of any date, without archiving it or moving the truth's date."""
+        as_of = pd.Timestamp(as_of)
+        ev = self.events(as_of, as_of + pd.Timedelta(days=horizon_days))
+        return pd.DataFrame({
             "ticker": ev["ticker"], "report_date": ev["report_date"], "timing": ev["vendor_timing"],
             "fiscal_period_end": ev["fiscal_period_end"], "eps_estimate": ev["estimated_eps"],
             "source": self.name,
-        }))
+        })
 
     def earnings_history(self, tickers, as_of) -> pd.DataFrame:
         as_of = pd.Timestamp(as_of)
