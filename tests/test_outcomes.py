@@ -70,3 +70,15 @@ def test_the_report_carries_the_past_outcomes(roots):
     for row in known.itertuples():
         mine = outcomes[outcomes["ticker"] == row.ticker].dropna(subset=["short_straddle_lost"])
         assert row.past_beat_straddle == f"{int(mine['short_straddle_lost'].sum())}/{len(mine)}"
+
+
+@pytest.mark.slow
+def test_explain_lists_a_names_outcomes(roots):
+    from pipeline.explain import name_outcomes
+
+    root = roots[0]
+    outcomes = _outcomes(root)
+    ticker = outcomes["ticker"].iloc[0]
+    shown = name_outcomes(Store(root), ticker, pd.Timestamp(DATES[-1]))
+    assert len(shown) == (outcomes["ticker"] == ticker).sum()
+    assert shown["realized_over_implied"].tolist() == outcomes.loc[outcomes["ticker"] == ticker, "realized_over_implied"].tolist()

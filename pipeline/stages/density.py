@@ -116,9 +116,15 @@ class Smiles:
         z_lo, z_hi = self.z_lo[:, None], self.z_hi[:, None]
         span = z_hi - z_lo
         u = (k / root - z_lo) / span
-        first, values, _ = _basis(u)
-        rows = np.arange(len(self.coef))[:, None, None]
-        inner = np.sum(self.coef[rows, first[..., None] + np.arange(4)] * values, axis=-1)
+        # The four nonzero cubic B-splines at each point, without stacking them (grids are large).
+        x = np.clip(np.nan_to_num(u), 0.0, 1.0) * N_INTERVALS
+        first = np.minimum(np.floor(x), N_INTERVALS - 1).astype(np.int64)
+        f = x - first
+        f2 = f * f
+        f3 = f2 * f
+        r = 1.0 - f
+        values = (r * r * r, 3 * f3 - 6 * f2 + 4, -3 * f3 + 3 * f2 + 3 * f + 1, f3)
+        inner = sum(np.take_along_axis(self.coef, first + j, axis=1) * values[j] for j in range(4)) / 6.0
         # The edges: value and slope dw/dk = (dy/du) atm_var / (span sqrt(atm_var)).
         edge_first, edge_values, edge_slopes = _basis(np.array([0.0, 1.0]))
         picked = self.coef[:, edge_first[:, None] + np.arange(4)]           # n x 2 x 4
@@ -153,10 +159,15 @@ def fit_smiles(group: np.ndarray, k: np.ndarray, total_var: np.ndarray, weight: 
     ok = np.isfinite(atm_var[group]) & (atm_var[group] > 0) & np.isfinite(total_var) & (weight > 0)
     group, k, total_var, weight = group[ok], k[ok], total_var[ok], weight[ok]
     z = k / np.sqrt(atm_var[group])
+    # Per-group range by one sort and reduceat (ufunc.at is slow).
+    order = np.argsort(group, kind="stable")
+    sorted_group = group[order]
+    starts = np.flatnonzero(np.r_[True, sorted_group[1:] != sorted_group[:-1]]) if group.size else np.zeros(0, int)
     z_lo = np.full(n, np.inf)
     z_hi = np.full(n, -np.inf)
-    np.minimum.at(z_lo, group, z)
-    np.maximum.at(z_hi, group, z)
+    if group.size:
+        z_lo[sorted_group[starts]] = np.minimum.reduceat(z[order], starts)
+        z_hi[sorted_group[starts]] = np.maximum.reduceat(z[order], starts)
     count = np.bincount(group, minlength=n)
     valid = (count >= MIN_QUOTES) & (z_lo < 0) & (z_hi > 0)
     span = np.where(valid, z_hi - z_lo, 1.0)
@@ -198,13 +209,19 @@ def fit_smiles(group: np.ndarray, k: np.ndarray, total_var: np.ndarray, weight: 
                   z_hi=np.where(valid, z_hi, 1.0), coef=coef, valid=valid)
 
 
-def expiration_smiles(surface: pd.DataFrame, atm: pd.DataFrame) -> tuple[pd.DataFrame, Smiles]:
+def expiration_smiles(surface: pd.DataFrame, atm: pd.DataFrame, wanted=None) -> tuple[pd.DataFrame, Smiles]:
     """A smile per (ticker, expiration) of ``surface``: (keys with t, Smiles in the same order).
 
     ``atm`` is :func:`pipeline.stages.term.atm_iv_by_expiration` of ``surface``. Quotes are the
     usable OTM ones of :func:`pipeline.stages.term.otm_quotes`, weighted by normalized vega.
+    ``wanted`` (a frame of ticker, expiration): fit only those expirations (the others invalid).
     """
     surface_group, n_groups = quote_groups(surface)
+    if wanted is not None:
+        keys = pd.MultiIndex.from_frame(atm[["ticker", "expiration"]])
+        needed = np.zeros(n_groups + 1, bool)
+        needed[keys.get_indexer(pd.MultiIndex.from_frame(wanted[["ticker", "expiration"]]))] = True
+        surface_group = np.where(needed[:-1][np.maximum(surface_group, 0)] & (surface_group >= 0), surface_group, -1)
     quote_group, t, iv, k = otm_quotes(surface, surface_group)
     atm_var = (atm["atm_iv"].to_numpy(float) ** 2) * atm["t"].to_numpy(float)
     total = iv * iv * t
@@ -220,7 +237,7 @@ def _subset(smiles: Smiles, rows: np.ndarray) -> Smiles:
 
 def _query_smiles(surface: pd.DataFrame, atm: pd.DataFrame, queries: pd.DataFrame):
     """The smiles of the queries' expirations: (found mask, Smiles of the found rows, their k)."""
-    keys, smiles = expiration_smiles(surface, atm)
+    keys, smiles = expiration_smiles(surface, atm, queries)
     index = pd.MultiIndex.from_frame(keys[["ticker", "expiration"]]).get_indexer(
         pd.MultiIndex.from_frame(queries[["ticker", "expiration"]])) if len(keys) else np.full(len(queries), -1)
     found = index >= 0
@@ -272,7 +289,10 @@ def fit_event_law(weights_cells, k_cells, diffusive_var, atm_event_var, two_comp
     mass = weights_cells / np.sum(weights_cells, axis=1, keepdims=True)
     mean = np.sum(mass * k_cells, axis=1, keepdims=True)
     centred = k_cells - mean
-    k2, m3, m4 = (np.sum(mass * centred ** p, axis=1) for p in (2, 3, 4))
+    weighted_sq = mass * centred * centred
+    k2 = np.sum(weighted_sq, axis=1)
+    m3 = np.sum(weighted_sq * centred, axis=1)
+    m4 = np.sum(weighted_sq * centred * centred, axis=1)
     k4 = m4 - 3 * k2 * k2
     var_j = k2 - diffusive_var
     two = two_components & (k4 < 0) & (var_j > 0)
@@ -318,7 +338,7 @@ def event_densities(surface: pd.DataFrame, atm: pd.DataFrame, events: pd.DataFra
     too_few_quotes (fewer than MIN_QUOTES usable OTM quotes or none on one side of the forward);
     the law and the historical twin also need ex_earnings_vol.
     """
-    keys, smiles = expiration_smiles(surface, atm)
+    keys, smiles = expiration_smiles(surface, atm, events.dropna(subset=["expiration"]))
     out = events[["ticker", "report_date"]].reset_index(drop=True)
     n = len(out)
     index = pd.MultiIndex.from_frame(keys[["ticker", "expiration"]]).get_indexer(
