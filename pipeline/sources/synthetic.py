@@ -48,6 +48,8 @@ LAW_SHAPES = {
     "bimodal": ((0.5, 0.5), (-math.sqrt(1 - BIMODAL_STD ** 2), math.sqrt(1 - BIMODAL_STD ** 2)),
                 (BIMODAL_STD, BIMODAL_STD)),
 }
+LAW_KINDS = tuple(LAW_SHAPES)
+LAW_TABLE = np.array([LAW_SHAPES[kind] for kind in LAW_KINDS]).transpose(1, 0, 2)   # field x kind x component
 
 
 
@@ -138,8 +140,8 @@ class SyntheticMarket:
         timing = p["usual_timing"].to_numpy()[rows].astype(object)
         timing[uniform(self.seed, S_DMH, tid, q) < 0.03] = "DMH"
         law = p["event_law"].to_numpy()[rows]
-        shape = {name: np.stack([LAW_SHAPES[kind][i] for kind in law]) if len(law) else np.zeros((0, 2))
-                 for i, name in enumerate(("weight", "mean", "std"))}
+        code = pd.Index(LAW_KINDS).get_indexer(law)
+        shape = {name: LAW_TABLE[i][code] for i, name in enumerate(("weight", "mean", "std"))}
         u1, u2 = uniform(self.seed, S_JUMP, tid, q, 0), uniform(self.seed, S_JUMP, tid, q, 1)
         # The realized jump: a component drawn with its weight, then a normal draw within it (a
         # normal law keeps the plain jump_std * z).
