@@ -404,7 +404,11 @@ class SyntheticMarket:
             otm_call = strike[mixed] >= fwd[mixed]
             otm = np.where(otm_call == is_call[mixed], price[mixed],
                            price[mixed] + np.where(otm_call, -1.0, 1.0) * disc[mixed] * (fwd[mixed] - strike[mixed]))
-            vol[mixed] = implied_vol(otm, fwd[mixed], strike[mixed], t[mixed], disc[mixed], otm_call)[0]
+            inverted = implied_vol(otm, fwd[mixed], strike[mixed], t[mixed], disc[mixed], otm_call)[0]
+            # Far wings whose time value underflows have no IV to invert: the vol of the law's
+            # whole variance stands in (a quote there is worth nothing anyway).
+            whole = np.sqrt((w[mixed] + mixture_variance(weights[mixed], means[mixed], stds[mixed])) / t[mixed])
+            vol[mixed] = np.where(np.isfinite(inverted), inverted, whole)
         return price, vol, k
 
     def _listed_strikes(self, g: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

@@ -179,9 +179,9 @@ def fit_smiles(group: np.ndarray, k: np.ndarray, total_var: np.ndarray, weight: 
     rows = first[:, None] + a                                            # quote x 4 basis indices
     cell = (group[:, None, None] * m + rows[:, :, None]) * m + rows[:, None, :]
     normal = np.bincount(cell.ravel(), weights=(w[:, None, None] * values[:, :, None] * values[:, None, :]).ravel(),
-                         minlength=n * m * m).reshape(n, m, m)
+                         minlength=n * m * m).astype(float).reshape(n, m, m)
     rhs = np.bincount((group[:, None] * m + rows).ravel(), weights=(w[:, None] * values * y[:, None]).ravel(),
-                      minlength=n * m).reshape(n, m)
+                      minlength=n * m).astype(float).reshape(n, m)
     second = np.diff(np.eye(m), 2, axis=0)
     # Natural ends: zero curvature at the outermost quotes, so the linear wings continue the
     # spline with its value, slope and curvature (a curvature jump there is a jump in density
