@@ -62,11 +62,10 @@ def test_market_prices_are_convex_and_decreasing_through_the_wings(market):
     strike = rows["forward"].to_numpy() * np.tile(grid, len(g))
     call, _, _ = market.model_prices(rows, strike, np.ones(len(rows), bool))
     call = call.reshape(len(g), grid.size)
-    scale = rows["forward"].to_numpy().reshape(len(g), grid.size)[:, :1]
     strikes = strike.reshape(len(g), grid.size)
     slope = np.diff(call, axis=1) / np.diff(strikes, axis=1)
     assert (slope <= 1e-12).all()                                          # decreasing
-    assert (np.diff(slope, axis=1) >= -1e-9 * scale / scale).all()          # convex (rounding only)
+    assert (np.diff(slope, axis=1) >= -1e-9).all()                         # convex (rounding only)
 
 
 @pytest.mark.parametrize("kind", ["bimodal", "normal"])
@@ -141,9 +140,6 @@ def clean(recovered):
 def _log_odds(p):
     p = np.clip(p, 1e-9, 1 - 1e-9)
     return np.log(p / (1 - p))
-
-
-pytestmark_slow = pytest.mark.slow
 
 
 @pytest.mark.slow

@@ -8,11 +8,13 @@ The model, per ticker:
 - log price follows a slowly mean-reverting walk from ``EPOCH`` with diffusive vol ``diffusive_vol``
   split between overnight (30% of variance) and intraday;
 - quarterly reports (fiscal quarter ends shifted by the ticker's fiscal offset, plus a report lag);
-  each report adds a jump ``jump_std * z`` to the reaction session's return: overnight for BMO and
-  AMC, intraday for DMH; ``z`` is standard normal, or unit-variance Student-t(3) for fat-tailed names;
-- options are priced with Black-76 on a total variance ``diffusive_vol^2 * t + sum(event_std^2)``
-  over the upcoming events up to expiry, where ``event_std = true_premium * jump_std`` is the
-  event std the options embed; the smile is a quadratic in standardized moneyness.
+  each report adds a jump J to the reaction session's return: overnight for BMO and AMC, intraday
+  for DMH. J's law is a normal mixture (LAW_SHAPES: normal, fat-tailed scale mixture, bimodal
+  +-a) with std ``jump_std``;
+- options price the same shape with std ``event_std = true_premium * jump_std``, means shifted to
+  a martingale, in closed form as a mixture of Black-76 prices (pipeline.event_law) over a smooth
+  SVI-shaped diffusive smile (:meth:`SyntheticMarket.diffusive_variance`); later reports inside a
+  long expiration add their variance.
 """
 from __future__ import annotations
 
