@@ -27,8 +27,11 @@ def build_inputs(n_tickers: int, seed: int = 7):
     calendar = market.calendar(AS_OF, 92)
     events = upcoming_events(calendar, AS_OF, 92)
     tickers = events["ticker"].tolist()
-    wanted = event_expirations(market.expirations(tickers, AS_OF), events, count=5)
+    listed = market.expirations(tickers, AS_OF)
+    wanted = event_expirations(listed, events, count=5)
     return {
+        "market": market, "wanted": wanted,
+        "event_expiration": event_expirations(listed, events, count=1),
         "calendar": calendar,
         "history": market.earnings_history(tickers, AS_OF),
         "prices": market.prices(tickers, AS_OF - pd.DateOffset(years=4, days=10), AS_OF),
@@ -39,7 +42,7 @@ def build_inputs(n_tickers: int, seed: int = 7):
 
 def stage_functions(inputs, config):
     """Each compute stage as a zero-argument callable, in pipeline order, fed by the previous."""
-    from pipeline.stages import consistency, implied, moves, skew, surface, term
+    from pipeline.stages import consistency, density, implied, moves, skew, surface, term
     from pipeline.stages.metrics import compute_metrics
 
     state = {}
@@ -58,11 +61,25 @@ def stage_functions(inputs, config):
                                       max_abs_x=config.skew_max_abs_x)
 
     def run_straddle():
-        implied.event_straddles(inputs["chains"], state["surface"], inputs["events"], config.max_leg_spread,
+        state["straddle"] = implied.event_straddles(inputs["chains"], state["surface"], inputs["events"], config.max_leg_spread,
                                 state["skew"])
 
     def run_term():
-        term.term_structure(term.atm_iv_by_expiration(state["surface"]), inputs["events"])
+        state["term"] = term.term_structure(term.atm_iv_by_expiration(state["surface"]), inputs["events"])
+
+    def run_pricer():
+        # The synthetic market's closed-form mixture pricing of every quote (strikes, prices, IVs).
+        inputs["market"].chains(inputs["wanted"], AS_OF)
+
+    def run_density():
+        # The density stage with its event-law fit, one event expiration per event.
+        surface_ = state["surface"]
+        atm = term.atm_iv_by_expiration(surface_)
+        events = inputs["events"].merge(inputs["event_expiration"], on="ticker").merge(
+            state["term"][["ticker", "report_date", "ex_earnings_vol"]], on=["ticker", "report_date"], how="left")
+        events = events.merge(state["straddle"][["ticker", "report_date", "implied_move"]],
+                              on=["ticker", "report_date"], how="left")
+        density.event_densities(surface_, atm, events, state["moves"])
 
     def run_all():
         state["result"] = compute_metrics(AS_OF, inputs["calendar"], inputs["history"], inputs["prices"],
@@ -78,8 +95,9 @@ def stage_functions(inputs, config):
         state["html_events"], state["html_bytes"] = report_page(state["result"], state["moves"], config)
 
     return [("moves", run_moves), ("history_stats", run_stats), ("surface (IV)", run_surface),
-            ("skew", run_skew), ("straddle", run_straddle), ("term", run_term),
-            ("end-to-end compute", run_all), ("structures", run_structures), ("report CSV+HTML", run_html)], state
+            ("skew", run_skew), ("straddle", run_straddle), ("term", run_term), ("density + law", run_density),
+            ("market pricer", run_pricer), ("end-to-end compute", run_all), ("structures", run_structures),
+            ("report CSV+HTML", run_html)], state
 
 
 PAGE_WINDOW_DAYS = 7        # the daily's default look-ahead: the events one day's page shows

@@ -186,9 +186,26 @@ def explain(store: Store, ticker: str, as_of, config: Config, report_date=None) 
         "score": {"score": _value(row["score"]), "weights": dict(config.score_weights),
                   "components": score_parts(row, config)},
         "structures": structure_candidates(store, row, as_of),
+        "distribution": _pick(row, [c for c in DISTRIBUTION_FIELDS if c in row.index]),
+        "outcomes": _records(name_outcomes(store, ticker, as_of)),
         "status": _value(row["status"]),
         "reason": _value(row["reason"]),
     }
+
+
+DISTRIBUTION_FIELDS = ["rn_p_exceed_implied", "hist_p_exceed_implied", "rn_p_exceed_5pct", "hist_p_exceed_5pct",
+                       "rn_p_exceed_10pct", "hist_p_exceed_10pct", "rn_bimodal", "rn_arbitrage_mass",
+                       "event_law_weight_1", "event_law_mean_1", "event_law_std_1", "event_law_weight_2",
+                       "event_law_mean_2", "event_law_std_2", "event_atm_iv", "expected_iv_crush"]
+OUTCOME_FIELDS = ["report_date", "exit_date", "implied_event_move", "realized_close_move", "realized_over_implied",
+                  "straddle_entry_mid", "straddle_exit_value", "straddle_return_mid", "expected_iv_crush",
+                  "realized_iv_crush"]
+
+
+def name_outcomes(store: Store, ticker: str, as_of: pd.Timestamp) -> pd.DataFrame:
+    """The name's stored outcomes (past events and what they did) that exited by ``as_of``."""
+    outcomes = store.scan("outcomes", tickers=[ticker])
+    return outcomes[outcomes["exit_date"] <= as_of].sort_values("exit_date")[OUTCOME_FIELDS]
 
 
 def _fmt(v, kind: str = "g") -> str:
@@ -241,6 +258,10 @@ def render_text(doc: dict) -> str:
                                            for k, val in doc["smile"].items())]
     out += ["", "VRP: " + ", ".join(f"{k} {_fmt(v.get(k), '%' if k.endswith('move') else 'g')}"
                                      for k in VRP_FIELDS + ["vrp_basis", "signal_vrp"] if k in v)]
+    if doc.get("distribution"):
+        out += ["", "Priced distribution: " + ", ".join(f"{k} {_fmt(val)}" for k, val in doc["distribution"].items())]
+    out += ["", "Past outcomes (realized against implied):"]
+    out += _table(doc.get("outcomes", []), OUTCOME_FIELDS, percent=("implied_event_move", "realized_close_move"))
     parts = sc["components"]
     out += ["", f"Score {_fmt(sc['score'])} = " + " + ".join(
         f"{k} {_fmt(parts[k])} (weight {sc['weights'].get(k)})" for k in SCORE_PARTS)]

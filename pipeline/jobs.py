@@ -149,9 +149,16 @@ def exit_marks(ctx: Context, as_of: pd.Timestamp) -> pd.DataFrame:
     from pipeline.stages.events import upcoming_events
 
     entry = pd.Timestamp(sessions.previous_sessions([as_of])[0])
-    if not ctx.store.exists("calendar", entry):
+    if ctx.store.exists("calendar", entry):
+        calendar = ctx.store.read("calendar", entry)
+    elif getattr(ctx.source, "known_calendar", None) is not None:
+        # Run before its previous session (dates in any order): the simulated market still knows
+        # that session's calendar, so today's snapshot holds the exit marks all the same (and the
+        # outcomes do not depend on the run order). Not stored: it is not this date's calendar.
+        calendar = ctx.source.known_calendar(entry, CALENDAR_HORIZON_DAYS)
+    else:
         return upcoming_events(empty("calendar"), entry, ctx.config.lookahead_days)
-    events = upcoming_events(ctx.store.read("calendar", entry), entry, ctx.config.lookahead_days)
+    events = upcoming_events(calendar, entry, ctx.config.lookahead_days)
     return events[events["reaction_date"] == as_of].reset_index(drop=True)
 
 
@@ -226,6 +233,7 @@ def compute(ctx: Context, as_of: pd.Timestamp) -> pd.DataFrame:
                               metrics.loc[metrics["status"] == "failed", "reason"]):
         ctx.failures.add(ticker, "compute", reason)
     ctx.row_counts.update(surface=len(result.surface), metrics=len(metrics), structures=len(structures))
+    write_outcomes(ctx, as_of)
     return metrics
 
 
@@ -253,14 +261,47 @@ def vol_history(store: Store, tickers: list[str], as_of: pd.Timestamp) -> pd.Dat
     return pd.concat(frames, ignore_index=True).reindex(columns=columns)
 
 
+def write_outcomes(ctx: Context, as_of: pd.Timestamp) -> int:
+    """The ``outcomes`` partitions that the as-of date's snapshots complete: the events exiting
+    today (entry yesterday) and those exiting on the next session (entry today), each written
+    once both the entry metrics and the exit chain are stored. Whichever of the two dates runs
+    last writes the partition, from stored snapshots only, so dates can run in any order."""
+    from pipeline.stages.outcomes import event_outcomes
+
+    written = 0
+    following = pd.Timestamp(sessions.sessions_offset([as_of.to_datetime64()], 0, strict=True)[0])
+    for exit_date in (as_of, following):
+        entry = pd.Timestamp(sessions.previous_sessions([exit_date])[0])
+        if not (ctx.store.exists("metrics", entry) and ctx.store.exists("chains", exit_date)):
+            continue
+        metrics = ctx.store.read("metrics", entry)
+        reacting = metrics[metrics["reaction_date"] == exit_date]
+        if reacting.empty:
+            continue
+        tickers = sorted(set(reacting["ticker"]))
+        bars = ctx.store.scan("prices", dates=sorted({entry.year, exit_date.year}), tickers=tickers)
+        outcomes = event_outcomes(reacting, ctx.store.scan("chains", dates=[exit_date], tickers=tickers),
+                                  bars, entry, exit_date, ctx.config.risk_free_rate)
+        if len(outcomes):
+            ctx.store.write("outcomes", outcomes, exit_date)
+            written += len(outcomes)
+    ctx.row_counts["outcomes"] = ctx.row_counts.get("outcomes", 0) + written
+    return written
+
+
 def report(ctx: Context, as_of: pd.Timestamp) -> None:
     from pipeline.report import write_report
 
+    from pipeline.stages.outcomes import past_summary
+
     page = ctx.store.root / "reports" / f"rank_{pd.Timestamp(as_of).date()}.html"
     had_page = page.exists()
+    metrics = ctx.store.read("metrics", as_of)
+    # What each name's past implied moves then did (stored outcomes up to today), where known.
+    past = past_summary(ctx.store.scan("outcomes", tickers=sorted(set(metrics["ticker"]))), as_of)
+    metrics = metrics.merge(past, on="ticker", how="left")
     structures = ctx.store.read("structures", as_of) if ctx.store.exists("structures", as_of) else None
-    ctx.reports.append(write_report(ctx.store.read("metrics", as_of), ctx.store.root, as_of, ctx.config,
-                                    structures=structures))
+    ctx.reports.append(write_report(metrics, ctx.store.root, as_of, ctx.config, structures=structures))
     if had_page and not page.exists():
         # The old page showed the previous metrics: removed so it never disagrees with the CSV, and said.
         why = ("--no-html (or report.html: false) skipped the page" if not ctx.config.report_html

@@ -16,4 +16,5 @@ PARTITIONS: dict[str, str | None] = {
     "moves": None,
     "metrics": "date",
     "structures": "date",
+    "outcomes": "date",
 }

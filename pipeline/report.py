@@ -20,7 +20,10 @@ REPORT_COLUMNS = [
     "ewm_std_abs_move", "tail_ratio", "trend_slope", "skew_atm_iv", "skew_slope", "skew_curvature",
     "rr25", "bf25", "skew_r2", "skew_n", "liquidity_tier", "straddle_spread", "min_leg_open_interest",
     "min_leg_volume", "expiration_volume", "score_vrp", "score_consistency", "score_skew", "score_liquidity",
-    "score", "status", "reason",
+    "score", "rn_p_exceed_implied", "hist_p_exceed_implied", "rn_p_exceed_5pct", "hist_p_exceed_5pct",
+    "rn_p_exceed_10pct", "hist_p_exceed_10pct", "rn_bimodal", "rn_arbitrage_mass", "event_law_weight_1",
+    "event_law_mean_1", "event_law_std_1", "event_law_weight_2", "event_law_mean_2", "event_law_std_2",
+    "event_atm_iv", "expected_iv_crush", "past_realized_over_implied", "past_beat_straddle", "status", "reason",
     *SUGGESTED_COLUMNS,
 ]
 # Spreadsheets execute cells starting with these; text cells are defused with a leading quote.

@@ -43,12 +43,12 @@ STEP_DATASETS = {
     "fetch-history": ("calendar", "earnings_history"),
     "backfill-prices": ("calendar", "prices"),
     "pull-chains": ("calendar", "chains"),
-    "compute": ("calendar", "earnings_history", "prices", "chains", "surface", "metrics", "moves"),
+    "compute": ("calendar", "earnings_history", "prices", "chains", "surface", "metrics", "moves", "outcomes"),
     "report": ("metrics",),
 }
 REFETCH_STEP = {"calendar": "fetch-calendar", "earnings_history": "fetch-history", "prices": "backfill-prices",
                 "chains": "pull-chains", "surface": "compute", "metrics": "compute", "moves": "compute",
-                "structures": "compute"}
+                "structures": "compute", "outcomes": "compute"}
 DATED = ("calendar", "chains", "surface", "metrics")
 STAGE_VENDOR = {"fetch-calendar": "Alpha Vantage", "fetch-history": "Alpha Vantage",
                 "backfill-prices": "Tradier", "pull-chains": "Tradier"}

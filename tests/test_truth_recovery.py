@@ -46,7 +46,8 @@ def test_term_structure_recovers_the_embedded_event_std(recovered):
     _, _, ts, _ = recovered
     usable = ts.dropna(subset=["ts_event_std"])
     assert len(usable) >= 60
-    ratio = usable["ts_event_std"] / usable["implied_move_std"]
+    # The ATM-equivalent event std: the normal law with the same ATM total variance (DESIGN 7).
+    ratio = usable["ts_event_std"] / usable["atm_equiv_event_std"]
     assert abs(ratio.median() - 1) < 0.02
     assert ((ratio - 1).abs() < 0.10).mean() >= 0.9
     diffusive = usable["ex_earnings_vol"] / usable["diffusive_vol"]

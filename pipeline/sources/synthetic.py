@@ -8,11 +8,13 @@ The model, per ticker:
 - log price follows a slowly mean-reverting walk from ``EPOCH`` with diffusive vol ``diffusive_vol``
   split between overnight (30% of variance) and intraday;
 - quarterly reports (fiscal quarter ends shifted by the ticker's fiscal offset, plus a report lag);
-  each report adds a jump ``jump_std * z`` to the reaction session's return: overnight for BMO and
-  AMC, intraday for DMH; ``z`` is standard normal, or unit-variance Student-t(3) for fat-tailed names;
-- options are priced with Black-76 on a total variance ``diffusive_vol^2 * t + sum(event_std^2)``
-  over the upcoming events up to expiry, where ``event_std = true_premium * jump_std`` is the
-  event std the options embed; the smile is a quadratic in standardized moneyness.
+  each report adds a jump J to the reaction session's return: overnight for BMO and AMC, intraday
+  for DMH. J's law is a normal mixture (LAW_SHAPES: normal, fat-tailed scale mixture, bimodal
+  +-a) with std ``jump_std``;
+- options price the same shape with std ``event_std = true_premium * jump_std``, means shifted to
+  a martingale, in closed form as a mixture of Black-76 prices (pipeline.event_law) over a smooth
+  SVI-shaped diffusive smile (:meth:`SyntheticMarket.diffusive_variance`); later reports inside a
+  long expiration add their variance.
 """
 from __future__ import annotations
 
@@ -23,10 +25,11 @@ import pandas as pd
 from scipy.special import ndtri
 
 from pipeline import sessions
-from pipeline.black76 import atm_straddle, black76_delta, black76_price
+from pipeline.black76 import black76_delta, implied_vol
+from pipeline.event_law import martingale_means, mixture_exceedance, mixture_price, mixture_variance
 from pipeline.schemas import DATASETS
 from pipeline.sources.draws import (S_BAD, S_DMH, S_EPS, S_INTRADAY, S_JUMP, S_LAG, S_OI, S_OVERNIGHT,
-                                    S_QUOTE, S_RANGE, S_TVOL, S_VOLUME, normal, student_t3_unit, uniform)
+                                    S_QUOTE, S_RANGE, S_TVOL, S_VOLUME, normal, uniform)
 from pipeline.sources.universe import universe
 from pipeline.stages.events import event_expirations
 
@@ -35,6 +38,20 @@ TICK = 0.01
 OVERNIGHT_SHARE = 0.3
 MEAN_REVERSION = 1.0 / 500.0          # per session: a half-life of about 350 sessions
 CHAIN_COLUMNS = list(DATASETS["chains"].model.to_schema().columns)
+# Event-law shapes with zero mean and unit variance (weights, means, stds of two components; a
+# zero weight pads a one-component law). Scaled by jump_std (real world) or event_std (priced).
+BIMODAL_STD = 0.2
+SMILE_WIDTH = 3.0         # standardized moneyness over which the diffusive smile is nearly quadratic
+LAW_SHAPES = {
+    "normal": ((1.0, 0.0), (0.0, 0.0), (1.0, 0.0)),
+    # Scale mixture: 80% at a small std, 20% at twice it (kurtosis 4.7, largest of 12 moves ~2.5x the mean).
+    "fat": ((0.8, 0.2), (0.0, 0.0), (1.0 / math.sqrt(1.6), 2.0 / math.sqrt(1.6))),
+    # Beat or miss: two narrow components at +-a.
+    "bimodal": ((0.5, 0.5), (-math.sqrt(1 - BIMODAL_STD ** 2), math.sqrt(1 - BIMODAL_STD ** 2)),
+                (BIMODAL_STD, BIMODAL_STD)),
+}
+LAW_KINDS = tuple(LAW_SHAPES)
+LAW_TABLE = np.array([LAW_SHAPES[kind] for kind in LAW_KINDS]).transpose(1, 0, 2)   # field x kind x component
 
 
 
@@ -124,10 +141,15 @@ class SyntheticMarket:
         rows, tid, q, report, quarter_end = rows[keep], tid[keep], q[keep], report[keep], quarter_end[keep]
         timing = p["usual_timing"].to_numpy()[rows].astype(object)
         timing[uniform(self.seed, S_DMH, tid, q) < 0.03] = "DMH"
-        fat = p["fat_tailed"].to_numpy()[rows]
+        law = p["event_law"].to_numpy()[rows]
+        code = pd.Index(LAW_KINDS).get_indexer(law)
+        shape = {name: LAW_TABLE[i][code] for i, name in enumerate(("weight", "mean", "std"))}
         u1, u2 = uniform(self.seed, S_JUMP, tid, q, 0), uniform(self.seed, S_JUMP, tid, q, 1)
-        z = ndtri(u1)
-        z[fat] = student_t3_unit(u1[fat], u2[fat])        # elementwise: only where it is used
+        # The realized jump: a component drawn with its weight, then a normal draw within it (a
+        # normal law keeps the plain jump_std * z).
+        component = (u2 >= shape["weight"][:, 0]).astype(int)
+        picked = np.arange(len(law))
+        z = shape["mean"][picked, component] + shape["std"][picked, component] * ndtri(u1)
         jump_std = p["jump_std"].to_numpy()[rows]
         report_ns = report.astype("datetime64[ns]")
         reaction = sessions.reaction_sessions(report_ns, timing)
@@ -146,7 +168,9 @@ class SyntheticMarket:
             "true_move_std": jump_std,
             "implied_move_std": jump_std * p["true_premium"].to_numpy()[rows],
             "true_premium": p["true_premium"].to_numpy()[rows],
-            "fat_tailed": fat,
+            "event_law": law.astype(str),
+            "fat_tailed": law == "fat",
+            **{f"shape_{name}_{c + 1}": shape[name][:, c] for name in ("weight", "mean", "std") for c in range(2)},
             "estimated_eps": eps,
             "reported_eps": eps + surprise,
         })
@@ -244,13 +268,18 @@ class SyntheticMarket:
     # ---- calendar and history ------------------------------------------------------------
     def calendar(self, as_of, horizon_days: int) -> pd.DataFrame:
         as_of = pd.Timestamp(as_of)
-        ev = self.events(as_of, as_of + pd.Timedelta(days=horizon_days))
         self._truth_request = (as_of, horizon_days)
-        return self._archive("calendar", as_of, pd.DataFrame({
+        return self._archive("calendar", as_of, self.known_calendar(as_of, horizon_days))
+
+    def known_calendar(self, as_of, horizon_days: int) -> pd.DataFrame:
+        """The calendar as of any date, without archiving it or moving the truth's date."""
+        as_of = pd.Timestamp(as_of)
+        ev = self.events(as_of, as_of + pd.Timedelta(days=horizon_days))
+        return pd.DataFrame({
             "ticker": ev["ticker"], "report_date": ev["report_date"], "timing": ev["vendor_timing"],
             "fiscal_period_end": ev["fiscal_period_end"], "eps_estimate": ev["estimated_eps"],
             "source": self.name,
-        }))
+        })
 
     def earnings_history(self, tickers, as_of) -> pd.DataFrame:
         as_of = pd.Timestamp(as_of)
@@ -297,27 +326,40 @@ class SyntheticMarket:
         g["t"] = sessions.year_fraction(np.full(len(g), quote_time), g["expiration"])
         upcoming = self.events(as_of, as_of + pd.Timedelta(days=400), p["ticker"].tolist())
         upcoming = upcoming[upcoming["reaction_date"] > as_of]
+        upcoming = upcoming.sort_values(["ticker", "reaction_date"], kind="stable")
+        next_event = upcoming.drop_duplicates("ticker").set_index("ticker")
+        g["next_reaction"] = g["ticker"].map(next_event["reaction_date"])
+        # Later reports inside a long expiration are priced by their variance (a normal law); the
+        # next one carries its whole law.
         pairs = g[["ticker", "expiration"]].merge(upcoming[["ticker", "reaction_date", "implied_move_std"]], on="ticker")
-        pairs = pairs[pairs["reaction_date"] <= pairs["expiration"]]
-        event_var = (pairs.assign(v=pairs["implied_move_std"] ** 2)
-                     .groupby(["ticker", "expiration"], sort=False)["v"].sum().rename("event_variance"))
-        g = g.merge(event_var, on=["ticker", "expiration"], how="left").fillna({"event_variance": 0.0})
-        first = upcoming.groupby("ticker", sort=False)["reaction_date"].min().rename("next_reaction")
-        g = g.merge(first, on="ticker", how="left")
+        pairs = pairs[(pairs["reaction_date"] <= pairs["expiration"])
+                      & (pairs["reaction_date"] > pairs["ticker"].map(next_event["reaction_date"]))]
+        later_var = (pairs.assign(v=pairs["implied_move_std"] ** 2)
+                     .groupby(["ticker", "expiration"], sort=False)["v"].sum().rename("later_event_variance"))
+        g = g.merge(later_var, on=["ticker", "expiration"], how="left").fillna({"later_event_variance": 0.0})
+        has_event = (g["next_reaction"] <= g["expiration"]).to_numpy()
+        event_std = np.where(has_event, g["ticker"].map(next_event["implied_move_std"]).to_numpy(float), 0.0)
+        shape = {name: np.stack([g["ticker"].map(next_event[f"shape_{name}_{c}"]).to_numpy(float) for c in (1, 2)],
+                                axis=1) for name in ("weight", "mean", "std")}
+        weights = np.where(has_event[:, None], shape["weight"], [[1.0, 0.0]])
+        stds = np.where(has_event[:, None], event_std[:, None] * shape["std"], 0.0)
+        means = martingale_means(weights, np.where(has_event[:, None], event_std[:, None] * shape["mean"], 0.0), stds)
+        for c in range(2):
+            g[f"law_weight_{c + 1}"], g[f"law_mean_{c + 1}"], g[f"law_std_{c + 1}"] = weights[:, c], means[:, c], stds[:, c]
+        g["event_variance"] = mixture_variance(weights, means, stds) + g["later_event_variance"]
         g["atm_vol"] = np.sqrt(g["diffusive_vol"] ** 2 + g["event_variance"] / g["t"])
         g["forward"] = g["spot"] * np.exp((self.rate - g["dividend_yield"]) * g["t"])
         g["discount"] = np.exp(-self.rate * g["t"])
-        # The first expiration holding the event: some names carry a concave (negative
-        # curvature) smile there, the bimodal-outcome signature before earnings.
         # Decided on the listed expirations, not the requested ones, so a quote never depends on
         # which other expirations were asked for.
         listed = self.expirations(p["ticker"].tolist(), as_of)
-        next_event = first.rename("reaction_date").reset_index()
-        event_expiry = event_expirations(listed, next_event, count=1).set_index("ticker")["expiration"]
+        first = next_event["reaction_date"].rename("reaction_date").reset_index()
+        event_expiry = event_expirations(listed, first, count=1).set_index("ticker")["expiration"]
         is_event_expiry = g["expiration"].to_numpy() == g["ticker"].map(event_expiry).to_numpy()
-        concave = is_event_expiry & g["concave_before_event"].to_numpy()
-        g["slope"] = g["atm_vol"] * g["smile_slope"]
-        g["curvature"] = g["atm_vol"] * np.where(concave, -0.5 * g["smile_curvature"], g["smile_curvature"])
+        # The diffusive smile in total variance (see diffusive_variance): put skew beta, wing
+        # curvature gamma >= |beta| so that both wings rise and the variance stays positive.
+        g["skew_beta"] = 2.0 * g["smile_slope"]
+        g["skew_gamma"] = np.abs(g["skew_beta"]) + 2.0 * g["smile_curvature"]
         g["is_event_expiry"] = is_event_expiry
         return g
 
@@ -325,11 +367,51 @@ class SyntheticMarket:
     def _strike_step(spot: np.ndarray) -> np.ndarray:
         return np.select([spot < 25, spot < 60, spot < 150, spot < 500], [0.5, 1.0, 2.5, 5.0], 10.0)
 
-    def smile_vol(self, g: pd.DataFrame, x: np.ndarray) -> np.ndarray:
-        """IV at standardized moneyness x: atm + slope*x + curvature*x^2 (x clipped to +-2.5)."""
-        xc = np.clip(x, -2.5, 2.5)
-        vol = g["atm_vol"].to_numpy() + g["slope"].to_numpy() * xc + g["curvature"].to_numpy() * xc ** 2
-        return np.maximum(vol, 0.3 * g["atm_vol"].to_numpy())
+    @staticmethod
+    def diffusive_variance(g: pd.DataFrame, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Diffusive total variance w(k) and its slope dw/dk at k = ln(K/F), per row of ``g``.
+
+        w = (sigma_d^2 t) (1 + beta z + gamma L (sqrt((z/L)^2 + 1) - 1)) + later event variance,
+        z = k / (atm_vol sqrt(t)) (standardized by the expiration's whole ATM std, as quoted
+        smiles are): an SVI-shaped smile, smooth at every strike (no clip or floor), nearly
+        quadratic for |z| < L = SMILE_WIDTH, put skew beta < 0, wing slopes gamma +- beta >= 0 so
+        both wings rise; the bracket stays >= 1 - gamma L (1 - sqrt(1 - (beta/gamma)^2)) > 0 for
+        the universe's parameters, and the wing slopes in k are far below Lee's 2.
+        """
+        diffusive = g["diffusive_vol"].to_numpy() ** 2 * g["t"].to_numpy()
+        scale = g["atm_vol"].to_numpy() * np.sqrt(g["t"].to_numpy())
+        beta, gamma = g["skew_beta"].to_numpy(), g["skew_gamma"].to_numpy()
+        z = k / scale
+        root = np.sqrt((z / SMILE_WIDTH) ** 2 + 1.0)
+        w = diffusive * (1.0 + beta * z + gamma * SMILE_WIDTH * (root - 1.0)) + g["later_event_variance"].to_numpy()
+        return w, diffusive / scale * (beta + gamma * z / (SMILE_WIDTH * root))
+
+    @staticmethod
+    def law(g: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The priced (risk-neutral) event law of each row: weights, martingale means, stds (n, 2)."""
+        return tuple(g[[f"law_{name}_1", f"law_{name}_2"]].to_numpy(float) for name in ("weight", "mean", "std"))
+
+    def model_prices(self, g: pd.DataFrame, strike, is_call):
+        """Exact prices of the rows of ``g`` (one strike each), their IVs and the strikes' k."""
+        fwd, t, disc = g["forward"].to_numpy(), g["t"].to_numpy(), g["discount"].to_numpy()
+        k = np.log(strike / fwd)
+        w, _ = self.diffusive_variance(g, k)
+        weights, means, stds = self.law(g)
+        price = mixture_price(fwd, strike, t, w, disc, is_call, weights, means, stds)
+        # One component: the price is Black-76 at F with total variance w + s^2, its IV exact;
+        # a mixture's IV is inverted (on the out-of-the-money side, which holds the time value).
+        vol = np.sqrt((w + stds[:, 0] ** 2) / t)
+        mixed = np.flatnonzero(weights[:, 1] > 0)
+        if mixed.size:
+            otm_call = strike[mixed] >= fwd[mixed]
+            otm = np.where(otm_call == is_call[mixed], price[mixed],
+                           price[mixed] + np.where(otm_call, -1.0, 1.0) * disc[mixed] * (fwd[mixed] - strike[mixed]))
+            inverted = implied_vol(otm, fwd[mixed], strike[mixed], t[mixed], disc[mixed], otm_call)[0]
+            # Far wings whose time value underflows have no IV to invert: the vol of the law's
+            # whole variance stands in (a quote there is worth nothing anyway).
+            whole = np.sqrt((w[mixed] + mixture_variance(weights[mixed], means[mixed], stds[mixed])) / t[mixed])
+            vol[mixed] = np.where(np.isfinite(inverted), inverted, whole)
+        return price, vol, k
 
     def _listed_strikes(self, g: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(row of g, strike) of every listed strike, sorted by row then strike."""
@@ -392,9 +474,8 @@ class SyntheticMarket:
         strike = np.concatenate([strike, strike])
         is_call = np.repeat([True, False], n)
         fwd, t, disc = rows["forward"].to_numpy(), rows["t"].to_numpy(), rows["discount"].to_numpy()
-        x = np.log(strike / fwd) / (rows["atm_vol"].to_numpy() * np.sqrt(t))
-        vol = self.smile_vol(rows, x)
-        model = black76_price(fwd, strike, t, vol, disc, is_call)
+        model, vol, k = self.model_prices(rows, strike, is_call)
+        x = k / (rows["atm_vol"].to_numpy() * np.sqrt(t))
         delta = black76_delta(fwd, strike, t, vol, disc, is_call)
 
         tid = rows["ticker_id"].to_numpy()
@@ -461,14 +542,74 @@ class SyntheticMarket:
             listed = self.expirations(upcoming["ticker"].unique().tolist(), as_of)
             first = upcoming.groupby("ticker", as_index=False)["reaction_date"].min()
             g = self._expiry_groups(event_expirations(listed, first, count=1), as_of)
-            straddle = atm_straddle(g["forward"], g["t"], g["atm_vol"], g["discount"])   # the model's, at K = F
-            model = pd.DataFrame({
-                "ticker": g["ticker"], "report_date": g["ticker"].map(
-                    upcoming.groupby("ticker")["report_date"].min()),
-                "event_expiration": g["expiration"], "spot": g["spot"],
-                "model_straddle_move": straddle / g["spot"], "model_atm_vol": g["atm_vol"],
-                "true_skew_slope": g["slope"], "true_skew_curvature": g["curvature"],
-                "diffusive_vol": g["diffusive_vol"],
-            })
-        ev = ev.drop(columns=["ticker_id"]).rename(columns={"jump": "realized_jump"})
+            model = self._event_truth(g).assign(report_date=g["ticker"].map(
+                upcoming.groupby("ticker")["report_date"].min()).to_numpy())
+        # The laws' components: real world (jump_std scale) and priced (event_std scale, martingale).
+        shape = {name: ev[[f"shape_{name}_1", f"shape_{name}_2"]].to_numpy(float) for name in ("weight", "mean", "std")}
+        rw_std, rn_std = ev["true_move_std"].to_numpy()[:, None], ev["implied_move_std"].to_numpy()[:, None]
+        rn_means = martingale_means(shape["weight"], rn_std * shape["mean"], rn_std * shape["std"])
+        for c in range(2):
+            ev[f"law_weight_{c + 1}"] = shape["weight"][:, c]
+            ev[f"rw_mean_{c + 1}"], ev[f"rw_std_{c + 1}"] = rw_std[:, 0] * shape["mean"][:, c], rw_std[:, 0] * shape["std"][:, c]
+            ev[f"rn_mean_{c + 1}"], ev[f"rn_std_{c + 1}"] = rn_means[:, c], rn_std[:, 0] * shape["std"][:, c]
+        ev = ev.drop(columns=["ticker_id", *(c for c in ev.columns if c.startswith("shape_"))])
+        ev = ev.rename(columns={"jump": "realized_jump"})
         return ev.merge(model, on=["ticker", "report_date"], how="left")
+
+    def _event_truth(self, g: pd.DataFrame) -> pd.DataFrame:
+        """What the exact price function says about each event expiration (rows of ``g``).
+
+        model straddle at K = F over the spot, ATM IV and the ATM-equivalent event std (the normal
+        event std with the same ATM total variance), exact two-sided exceedance probabilities
+        P(|S_T/F - 1| > k) from the analytic digitals at k = model implied move, 5% and 10%,
+        ``true_rn_bimodal`` (the density rule of pipeline.stages.density on the exact density)
+        and the quadratic smile the skew stage fits to the exact IVs at the listed strikes.
+        """
+        from pipeline.stages import density, skew
+
+        n = len(g)
+        fwd, t, disc = g["forward"].to_numpy(), g["t"].to_numpy(), g["discount"].to_numpy()
+        weights, means, stds = self.law(g)
+        w0, _ = self.diffusive_variance(g, np.zeros(n))
+        call = mixture_price(fwd, fwd, t, w0, disc, np.ones(n, bool), weights, means, stds)
+        atm_vol = implied_vol(call, fwd, fwd, t, disc, True)[0]
+        out = pd.DataFrame({
+            "ticker": g["ticker"].to_numpy(), "event_expiration": g["expiration"].to_numpy(),
+            "spot": g["spot"].to_numpy(), "model_straddle_move": 2 * call / g["spot"].to_numpy(),
+            "model_atm_vol": atm_vol,
+            "atm_equiv_event_std": np.sqrt(np.maximum(atm_vol ** 2 * t - w0, 0.0)),
+            "diffusive_vol": g["diffusive_vol"].to_numpy(),
+        })
+
+        def exceed(level):
+            rows = np.repeat(np.arange(n), 2)
+            strike = fwd[rows] * (1 + np.tile([1.0, -1.0], n) * np.repeat(level, 2))
+            w, slope = self.diffusive_variance(g.iloc[rows], np.log(strike / fwd[rows]))
+            up = mixture_exceedance(fwd[rows], strike, w, slope, weights[rows], means[rows], stds[rows]).reshape(n, 2)
+            return up[:, 0] + 1.0 - up[:, 1]
+
+        out["true_rn_p_exceed_implied"] = exceed(out["model_straddle_move"].to_numpy())
+        for level in (0.05, 0.10):
+            out[f"true_rn_p_exceed_{round(level * 100)}pct"] = exceed(np.full(n, level))
+        # The exact density of ln(S_T/F) on the rule's window, from differences of the digitals.
+        z = np.linspace(-density.BIMODAL_WINDOW, density.BIMODAL_WINDOW, 161)
+        rows = np.repeat(np.arange(n), z.size)
+        k = (np.sqrt(atm_vol ** 2 * t)[:, None] * z[None, :]).ravel()
+        w, slope = self.diffusive_variance(g.iloc[rows], k)
+        p_up = mixture_exceedance(fwd[rows], fwd[rows] * np.exp(k), w, slope, weights[rows], means[rows],
+                                  stds[rows]).reshape(n, z.size)
+        out["true_rn_trough_depth"] = density.trough_depth(-np.diff(p_up, axis=1), np.ones((n, z.size - 1), bool))
+        out["true_rn_bimodal"] = out["true_rn_trough_depth"] >= density.BIMODAL_TROUGH
+        # The skew truth: the skew stage on noise-free OTM IVs at the listed strikes.
+        gi, strike = self._listed_strikes(g)
+        rows = g.iloc[gi].reset_index(drop=True)
+        is_call = strike >= rows["forward"].to_numpy()
+        _, vol, _ = self.model_prices(rows, strike, is_call)
+        exact = pd.DataFrame({"ticker": rows["ticker"], "expiration": rows["expiration"], "strike": strike,
+                              "option_type": np.where(is_call, "C", "P"), "iv_status": "ok",
+                              "forward": rows["forward"], "t": rows["t"], "iv": vol})
+        fits = skew.fit_skew(exact).rename(columns={"skew_slope": "true_skew_slope",
+                                                    "skew_curvature": "true_skew_curvature"})
+        out = out.merge(fits[["ticker", "expiration", "true_skew_slope", "true_skew_curvature"]],
+                        left_on=["ticker", "event_expiration"], right_on=["ticker", "expiration"], how="left")
+        return out.drop(columns="expiration")

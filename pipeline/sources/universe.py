@@ -53,7 +53,11 @@ def universe(seed: int, size: int) -> pd.DataFrame:
         "spot0": spot0,
         "diffusive_vol": np.where(growth, 0.30 + 0.30 * u[6], 0.14 + 0.16 * u[6]),
         "jump_std": jump_std,
-        "fat_tailed": u[7] < 0.3,
+        # The event law's shape (DESIGN section 7): "beat or miss" (bimodal) for 45% of growth
+        # names (large jumps against their diffusion) and 10% of the others, fat tails (a scale
+        # mixture) for a quarter of the rest, else a normal jump: about 55% of names are normal.
+        "event_law": np.where(uniform(seed, S_PARAM, ids, 22) < np.where(growth, 0.45, 0.10), "bimodal",
+                              np.where(u[7] < 0.25, "fat", "normal")),
         "true_premium": true_premium,
         "usual_timing": timing,
         "vendor_knows_timing": u[8] >= 0.06,
@@ -62,7 +66,6 @@ def universe(seed: int, size: int) -> pd.DataFrame:
         "dividend_yield": np.where(u[11] < 0.4, 0.0, 0.035 * u[11]),
         "smile_slope": -0.04 - 0.10 * uniform(seed, S_PARAM, ids, 20),
         "smile_curvature": 0.015 + 0.04 * uniform(seed, S_PARAM, ids, 21),
-        "concave_before_event": uniform(seed, S_PARAM, ids, 22) < 0.2,
         "weeklies": liquidity > 0.35,
     })
 

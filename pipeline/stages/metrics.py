@@ -12,7 +12,7 @@ import pandas as pd
 
 from pipeline.config import Config
 from pipeline.schemas import DATASETS
-from pipeline.stages import consistency, events as events_stage, implied, liquidity, moves as moves_stage, rank
+from pipeline.stages import consistency, density, events as events_stage, implied, liquidity, moves as moves_stage, rank
 from pipeline.stages import skew, surface as surface_stage, term
 
 
@@ -54,6 +54,10 @@ def compute_metrics(as_of, calendar: pd.DataFrame, history: pd.DataFrame,
     m = m.join(term.vol_percentiles(m, vol_history))
     m = m.merge(consistency.exceedances(moves, m, move_type=config.move_type, max_events=config.max_events),
                 on=["ticker", "report_date"], how="left")
+    priced = m[["ticker", "report_date", "reaction_date", "expiration", "implied_move", "ex_earnings_vol"]]
+    m = m.merge(density.event_densities(surface, atm, priced, moves, move_type=config.move_type,
+                                        max_events=config.max_events), on=["ticker", "report_date"], how="left")
+    m = m.merge(density.iv_crush(atm, priced), on=["ticker", "report_date"], how="left")
     m["n_events"] = m["n_events"].fillna(0).astype(int)
     # history_stats only sees tickers with at least one measured move.
     m["hist_reason"] = m["hist_reason"].where(m["n_events"] > 0, "no past reports with prices")
@@ -98,6 +102,9 @@ def _status(m: pd.DataFrame) -> tuple[np.ndarray, pd.Series]:
         "history": m["hist_reason"],
         "term": m["ts_flag"],
         "skew": m["skew_reason"],
+        # Absent from frames built before the density stage ran (e.g. a caller's own).
+        "density": m.get("density_reason", pd.Series(None, index=m.index, dtype="str")),
+        "crush": m.get("crush_reason", pd.Series(None, index=m.index, dtype="str")),
     })
     labelled = pd.DataFrame({name: name + ": " + col.astype("str") for name, col in reasons.items()}).where(reasons.notna())
     labelled = labelled.assign(liquidity=m["liquidity_reason"], vrp=m["vrp_reason"])   # already labelled
