@@ -130,7 +130,8 @@ class LoopbackVendor:
     def __init__(self, market: SyntheticMarket, as_of, *, token: str = "test-tradier-token",
                  apikey: str = "test-av-key", allowed_per_window: int | None = 120, window_seconds: float = 60.0,
                  storm_seconds: float = 0.2, clock=None, port: int = 0):
-        self.market, self.as_of = market, pd.Timestamp(as_of)
+        self._lock = threading.RLock()
+        self.market, self.as_of = market, as_of
         self.token, self.apikey = token, apikey
         self.allowed, self.window = allowed_per_window, window_seconds
         self.storm_seconds = storm_seconds
@@ -141,7 +142,6 @@ class LoopbackVendor:
         self._faults: list[list] = []
         self._window_start: float | None = None
         self._used = 0
-        self._lock = threading.RLock()
         self._chains: dict[str, pd.DataFrame] = {}
         self._symbols: frozenset[str] | None = None
         self._spellings: dict[str, str] | None = None
@@ -150,6 +150,21 @@ class LoopbackVendor:
         self._server.daemon_threads = True
         self._server.vendor = self
         self._thread: threading.Thread | None = None
+
+    # ---- the session served -----------------------------------------------------------------
+    @property
+    def as_of(self) -> pd.Timestamp:
+        return self._as_of
+
+    @as_of.setter
+    def as_of(self, session) -> None:
+        """Moving the server to another session drops the listings and chains it built for the
+        previous one: they are a function of ``as_of`` (which expirations are still listed, what
+        the quotes were), so serving them again would answer a later day with an earlier day's
+        strikes and prices, which no vendor does (the soak moves one server across 30 sessions)."""
+        with self._lock:
+            self._as_of = pd.Timestamp(session)
+            self._listed, self._chains = {}, {}
 
     # ---- lifecycle --------------------------------------------------------------------------
     @property
