@@ -5,6 +5,7 @@ roots that are not the pipeline's refused, vendor text that never forges a log l
 import json
 import os
 import re
+import sqlite3
 import stat
 import time
 
@@ -144,8 +145,13 @@ def test_a_hostile_vendor_fails_tickers_not_the_run(tmp_path, small_config, smal
     for side in (root / "cache").glob("http_cache.sqlite-*"):
         assert stat.S_IMODE(side.stat().st_mode) == 0o600, side
     assert files_containing(root, ["[[[[[[[[", TOKEN, APIKEY]) == []
-    kept = [p for p in root.rglob("*") if p.is_file() and p.stat().st_size > 4 * 2 ** 20]
+    # The cache holds every good answer of the run (several MB with five expirations per event):
+    # what must not be in it is one oversized answer.
+    kept = [p for p in root.rglob("*") if p.is_file() and p.stat().st_size > 4 * 2 ** 20 and p != cache]
     assert kept == []
+    with sqlite3.connect(cache) as db:
+        (largest,) = db.execute("select max(length(value)) from responses").fetchone()
+    assert largest < 4 * 2 ** 20, largest
     urls = cached_urls(root)
     for ticker in window[:3]:         # two event expirations each: only the good one is cached
         assert len([u for u in urls if "chains" in u and f"symbol={ticker}&" in u]) <= 1
