@@ -248,18 +248,6 @@ def _query_smiles(surface: pd.DataFrame, atm: pd.DataFrame, queries: pd.DataFram
     return found, sub, k
 
 
-def prob_above_strikes(surface: pd.DataFrame, atm: pd.DataFrame, queries: pd.DataFrame) -> np.ndarray:
-    """P(S_T > K) under the fitted smile for each row of ``queries`` (ticker, expiration, strike,
-    forward): the risk-neutral probability of finishing above K (the digital -dC/dK / D from a
-    first difference of prices), NaN where the expiration has no usable smile. ``surface`` and
-    ``atm`` (:func:`pipeline.stages.term.atm_iv_by_expiration` of it) as stored by compute."""
-    found, sub, k = _query_smiles(surface, atm, queries)
-    out = np.full(len(queries), np.nan)
-    if found.any():
-        out[found] = np.clip(sub.prob_above(k[:, None])[:, 0], 0.0, 1.0)
-    return out
-
-
 def smile_prices(surface: pd.DataFrame, atm: pd.DataFrame, queries: pd.DataFrame) -> np.ndarray:
     """Call prices D F c(k) from the fitted smile for rows of ``queries`` (ticker, expiration,
     strike, forward, rate, t): the price the density gives (money); NaN without a smile. A put
@@ -399,7 +387,9 @@ def event_densities(surface: pd.DataFrame, atm: pd.DataFrame, events: pd.DataFra
     columns["rn_trough_depth"] = np.where(valid, depth, np.nan)
     columns["rn_arbitrage_mass"] = np.where(valid, arbitrage, np.nan)
     columns["rn_mass_inside"] = np.where(valid, inside_mass, np.nan)
-    law_ok = valid & np.isfinite(ex_vol)
+    # No law where the event variance is not positive (fit_event_law's NaN std): a weight of 1
+    # beside a null std would read as a fitted law.
+    law_ok = valid & np.isfinite(ex_vol) & np.isfinite(law[2][:, 0])
     for c in range(2):
         for name, values in zip(("weight", "mean", "std"), law):
             column = np.where(law_ok, values[:, c], np.nan)
