@@ -234,14 +234,15 @@ def test_ev_rn_at_mid_is_within_the_consistency_band(computed):
     """|ev_rn| at mid <= half the legs' summed half-spreads + the exit vega x 1 vol point.
 
     The market law is the density stage's fitted event law (section 11), read by
-    :func:`pipeline.stages.structures.event_law`. The issue asks 0.9 of all candidates; measured
-    on this daily (155 candidates): straddles 0.98, strangles 0.71, condors 0.86, butterflies
-    0.88, all 0.86 (normal true laws 0.96, fat-tailed 0.71, bimodal 0.72). The misses are the
-    laws the fit gives one component: every fat-tailed law (the fit has no fat-tailed form) and
-    bimodal laws without a visible trough (2 of 10 fitted with two components): the wings are
-    priced richer, or the shoulders poorer, than the normal component says. Fitting tails from
-    the density's fourth cumulant made it worse (0.81-0.83), so all candidates stay at 0.7 until
-    the law is fitted to the smile's prices (see /work/notes/integ.md).
+    :func:`pipeline.stages.structures.event_law`. The issue asks 0.9 of all candidates. Measured
+    on this daily (155 candidates), all / straddle / strangle / condor / butterfly:
+    issue 20's normal law 0.87 / 1.00 / 0.74 / 0.86 / 0.88; issue 19's law (one component unless
+    the density shows a trough) 0.86 / 0.98 / 0.71 / 0.86 / 0.88 (fat-tailed true laws 0.71:
+    one component cannot price their wings); with the tail fit of
+    :func:`pipeline.stages.density._tail_law` 0.92 / 0.98 / 0.81 / 0.89 / 1.00 (fat-tailed 0.89,
+    bimodal 0.83, normal 0.96 unchanged). On three other as-of dates the same law reaches only
+    0.76-0.88 (bimodal events: the two-component fits do not reprice the ATM straddle exactly),
+    so this asserts 0.85, not the issue's 0.9 (see /work/notes/integ.md).
     """
     frame, result, config, _ = computed
     ok = frame[frame["status"] == "ok"].reset_index(drop=True)
@@ -257,7 +258,7 @@ def test_ev_rn_at_mid_is_within_the_consistency_band(computed):
     inside = np.abs(ok["ev_rn_mid"].to_numpy()) <= band
     straddle = (ok["structure"] == "straddle").to_numpy()
     assert np.mean(inside[straddle]) >= 0.9, ok.loc[straddle & ~inside, ["ticker", "ev_rn_mid"]].head()
-    assert np.mean(inside) >= 0.7
+    assert np.mean(inside) >= 0.85, {s: np.mean(inside[(ok["structure"] == s).to_numpy()]) for s in stage.STRUCTURES}
 
 
 def test_event_law_reads_the_fitted_columns_and_falls_back_per_event():

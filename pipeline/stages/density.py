@@ -47,6 +47,9 @@ GRID_HALF_WIDTH = 8.0       # the price grid spans +-8 ATM standard deviations o
 GRID_POINTS = 401
 DIGITAL_STEP = 1e-4         # central-difference step in k for the digitals at given strikes
 SESSION_YEARS = 1.0 / 252   # one session's share of a year: a past move already holds it
+TAIL_LEVEL = 2.0            # the event law's tail: mass beyond this many ATM standard deviations of X
+TAIL_DEAD_ZONE = 0.15       # a tail within +-15% of the normal's keeps the one-component law (noise)
+TAIL_SHAPES = np.linspace(0.0, 1.0, 121)[1:]   # grid of the two-component shapes tried (t in (0, 1])
 LAW_COLUMNS = [f"event_law_{name}_{c}" for c in (1, 2) for name in ("weight", "mean", "std")]
 
 
@@ -271,8 +274,9 @@ def fit_event_law(weights_cells, k_cells, diffusive_var, atm_event_var, two_comp
     reprices the ATM straddle. Two components (where ``two_components``, for bimodal densities with
     negative excess kurtosis): equal stds, the weights and separation from the third and fourth
     cumulants (kappa3 = d^3 u (p - q), kappa4 = d^4 u (1 - 6u), u = pq, d the separation), the
-    std from kappa2. Means are shifted so that E[e^J] = 1. Returns weights, means, stds (n x 2);
-    NaN where the event variance is not positive.
+    std from kappa2. Elsewhere, where the density's tail differs from a normal's,
+    :func:`_tail_law` replaces the one component by two. Means are shifted so that E[e^J] = 1.
+    Returns weights, means, stds (n x 2); NaN where the event variance is not positive.
     """
     mass = weights_cells / np.sum(weights_cells, axis=1, keepdims=True)
     mean = np.sum(mass * k_cells, axis=1, keepdims=True)
@@ -301,9 +305,63 @@ def fit_event_law(weights_cells, k_cells, diffusive_var, atm_event_var, two_comp
     weights = np.where(two[:, None], np.stack([p, 1 - p], axis=1), [[1.0, 0.0]])
     means = np.where(two[:, None], np.stack([-(1 - p) * separation, p * separation], axis=1), 0.0)
     stds = np.where(two[:, None], np.stack([std_two, std_two], axis=1), np.stack([std_one, np.zeros_like(std_one)], axis=1))
+    tail_fit, tail_weights, tail_means, tail_stds = _tail_law(mass, centred, diffusive_var, atm_event_var)
+    tail_fit &= ~two & (atm_event_var > 0)
+    weights = np.where(tail_fit[:, None], tail_weights, weights)
+    means = np.where(tail_fit[:, None], tail_means, means)
+    stds = np.where(tail_fit[:, None], tail_stds, stds)
     means = martingale_means(weights, means, stds)
     bad = ~np.isfinite(stds[:, 0])
     return weights, np.where(bad[:, None], np.nan, means), stds
+
+
+def _tail_law(mass, centred, diffusive_var, atm_event_var):
+    """Two-component laws for densities whose tail a normal misses: (fit mask, weights, means,
+    stds), n x 2, means before the martingale shift.
+
+    The one-component law reprices the ATM straddle but not the wings: a fat-tailed event prices
+    them richer, a beat-or-miss event without a visible trough poorer. Two moments of
+    X = ln(S_T/F) - E[X] that the prices fix robustly are matched: the mean absolute deviation
+    E|X| (the ATM straddle) and the tail mass P(|X| > L), L = TAIL_LEVEL ATM standard deviations
+    (the condor's wings; the fourth cumulant is too noisy in the extrapolated wings). Where the
+    tail is heavier than a normal's with the same E|X| by more than TAIL_DEAD_ZONE: a scale
+    mixture, equal weights, X | c ~ N(0, sigma_c^2) with sigma_2 / sigma_1 = 1 + 3 t; where it
+    is lighter: two equal-weight components at +-d with a common sigma, d / sigma = 3 t. Each shape
+    t on TAIL_SHAPES fixes the scale by E|X|, the tail picks t; the jump's variances are the
+    total ones less the diffusion's ``diffusive_var``. Symmetric: the smile's skew stays with the
+    diffusion (the fit centres X on its mean).
+    """
+    n = len(diffusive_var)
+    with np.errstate(divide="ignore", invalid="ignore"):   # no density: NaN, left unfitted
+        deviation = np.abs(centred)
+        mean_abs = np.sum(mass * deviation, axis=1)
+        level = TAIL_LEVEL * np.sqrt(np.maximum(atm_event_var + diffusive_var, 0.0))
+        tail = np.sum(mass * (deviation > level[:, None]), axis=1)
+        root = np.sqrt(2.0 / np.pi)
+        normal_tail = 2.0 * ndtr(-level * root / mean_abs)
+        shape = TAIL_SHAPES[None, :]
+        level_ = level[:, None]
+        # Fat: sigma_1 = s, sigma_2 = s (1 + 3 t); E|X| = root s (2 + 3 t) / 2.
+        low = 2.0 * mean_abs[:, None] / (root * (2.0 + 3.0 * shape))
+        high = low * (1.0 + 3.0 * shape)
+        fat_tail = ndtr(-level_ / low) + ndtr(-level_ / high)
+        # Thin: +-d, common sigma, g = d / sigma; E|X| = sigma (2 phi(g) + g (2 N(g) - 1)).
+        g = 3.0 * shape
+        sigma = mean_abs[:, None] / (2.0 * np.exp(-0.5 * g * g) / np.sqrt(2.0 * np.pi) + g * (2.0 * ndtr(g) - 1.0))
+        thin_tail = ndtr((g * sigma - level_) / sigma) + ndtr((-level_ - g * sigma) / sigma)
+    rows = np.arange(n)
+    pick_fat = np.argmin(np.abs(fat_tail - tail[:, None]), axis=1)
+    pick_thin = np.argmin(np.abs(thin_tail - tail[:, None]), axis=1)
+    fat_var = np.stack([low[rows, pick_fat], high[rows, pick_fat]], axis=1) ** 2 - diffusive_var[:, None]
+    thin_sigma, thin_d = sigma[rows, pick_thin], (g * sigma)[rows, pick_thin]
+    thin_var = thin_sigma ** 2 - diffusive_var
+    with np.errstate(invalid="ignore"):
+        fat = (tail > normal_tail * (1 + TAIL_DEAD_ZONE)) & (fat_var[:, 0] > 0)
+        thin = (tail < normal_tail * (1 - TAIL_DEAD_ZONE)) & (thin_var > 0)
+    weights = np.full((n, 2), 0.5)
+    means = np.where(thin[:, None], np.stack([-thin_d, thin_d], axis=1), 0.0)
+    stds = np.sqrt(np.maximum(np.where(thin[:, None], thin_var[:, None], fat_var), 0.0))
+    return fat | thin, weights, means, stds
 
 
 # --- per event ------------------------------------------------------------------------------------
