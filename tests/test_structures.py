@@ -234,15 +234,15 @@ def test_ev_rn_at_mid_is_within_the_consistency_band(computed):
     """|ev_rn| at mid <= half the legs' summed half-spreads + the exit vega x 1 vol point.
 
     The market law is the density stage's fitted event law (section 11), read by
-    :func:`pipeline.stages.structures.event_law`. The issue asks 0.9 of all candidates. Measured
-    on this daily (155 candidates), all / straddle / strangle / condor / butterfly:
-    issue 20's normal law 0.87 / 1.00 / 0.74 / 0.86 / 0.88; issue 19's law (one component unless
-    the density shows a trough) 0.86 / 0.98 / 0.71 / 0.86 / 0.88 (fat-tailed true laws 0.71:
-    one component cannot price their wings); with the tail fit of
-    :func:`pipeline.stages.density._tail_law` 0.92 / 0.98 / 0.81 / 0.89 / 1.00 (fat-tailed 0.89,
-    bimodal 0.83, normal 0.96 unchanged). On three other as-of dates the same law reaches only
-    0.76-0.88 (bimodal events: the two-component fits do not reprice the ATM straddle exactly),
-    so this asserts 0.85, not the issue's 0.9 (see /work/notes/integ.md).
+    :func:`pipeline.stages.structures.event_law`. Measured on this daily (155 candidates), all /
+    straddle / strangle / condor / butterfly: issue 20's normal law 0.87 / 1.00 / 0.74 / 0.86 /
+    0.88; issue 19's law as merged (one component unless the density shows a trough) 0.86 / 0.98
+    / 0.71 / 0.86 / 0.88 (fat-tailed true laws 0.71: one normal cannot price their wings); with
+    the tail fit (:func:`pipeline.stages.density._tail_law`) and two-component laws scaled to
+    reprice the ATM straddle, 0.92 / 1.00 / 0.83 / 0.86 / 1.00 (fat-tailed 0.93, bimodal 0.83).
+    The issue's 0.9 holds here; on other as-of dates the same law gives 0.90 (2026-08-07) and
+    0.83 (2026-05-01, 2026-02-06): beat-or-miss laws remain the misses (strangles), see
+    /work/notes/integ.md.
     """
     frame, result, config, _ = computed
     ok = frame[frame["status"] == "ok"].reset_index(drop=True)
@@ -258,7 +258,7 @@ def test_ev_rn_at_mid_is_within_the_consistency_band(computed):
     inside = np.abs(ok["ev_rn_mid"].to_numpy()) <= band
     straddle = (ok["structure"] == "straddle").to_numpy()
     assert np.mean(inside[straddle]) >= 0.9, ok.loc[straddle & ~inside, ["ticker", "ev_rn_mid"]].head()
-    assert np.mean(inside) >= 0.85, {s: np.mean(inside[(ok["structure"] == s).to_numpy()]) for s in stage.STRUCTURES}
+    assert np.mean(inside) >= 0.9, {s: np.mean(inside[(ok["structure"] == s).to_numpy()]) for s in stage.STRUCTURES}
 
 
 def test_event_law_reads_the_fitted_columns_and_falls_back_per_event():

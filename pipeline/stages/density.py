@@ -49,6 +49,7 @@ DIGITAL_STEP = 1e-4         # central-difference step in k for the digitals at g
 SESSION_YEARS = 1.0 / 252   # one session's share of a year: a past move already holds it
 TAIL_LEVEL = 2.0            # the event law's tail: mass beyond this many ATM standard deviations of X
 TAIL_DEAD_ZONE = 0.15       # a tail within +-15% of the normal's keeps the one-component law (noise)
+ATM_SCALE_RANGE = (0.3, 3.0)  # bracket of the factor that makes a two-component law reprice the ATM straddle
 TAIL_SHAPES = np.linspace(0.0, 1.0, 121)[1:]   # grid of the two-component shapes tried (t in (0, 1])
 LAW_COLUMNS = [f"event_law_{name}_{c}" for c in (1, 2) for name in ("weight", "mean", "std")]
 
@@ -275,7 +276,8 @@ def fit_event_law(weights_cells, k_cells, diffusive_var, atm_event_var, two_comp
     negative excess kurtosis): equal stds, the weights and separation from the third and fourth
     cumulants (kappa3 = d^3 u (p - q), kappa4 = d^4 u (1 - 6u), u = pq, d the separation), the
     std from kappa2. Elsewhere, where the density's tail differs from a normal's,
-    :func:`_tail_law` replaces the one component by two. Means are shifted so that E[e^J] = 1.
+    :func:`_tail_law` replaces the one component by two. Two-component laws are then scaled to
+    reprice the ATM straddle (:func:`_reprice_atm_straddle`). Means are shifted so that E[e^J] = 1.
     Returns weights, means, stds (n x 2); NaN where the event variance is not positive.
     """
     mass = weights_cells / np.sum(weights_cells, axis=1, keepdims=True)
@@ -310,9 +312,43 @@ def fit_event_law(weights_cells, k_cells, diffusive_var, atm_event_var, two_comp
     weights = np.where(tail_fit[:, None], tail_weights, weights)
     means = np.where(tail_fit[:, None], tail_means, means)
     stds = np.where(tail_fit[:, None], tail_stds, stds)
+    means, stds = _reprice_atm_straddle(weights, means, stds, diffusive_var, atm_event_var)
     means = martingale_means(weights, means, stds)
     bad = ~np.isfinite(stds[:, 0])
     return weights, np.where(bad[:, None], np.nan, means), stds
+
+
+def _reprice_atm_straddle(weights, means, stds, diffusive_var, atm_event_var):
+    """(means, stds) of two-component laws scaled so that the law reprices the ATM straddle, as
+    the one-component law does by construction.
+
+    Moment fits match the density's shape, not its ATM price. Per event one factor lambda scales
+    the jump (means about their weighted average, and stds) until the mixture's straddle at K = F,
+    sum_c p_c [C + P](F_c, F, nu_c) with F_c = F e^{mu_c + s_c^2/2} (martingale means) and
+    nu_c^2 = diffusive_var + s_c^2, equals Black-76's at the ATM total variance
+    atm_event_var + diffusive_var (bisection on lambda in ATM_SCALE_RANGE; the straddle rises
+    with lambda). One-component rows are returned unchanged.
+    """
+    two = np.nan_to_num(weights[:, 1]) > 0
+    centred = means - np.sum(weights * means, axis=1, keepdims=True)
+    diffusive = diffusive_var[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        target = 2.0 * black76_price(1.0, 1.0, 1.0, np.sqrt(atm_event_var + diffusive_var), 1.0, True)
+
+        def straddle(scale):
+            s = scale[:, None] * stds
+            forward = np.exp(martingale_means(weights, scale[:, None] * centred, s) + 0.5 * s * s)
+            nu = np.sqrt(diffusive + s * s)
+            both = black76_price(forward, 1.0, 1.0, nu, 1.0, True) + black76_price(forward, 1.0, 1.0, nu, 1.0, False)
+            return np.sum(weights * both, axis=1)
+
+        lo, hi = np.full(len(two), ATM_SCALE_RANGE[0]), np.full(len(two), ATM_SCALE_RANGE[1])
+        for _ in range(40):
+            mid = 0.5 * (lo + hi)
+            rich = straddle(mid) > target
+            lo, hi = np.where(rich, lo, mid), np.where(rich, mid, hi)
+    scale = np.where(two & np.isfinite(target), 0.5 * (lo + hi), 1.0)[:, None]
+    return np.where(two[:, None], scale * centred, means), scale * stds
 
 
 def _tail_law(mass, centred, diffusive_var, atm_event_var):
