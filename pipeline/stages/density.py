@@ -47,6 +47,10 @@ GRID_HALF_WIDTH = 8.0       # the price grid spans +-8 ATM standard deviations o
 GRID_POINTS = 401
 DIGITAL_STEP = 1e-4         # central-difference step in k for the digitals at given strikes
 SESSION_YEARS = 1.0 / 252   # one session's share of a year: a past move already holds it
+TAIL_LEVEL = 2.0            # the event law's tail: mass beyond this many ATM standard deviations of X
+TAIL_DEAD_ZONE = 0.15       # a tail within +-15% of the normal's keeps the one-component law (noise)
+ATM_SCALE_RANGE = (0.3, 3.0)  # bracket of the factor that makes a two-component law reprice the ATM straddle
+TAIL_SHAPES = np.linspace(0.0, 1.0, 121)[1:]   # grid of the two-component shapes tried (t in (0, 1])
 LAW_COLUMNS = [f"event_law_{name}_{c}" for c in (1, 2) for name in ("weight", "mean", "std")]
 
 
@@ -248,18 +252,6 @@ def _query_smiles(surface: pd.DataFrame, atm: pd.DataFrame, queries: pd.DataFram
     return found, sub, k
 
 
-def prob_above_strikes(surface: pd.DataFrame, atm: pd.DataFrame, queries: pd.DataFrame) -> np.ndarray:
-    """P(S_T > K) under the fitted smile for each row of ``queries`` (ticker, expiration, strike,
-    forward): the risk-neutral probability of finishing above K (the digital -dC/dK / D from a
-    first difference of prices), NaN where the expiration has no usable smile. ``surface`` and
-    ``atm`` (:func:`pipeline.stages.term.atm_iv_by_expiration` of it) as stored by compute."""
-    found, sub, k = _query_smiles(surface, atm, queries)
-    out = np.full(len(queries), np.nan)
-    if found.any():
-        out[found] = np.clip(sub.prob_above(k[:, None])[:, 0], 0.0, 1.0)
-    return out
-
-
 def smile_prices(surface: pd.DataFrame, atm: pd.DataFrame, queries: pd.DataFrame) -> np.ndarray:
     """Call prices D F c(k) from the fitted smile for rows of ``queries`` (ticker, expiration,
     strike, forward, rate, t): the price the density gives (money); NaN without a smile. A put
@@ -283,8 +275,10 @@ def fit_event_law(weights_cells, k_cells, diffusive_var, atm_event_var, two_comp
     reprices the ATM straddle. Two components (where ``two_components``, for bimodal densities with
     negative excess kurtosis): equal stds, the weights and separation from the third and fourth
     cumulants (kappa3 = d^3 u (p - q), kappa4 = d^4 u (1 - 6u), u = pq, d the separation), the
-    std from kappa2. Means are shifted so that E[e^J] = 1. Returns weights, means, stds (n x 2);
-    NaN where the event variance is not positive.
+    std from kappa2. Elsewhere, where the density's tail differs from a normal's,
+    :func:`_tail_law` replaces the one component by two. Two-component laws are then scaled to
+    reprice the ATM straddle (:func:`_reprice_atm_straddle`). Means are shifted so that E[e^J] = 1.
+    Returns weights, means, stds (n x 2); NaN where the event variance is not positive.
     """
     mass = weights_cells / np.sum(weights_cells, axis=1, keepdims=True)
     mean = np.sum(mass * k_cells, axis=1, keepdims=True)
@@ -313,9 +307,97 @@ def fit_event_law(weights_cells, k_cells, diffusive_var, atm_event_var, two_comp
     weights = np.where(two[:, None], np.stack([p, 1 - p], axis=1), [[1.0, 0.0]])
     means = np.where(two[:, None], np.stack([-(1 - p) * separation, p * separation], axis=1), 0.0)
     stds = np.where(two[:, None], np.stack([std_two, std_two], axis=1), np.stack([std_one, np.zeros_like(std_one)], axis=1))
+    tail_fit, tail_weights, tail_means, tail_stds = _tail_law(mass, centred, diffusive_var, atm_event_var)
+    tail_fit &= ~two & (atm_event_var > 0)
+    weights = np.where(tail_fit[:, None], tail_weights, weights)
+    means = np.where(tail_fit[:, None], tail_means, means)
+    stds = np.where(tail_fit[:, None], tail_stds, stds)
+    means, stds = _reprice_atm_straddle(weights, means, stds, diffusive_var, atm_event_var)
     means = martingale_means(weights, means, stds)
     bad = ~np.isfinite(stds[:, 0])
     return weights, np.where(bad[:, None], np.nan, means), stds
+
+
+def _reprice_atm_straddle(weights, means, stds, diffusive_var, atm_event_var):
+    """(means, stds) of two-component laws scaled so that the law reprices the ATM straddle, as
+    the one-component law does by construction.
+
+    Moment fits match the density's shape, not its ATM price. Per event one factor lambda scales
+    the jump (means about their weighted average, and stds) until the mixture's straddle at K = F,
+    sum_c p_c [C + P](F_c, F, nu_c) with F_c = F e^{mu_c + s_c^2/2} (martingale means) and
+    nu_c^2 = diffusive_var + s_c^2, equals Black-76's at the ATM total variance
+    atm_event_var + diffusive_var (bisection on lambda in ATM_SCALE_RANGE; the straddle rises
+    with lambda). One-component rows are returned unchanged.
+    """
+    two = np.nan_to_num(weights[:, 1]) > 0
+    centred = means - np.sum(weights * means, axis=1, keepdims=True)
+    diffusive = diffusive_var[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        target = 2.0 * black76_price(1.0, 1.0, 1.0, np.sqrt(atm_event_var + diffusive_var), 1.0, True)
+
+        def straddle(scale):
+            s = scale[:, None] * stds
+            forward = np.exp(martingale_means(weights, scale[:, None] * centred, s) + 0.5 * s * s)
+            nu = np.sqrt(diffusive + s * s)
+            both = black76_price(forward, 1.0, 1.0, nu, 1.0, True) + black76_price(forward, 1.0, 1.0, nu, 1.0, False)
+            return np.sum(weights * both, axis=1)
+
+        lo, hi = np.full(len(two), ATM_SCALE_RANGE[0]), np.full(len(two), ATM_SCALE_RANGE[1])
+        for _ in range(40):
+            mid = 0.5 * (lo + hi)
+            rich = straddle(mid) > target
+            lo, hi = np.where(rich, lo, mid), np.where(rich, mid, hi)
+    scale = np.where(two & np.isfinite(target), 0.5 * (lo + hi), 1.0)[:, None]
+    return np.where(two[:, None], scale * centred, means), scale * stds
+
+
+def _tail_law(mass, centred, diffusive_var, atm_event_var):
+    """Two-component laws for densities whose tail a normal misses: (fit mask, weights, means,
+    stds), n x 2, means before the martingale shift.
+
+    The one-component law reprices the ATM straddle but not the wings: a fat-tailed event prices
+    them richer, a beat-or-miss event without a visible trough poorer. Two moments of
+    X = ln(S_T/F) - E[X] that the prices fix robustly are matched: the mean absolute deviation
+    E|X| (the ATM straddle) and the tail mass P(|X| > L), L = TAIL_LEVEL ATM standard deviations
+    (the condor's wings; the fourth cumulant is too noisy in the extrapolated wings). Where the
+    tail is heavier than a normal's with the same E|X| by more than TAIL_DEAD_ZONE: a scale
+    mixture, equal weights, X | c ~ N(0, sigma_c^2) with sigma_2 / sigma_1 = 1 + 3 t; where it
+    is lighter: two equal-weight components at +-d with a common sigma, d / sigma = 3 t. Each shape
+    t on TAIL_SHAPES fixes the scale by E|X|, the tail picks t; the jump's variances are the
+    total ones less the diffusion's ``diffusive_var``. Symmetric: the smile's skew stays with the
+    diffusion (the fit centres X on its mean).
+    """
+    n = len(diffusive_var)
+    with np.errstate(divide="ignore", invalid="ignore"):   # no density: NaN, left unfitted
+        deviation = np.abs(centred)
+        mean_abs = np.sum(mass * deviation, axis=1)
+        level = TAIL_LEVEL * np.sqrt(np.maximum(atm_event_var + diffusive_var, 0.0))
+        tail = np.sum(mass * (deviation > level[:, None]), axis=1)
+        root = np.sqrt(2.0 / np.pi)
+        normal_tail = 2.0 * ndtr(-level * root / mean_abs)
+        shape = TAIL_SHAPES[None, :]
+        level_ = level[:, None]
+        # Fat: sigma_1 = s, sigma_2 = s (1 + 3 t); E|X| = root s (2 + 3 t) / 2.
+        low = 2.0 * mean_abs[:, None] / (root * (2.0 + 3.0 * shape))
+        high = low * (1.0 + 3.0 * shape)
+        fat_tail = ndtr(-level_ / low) + ndtr(-level_ / high)
+        # Thin: +-d, common sigma, g = d / sigma; E|X| = sigma (2 phi(g) + g (2 N(g) - 1)).
+        g = 3.0 * shape
+        sigma = mean_abs[:, None] / (2.0 * np.exp(-0.5 * g * g) / np.sqrt(2.0 * np.pi) + g * (2.0 * ndtr(g) - 1.0))
+        thin_tail = ndtr((g * sigma - level_) / sigma) + ndtr((-level_ - g * sigma) / sigma)
+    rows = np.arange(n)
+    pick_fat = np.argmin(np.abs(fat_tail - tail[:, None]), axis=1)
+    pick_thin = np.argmin(np.abs(thin_tail - tail[:, None]), axis=1)
+    fat_var = np.stack([low[rows, pick_fat], high[rows, pick_fat]], axis=1) ** 2 - diffusive_var[:, None]
+    thin_sigma, thin_d = sigma[rows, pick_thin], (g * sigma)[rows, pick_thin]
+    thin_var = thin_sigma ** 2 - diffusive_var
+    with np.errstate(invalid="ignore"):
+        fat = (tail > normal_tail * (1 + TAIL_DEAD_ZONE)) & (fat_var[:, 0] > 0)
+        thin = (tail < normal_tail * (1 - TAIL_DEAD_ZONE)) & (thin_var > 0)
+    weights = np.full((n, 2), 0.5)
+    means = np.where(thin[:, None], np.stack([-thin_d, thin_d], axis=1), 0.0)
+    stds = np.sqrt(np.maximum(np.where(thin[:, None], thin_var[:, None], fat_var), 0.0))
+    return fat | thin, weights, means, stds
 
 
 # --- per event ------------------------------------------------------------------------------------
@@ -399,7 +481,9 @@ def event_densities(surface: pd.DataFrame, atm: pd.DataFrame, events: pd.DataFra
     columns["rn_trough_depth"] = np.where(valid, depth, np.nan)
     columns["rn_arbitrage_mass"] = np.where(valid, arbitrage, np.nan)
     columns["rn_mass_inside"] = np.where(valid, inside_mass, np.nan)
-    law_ok = valid & np.isfinite(ex_vol)
+    # No law where the event variance is not positive (fit_event_law's NaN std): a weight of 1
+    # beside a null std would read as a fitted law.
+    law_ok = valid & np.isfinite(ex_vol) & np.isfinite(law[2][:, 0])
     for c in range(2):
         for name, values in zip(("weight", "mean", "std"), law):
             column = np.where(law_ok, values[:, c], np.nan)

@@ -63,16 +63,19 @@ def event_law(metrics: pd.DataFrame, event_std: np.ndarray):
     """The risk-neutral law of the log jump J per event as a normal mixture: arrays (n, 2) of
     weight, mean, std (fractions).
 
-    Read from ``event_law_{weight,mean,std}_{1,2}`` when the metrics carry the priced event law
-    (section 11); otherwise the one-component normal law with the ATM-equivalent event std
-    ``event_std`` (from the term structure, see :func:`_event_inputs`) and mean -std^2/2, so that
-    E[e^J] = 1. The normal law is the one-component special case of the mixture, not a stub.
+    Read from ``event_law_{weight,mean,std}_{1,2}`` of the density stage
+    (:func:`pipeline.stages.density.fit_event_law`: log jump, risk-neutral, means already
+    martingale, E[e^J] = 1; component 2 null for one component) where component 1 is present;
+    otherwise (no usable smile, e.g. fewer than 6 OTM quotes) the one-component normal law with
+    the ATM-equivalent event std ``event_std`` (from the term structure, see
+    :func:`_event_inputs`) and mean -std^2/2, the same convention.
     """
     n = len(metrics)
     if all(f"event_law_{p}_{i}" in metrics for p in ("weight", "mean", "std") for i in (1, 2)):
         weight, mean, std = (np.column_stack([metrics[f"event_law_{p}_{i}"].to_numpy(float) for i in (1, 2)])
                              for p in ("weight", "mean", "std"))
-        fitted = np.nansum(weight, axis=1) > 0
+        # Fitted where component 1 is complete (component 2 is null for a one-component law).
+        fitted = (weight[:, 0] > 0) & np.isfinite(mean[:, 0]) & (std[:, 0] > 0)
         if fitted.all():
             return weight, mean, std
     else:
@@ -276,7 +279,9 @@ def build_structures(metrics: pd.DataFrame, surface: pd.DataFrame, moves: pd.Dat
       ex_vol^2 dt) by Gauss-Hermite -> ``pop_hist``, ``ev_hist``; market: J from
       :func:`event_law` plus e (mean -ex_vol^2 dt / 2) on a grid -> ``pop_rn``, ``ev_rn``, and
       ``ev_rn_mid`` (mid fills, no costs: near zero when the model matches the quotes);
-    - ``pop_expiry_rn`` = P(be_low < S_T < be_high) from :func:`pipeline.payoffs.expiry_exceedance`;
+    - ``pop_expiry_rn`` = P(be_low < S_T < be_high) from :func:`pipeline.payoffs.expiry_exceedance`
+      (the digitals of the event expiration's fitted quadratic smile; measured closer to the
+      source's analytic digitals than the density's spline digitals, see that docstring);
     - ``return_on_risk`` = ev_hist / risk; ``contracts`` = floor(risk_budget / risk), or with
       ``kelly_cap`` > 0, floor(risk_budget * clip(k, 0, kelly_cap) / risk) where k = E[R]/E[R^2]
       of R = P&L / risk over the history scenarios (the small-edge Kelly fraction);
