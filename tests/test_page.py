@@ -209,7 +209,7 @@ def test_every_suggested_structure_has_its_payoff_with_breakevens(first_daily):
         candidates = re.search(r'<table class="cand">.*?</table>', body, flags=re.S).group(0)
         n_candidates = ((structures["ticker"] == row.ticker) & (structures["report_date"] == row.report_date)).sum()
         assert candidates.count("<tr") - 1 == n_candidates
-        assert len(re.findall(r'<tr class="suggested">', candidates)) == 1
+        assert len(re.findall(r'<tr data-suggested="yes">', candidates)) == 1
 
 
 def row_n_events(csv: pd.DataFrame, row) -> int:
