@@ -151,8 +151,12 @@ def _event_sections(data: pd.DataFrame, metrics: pd.DataFrame, root: Path, as_of
     quote_days = ((pd.to_datetime(quotes["expiration"]) - as_of).dt.days.to_numpy(float) if len(quotes)
                   else np.array([]))
     report_columns = [c for c in data.columns if c not in ("signal_vrp", "exceed_k_n")]
-    payoff_charts = _payoff_charts(structures, moves_at, move_values, config)
-    candidates = _candidate_tables(structures)
+    try:
+        payoff_charts = _payoff_charts(structures, moves_at, move_values, config)
+        candidates = _candidate_tables(structures)
+    except Exception:  # noqa: BLE001 - the structures are an optional view: the page stands without them
+        log.warning("the structures could not be drawn on the page", exc_info=True)
+        payoff_charts, candidates = {}, {}
     sections = []
     for record in data.to_dict("records"):
         ticker, day = record["ticker"], record["report_date"]
