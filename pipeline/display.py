@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from functools import lru_cache
 
 import pandas as pd
 
@@ -48,7 +49,9 @@ UNIT_PATTERNS: list[tuple[str, str]] = [
 ]
 
 
+@lru_cache(maxsize=4096)
 def unit_of(column: str) -> str | None:
+    # Cached: the page formats tens of thousands of cells and the patterns are fnmatch calls.
     if column in COLUMNS:
         return COLUMNS[column][0]
     return next((unit for pattern, unit in UNIT_PATTERNS if fnmatchcase(column, pattern)), None)

@@ -6,7 +6,10 @@ on): the ranked table (one line per event, human headers from :data:`pipeline.di
 and a legend, grouped as ranked), a scatter of the signal-implied against the historical move
 with the VRP tier lines, and for **every** event a ``<details>`` section: past reports against
 today's implied band, the ATM term structure with the ex-earnings vol, the event expiration's
-smile (quotes and fit), its outcomes where stored and every CSV column. Charts are small SVG
+smile (quotes and fit), the suggested structure's payoff at expiry (from the stored ``structures``
+partition, priced by the stage's own :func:`pipeline.stages.structures.expiry_pnl`) with a table of
+every candidate structure, the priced density's numbers, its outcomes where stored and every CSV
+column. Charts are small SVG
 drawn by :mod:`pipeline.svg_charts` (no matplotlib), so thousands of events cost milliseconds each.
 """
 from __future__ import annotations
@@ -24,12 +27,25 @@ log = logging.getLogger("pipeline")
 
 # Bumped whenever the page's layout changes; stamped in the page (meta ivcrush-layout) and by
 # `make screenshot` in docs/report.png, whose test fails when the README picture is older.
-LAYOUT_VERSION = "3"
+LAYOUT_VERSION = "4"
 TEMPLATE = "report_page.html"
 GROUP_TITLES = ("Tradeable with premium (VRP tier MARGINAL or better)", "Tradeable without premium (SKIP)",
                 "Not tradeable (no VRP or REJECT liquidity)")
 SMILE_MAX_ABS_X = 3.0       # the smile fit's range in standardized moneyness (pipeline.stages.skew)
 OUTCOME_ROWS = 8
+PAYOFF_CHUNK = 32           # events priced together by one expiry_pnl call (their move grids joined)
+# The payoff chart's reach (fraction move each side): enough for the implied band, the past moves,
+# the breakevens and the strikes; a price cannot fall 100%.
+PAYOFF_REACH_IMPLIED, PAYOFF_REACH_MARGIN, PAYOFF_MIN_REACH, PAYOFF_MAX_REACH = 1.6, 1.15, 0.02, 0.95
+# The candidate table of an event section: (header, structures column(s)).
+CANDIDATE_COLUMNS = (("structure", ("structure",)), ("status", ("status",)), ("credit/sh", ("credit_fill",)),
+                     ("risk $", ("risk",)), ("breakevens", ("breakeven_low_expiry", "breakeven_high_expiry")),
+                     ("POP hist", ("pop_hist",)), ("EV hist $", ("ev_hist",)), ("POP mkt", ("pop_rn",)),
+                     ("qty", ("contracts",)), ("suggested / dropped because", ("why", "reason")))
+# The density's numbers of an event section (issue 19's columns, where the metrics have them).
+DENSITY_PAIRS = (("beyond implied", "rn_p_exceed_implied", "hist_p_exceed_implied"),
+                 ("beyond 5%", "rn_p_exceed_5pct", "hist_p_exceed_5pct"),
+                 ("beyond 10%", "rn_p_exceed_10pct", "hist_p_exceed_10pct"))
 
 
 def _template():
@@ -120,6 +136,7 @@ def _event_sections(data: pd.DataFrame, metrics: pd.DataFrame, root: Path, as_of
         atm = pd.DataFrame(columns=["ticker", "expiration", "t", "atm_iv"])
     quotes = _smile_quotes(surface)
     outcomes = _outcomes(store, tickers)
+    structures = _structures(store, as_of, tickers)
     reaction_of = dict(zip(zip(metrics["ticker"], metrics["report_date"].dt.strftime("%Y-%m-%d")),
                            metrics["reaction_date"]))
     # Plain arrays and row positions per ticker, taken once: pandas indexing per event would cost
@@ -134,6 +151,12 @@ def _event_sections(data: pd.DataFrame, metrics: pd.DataFrame, root: Path, as_of
     quote_days = ((pd.to_datetime(quotes["expiration"]) - as_of).dt.days.to_numpy(float) if len(quotes)
                   else np.array([]))
     report_columns = [c for c in data.columns if c not in ("signal_vrp", "exceed_k_n")]
+    try:
+        payoff_charts = _payoff_charts(structures, moves_at, move_values, config)
+        candidates = _candidate_tables(structures)
+    except Exception:  # noqa: BLE001 - the structures are an optional view: the page stands without them
+        log.warning("the structures could not be drawn on the page", exc_info=True)
+        payoff_charts, candidates = {}, {}
     sections = []
     for record in data.to_dict("records"):
         ticker, day = record["ticker"], record["report_date"]
@@ -156,6 +179,8 @@ def _event_sections(data: pd.DataFrame, metrics: pd.DataFrame, root: Path, as_of
             scale = float(atm_iv[at_atm[0]] * np.sqrt(atm_t[at_atm[0]])) if len(at_atm) else float("nan")
             if len(on):
                 charts.append(_smile_chart({c: v[on] for c, v in quote.items()}, scale, record))
+        if (ticker, day) in payoff_charts:
+            charts.append(payoff_charts[(ticker, day)])
         # Every CSV column by name (the legend and README say what each is; the CSV has full text).
         fields = [{"name": c, "text": format_value(c, record.get(c))} for c in report_columns]
         sections.append({
@@ -163,6 +188,8 @@ def _event_sections(data: pd.DataFrame, metrics: pd.DataFrame, root: Path, as_of
             "n_events": record.get("n_events"),
             "reason": record.get("reason") if isinstance(record.get("reason"), str) else "",
             "outcomes": _outcome_table(outcomes.iloc[outcomes_at[ticker]]) if ticker in outcomes_at else None,
+            "candidates": candidates.get((ticker, day)),
+            "density": _density_line(record),
             "summary": " \u00b7 ".join(p for p in (
                 f"#{record['rank']} {ticker}", f"{day} {record.get('timing') or ''}".strip(),
                 f"implied {format_value('implied_move', record.get('implied_move')) or '-'} vs historical "
@@ -171,6 +198,118 @@ def _event_sections(data: pd.DataFrame, metrics: pd.DataFrame, root: Path, as_of
                 f"{record.get('status')}") if p),
         })
     return sections
+
+
+def _structures(store, as_of: pd.Timestamp, tickers) -> pd.DataFrame | None:
+    """The stored candidate structures of ``as_of`` (:mod:`pipeline.stages.structures`), or None
+    when the day has none (a root from before that stage, or a page drawn without compute)."""
+    if not store.exists("structures", as_of):
+        return None
+    try:
+        frame = store.scan("structures", dates=[as_of], tickers=tickers)
+    except Exception:  # noqa: BLE001 - a view of optional data must not lose the page
+        log.warning("structures could not be read for the page", exc_info=True)
+        return None
+    if frame.empty:
+        return None
+    return frame.assign(report_date=pd.to_datetime(frame["report_date"]).dt.strftime("%Y-%m-%d")) \
+        .reset_index(drop=True)
+
+
+def _payoff_charts(structures: pd.DataFrame | None, moves_at: dict, move_values: np.ndarray, config) -> dict:
+    """(ticker, report date) -> payoff chart of the event's suggested structure at expiry.
+
+    The P&L is :func:`pipeline.stages.structures.expiry_pnl` (the stage owns the payoff formula),
+    evaluated exactly where the piecewise-linear payoff bends or crosses zero: the chart's two
+    ends, the legs' strikes and the stored breakevens, as moves of the spot. Events are priced
+    :data:`PAYOFF_CHUNK` at a time on the union of their points (one call per chunk, no per-event
+    pandas)."""
+    from pipeline import svg_charts
+    from pipeline.stages.structures import SLOTS, expiry_pnl
+
+    if structures is None:
+        return {}
+    chosen = structures[structures["suggested"].to_numpy(bool) & (structures["status"] == "ok").to_numpy()
+                        & (structures["spot"].to_numpy(float) > 0)].reset_index(drop=True)
+    if chosen.empty:
+        return {}
+    spot = chosen["spot"].to_numpy(float)[:, None]
+    kinks = np.column_stack([chosen[f"{slot}_strike"].to_numpy(float) for slot in SLOTS]) / spot - 1.0
+    breakevens = np.column_stack([chosen[c].to_numpy(float) for c in
+                                  ("breakeven_low_expiry", "breakeven_high_expiry")]) / spot - 1.0
+    implied = chosen["implied_move"].to_numpy(float)
+    tickers, days = chosen["ticker"].to_numpy(), chosen["report_date"].to_numpy()
+    empty = np.array([], int)
+    past = [move_values[moves_at.get(t, empty)] for t in tickers]
+    past_reach = np.array([np.abs(p[np.isfinite(p)]).max(initial=0.0) for p in past])
+    with np.errstate(invalid="ignore"):
+        reach = np.nanmax(np.column_stack([
+            PAYOFF_REACH_IMPLIED * implied, PAYOFF_REACH_MARGIN * np.abs(kinks), PAYOFF_REACH_MARGIN * np.abs(breakevens),
+            PAYOFF_REACH_MARGIN * past_reach, np.full(len(chosen), PAYOFF_MIN_REACH)]), axis=1)
+    # Out to the axis's outer ticks, so the curve spans the chart.
+    reach = np.minimum([svg_charts.nice_ticks(-r, r)[-1] for r in reach], PAYOFF_MAX_REACH)
+    points = np.column_stack([-reach, reach, kinks, breakevens])
+    points = np.where(np.abs(points) <= reach[:, None], points, np.nan)
+    charts = {}
+    for start in range(0, len(chosen), PAYOFF_CHUNK):
+        block = slice(start, start + PAYOFF_CHUNK)
+        grid = np.unique(points[block][np.isfinite(points[block])])
+        pnl = expiry_pnl(chosen.iloc[block], grid, config.structure_commission)
+        for row, i in enumerate(range(start, min(start + PAYOFF_CHUNK, len(chosen)))):
+            mine = np.unique(points[i][np.isfinite(points[i])])
+            at = np.searchsorted(grid, mine)
+            title = f"suggested {str(chosen['structure'].iat[i]).replace('_', ' ')}: P&L at expiry by move"
+            charts[(tickers[i], days[i])] = svg_charts.payoff(mine, pnl[row, at], breakevens[i], implied[i],
+                                                              past[i], title)
+    return charts
+
+
+def _candidate_tables(structures: pd.DataFrame | None) -> dict:
+    """(ticker, report date) -> the event's candidate structures as rows of formatted cells
+    (:data:`CANDIDATE_COLUMNS`), formatted a column at a time."""
+    from pipeline.display import format_value
+
+    if structures is None:
+        return {}
+    text = {}
+    for _, names in CANDIDATE_COLUMNS:
+        for name in names:
+            if name not in text:
+                values = structures[name].to_numpy(object) if name in structures else [None] * len(structures)
+                text[name] = [format_value(name, v) for v in values]
+    cells = []
+    for header, names in CANDIDATE_COLUMNS:
+        if names == ("why", "reason"):
+            dropped = (structures["status"] != "ok").to_numpy()
+            column = [(r if d else w) for w, r, d in zip(text["why"], text["reason"], dropped)]
+        elif len(names) == 2:
+            column = [f"{a} \u2013 {b}" if a or b else "" for a, b in zip(text[names[0]], text[names[1]])]
+        else:
+            column = text[names[0]]
+        cells.append(column)
+    rows = list(zip(*cells))
+    suggested = structures["suggested"].to_numpy(bool)
+    tables = {}
+    for key, at in structures.groupby(["ticker", "report_date"], sort=False).indices.items():
+        tables[key] = {"header": [h for h, _ in CANDIDATE_COLUMNS],
+                       "rows": [{"cells": rows[i], "suggested": bool(suggested[i])} for i in at]}
+    return tables
+
+
+def _density_line(record: dict) -> str:
+    """The density's numbers where the metrics have them: market (risk-neutral) against history
+    exceedance, the bimodal flag and the expected IV crush."""
+    from pipeline.display import format_value
+
+    parts = [f"P {label} market {format_value(rn, record.get(rn))} / history {format_value(hist, record.get(hist))}"
+             for label, rn, hist in DENSITY_PAIRS if format_value(rn, record.get(rn)) or format_value(hist, record.get(hist))]
+    bimodal = record.get("rn_bimodal")
+    if bimodal is not None and not pd.isna(bimodal):
+        parts.append(f"priced density bimodal: {'yes' if bool(bimodal) else 'no'}")
+    crush = format_value("expected_iv_crush", record.get("expected_iv_crush"))
+    if crush:
+        parts.append(f"expected IV crush {crush}")
+    return " \u00b7 ".join(parts)
 
 
 def _float(value) -> float:

@@ -40,7 +40,8 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> np.ndarray:
 def percent_decimals(ticks: np.ndarray) -> int:
     """The fewest decimals that write every tick in percent exactly (0.025 -> 1: "2.5%")."""
     for decimals in range(0, 7):
-        if np.allclose(np.round(ticks * 100, decimals), ticks * 100, rtol=0, atol=1e-9):
+        # max |error| <= 1e-9 (np.allclose with rtol=0, without its per-call overhead: every axis asks)
+        if np.abs(np.round(ticks * 100, decimals) - ticks * 100).max(initial=0.0) <= 1e-9:
             return decimals
     return 6
 
@@ -51,7 +52,7 @@ def percent_labels(ticks: np.ndarray) -> list[str]:
 
 
 def number_labels(ticks: np.ndarray) -> list[str]:
-    decimals = next((d for d in range(0, 7) if np.allclose(np.round(ticks, d), ticks, rtol=0, atol=1e-9)), 6)
+    decimals = next((d for d in range(0, 7) if np.abs(np.round(ticks, d) - ticks).max(initial=0.0) <= 1e-9), 6)
     return [f"{v:.{decimals}f}" for v in ticks]
 
 
@@ -239,3 +240,46 @@ def vrp_scatter(hist: np.ndarray, implied: np.ndarray, tiers: list, tickers: lis
     plot.axes("Signal-implied against historical move (colour: VRP tier)")
     plot.legend([(c, t) for t, c in TIER_COLOUR.items()])
     return plot.svg("scatter")
+
+
+def payoff(moves: np.ndarray, pnl: np.ndarray, breakevens: np.ndarray, implied_move: float,
+           past: np.ndarray, title: str) -> Markup:
+    """One structure's P&L in dollars per structure (``pnl``, from
+    :func:`pipeline.stages.structures.expiry_pnl`) against the underlying's move (``moves``,
+    fractions, sorted), with its breakevens (moves; class ``breakeven``, ``data-value`` the move),
+    the +/- implied-move band and the past reports' moves as ticks on the zero line (class ``past``)."""
+    moves, pnl = np.asarray(moves, float), np.asarray(pnl, float)
+    breakevens = np.asarray(breakevens, float)
+    breakevens = breakevens[np.isfinite(breakevens)]
+    past = np.asarray(past, float)
+    past = past[np.isfinite(past)]
+    finite = pnl[np.isfinite(pnl)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (-1.0, 1.0)
+    plot = Plot((float(moves[0]), float(moves[-1])) if moves.size else (-0.1, 0.1),
+                (min(low, 0.0), max(high, 0.0)), xpercent=True, ypercent=False)
+    if math.isfinite(implied_move):
+        left, right = float(plot.x(max(-implied_move, plot.x0))), float(plot.x(min(implied_move, plot.x1)))
+        plot.parts.append(f'<rect x="{left:.1f}" y="{plot.top}" width="{right - left:.1f}" '
+                          f'height="{plot.height - plot.top - plot.bottom}" fill="{BAND}" opacity="0.25" class="band"/>')
+    zero = float(plot.y(0.0))
+    plot.parts.append(f'<line x1="{plot.left}" x2="{plot.width - plot.right}" y1="{zero:.1f}" y2="{zero:.1f}" '
+                      f'class="axis zero"/>')
+    for value in breakevens:
+        x = float(plot.x(value))
+        plot.parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{plot.top}" y2="{plot.height - plot.bottom}" '
+                          f'stroke="{GREY}" stroke-dasharray="4 2" class="breakeven" data-value="{float(value)!r}">'
+                          f'<title>breakeven {value * 100:+.2f}%</title></line>')
+    plot.line(moves, pnl, INSIDE, width=1.6, cls="pnl")
+    inside = past[(past >= plot.x0) & (past <= plot.x1)]
+    for value in inside:
+        x = float(plot.x(value))
+        plot.parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{zero - 5:.1f}" y2="{zero + 5:.1f}" '
+                          f'stroke="{EXCEED}" stroke-width="1.5" class="past"/>')
+    plot.axes(title)
+    items = [(INSIDE, "P&L at expiry ($)"), (GREY, "breakeven")]
+    if math.isfinite(implied_move):
+        items.append((BAND, "implied move band"))
+    if inside.size:
+        items.append((EXCEED, "past moves"))
+    plot.legend(items)      # top left: a short-vol payoff is low at the left edge
+    return plot.svg("payoff")

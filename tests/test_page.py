@@ -78,7 +78,9 @@ def test_percent_ticks_are_exact(lo, span):
 
     ticks = nice_ticks(lo, lo + span)
     labels = percent_labels(ticks)
-    assert ticks[0] <= lo + 1e-12 and ticks[-1] >= lo + span - 1e-12
+    # nice_ticks snaps a limit within 1e-9 of a step onto that tick (float noise, not a new tick).
+    slack = 1e-9 * (ticks[1] - ticks[0]) + 1e-12
+    assert ticks[0] <= lo + slack and ticks[-1] >= lo + span - slack
     assert np.allclose([float(x[:-1]) / 100 for x in labels], ticks, rtol=0, atol=1e-12)
     assert len(set(labels)) == len(labels)
 
@@ -167,3 +169,59 @@ def test_the_readme_picture_is_from_the_current_layout(first_daily):
     assert "](docs/report.png)" in (repo / "README.md").read_text()
     assert layout_of_png(repo / "docs" / "report.png") == LAYOUT_VERSION, \
         "docs/report.png is from an older report layout: run `make screenshot`"
+
+
+def test_every_suggested_structure_has_its_payoff_with_breakevens(first_daily):
+    """Issue 20's structures on the page: the suggested structure's payoff at expiry (priced by the
+    stage's expiry_pnl) with a dashed marker at each stored breakeven, where the curve crosses
+    zero, and a row per stored candidate in the event's table."""
+    from pipeline.store import Store
+
+    root, _, text, csv = first_daily
+    sections = _sections(text)
+    structures = Store(root).read("structures", AS_OF)
+    structures["report_date"] = pd.to_datetime(structures["report_date"]).dt.strftime("%Y-%m-%d")
+    chosen = structures[structures["suggested"] & (structures["status"] == "ok")]
+    assert len(chosen) >= len(csv) // 3
+    assert set(zip(chosen["ticker"], chosen["report_date"])) == \
+        set(zip(csv.loc[csv["suggested_structure"].notna(), "ticker"],
+                csv.loc[csv["suggested_structure"].notna(), "report_date"]))
+    payoffs = 0
+    for anchor, body in sections.items():
+        payoffs += body.count('class="chart payoff"')
+    assert payoffs == len(chosen)
+    for row in chosen.itertuples():
+        body = sections[f"ev-{row.ticker}-{row.report_date}"]
+        svg = re.search(r'<svg [^>]*class="chart payoff".*?</svg>', body, flags=re.S).group(0)
+        assert f"suggested {row.structure.replace('_', ' ')}" in svg
+        marks = [float(v) for v in re.findall(r'class="breakeven" data-value="([^"]+)"', svg)]
+        expected = [b / row.spot - 1 for b in (row.breakeven_low_expiry, row.breakeven_high_expiry) if np.isfinite(b)]
+        assert expected and marks == pytest.approx(expected, abs=1e-12), (row.ticker, marks, expected)
+        # The curve passes through zero at each breakeven marker (pixels of the polyline).
+        zero_y = float(re.search(r'<line [^>]*y1="([^"]+)" y2="\1" class="axis zero"/>', svg).group(1))
+        points = np.array([p.split(",") for p in re.search(r'points="([^"]+)"[^>]*class="pnl"', svg).group(1).split()],
+                          float)
+        for x in re.findall(r'<line x1="([^"]+)"[^>]*class="breakeven"', svg):
+            at = np.argmin(np.abs(points[:, 0] - float(x)))
+            assert abs(points[at, 0] - float(x)) <= 0.1 and abs(points[at, 1] - zero_y) <= 1.0, (row.ticker, x)
+        ticks = re.findall(r'class="past"', svg)
+        assert len(ticks) == row_n_events(csv, row)
+        candidates = re.search(r'<table class="cand">.*?</table>', body, flags=re.S).group(0)
+        n_candidates = ((structures["ticker"] == row.ticker) & (structures["report_date"] == row.report_date)).sum()
+        assert candidates.count("<tr") - 1 == n_candidates
+        assert len(re.findall(r'<tr data-suggested="yes">', candidates)) == 1
+
+
+def row_n_events(csv: pd.DataFrame, row) -> int:
+    match = csv[(csv["ticker"] == row.ticker) & (csv["report_date"] == row.report_date)]
+    return int(match["n_events"].iloc[0])
+
+
+@needs_chromium
+def test_page_with_every_section_open_fits_1400_px(first_daily, tmp_path):
+    """Every event section open (charts, candidate table, density line): still no horizontal scroll."""
+    _, page, text, _ = first_daily
+    opened = tmp_path / "open.html"
+    opened.write_text(text.replace('<details class="event"', '<details open class="event"'))
+    laid = measure(opened, width=1400)
+    assert laid["scrollWidth"] <= 1400 and laid["tableScrollWidth"] <= 1400, laid
