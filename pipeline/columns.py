@@ -6,6 +6,8 @@ the CSV text is rounded. Fractions: 0.052 = 5.2%.
 """
 from __future__ import annotations
 
+import re
+
 # name: (unit, decimals in the CSV or None for text/integers, meaning)
 COLUMNS: dict[str, tuple[str, int | None, str]] = {
     "rank": ("integer", None, "1 = best; tradeable (a VRP, liquidity not REJECT) with premium (VRP tier "
@@ -94,13 +96,42 @@ COLUMNS: dict[str, tuple[str, int | None, str]] = {
 }
 
 
+# Exceedance columns at a configured move level (config ``density.exceed_levels``; the suffix is
+# pipeline.stages.density.level_name: 0.05 -> 5pct, 0.075 -> 7p5pct).
+EXCEED_LEVEL_COLUMN = re.compile(r"^(rn|hist)_p_exceed_(\d+(?:p\d+)?)pct$")
+
+
+def exceed_levels_in(columns) -> list[str]:
+    """Suffixes (``5pct``) of the level columns ``rn_p_exceed_<suffix>`` in ``columns``, in order."""
+    found = (EXCEED_LEVEL_COLUMN.match(str(c)) for c in columns)
+    return [f"{m.group(2)}pct" for m in found if m and m.group(1) == "rn"]
+
+
+def level_percent(suffix: str) -> str:
+    """The level of a column suffix in percent, as text: '7p5pct' -> '7.5'."""
+    return suffix.removesuffix("pct").replace("p", ".")
+
+
+def column_info(name: str) -> tuple[str, int | None, str]:
+    """(unit, CSV decimals, meaning) of a report column; level columns of any configured level
+    are described like the default 5% ones."""
+    if name in COLUMNS:
+        return COLUMNS[name]
+    m = EXCEED_LEVEL_COLUMN.match(name)
+    if m:
+        level = level_percent(f"{m.group(2)}pct")
+        return ("probability", 4, f"risk-neutral P(|S_T/F - 1| > {level}%) at the event expiration" if m.group(1) == "rn"
+                else f"past moves beyond {level}%, at the same horizon")
+    return ("?", None, "undocumented")
+
+
 def round_for_csv(frame):
     """A copy of ``frame`` with float columns rounded to their CSV precision (6 decimals when the
     column is not in :data:`COLUMNS`)."""
     out = frame.copy()
     for column in out.columns:
         if out[column].dtype.kind == "f":
-            decimals = COLUMNS.get(column, ("", 6, ""))[1]
+            decimals = column_info(column)[1]
             out[column] = out[column].round(6 if decimals is None else decimals)
     return out
 
@@ -109,6 +140,6 @@ def markdown_table(columns) -> str:
     """The README table: one row per report column, in the order of ``columns``."""
     lines = ["| column | unit | meaning |", "|---|---|---|"]
     for name in columns:
-        unit, _, meaning = COLUMNS.get(name, ("?", None, "undocumented"))
+        unit, _, meaning = column_info(name)
         lines.append(f"| `{name}` | {unit} | {meaning} |")
     return "\n".join(lines)

@@ -91,6 +91,7 @@ class Config:
     structure_commission: float = 0.65        # per contract traded
     exercise_fee: float = 0.0                 # per in-the-money leg settled at expiry
     kelly_cap: float = 0.0                    # > 0: size by the history Kelly fraction, capped here
+    exceed_levels: tuple[float, ...] = (0.05, 0.10)   # density: P(|move| > level) columns, fractions
 
     @property
     def structures(self) -> "StructureSettings":
@@ -155,7 +156,8 @@ _SCALARS = {
     ("structures", "kelly_cap"): ("kelly_cap", float, _non_negative),
 }
 _SECTIONS = {"synthetic", "universe", "history", "implied", "term_structure", "skew", "live", "report",
-             "structures"}
+             "structures", "density"}
+MAX_EXCEED_LEVELS = 4
 _MAPPINGS = {"vrp_tiers", "liquidity_tiers", "score_weights"}
 
 
@@ -187,7 +189,8 @@ def parse_config(raw) -> Config:
         if not isinstance(body, dict):
             raise ConfigError(f"config key '{section}': expected a mapping")
         known = {path[1] for path in _SCALARS if path[0] == section} | ({"symbols"} if section == "universe" else set()) \
-            | ({"max_response_bytes"} if section == "live" else set())
+            | ({"max_response_bytes"} if section == "live" else set()) \
+            | ({"exceed_levels"} if section == "density" else set())
         for key in body:
             if key not in known:
                 raise ConfigError(f"config key '{section}.{key}': unknown key")
@@ -218,11 +221,32 @@ def parse_config(raw) -> Config:
                                                 for s in symbols))        # brk.b -> BRK.B
     except InvalidTickerError as exc:
         raise ConfigError(str(exc)) from None
+    levels = (raw.get("density") or {}).get("exceed_levels")
+    if levels is not None:
+        values["exceed_levels"] = _exceed_levels(levels)
     values["vrp_tiers"] = _decreasing_tiers(raw.get("vrp_tiers"), "vrp_tiers", VRP_TIER_NAMES)
     values["liquidity_tiers"] = _liquidity_tiers(raw.get("liquidity_tiers"))
     values["score_weights"] = _weights(raw.get("score_weights"))
     values["max_response_bytes"] = _response_limits((raw.get("live") or {}).get("max_response_bytes"))
     return Config(**values)
+
+
+def _exceed_levels(levels) -> tuple[float, ...]:
+    """``density.exceed_levels``: 1 to MAX_EXCEED_LEVELS distinct moves, 0 < level < 1, each
+    naming its own columns (rn_p_exceed_<level in percent>pct, at most 4 decimals of a percent)."""
+    key = "density.exceed_levels"
+    if not isinstance(levels, list) or not 1 <= len(levels) <= MAX_EXCEED_LEVELS:
+        raise ConfigError(f"config key '{key}': expected a list of 1 to {MAX_EXCEED_LEVELS} move levels, got {levels!r}")
+    out = tuple(_typed(key, v, float) for v in levels)
+    bad = [v for v in out if not 0 < v < 1]
+    if bad:
+        raise ConfigError(f"config key '{key}': each level must be a fraction strictly between 0 and 1 "
+                          f"(0.05 = 5%), got {bad[0]!r}")
+    if any(abs(v * 1e6 - round(v * 1e6)) > 1e-6 for v in out):
+        raise ConfigError(f"config key '{key}': a level has more than 4 decimals of a percent")
+    if len({round(v * 1e6) for v in out}) < len(out):
+        raise ConfigError(f"config key '{key}': levels must be distinct, got {list(out)!r}")
+    return out
 
 
 def _response_limits(body) -> dict:

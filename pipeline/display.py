@@ -19,7 +19,7 @@ from functools import lru_cache
 
 import pandas as pd
 
-from pipeline.columns import COLUMNS
+from pipeline.columns import COLUMNS, exceed_levels_in, level_percent
 
 # unit -> (kind, decimals). percent: value x 100 with a % sign; vol points the same.
 UNIT_FORMAT: dict[str, tuple[str, int]] = {
@@ -163,9 +163,26 @@ def with_display_columns(frame):
     return out
 
 
+def level_entry(suffix: str) -> Shown:
+    """The table entry of one configured exceedance level (``5pct``: the P>5% column)."""
+    level = level_percent(suffix)
+    return Shown(f"P>{level}% mkt/hist", (f"rn_p_exceed_{suffix}", f"hist_p_exceed_{suffix}"),
+                 f"the same beyond a {level}% move", 88 + 4 * len(level), console=False)
+
+
+def table_for(frame) -> list[Shown]:
+    """:data:`TABLE` with one entry per exceedance level ``frame`` carries (config
+    ``density.exceed_levels``) in place of the default 5% and 10% entries."""
+    levels = exceed_levels_in(frame.columns if hasattr(frame, "columns") else frame)
+    if levels in ([], ["5pct", "10pct"]):
+        return TABLE
+    first = next(i for i, s in enumerate(TABLE) if s.columns[0] == "rn_p_exceed_5pct")
+    return [*TABLE[:first], *(level_entry(x) for x in levels), *TABLE[first + 2:]]
+
+
 def shown(frame, console: bool = False) -> list[Shown]:
-    """The entries of :data:`TABLE` whose first column ``frame`` has."""
-    return [s for s in TABLE if s.columns[0] in frame and (s.console or not console)]
+    """The entries of :func:`table_for` ``frame`` whose first column ``frame`` has."""
+    return [s for s in table_for(frame) if s.columns[0] in frame and (s.console or not console)]
 
 
 def widths(entries: list[Shown], budget: int = PAGE_WIDTH) -> list[int]:

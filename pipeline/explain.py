@@ -186,7 +186,7 @@ def explain(store: Store, ticker: str, as_of, config: Config, report_date=None) 
         "score": {"score": _value(row["score"]), "weights": dict(config.score_weights),
                   "components": score_parts(row, config)},
         "structures": structure_candidates(store, row, as_of),
-        "distribution": _pick(row, [c for c in DISTRIBUTION_FIELDS if c in row.index]),
+        "distribution": _pick(row, [c for c in distribution_fields(row.index) if c in row.index]),
         "outcomes": _records(name_outcomes(store, ticker, as_of)),
         "status": _value(row["status"]),
         "reason": _value(row["reason"]),
@@ -197,6 +197,19 @@ DISTRIBUTION_FIELDS = ["rn_p_exceed_implied", "hist_p_exceed_implied", "rn_p_exc
                        "rn_p_exceed_10pct", "hist_p_exceed_10pct", "rn_bimodal", "rn_arbitrage_mass",
                        "event_law_weight_1", "event_law_mean_1", "event_law_std_1", "event_law_weight_2",
                        "event_law_mean_2", "event_law_std_2", "event_atm_iv", "expected_iv_crush"]
+
+
+def distribution_fields(columns) -> list[str]:
+    """DISTRIBUTION_FIELDS with the exceedance columns of the levels in ``columns`` (config
+    ``density.exceed_levels``) in place of the default 5% and 10% ones."""
+    from pipeline.columns import exceed_levels_in
+
+    levels = exceed_levels_in(columns) or ["5pct", "10pct"]
+    first = DISTRIBUTION_FIELDS.index("rn_p_exceed_5pct")
+    return [*DISTRIBUTION_FIELDS[:first], *(f"{side}_p_exceed_{x}" for x in levels for side in ("rn", "hist")),
+            *DISTRIBUTION_FIELDS[first + 4:]]
+
+
 OUTCOME_FIELDS = ["report_date", "exit_date", "implied_event_move", "realized_close_move", "realized_over_implied",
                   "straddle_entry_mid", "straddle_exit_value", "straddle_return_mid", "expected_iv_crush",
                   "realized_iv_crush"]

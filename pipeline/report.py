@@ -51,11 +51,22 @@ def suggested_structures(structures: pd.DataFrame | None) -> pd.DataFrame:
         "structure": "suggested_structure"})
 
 
+def report_columns(levels) -> list[str]:
+    """REPORT_COLUMNS with the exceedance columns of the move levels ``levels`` (suffixes such as
+    ``5pct``, config ``density.exceed_levels``) in place of the default 5% and 10% ones."""
+    level_block = [f"{side}_p_exceed_{suffix}" for suffix in levels for side in ("rn", "hist")]
+    first = REPORT_COLUMNS.index("rn_p_exceed_5pct")
+    return [*REPORT_COLUMNS[:first], *level_block, *REPORT_COLUMNS[first + 4:]]
+
+
 def report_frame(metrics: pd.DataFrame, structures: pd.DataFrame | None = None) -> pd.DataFrame:
+    from pipeline.columns import exceed_levels_in
+
     ranked = rank_events(metrics)
     if structures is not None and len(structures):
         ranked = ranked.merge(suggested_structures(structures), on=["ticker", "report_date"], how="left")
-    out = ranked.reindex(columns=REPORT_COLUMNS)
+    # The levels the metrics were computed at (the default config: 5% and 10%).
+    out = ranked.reindex(columns=report_columns(exceed_levels_in(metrics.columns) or ["5pct", "10pct"]))
     for column in ("report_date", "expiration"):
         out[column] = out[column].dt.strftime("%Y-%m-%d")
     return neutralize_text(out)

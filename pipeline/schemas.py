@@ -8,6 +8,7 @@ naive ``datetime64`` at midnight in pandas and ``date32`` in Parquet; timestamps
 from __future__ import annotations
 
 import functools
+import re
 import sys
 from dataclasses import dataclass
 
@@ -42,6 +43,8 @@ IMPLIED_METHODS = ("smile", "interpolated", "parity-rebuilt", "one-sided")   # s
 METRIC_STATUSES = ("ok", "degraded", "failed")
 STRUCTURE_NAMES = ("straddle", "strangle", "iron_condor", "iron_butterfly")   # see stages/structures.py
 NO_TICKER = "<missing ticker>"
+# Exceedance columns at the configured move levels (pipeline.stages.density.level_name suffixes).
+EXCEED_LEVEL_REGEX = {side: rf"^{side}_p_exceed_\d+(?:p\d+)?pct$" for side in ("rn", "hist")}
 MAX_PRICE = 1e7        # no listed US equity or option trades near this: larger values are garbage
 
 
@@ -240,12 +243,14 @@ class Metrics(_Model):
     score_liquidity: Series[float] = pa.Field(ge=0, le=100, nullable=True)
     score: Series[float] = pa.Field(ge=0, le=100, nullable=True)
     # The priced distribution of the move (pipeline.stages.density) and the IV crush.
+    # rn/hist_p_exceed_<level> at each configured level (density.exceed_levels; 5pct, 10pct by
+    # default): regex columns, in the order of the levels.
     rn_p_exceed_implied: Series[float] = pa.Field(ge=0, le=1, nullable=True)
-    rn_p_exceed_5pct: Series[float] = pa.Field(ge=0, le=1, nullable=True)
-    rn_p_exceed_10pct: Series[float] = pa.Field(ge=0, le=1, nullable=True)
+    rn_p_exceed_levels: Series[float] = pa.Field(ge=0, le=1, nullable=True, alias=EXCEED_LEVEL_REGEX["rn"],
+                                                 regex=True)
     hist_p_exceed_implied: Series[float] = pa.Field(ge=0, le=1, nullable=True)
-    hist_p_exceed_5pct: Series[float] = pa.Field(ge=0, le=1, nullable=True)
-    hist_p_exceed_10pct: Series[float] = pa.Field(ge=0, le=1, nullable=True)
+    hist_p_exceed_levels: Series[float] = pa.Field(ge=0, le=1, nullable=True, alias=EXCEED_LEVEL_REGEX["hist"],
+                                                   regex=True)
     rn_bimodal: Series[pd.BooleanDtype] = pa.Field(nullable=True)
     rn_trough_depth: Series[float] = pa.Field(ge=0, le=1, nullable=True)
     rn_arbitrage_mass: Series[float] = pa.Field(ge=0, nullable=True)
@@ -368,7 +373,8 @@ class Dataset:
 
     @property
     def date_columns(self) -> list[str]:
-        return [c for c, dtype in self.model.to_schema().dtypes.items() if str(dtype) == "datetime64[ns]"]
+        return [c for c, spec in self.model.to_schema().columns.items()
+                if not spec.regex and str(spec.dtype) == "datetime64[ns]"]
 
 
 _MODELS = {"calendar": Calendar, "earnings_history": EarningsHistory, "prices": Prices, "chains": Chains,
@@ -377,10 +383,35 @@ _MODELS = {"calendar": Calendar, "earnings_history": EarningsHistory, "prices": 
 DATASETS: dict[str, Dataset] = {name: Dataset(name, _MODELS[name], partition) for name, partition in PARTITIONS.items()}
 
 
+# What a regex column of a contract expands to when no frame says otherwise: the default levels.
+DEFAULT_REGEX_COLUMNS = [f"{side}_p_exceed_{x}" for side in ("rn", "hist") for x in ("5pct", "10pct")]
+
+
+def contract_columns(name: str, candidates=None) -> list[str]:
+    """The columns of dataset ``name`` in contract order, each regex column (the metrics'
+    exceedance levels) expanded to the ``candidates`` it matches, in the candidates' order, or to
+    the default levels (5pct, 10pct) when there are no candidates or none matches."""
+    pool = [] if candidates is None else [str(c) for c in candidates]
+    out = []
+    for column, spec in DATASETS[name].model.to_schema().columns.items():
+        if spec.regex:
+            out += [c for c in pool if re.match(column, c)] or [c for c in DEFAULT_REGEX_COLUMNS if re.match(column, c)]
+        else:
+            out.append(column)
+    return out
+
+
+def metrics_columns(level_suffixes=("5pct", "10pct")) -> list[str]:
+    """The Metrics columns in order with the exceedance columns of the configured levels
+    (suffixes from pipeline.stages.density.level_name)."""
+    return contract_columns("metrics", [f"{side}_p_exceed_{x}" for side in ("rn", "hist") for x in level_suffixes])
+
+
 def validate(name: str, df: pd.DataFrame) -> pd.DataFrame:
     """Validate (and coerce) ``df`` against dataset ``name``; all failures reported at once."""
     schema = DATASETS[name].model.to_schema()
-    missing = [c for c in schema.columns if c not in df.columns]
+    missing = [c for c, spec in schema.columns.items()
+               if (not any(re.match(c, str(x)) for x in df.columns) if spec.regex else c not in df.columns)]
     if missing:
         raise DatasetValidationError(name, f"missing columns: {', '.join(missing)}")
     try:
@@ -389,16 +420,20 @@ def validate(name: str, df: pd.DataFrame) -> pd.DataFrame:
         raise DatasetValidationError(name, _describe(exc.failure_cases)) from None
 
 
-def empty(name: str) -> pd.DataFrame:
-    """A zero-row frame of dataset ``name`` with the contract's columns and dtypes."""
-    return _empty(name).copy()
+def empty(name: str, columns=None) -> pd.DataFrame:
+    """A zero-row frame of dataset ``name`` with the contract's columns and dtypes (regex columns
+    expanded to the ``columns`` they match, default the default levels: :func:`contract_columns`)."""
+    return _empty(name, None if columns is None else tuple(contract_columns(name, columns))).copy()
 
 
 @functools.lru_cache(maxsize=None)
-def _empty(name: str) -> pd.DataFrame:
+def _empty(name: str, expanded: tuple | None = None) -> pd.DataFrame:
     # Validated once per process: a validation costs 30-200 ms whatever the number of rows.
-    dtypes = DATASETS[name].model.to_schema().dtypes
-    return validate(name, pd.DataFrame({c: pd.Series(dtype=str(d)) for c, d in dtypes.items()}))
+    schema = DATASETS[name].model.to_schema()
+    dtypes = {c: next(str(spec.dtype) for pattern, spec in schema.columns.items()
+                      if (re.match(pattern, c) if spec.regex else pattern == c))
+              for c in (contract_columns(name) if expanded is None else expanded)}
+    return validate(name, pd.DataFrame({c: pd.Series(dtype=d) for c, d in dtypes.items()}))
 
 
 def split_valid_tickers(name: str, df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:

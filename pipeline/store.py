@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.schemas import DATASETS, empty, validate
+from pipeline.schemas import DATASETS, contract_columns, empty, validate
 
 FILE_NAME = "part-0.parquet"
 TMP_PREFIX = ".tmp-"
@@ -159,8 +159,8 @@ class Store:
         several partitions stay apart. Missing partitions are skipped.
         """
         dataset = DATASETS[name]
-        schema = dataset.model.to_schema()
-        wanted = list(schema.columns) if columns is None else [c for c in schema.columns if c in set(columns)]
+        wanted = contract_columns(name) if columns is None else \
+            [c for c in contract_columns(name, list(columns)) if c in set(columns)]
         filters = None if tickers is None else [("ticker", "in", sorted(set(tickers)))]
         if dataset.partition is None:
             paths = {None: self.partition_path(name)} if self.exists(name) else {}
@@ -179,7 +179,7 @@ class Store:
                 frame.insert(0, key[0], pd.Series(pd.Timestamp(value), index=frame.index, dtype="datetime64[ns]"))
             frames.append(frame)
         if not frames:
-            frame = empty(name)[wanted]
+            frame = empty(name).reindex(columns=wanted)
             if key:
                 frame.insert(0, key[0], pd.Series(dtype="datetime64[ns]"))
             return frame
@@ -193,7 +193,7 @@ class Store:
             table = pq.read_table(path, columns=columns, filters=filters)
         except (OSError, pa.ArrowException, ValueError, KeyError) as exc:
             raise CorruptPartition(name, self._value_of(name, path), path, _reason(exc)) from None
-        problem = schema_problems(table.schema, expected_schema(name), whole=columns is None)
+        problem = schema_problems(table.schema, expected_schema(name, tuple(table.schema.names)), whole=columns is None)
         if problem:
             raise CorruptPartition(name, self._value_of(name, path), path, problem)
         frame = table.to_pandas(date_as_object=False)
@@ -215,7 +215,8 @@ class Store:
         """None when the file's footer opens and its schema is the dataset's; else why not. Reads
         the footer only, unless ``values``: then the rows are read and validated too."""
         try:
-            problem = schema_problems(pq.read_schema(path), expected_schema(name))
+            got = pq.read_schema(path)
+            problem = schema_problems(got, expected_schema(name, tuple(got.names)))
         except (OSError, pa.ArrowException, ValueError) as exc:
             return _reason(exc)
         if problem or not values:
@@ -261,9 +262,10 @@ def _reason(exc: BaseException) -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def expected_schema(name: str) -> pa.Schema:
-    """The Arrow schema :meth:`Store.write` gives a file of ``name`` (field names and types)."""
-    return _arrow_table(name, empty(name)).schema
+def expected_schema(name: str, columns=None) -> pa.Schema:
+    """The Arrow schema :meth:`Store.write` gives a file of ``name`` (field names and types); a
+    regex column (the metrics' exceedance levels) as the file's ``columns`` name it."""
+    return _arrow_table(name, empty(name, columns)).schema
 
 
 def _arrow_table(name: str, frame: pd.DataFrame) -> pa.Table:

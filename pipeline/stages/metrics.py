@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import Config
-from pipeline.schemas import DATASETS
+from pipeline.schemas import metrics_columns
 from pipeline.stages import consistency, density, events as events_stage, implied, liquidity, moves as moves_stage, rank
 from pipeline.stages import skew, surface as surface_stage, term
 
@@ -55,8 +55,9 @@ def compute_metrics(as_of, calendar: pd.DataFrame, history: pd.DataFrame,
     m = m.merge(consistency.exceedances(moves, m, move_type=config.move_type, max_events=config.max_events),
                 on=["ticker", "report_date"], how="left")
     priced = m[["ticker", "report_date", "reaction_date", "expiration", "implied_move", "ex_earnings_vol"]]
-    m = m.merge(density.event_densities(surface, atm, priced, moves, move_type=config.move_type,
-                                        max_events=config.max_events), on=["ticker", "report_date"], how="left")
+    m = m.merge(density.event_densities(surface, atm, priced, moves, levels=config.exceed_levels,
+                                        move_type=config.move_type, max_events=config.max_events),
+                on=["ticker", "report_date"], how="left")
     m = m.merge(density.iv_crush(atm, priced), on=["ticker", "report_date"], how="left")
     m["n_events"] = m["n_events"].fillna(0).astype(int)
     # history_stats only sees tickers with at least one measured move.
@@ -80,7 +81,7 @@ def compute_metrics(as_of, calendar: pd.DataFrame, history: pd.DataFrame,
         m["straddle_spread"], m["min_leg_open_interest"], m["expiration_volume"], config.liquidity_tiers)
     m = m.join(rank.score_components(m, config.score_weights, config.vrp_tiers))
     m["status"], m["reason"] = _status(m)
-    columns = list(DATASETS["metrics"].model.to_schema().columns)
+    columns = metrics_columns([density.level_name(v) for v in config.exceed_levels])
     metrics = m.reindex(columns=columns).sort_values(["ticker", "report_date"], kind="stable").reset_index(drop=True)
     return MetricsResult(moves=moves, surface=surface, metrics=metrics)
 
