@@ -167,7 +167,7 @@ def pull_chains(ctx: Context, as_of: pd.Timestamp) -> int:
     after the reaction session and one at least FAR_EXPIRATION_DAYS out, so the term structure is
     a curve with a 30-day point), plus the exit marks of the events reacting today (the event
     expiration and the next: see :func:`exit_marks`), in one snapshot."""
-    from pipeline.stages.events import FAR_EXPIRATION_DAYS, event_expirations
+    from pipeline.sessions import FAR_EXPIRATION_DAYS, event_expirations
 
     upcoming, tickers = window_tickers(ctx, as_of)
     marks = exit_marks(ctx, as_of)

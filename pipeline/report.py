@@ -71,7 +71,8 @@ def write_report(metrics: pd.DataFrame, root: Path, as_of: pd.Timestamp, config=
     """
     from pipeline.columns import round_for_csv
     from pipeline.config import Config
-    from pipeline.html_report import html_or_none, replace_together
+    from pipeline.files import replace_together
+    from pipeline.html_report import html_or_none
 
     config = Config() if config is None else config
     frame = report_frame(metrics, structures)

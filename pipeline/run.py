@@ -32,7 +32,8 @@ from pipeline.config import Settings
 from pipeline.engine import map_dates
 from pipeline.runlog import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, LockedError,
                              Manifest, RootRefused, data_root_lock, progress, setup_logging)
-from pipeline.store import CorruptPartition, Store, atomic_write_bytes
+from pipeline.files import atomic_write_bytes
+from pipeline.store import CorruptPartition, Store
 
 log = logging.getLogger("pipeline")
 

@@ -34,7 +34,7 @@ from pipeline.failures import Failures
 from pipeline.outside_text import escape_controls
 from pipeline.sources.limits import Clock, ProviderUnavailable
 from pipeline.runlog import progress
-from pipeline.store import atomic_write_bytes
+from pipeline.files import atomic_write_bytes
 from pipeline.tickers import is_valid_ticker
 
 log = logging.getLogger("pipeline.live")
