@@ -27,6 +27,9 @@ DEFAULT_LIQUIDITY = {
 }
 DEFAULT_WEIGHTS = {"vrp": 0.5, "consistency": 0.2, "skew": 0.1, "liquidity": 0.2}
 DEFAULT_VRP_TIERS = {"EXCELLENT": 1.8, "GOOD": 1.4, "MARGINAL": 1.2}
+# The earnings calendar's horizon (config ``live.calendar_horizon``): the vendor's names and the
+# calendar days each covers. The run asks every source for this many days.
+CALENDAR_HORIZONS = {"3month": 90, "6month": 181, "12month": 365}
 MB = 2 ** 20
 # Largest answer accepted per vendor endpoint, in bytes: a few times the largest real payload, so
 # a genuine answer never fails while an endless or hostile body is cut off early (README, "Live data").
@@ -93,6 +96,11 @@ class Config:
     kelly_cap: float = 0.0                    # > 0: size by the history Kelly fraction, capped here
 
     @property
+    def calendar_horizon_days(self) -> int:
+        """Calendar days of earnings calendar a run fetches (``calendar_horizon``)."""
+        return CALENDAR_HORIZONS[self.calendar_horizon]
+
+    @property
     def structures(self) -> "StructureSettings":
         return StructureSettings(self.strangle_multiple, self.wing_multiple, self.risk_budget,
                                  self.structure_fill_share, self.structure_commission, self.exercise_fee,
@@ -139,7 +147,7 @@ _SCALARS = {
     ("skew", "max_abs_x"): ("skew_max_abs_x", float, _positive),
     ("live", "tradier_base_url"): ("tradier_base_url", str, None),
     ("live", "alphavantage_base_url"): ("alphavantage_base_url", str, None),
-    ("live", "calendar_horizon"): ("calendar_horizon", str, lambda v: v in ("3month", "6month", "12month")),
+    ("live", "calendar_horizon"): ("calendar_horizon", str, lambda v: v in CALENDAR_HORIZONS),
     ("live", "alphavantage_daily_budget"): ("alphavantage_daily_budget", int, _positive),
     ("live", "alphavantage_min_interval"): ("alphavantage_min_interval", float, _non_negative),
     ("live", "request_deadline"): ("request_deadline", float, _positive),

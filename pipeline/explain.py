@@ -54,7 +54,7 @@ def _records(frame: pd.DataFrame) -> list[dict]:
     return [{k: _value(v) for k, v in rec.items()} for rec in frame.to_dict("records")]
 
 
-def find_event(store: Store, ticker: str, as_of: pd.Timestamp, report_date=None, config: Config | None = None) -> pd.Series:
+def find_event(store: Store, ticker: str, as_of: pd.Timestamp, report_date, config: Config) -> pd.Series:
     """The metrics row of ``ticker``'s event on ``as_of``; ExplainError with a clear message otherwise."""
     day = as_of.date().isoformat()
     if not store.exists("metrics", as_of):
@@ -66,7 +66,7 @@ def find_event(store: Store, ticker: str, as_of: pd.Timestamp, report_date=None,
         rows = rows[rows["report_date"] == pd.Timestamp(report_date)]
     if len(rows):
         return rows.sort_values("report_date").iloc[0]
-    window = (config or Config()).lookahead_days
+    window = config.lookahead_days
     calendar = store.read("calendar", as_of) if store.exists("calendar", as_of) else None
     known = calendar[calendar["ticker"] == ticker] if calendar is not None else pd.DataFrame()
     if len(known):

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import pandas as pd
 
 from pipeline import sessions
+from pipeline.config import CALENDAR_HORIZONS
 from pipeline.clock import session_window_utc
 from pipeline.schemas import DATASETS
 from pipeline.sources import alphavantage, tradier
@@ -41,7 +42,6 @@ log = logging.getLogger("pipeline.live")
 
 CREDENTIAL_RE = re.compile(r"[A-Za-z0-9._~+/=-]{1,512}")
 STATS_DIR = "runs"                     # under <root>/cache: one JSON of counters per run
-HORIZON_DAYS = {"3month": 90, "6month": 181, "12month": 365}   # days each horizon covers
 
 
 def _columns(dataset: str) -> list[str]:
@@ -333,8 +333,8 @@ def is_loopback(host: str | None) -> bool:
 
 def _horizon(days: int, configured: str) -> str:
     """The configured calendar horizon, widened when the run asks for a longer span."""
-    for name, span in HORIZON_DAYS.items():
-        if span >= days and span >= HORIZON_DAYS[configured]:
+    for name, span in CALENDAR_HORIZONS.items():
+        if span >= days and span >= CALENDAR_HORIZONS[configured]:
             return name
     return "12month"
 
