@@ -94,6 +94,8 @@ class Config:
     structure_commission: float = 0.65        # per contract traded
     exercise_fee: float = 0.0                 # per in-the-money leg settled at expiry
     kelly_cap: float = 0.0                    # > 0: size by the history Kelly fraction, capped here
+    # Config field -> the environment variable that set it (:func:`with_environment`), for messages.
+    base_url_origins: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def calendar_horizon_days(self) -> int:
@@ -316,7 +318,8 @@ def resolve(config_path: str | None = None, data_dir: str | Path | None = None, 
 
     Config file: ``config_path``, else ``PIPELINE_CONFIG``, else ``./config.yaml`` when it exists,
     else the built-in defaults. Data root: ``data_dir``, else ``PIPELINE_DATA_DIR``, else ``./data``.
-    ``source`` overrides the config's source. Raises :class:`ConfigError`.
+    ``source`` overrides the config's source; ``TRADIER_BASE_URL`` / ``ALPHAVANTAGE_BASE_URL``
+    override the vendor base URLs (:func:`with_environment`). Raises :class:`ConfigError`.
     """
     env = os.environ if environ is None else environ
     path = config_path or env.get("PIPELINE_CONFIG") or None
@@ -325,8 +328,23 @@ def resolve(config_path: str | None = None, data_dir: str | Path | None = None, 
     config = Config() if path is None else load_config(path)
     if source:
         config = replace(config, source=source)
+    config = with_environment(config, env)
     root = Path(data_dir or env.get("PIPELINE_DATA_DIR") or DEFAULT_DATA_DIR)
     return Settings(config, "built-in defaults" if path is None else str(path), root)
+
+
+# Environment variables that override a vendor base URL (a sandbox, a loopback test vendor).
+BASE_URL_VARIABLES = {"tradier_base_url": "TRADIER_BASE_URL", "alphavantage_base_url": "ALPHAVANTAGE_BASE_URL"}
+
+
+def with_environment(config: Config, environ) -> Config:
+    """``config`` with the vendor base URLs the environment sets (:data:`BASE_URL_VARIABLES`): the
+    only place they are read. The sources check them (scheme, loopback) when a live run starts."""
+    urls = {name: environ.get(variable, "").strip() for name, variable in BASE_URL_VARIABLES.items()}
+    urls = {name: url for name, url in urls.items() if url}
+    if not urls:
+        return config
+    return replace(config, **urls, base_url_origins={name: BASE_URL_VARIABLES[name] for name in urls})
 
 
 def load_config(path: Path | str) -> Config:

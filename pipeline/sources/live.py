@@ -79,9 +79,8 @@ class LiveSource:
                 raise SourceUnavailable(f"environment variable {name} holds characters no API key has "
                                         "(whitespace, quotes or non-ASCII)")
         plain = getattr(config, "allow_plain_http", False)
-        tradier_url = _base_url(env, "TRADIER_BASE_URL", config.tradier_base_url, "live.tradier_base_url", plain)
-        av_url = _base_url(env, "ALPHAVANTAGE_BASE_URL", config.alphavantage_base_url, "live.alphavantage_base_url",
-                           plain)
+        tradier_url = _base_url(config, "tradier_base_url", plain)
+        av_url = _base_url(config, "alphavantage_base_url", plain)
         root = Path(root)
         clock = clock or Clock()
         cache_dir = root / "cache"
@@ -304,9 +303,11 @@ def _reject_stale_calendar(frame: pd.DataFrame, as_of: pd.Timestamp) -> None:
                           f"from {earliest.date()}, before the as-of session {as_of.date()}; nothing stored was replaced")
 
 
-def _base_url(env, variable: str, configured: str, key: str, allow_plain_http: bool = False) -> str:
-    url = env.get(variable, "").strip() or configured
-    source = variable if env.get(variable, "").strip() else f"config key '{key}'"
+def _base_url(config, name: str, allow_plain_http: bool = False) -> str:
+    """The config's base URL ``name`` (the environment's, when :func:`pipeline.config.with_environment`
+    put it there), checked: http(s), no credentials or query, plain http only to loopback or when allowed."""
+    url = getattr(config, name)
+    source = getattr(config, "base_url_origins", {}).get(name) or f"config key 'live.{name}'"
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.username:
         raise SourceUnavailable(f"{source}: expected an http(s) base URL without credentials or query")
