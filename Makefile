@@ -27,8 +27,8 @@ test: install-test
 	$(BIN)/python -m pytest -q -n 2 tests
 
 bench: install-test
-	$(BIN)/python -m pipeline.bench $(BENCH_ARGS)
-	$(BIN)/python -m pipeline.bench_replay $(BENCH_REPLAY_ARGS)
+	$(BIN)/python -m tools.bench $(BENCH_ARGS)
+	$(BIN)/python -m tools.bench_replay $(BENCH_REPLAY_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
@@ -39,6 +39,6 @@ SHOT_DATE ?= 2026-11-20
 SHOT_ROOT := build/screenshot
 screenshot: install
 	$(BIN)/pipeline --data-dir $(SHOT_ROOT) daily --date $(SHOT_DATE) >/dev/null
-	$(BIN)/python -m pipeline.screenshot $(SHOT_ROOT)/reports/rank_$(SHOT_DATE).html docs/report.png --width 1400 --height 1500
-	$(BIN)/python -m pipeline.screenshot $(SHOT_ROOT)/reports/rank_$(SHOT_DATE).html docs/report_event.png \
+	$(BIN)/python -m tools.screenshot $(SHOT_ROOT)/reports/rank_$(SHOT_DATE).html docs/report.png --width 1400 --height 1500
+	$(BIN)/python -m tools.screenshot $(SHOT_ROOT)/reports/rank_$(SHOT_DATE).html docs/report_event.png \
 		--width 1400 --height 700 --section 1

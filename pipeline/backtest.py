@@ -21,7 +21,8 @@ from pipeline import sessions
 from pipeline.config import Settings
 from pipeline.engine import chunks, map_dates
 from pipeline.stages import backtest as trades_stage
-from pipeline.store import Store, atomic_write_bytes
+from pipeline.files import atomic_write_bytes
+from pipeline.store import Store
 
 GROUPS = ("score_quintile", "vrp_tier", "liquidity_tier", "timing")
 # The summary's columns as written to the CSV and printed: each header carries its unit.

@@ -27,6 +27,9 @@ DEFAULT_LIQUIDITY = {
 }
 DEFAULT_WEIGHTS = {"vrp": 0.5, "consistency": 0.2, "skew": 0.1, "liquidity": 0.2}
 DEFAULT_VRP_TIERS = {"EXCELLENT": 1.8, "GOOD": 1.4, "MARGINAL": 1.2}
+# The earnings calendar's horizon (config ``live.calendar_horizon``): the vendor's names and the
+# calendar days each covers. The run asks every source for this many days.
+CALENDAR_HORIZONS = {"3month": 90, "6month": 181, "12month": 365}
 MB = 2 ** 20
 # Largest answer accepted per vendor endpoint, in bytes: a few times the largest real payload, so
 # a genuine answer never fails while an endless or hostile body is cut off early (README, "Live data").
@@ -92,6 +95,13 @@ class Config:
     exercise_fee: float = 0.0                 # per in-the-money leg settled at expiry
     kelly_cap: float = 0.0                    # > 0: size by the history Kelly fraction, capped here
     exceed_levels: tuple[float, ...] = (0.05, 0.10)   # density: P(|move| > level) columns, fractions
+    # Config field -> the environment variable that set it (:func:`with_environment`), for messages.
+    base_url_origins: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def calendar_horizon_days(self) -> int:
+        """Calendar days of earnings calendar a run fetches (``calendar_horizon``)."""
+        return CALENDAR_HORIZONS[self.calendar_horizon]
 
     @property
     def structures(self) -> "StructureSettings":
@@ -140,7 +150,7 @@ _SCALARS = {
     ("skew", "max_abs_x"): ("skew_max_abs_x", float, _positive),
     ("live", "tradier_base_url"): ("tradier_base_url", str, None),
     ("live", "alphavantage_base_url"): ("alphavantage_base_url", str, None),
-    ("live", "calendar_horizon"): ("calendar_horizon", str, lambda v: v in ("3month", "6month", "12month")),
+    ("live", "calendar_horizon"): ("calendar_horizon", str, lambda v: v in CALENDAR_HORIZONS),
     ("live", "alphavantage_daily_budget"): ("alphavantage_daily_budget", int, _positive),
     ("live", "alphavantage_min_interval"): ("alphavantage_min_interval", float, _non_negative),
     ("live", "request_deadline"): ("request_deadline", float, _positive),
@@ -332,7 +342,8 @@ def resolve(config_path: str | None = None, data_dir: str | Path | None = None, 
 
     Config file: ``config_path``, else ``PIPELINE_CONFIG``, else ``./config.yaml`` when it exists,
     else the built-in defaults. Data root: ``data_dir``, else ``PIPELINE_DATA_DIR``, else ``./data``.
-    ``source`` overrides the config's source. Raises :class:`ConfigError`.
+    ``source`` overrides the config's source; ``TRADIER_BASE_URL`` / ``ALPHAVANTAGE_BASE_URL``
+    override the vendor base URLs (:func:`with_environment`). Raises :class:`ConfigError`.
     """
     env = os.environ if environ is None else environ
     path = config_path or env.get("PIPELINE_CONFIG") or None
@@ -341,8 +352,23 @@ def resolve(config_path: str | None = None, data_dir: str | Path | None = None, 
     config = Config() if path is None else load_config(path)
     if source:
         config = replace(config, source=source)
+    config = with_environment(config, env)
     root = Path(data_dir or env.get("PIPELINE_DATA_DIR") or DEFAULT_DATA_DIR)
     return Settings(config, "built-in defaults" if path is None else str(path), root)
+
+
+# Environment variables that override a vendor base URL (a sandbox, a loopback test vendor).
+BASE_URL_VARIABLES = {"tradier_base_url": "TRADIER_BASE_URL", "alphavantage_base_url": "ALPHAVANTAGE_BASE_URL"}
+
+
+def with_environment(config: Config, environ) -> Config:
+    """``config`` with the vendor base URLs the environment sets (:data:`BASE_URL_VARIABLES`): the
+    only place they are read. The sources check them (scheme, loopback) when a live run starts."""
+    urls = {name: environ.get(variable, "").strip() for name, variable in BASE_URL_VARIABLES.items()}
+    urls = {name: url for name, url in urls.items() if url}
+    if not urls:
+        return config
+    return replace(config, **urls, base_url_origins={name: BASE_URL_VARIABLES[name] for name in urls})
 
 
 def load_config(path: Path | str) -> Config:

@@ -29,7 +29,8 @@ LOCAL_CLUSTER_CONFIG = {
 }
 
 
-def map_dates(task, dates: list, *args, engine: str = "local", scheduler: str | None = None) -> list:
+def map_dates(task, dates: list, *args, engine: str = "local", scheduler: str | None = None,
+              shared: tuple[int, ...] = ()) -> list:
     """``[task(*args, as_of) for as_of in dates]``, run by ``engine``; an item of ``dates`` may be a
     chunk of dates (:func:`chunks`) for a task that takes one.
 
@@ -38,6 +39,8 @@ def map_dates(task, dates: list, *args, engine: str = "local", scheduler: str | 
     installed and the data root at the same path (shared storage). ``task`` must be a
     module-level function (it is pickled to the workers). An exception leaving here (an
     interrupt, a failed task) carries ``unfinished``: the items not done, in order.
+    ``shared``: positions in ``args`` of objects sent once to every worker (``scatter``), so the
+    tasks of one worker share one copy (e.g. the run's synthetic market and its simulated paths).
     """
     if engine == "local" or len(dates) < 2:
         results = []
@@ -67,6 +70,7 @@ def map_dates(task, dates: list, *args, engine: str = "local", scheduler: str | 
                 client = Client(cluster)
                 client.wait_for_workers(len(cluster.workers))    # a Ctrl-C meets a cluster up, not half-started
         try:
+            args = [client.scatter(a, broadcast=True) if i in shared else a for i, a in enumerate(args)]
             futures = [client.submit(task, *args, as_of, pure=False) for as_of in dates]
             results = client.gather(futures)
         except BaseException as exc:

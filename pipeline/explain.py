@@ -54,7 +54,7 @@ def _records(frame: pd.DataFrame) -> list[dict]:
     return [{k: _value(v) for k, v in rec.items()} for rec in frame.to_dict("records")]
 
 
-def find_event(store: Store, ticker: str, as_of: pd.Timestamp, report_date=None, config: Config | None = None) -> pd.Series:
+def find_event(store: Store, ticker: str, as_of: pd.Timestamp, report_date, config: Config) -> pd.Series:
     """The metrics row of ``ticker``'s event on ``as_of``; ExplainError with a clear message otherwise."""
     day = as_of.date().isoformat()
     if not store.exists("metrics", as_of):
@@ -66,7 +66,7 @@ def find_event(store: Store, ticker: str, as_of: pd.Timestamp, report_date=None,
         rows = rows[rows["report_date"] == pd.Timestamp(report_date)]
     if len(rows):
         return rows.sort_values("report_date").iloc[0]
-    window = (config or Config()).lookahead_days
+    window = config.lookahead_days
     calendar = store.read("calendar", as_of) if store.exists("calendar", as_of) else None
     known = calendar[calendar["ticker"] == ticker] if calendar is not None else pd.DataFrame()
     if len(known):
@@ -125,19 +125,9 @@ def term_points(store: Store, ticker: str, as_of: pd.Timestamp) -> pd.DataFrame:
     return atm_iv_by_expiration(surface.drop(columns="date"))[["expiration", "t", "atm_iv"]]
 
 
-def score_parts(row: pd.Series, config: Config) -> dict:
-    """Each component's points (they add up to ``score``): the score_* columns when the snapshot
-    has them, else the composite score recomputed with one weight at a time."""
-    if all(f"score_{k}" in row.index for k in SCORE_PARTS):
-        return {k: _value(row[f"score_{k}"]) for k in SCORE_PARTS}
-    from pipeline.stages.rank import composite_score
-
-    frame = row.to_frame().T.infer_objects()
-    parts = {}
-    for k in SCORE_PARTS:
-        weights = {name: (config.score_weights[name] if name == k else 0.0) for name in config.score_weights}
-        parts[k] = _value(composite_score(frame, weights, config.vrp_tiers).iloc[0])
-    return parts
+def score_parts(row: pd.Series) -> dict:
+    """Each component's points (they add up to ``score``): the metrics row's score_* columns."""
+    return {k: _value(row[f"score_{k}"]) for k in SCORE_PARTS}
 
 
 def structure_candidates(store: Store, row: pd.Series, as_of: pd.Timestamp) -> list[dict]:
@@ -184,7 +174,7 @@ def explain(store: Store, ticker: str, as_of, config: Config, report_date=None) 
         "smile": _pick(row, SMILE_FIELDS),
         "vrp": vrp,
         "score": {"score": _value(row["score"]), "weights": dict(config.score_weights),
-                  "components": score_parts(row, config)},
+                  "components": score_parts(row)},
         "structures": structure_candidates(store, row, as_of),
         "distribution": _pick(row, [c for c in distribution_fields(row.index) if c in row.index]),
         "outcomes": _records(name_outcomes(store, ticker, as_of)),

@@ -15,9 +15,7 @@ drawn by :mod:`pipeline.svg_charts` (no matplotlib), so thousands of events cost
 from __future__ import annotations
 
 import logging
-import os
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -390,36 +388,6 @@ def render_html(frame: pd.DataFrame, metrics: pd.DataFrame, root: Path, as_of, c
         backtest=_backtest_links(Path(root) / "reports"), columns=columns,
         widths=display.widths(entries), groups=groups, scatter=scatter,
         events=_event_sections(data, metrics, Path(root), as_of, config) if len(frame) else [])
-
-
-def replace_together(files: dict[Path, bytes], remove: tuple[Path, ...] = ()) -> None:
-    """Write every file to a hidden temporary in its directory, fsync them all, then rename each
-    over its target and delete ``remove``: the renames follow each other with nothing in between,
-    so readers never see one file of a new report beside a half-written other."""
-    temporaries = {}
-    try:
-        for path, data in files.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.parent / f".tmp-{uuid.uuid4().hex}-{path.name}.partial"
-            temporaries[path] = tmp
-            # Created exclusively, never through a link planted at the name.
-            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644), "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-        for path, tmp in temporaries.items():
-            os.replace(tmp, path)
-        for path in remove:
-            path.unlink(missing_ok=True)
-    finally:
-        for tmp in temporaries.values():
-            tmp.unlink(missing_ok=True)
-    for directory in {p.parent for p in files}:
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def html_or_none(frame, metrics, root, as_of, config) -> bytes | None:

@@ -20,7 +20,6 @@ from pipeline.store import Store
 
 log = logging.getLogger("pipeline")
 
-CALENDAR_HORIZON_DAYS = 90
 # Reports come about 91 days apart: if the newest stored report is further than this before the
 # upcoming one, the store has missed a report and the ticker's history is fetched again.
 MAX_REPORT_GAP_DAYS = 120
@@ -59,7 +58,7 @@ def window_tickers(ctx: Context, as_of: pd.Timestamp,
 
 
 def fetch_calendar(ctx: Context, as_of: pd.Timestamp) -> int:
-    calendar = ctx.source.calendar(as_of, CALENDAR_HORIZON_DAYS)
+    calendar = ctx.source.calendar(as_of, ctx.config.calendar_horizon_days)
     if ctx.config.symbols:
         calendar = calendar[calendar["ticker"].isin(ctx.config.symbols)]
     calendar = ctx.keep_valid("calendar", calendar, "fetch-calendar")
@@ -155,7 +154,7 @@ def exit_marks(ctx: Context, as_of: pd.Timestamp) -> pd.DataFrame:
         # Run before its previous session (dates in any order): the simulated market still knows
         # that session's calendar, so today's snapshot holds the exit marks all the same (and the
         # outcomes do not depend on the run order). Not stored: it is not this date's calendar.
-        calendar = ctx.source.known_calendar(entry, CALENDAR_HORIZON_DAYS)
+        calendar = ctx.source.known_calendar(entry, ctx.config.calendar_horizon_days)
     else:
         return upcoming_events(empty("calendar"), entry, ctx.config.lookahead_days)
     events = upcoming_events(calendar, entry, ctx.config.lookahead_days)
@@ -167,7 +166,7 @@ def pull_chains(ctx: Context, as_of: pd.Timestamp) -> int:
     after the reaction session and one at least FAR_EXPIRATION_DAYS out, so the term structure is
     a curve with a 30-day point), plus the exit marks of the events reacting today (the event
     expiration and the next: see :func:`exit_marks`), in one snapshot."""
-    from pipeline.stages.events import FAR_EXPIRATION_DAYS, event_expirations
+    from pipeline.sessions import FAR_EXPIRATION_DAYS, event_expirations
 
     upcoming, tickers = window_tickers(ctx, as_of)
     marks = exit_marks(ctx, as_of)

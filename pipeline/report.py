@@ -72,7 +72,7 @@ def report_frame(metrics: pd.DataFrame, structures: pd.DataFrame | None = None) 
     return neutralize_text(out)
 
 
-def write_report(metrics: pd.DataFrame, root: Path, as_of: pd.Timestamp, config=None,
+def write_report(metrics: pd.DataFrame, root: Path, as_of: pd.Timestamp, config,
                  structures: pd.DataFrame | None = None) -> tuple[Path, pd.DataFrame]:
     """Write rank_D.csv and (unless ``config.report_html`` is off) rank_D.html, replaced together.
 
@@ -81,10 +81,9 @@ def write_report(metrics: pd.DataFrame, root: Path, as_of: pd.Timestamp, config=
     the date is removed, so a page never disagrees with the CSV beside it.
     """
     from pipeline.columns import round_for_csv
-    from pipeline.config import Config
-    from pipeline.html_report import html_or_none, replace_together
+    from pipeline.files import replace_together
+    from pipeline.html_report import html_or_none
 
-    config = Config() if config is None else config
     frame = report_frame(metrics, structures)
     path = Path(root) / "reports" / f"rank_{pd.Timestamp(as_of).date().isoformat()}.csv"
     text = round_for_csv(frame).to_csv(index=False, float_format="%.10g", lineterminator="\n")

@@ -63,7 +63,7 @@ def claim_data_root(root: Path | str) -> None:
     marker = root / MARKER
     if marker.exists() and not marker.is_symlink():
         return
-    from pipeline.store import open_nofollow
+    from pipeline.files import open_nofollow
 
     fd = open_nofollow(marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:

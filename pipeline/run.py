@@ -32,7 +32,8 @@ from pipeline.config import Settings
 from pipeline.engine import map_dates
 from pipeline.runlog import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, LockedError,
                              Manifest, RootRefused, data_root_lock, progress, setup_logging)
-from pipeline.store import CorruptPartition, Store, atomic_write_bytes
+from pipeline.files import atomic_write_bytes
+from pipeline.store import CorruptPartition, Store
 
 log = logging.getLogger("pipeline")
 
@@ -161,6 +162,7 @@ def _locked_run(command, dates, steps, settings, gate, engine, scheduler) -> Out
     outcome = Outcome(EXIT_OK)
     as_of = dates[0]
     notes: list[str] = []
+    worker_market = None
     try:
         _refuse_unservable(config.source, dates, steps, store)
         steps = _preflight(store, config.source, dates, steps, manifest, notes)
@@ -186,8 +188,13 @@ def _locked_run(command, dates, steps, settings, gate, engine, scheduler) -> Out
             with manifest.stage("+".join(after) + " on dask", ctx):
                 # The fetch failures so far go along: a date's report rows name them as the local engine's do.
                 fetched = [f for f in ctx.failures if f[1] in jobs.FETCH_STEPS]
-                for failures, reports, said in map_dates(_date_steps, dates, settings, after, fetched, engine=engine,
-                                                         scheduler=scheduler):
+                # A synthetic market of the run's own for the workers (one copy each, simulated once
+                # there); a live source is made per task (its HTTP client does not travel).
+                if config.source == "synthetic" and any(name in jobs.FETCH_STEPS for name in after):
+                    worker_market = sources.make_source(config, root, ctx.failures)
+                for failures, reports, said in map_dates(_date_steps, dates, settings, after, fetched, worker_market,
+                                                         engine=engine, scheduler=scheduler,
+                                                         shared=(3,) if worker_market is not None else ()):
                     for failure in failures:
                         ctx.failures.add(*failure)
                     ctx.reports.extend(reports)
@@ -221,6 +228,8 @@ def _locked_run(command, dates, steps, settings, gate, engine, scheduler) -> Out
             outcome.message += "\n" + _recovery(exc, root)
     finally:
         gate.hold = True           # a signal from here on is only remembered: the manifest gets written
+        if worker_market is not None:
+            worker_market.close()
         if ctx.source is not None:
             try:
                 outcome.calls = ctx.source.call_counts()
@@ -262,21 +271,24 @@ def _working_on(exc: BaseException, as_of) -> str:
     return f"{unfinished[0].date()}{more}"
 
 
-def _date_steps(settings: Settings, names: list[str], known: list, as_of: pd.Timestamp) -> tuple[list, list, list]:
+def _date_steps(settings: Settings, names: list[str], known: list, market, as_of: pd.Timestamp) -> tuple[list, list, list]:
     """One date's per-date steps in a fresh context (seeded with the run's ``known`` failures):
-    the task a dask worker runs. Returns the failures, the reports written and the notes."""
+    the task a dask worker runs. ``market``: the run's synthetic market (its owner closes it), or
+    None to make and close a source here. Returns the failures, the reports written and the notes."""
     store = Store(settings.root)
     ctx = jobs.Context(config=settings.config, store=store)
     ctx.failures.seed(known)
+    own = None
     if any(name in jobs.FETCH_STEPS for name in names):
-        ctx.source = sources.make_source(settings.config, settings.root, ctx.failures)
+        ctx.source = market if market is not None else sources.make_source(settings.config, settings.root, ctx.failures)
+        own = None if market is not None else ctx.source
     try:
         with _metrics_and_report_together(store, as_of, names):
             for name in names:
                 jobs.STEPS[name](ctx, as_of)
     finally:
-        if ctx.source is not None:
-            ctx.source.close()
+        if own is not None:
+            own.close()
     return list(ctx.failures), ctx.reports, ctx.notes
 
 

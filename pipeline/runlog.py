@@ -19,7 +19,7 @@ from filelock import FileLock, Timeout
 
 from pipeline.root_check import RootRefused, claim_data_root
 from pipeline.outside_text import escape_controls
-from pipeline.store import atomic_write_bytes, open_nofollow
+from pipeline.files import atomic_write_bytes, open_nofollow
 
 log = logging.getLogger("pipeline")
 

@@ -45,7 +45,7 @@ def save(arrays: dict) -> None:
     """Write the cache atomically; a cache that cannot be written is only a slower start."""
     import numpy as np
 
-    from pipeline.store import atomic_write_bytes
+    from pipeline.files import atomic_write_bytes
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:        # a handle: np.savez would append ".npz" to a name

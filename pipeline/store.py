@@ -9,40 +9,25 @@ The partition column lives only in the directory name, as hive readers expect.
 """
 from __future__ import annotations
 
-import errno
 import functools
 import os
 import re
-import uuid
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.files import atomic_write_bytes, fsync_dir as _fsync_dir
 from pipeline.schemas import DATASETS, contract_columns, empty, validate
 
 FILE_NAME = "part-0.parquet"
-TMP_PREFIX = ".tmp-"
 QUARANTINE = "quarantine"
 # The exact names of the pipeline's own temporaries: atomic writes (``.tmp-<uuid hex>-<name>.partial``)
 # and the report-folder write check (``.tmp-write-check-<random>.partial``). Nothing else is swept.
 TMP_NAME = re.compile(r"\.tmp-(?:[0-9a-f]{32}-.+|write-check-[A-Za-z0-9_]+)\.partial", re.ASCII | re.DOTALL)
 # The folders the pipeline writes temporaries into (quarantine holds kept copies: never swept).
 SWEPT_FOLDERS = ("parquet", "reports", "runs", "logs", "cache", "raw")
-
-
-def open_nofollow(path: Path | str, flags: int, mode: int = 0o644) -> int:
-    """``os.open`` that never writes through a link: a symbolic link found at ``path`` is removed
-    (the link, never its target) and the file created exclusively in its place."""
-    flags |= os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-    try:
-        return os.open(path, flags, mode)
-    except OSError as exc:
-        if exc.errno != errno.ELOOP:
-            raise
-    os.unlink(path)
-    return os.open(path, flags | os.O_CREAT | os.O_EXCL, mode)
 
 
 class CorruptPartition(RuntimeError):
@@ -53,31 +38,6 @@ class CorruptPartition(RuntimeError):
         self.dataset, self.partition, self.path, self.reason = name, partition, Path(path), reason
         where = f" partition {DATASETS[name].partition}={partition}" if partition is not None else ""
         super().__init__(f"dataset '{name}'{where}: file {path} is unreadable or foreign: {reason}")
-
-
-def atomic_write_bytes(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` then atomically move the result to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Not "*.parquet": glob-based readers (DuckDB, polars) would pick a temporary up.
-    tmp = path.parent / f"{TMP_PREFIX}{uuid.uuid4().hex}-{path.name}.partial"
-    try:
-        # Created exclusively and without following a link before the writer opens it by name.
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
-        write(tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _partition_text(value) -> str:

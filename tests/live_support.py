@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.config import Config
+from pipeline.config import Config, with_environment
 from pipeline.sources.http import CACHE_FILE
 from pipeline.sources.live import LiveSource
 
@@ -26,7 +26,8 @@ def vendor_env(server, token: str = TOKEN, apikey: str = APIKEY, today=None) -> 
 
 def live_source(server, root: Path, clock, **config) -> LiveSource:
     settings = {"source": "live", "alphavantage_daily_budget": 500} | config
-    return LiveSource.from_environment(Config(**settings), root, environ=vendor_env(server), clock=clock)
+    env = vendor_env(server)
+    return LiveSource.from_environment(with_environment(Config(**settings), env), root, environ=env, clock=clock)
 
 
 def cached_urls(root: Path) -> list[str]:

@@ -8,7 +8,7 @@ import pytest
 
 from report_support import AS_OF, report_root, run, settings_for
 
-from pipeline.screenshot import blank_share, find_browser, screenshot
+from tools.screenshot import blank_share, find_browser, screenshot
 
 DAY = AS_OF.date().isoformat()
 

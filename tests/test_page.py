@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 
 from report_support import ALL_STEPS, AS_OF, run, settings_for
 
-from pipeline.screenshot import find_browser, measure
+from tools.screenshot import find_browser, measure
 
 DAY = AS_OF.date().isoformat()
 needs_chromium = pytest.mark.skipif(find_browser() is None,
@@ -161,7 +161,7 @@ def test_the_readme_picture_is_from_the_current_layout(first_daily):
     from pathlib import Path
 
     from pipeline.html_report import LAYOUT_VERSION
-    from pipeline.screenshot import layout_of_page, layout_of_png
+    from tools.screenshot import layout_of_page, layout_of_png
 
     _, page, _, _ = first_daily
     assert layout_of_page(page) == LAYOUT_VERSION

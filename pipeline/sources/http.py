@@ -49,7 +49,7 @@ from urllib3.util.retry import Retry
 from pipeline.outside_text import escape_controls
 from pipeline.sources.base import SourceError
 from pipeline.sources.limits import CircuitBreaker, Clock, HttpError, ProviderUnavailable, RequestRejected
-from pipeline.store import atomic_write_bytes, open_nofollow
+from pipeline.files import atomic_write_bytes, open_nofollow
 
 CACHE_FILE = "http_cache.sqlite"
 # Library defaults plus every spelling our vendors use for a credential.

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import pandas as pd
 
 from pipeline import sessions
+from pipeline.config import CALENDAR_HORIZONS
 from pipeline.clock import session_window_utc
 from pipeline.schemas import DATASETS
 from pipeline.sources import alphavantage, tradier
@@ -34,14 +35,13 @@ from pipeline.failures import Failures
 from pipeline.outside_text import escape_controls
 from pipeline.sources.limits import Clock, ProviderUnavailable
 from pipeline.runlog import progress
-from pipeline.store import atomic_write_bytes
+from pipeline.files import atomic_write_bytes
 from pipeline.tickers import is_valid_ticker
 
 log = logging.getLogger("pipeline.live")
 
 CREDENTIAL_RE = re.compile(r"[A-Za-z0-9._~+/=-]{1,512}")
 STATS_DIR = "runs"                     # under <root>/cache: one JSON of counters per run
-HORIZON_DAYS = {"3month": 90, "6month": 181, "12month": 365}   # days each horizon covers
 
 
 def _columns(dataset: str) -> list[str]:
@@ -79,9 +79,8 @@ class LiveSource:
                 raise SourceUnavailable(f"environment variable {name} holds characters no API key has "
                                         "(whitespace, quotes or non-ASCII)")
         plain = getattr(config, "allow_plain_http", False)
-        tradier_url = _base_url(env, "TRADIER_BASE_URL", config.tradier_base_url, "live.tradier_base_url", plain)
-        av_url = _base_url(env, "ALPHAVANTAGE_BASE_URL", config.alphavantage_base_url, "live.alphavantage_base_url",
-                           plain)
+        tradier_url = _base_url(config, "tradier_base_url", plain)
+        av_url = _base_url(config, "alphavantage_base_url", plain)
         root = Path(root)
         clock = clock or Clock()
         cache_dir = root / "cache"
@@ -304,9 +303,11 @@ def _reject_stale_calendar(frame: pd.DataFrame, as_of: pd.Timestamp) -> None:
                           f"from {earliest.date()}, before the as-of session {as_of.date()}; nothing stored was replaced")
 
 
-def _base_url(env, variable: str, configured: str, key: str, allow_plain_http: bool = False) -> str:
-    url = env.get(variable, "").strip() or configured
-    source = variable if env.get(variable, "").strip() else f"config key '{key}'"
+def _base_url(config, name: str, allow_plain_http: bool = False) -> str:
+    """The config's base URL ``name`` (the environment's, when :func:`pipeline.config.with_environment`
+    put it there), checked: http(s), no credentials or query, plain http only to loopback or when allowed."""
+    url = getattr(config, name)
+    source = getattr(config, "base_url_origins", {}).get(name) or f"config key 'live.{name}'"
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.username:
         raise SourceUnavailable(f"{source}: expected an http(s) base URL without credentials or query")
@@ -333,8 +334,8 @@ def is_loopback(host: str | None) -> bool:
 
 def _horizon(days: int, configured: str) -> str:
     """The configured calendar horizon, widened when the run asks for a longer span."""
-    for name, span in HORIZON_DAYS.items():
-        if span >= days and span >= HORIZON_DAYS[configured]:
+    for name, span in CALENDAR_HORIZONS.items():
+        if span >= days and span >= CALENDAR_HORIZONS[configured]:
             return name
     return "12month"
 

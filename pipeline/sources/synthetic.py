@@ -31,7 +31,7 @@ from pipeline.schemas import DATASETS
 from pipeline.sources.draws import (S_BAD, S_DMH, S_EPS, S_INTRADAY, S_JUMP, S_LAG, S_OI, S_OVERNIGHT,
                                     S_QUOTE, S_RANGE, S_TVOL, S_VOLUME, normal, uniform)
 from pipeline.sources.universe import universe
-from pipeline.stages.events import event_expirations
+from pipeline.sessions import event_expirations
 
 EPOCH = pd.Timestamp("2010-01-04")
 TICK = 0.01
@@ -91,7 +91,7 @@ class SyntheticMarket:
     def _keep(self, frame: pd.DataFrame, relative: str) -> None:
         from pathlib import Path
 
-        from pipeline.store import atomic_write_bytes
+        from pipeline.files import atomic_write_bytes
 
         atomic_write_bytes(Path(self.archive_dir) / relative, lambda tmp: frame.to_parquet(tmp, index=False))
 

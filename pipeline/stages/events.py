@@ -5,6 +5,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline import sessions
+# The expiration rule lives with the trading calendar (sources use it too); named here for the stages.
+from pipeline.sessions import FAR_EXPIRATION_DAYS, covering_expirations, event_expirations  # noqa: F401
 
 
 def as_of_rows(as_of, tickers: pd.Series) -> np.ndarray:
@@ -34,37 +36,3 @@ def upcoming_events(calendar: pd.DataFrame, as_of, lookahead_days: int) -> pd.Da
     # One event per ticker: the earliest upcoming report.
     out = out.sort_values(["ticker", "report_date"], kind="stable").drop_duplicates("ticker")
     return out.reset_index(drop=True)
-
-
-def covering_expirations(pairs: pd.DataFrame, key: list[str], count: int) -> pd.DataFrame:
-    """The expiration rule: per event (rows sharing ``key``), the first ``count`` expirations on or
-    after its reaction session.
-
-    ``pairs`` has one row per candidate (event, expiration) with columns ``key``, expiration and
-    reaction_date. Returns those rows sorted by ``key`` then expiration, with ``rank`` (0 for the
-    first: the straddle/skew expiration; the first two bracket the event for the term structure).
-    """
-    pairs = pairs[pairs["expiration"] >= pairs["reaction_date"]].sort_values([*key, "expiration"])
-    rank = pairs.groupby(key, sort=False).cumcount()
-    return pairs[rank < count].assign(rank=rank[rank < count])
-
-
-# The 30-day constant-maturity IV needs an expiration beyond 30 days to interpolate to; 35 leaves
-# a week's margin, so the pull always brackets 30 days whatever the weekly/monthly listing.
-FAR_EXPIRATION_DAYS = 35
-
-
-def event_expirations(expirations: pd.DataFrame, events: pd.DataFrame, count: int = 2,
-                      as_of=None, far_days: int | None = None) -> pd.DataFrame:
-    """The first ``count`` listed expirations on or after each event's reaction session
-    (:func:`covering_expirations`), one event per ticker, plus (when ``far_days`` is given) the
-    first expiration at least ``far_days`` calendar days after ``as_of`` when none of those is.
-    Columns: ticker, expiration, sorted.
-    """
-    pairs = expirations.merge(events[["ticker", "reaction_date"]], on="ticker")
-    chosen = covering_expirations(pairs, ["ticker"], count)[["ticker", "expiration"]]
-    if far_days is not None and as_of is not None:
-        far = pairs[pairs["expiration"] >= pd.Timestamp(as_of) + pd.Timedelta(days=far_days)]
-        first_far = far.sort_values(["ticker", "expiration"]).drop_duplicates("ticker")[["ticker", "expiration"]]
-        chosen = pd.concat([chosen, first_far]).drop_duplicates().sort_values(["ticker", "expiration"])
-    return chosen.reset_index(drop=True)

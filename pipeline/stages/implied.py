@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.black76 import MEAN_ABS_PER_STD, atm_straddle
-from pipeline.stages.events import event_expirations
+from pipeline.sessions import event_expirations
 from pipeline.stages.surface import two_sided_mid
 from pipeline.stages.term import interpolate_variance
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.black76 import MEAN_ABS_PER_STD
-from pipeline.stages.events import covering_expirations
+from pipeline.sessions import covering_expirations
 from pipeline.stages.groups import (
     contract_runs, group_median, quote_groups, quote_keys, run_means, run_numbers, run_starts,
 )
@@ -111,7 +111,7 @@ def atm_iv_by_expiration(surface: pd.DataFrame) -> pd.DataFrame:
 
 def _first_two_expirations(atm: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
     """Per event: sigma/T of the first two expirations on or after the reaction date (NaN if absent),
-    by :func:`pipeline.stages.events.covering_expirations`.
+    by :func:`pipeline.sessions.covering_expirations`.
 
     Expirations without a positive t and a finite ATM IV are skipped.
     """

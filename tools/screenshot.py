@@ -1,6 +1,6 @@
 """Render an HTML report in headless Chromium to a PNG, and tell whether the PNG is blank.
 
-``python -m pipeline.screenshot HTML PNG [--width W --height H]`` (``make screenshot`` makes the
+``python -m tools.screenshot HTML PNG [--width W --height H]`` (``make screenshot`` makes the
 README picture with it from a real ``pipeline daily`` run). Chromium is Debian's ``chromium``
 package; the flags keep it off the network and away from the user's profile.
 """
