@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from pipeline.config import Config, with_environment
 from pipeline.sources.http import CACHE_FILE
@@ -46,3 +47,31 @@ def files_containing(root: Path, needles: list[str]) -> list[str]:
             data = path.read_bytes()
             hits += [f"{path}: {n}" for n in needles if n.encode() in data]
     return hits
+
+
+# The loopback vendor of the live test modules: import ``clock, server, vendor`` into a module to
+# get one server per module (module-scoped) on the first 120 names, serving 2026-11-20.
+@pytest.fixture(scope="module")
+def clock():
+    from loopback import FakeClock
+
+    return FakeClock()
+
+
+@pytest.fixture(scope="module")
+def server(small_market, clock):
+    from loopback import LoopbackVendor
+
+    with LoopbackVendor(small_market, pd.Timestamp("2026-11-20"), token=TOKEN, apikey=APIKEY, clock=clock) as vendor:
+        yield vendor
+
+
+@pytest.fixture
+def vendor(server):
+    """The shared server with fresh counters, no pending faults and default quirks."""
+    from loopback import Quirks
+
+    server.reset_counts()
+    server._faults.clear()
+    server.quirks = Quirks()
+    return server

@@ -11,8 +11,9 @@ import time
 
 import pandas as pd
 import pytest
+from live_support import clock, server, vendor  # noqa: F401 (fixtures)
 from live_support import APIKEY, TOKEN, cached_urls, files_containing, live_source, vendor_env
-from loopback import HOSTILE_MESSAGE, FakeClock, LoopbackVendor, Quirks
+from loopback import HOSTILE_MESSAGE, LoopbackVendor
 
 from pipeline.config import Config, ConfigError, DEFAULT_RESPONSE_LIMITS, parse_config, with_environment
 from pipeline.sources import alphavantage, tradier
@@ -22,25 +23,6 @@ from pipeline.sources.payload import PayloadError
 
 AS_OF = pd.Timestamp("2026-11-20")
 CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f]")      # any control character but newline and tab
-
-
-@pytest.fixture(scope="module")
-def clock():
-    return FakeClock()
-
-
-@pytest.fixture(scope="module")
-def server(small_market, clock):
-    with LoopbackVendor(small_market, AS_OF, token=TOKEN, apikey=APIKEY, clock=clock) as vendor:
-        yield vendor
-
-
-@pytest.fixture
-def vendor(server):
-    server.reset_counts()
-    server._faults.clear()
-    server.quirks = Quirks()
-    return server
 
 
 @pytest.fixture(scope="module")

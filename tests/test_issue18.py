@@ -1,7 +1,5 @@
 """Issue 18: operations without surprises. One test (or a few) per numbered case of the issue;
 each reproduced the case before its fix. ``PIPELINE_TODAY`` fixes "today"."""
-import json
-import shutil
 from contextlib import contextmanager
 
 import pandas as pd
@@ -10,53 +8,19 @@ import yaml
 from click.testing import CliRunner
 from live_support import APIKEY, TOKEN, live_source, vendor_env
 from loopback import LoopbackVendor
+from ops_support import DATE, SETTINGS, TODAY, config, copy, fixed_today, good_root, last_manifest  # noqa: F401
 
 from pipeline.cli import main
 from pipeline.sources.base import SourceError
 from pipeline.sources.synthetic import SyntheticMarket
 
-DATE = "2026-11-20"
-TODAY = "2026-12-01"
 # One worker builds the module's data roots (a daily, a 10-session replay) once, not one per worker.
 pytestmark = pytest.mark.xdist_group("issue18")
-SETTINGS = {"source": "synthetic", "synthetic": {"seed": 7, "universe_size": 120}, "lookahead_days": 7,
-            "live": {"alphavantage_daily_budget": 500, "alphavantage_min_interval": 0.0}}
-
-
-@pytest.fixture(autouse=True)
-def fixed_today(monkeypatch):
-    monkeypatch.setenv("PIPELINE_TODAY", TODAY)
-
-
-@pytest.fixture(scope="module")
-def config(tmp_path_factory):
-    path = tmp_path_factory.mktemp("i18-config") / "config.yaml"
-    path.write_text(yaml.safe_dump(SETTINGS))
-    return path
-
-
-@pytest.fixture(scope="module")
-def good_root(tmp_path_factory, config):
-    """One synthetic daily of DATE (CSV and page); tests copy it."""
-    root = tmp_path_factory.mktemp("i18-good")
-    result = cli(root, config, "daily", "--date", DATE)
-    assert result.exit_code == 0, result.output
-    return root
 
 
 def cli(root, config, *args, env=None):
     return CliRunner().invoke(main, ["--data-dir", str(root), "--config", str(config), *args],
                               env={"PIPELINE_TODAY": TODAY} | (env or {}))
-
-
-def copy(good_root, tmp_path):
-    root = tmp_path / "data"
-    shutil.copytree(good_root, root)
-    return root
-
-
-def last_manifest(root):
-    return json.loads(sorted((root / "runs").glob("*.json"))[-1].read_text())
 
 
 # ---- 1. a rejected vendor answer never sticks ------------------------------------------------------

@@ -6,8 +6,8 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from live_support import clock, server, vendor  # noqa: F401 (fixtures)
 from live_support import APIKEY, TOKEN, cached_urls, files_containing, live_source, vendor_env
-from loopback import FakeClock, LoopbackVendor
 
 from pipeline.config import Config, with_environment
 from pipeline.sources import alphavantage
@@ -18,28 +18,6 @@ from pipeline.sources.payload import PayloadError
 
 AS_OF = pd.Timestamp("2026-11-20")
 SECRETS = [TOKEN, APIKEY]
-
-
-@pytest.fixture(scope="module")
-def clock():
-    return FakeClock()
-
-
-@pytest.fixture(scope="module")
-def server(small_market, clock):
-    with LoopbackVendor(small_market, AS_OF, token=TOKEN, apikey=APIKEY, clock=clock) as vendor:
-        yield vendor
-
-
-@pytest.fixture
-def vendor(server):
-    """The shared server with fresh counters, no pending faults and default quirks."""
-    from loopback import Quirks
-
-    server.reset_counts()
-    server._faults.clear()
-    server.quirks = Quirks()
-    return server
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 live ones against the loopback vendor serving a different day than the as-of date.
 
 ``PIPELINE_TODAY`` (pipeline/clock.py) fixes "today", so nothing here reads the wall clock."""
-import json
 import shutil
 
 import pandas as pd
@@ -13,6 +12,7 @@ import yaml
 from click.testing import CliRunner
 from live_support import APIKEY, TOKEN, live_source, vendor_env
 from loopback import LoopbackVendor
+from ops_support import DATE, SETTINGS, TODAY, config, copy, fixed_today, good_root, last_manifest  # noqa: F401
 
 from pipeline.cli import main
 from pipeline.schemas import DATASETS
@@ -20,32 +20,6 @@ from pipeline.sources.base import SourceError
 from pipeline.sources.synthetic import SyntheticMarket
 from pipeline.store import CorruptPartition, Store
 
-DATE = "2026-11-20"
-TODAY = "2026-12-01"
-SETTINGS = {"source": "synthetic", "synthetic": {"seed": 7, "universe_size": 120}, "lookahead_days": 7,
-            "live": {"alphavantage_daily_budget": 500, "alphavantage_min_interval": 0.0}}
-
-
-@pytest.fixture(autouse=True)
-def fixed_today(monkeypatch):
-    monkeypatch.setenv("PIPELINE_TODAY", TODAY)
-
-
-@pytest.fixture(scope="module")
-def config(tmp_path_factory):
-    path = tmp_path_factory.mktemp("ops-config") / "config.yaml"
-    path.write_text(yaml.safe_dump(SETTINGS))
-    return path
-
-
-@pytest.fixture(scope="module")
-def good_root(tmp_path_factory, config):
-    """One synthetic daily of DATE; tests copy it (treat as read-only)."""
-    root = tmp_path_factory.mktemp("ops-good")
-    result = CliRunner().invoke(main, ["--data-dir", str(root), "--config", str(config), "daily", "--date", DATE],
-                                env={"PIPELINE_TODAY": TODAY})
-    assert result.exit_code == 0, result.output
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -68,16 +42,6 @@ def snapshot(root):
     """The stored snapshots and reports (the raw vendor archive may grow)."""
     return {str(p.relative_to(root)): p.read_bytes() for sub in ("parquet", "reports")
             for p in sorted((root / sub).rglob("*")) if p.is_file()}
-
-
-def copy(good_root, tmp_path):
-    root = tmp_path / "data"
-    shutil.copytree(good_root, root)
-    return root
-
-
-def last_manifest(root):
-    return json.loads(sorted((root / "runs").glob("*.json"))[-1].read_text())
 
 
 # ---- 1. the past is read-only for live sources -------------------------------------------------
