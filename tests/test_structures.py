@@ -412,3 +412,39 @@ def test_structure_trades_settle_expiring_legs_at_intrinsic_with_the_exercise_fe
     assert out["trade_status"] == "ok"
     quoted = trades.assign(exit_kind="quote")
     assert simulate(quoted, 0.5, 0.65).iloc[0]["trade_status"] == "no_exit_quote"
+
+
+def test_exit_pnl_of_the_stored_rows_reproduces_ev_hist_and_the_exit_breakevens(computed):
+    """structures.exit_pnl prices the stored rows (legs plus EXIT_INPUTS) at the exit: at the
+    history view's nodes it gives back the stage's ev_hist and pop_hist, and it crosses zero at
+    the stored exit breakevens (found by the stage on its own market grid)."""
+    _, result, config, store = computed
+    rows = store.read("structures", AS_OF)
+    rows = rows[rows["status"] == "ok"].reset_index(drop=True)
+    ev = stage._event_inputs(result.metrics, result.surface, config)[["ticker", "report_date", "t0"]]
+    ev["report_date"] = pd.to_datetime(ev["report_date"])
+    rows["report_date"] = pd.to_datetime(rows["report_date"])
+    t0 = rows[["ticker", "report_date"]].merge(ev, on=["ticker", "report_date"], how="left")["t0"].to_numpy(float)
+    past, enough = stage._history_moves(result.moves, rows["ticker"], config.move_type, config.max_events,
+                                        config.min_events)
+    z, wz = payoffs.hermite_nodes()
+    diffusion = rows["exit_ex_vol"].to_numpy(float) * np.sqrt(np.maximum(t0 - rows["t_exit"].to_numpy(float), 0.0))
+    log_r = (np.log1p(past)[:, :, None] + diffusion[:, None, None] * z).reshape(len(rows), -1)
+    weight = (np.isfinite(past)[:, :, None] * wz).reshape(len(rows), -1)
+    weight = weight / weight.sum(1, keepdims=True)
+    pnl = stage.exit_pnl(rows, np.expm1(np.nan_to_num(log_r)), config)
+    assert enough.sum() > 0.5 * len(rows)
+    np.testing.assert_allclose((weight * pnl).sum(1)[enough], rows["ev_hist"].to_numpy(float)[enough], rtol=1e-9, atol=1e-6)
+    np.testing.assert_allclose(np.clip((weight * (pnl > 0)).sum(1), 0, 1)[enough], rows["pop_hist"].to_numpy(float)[enough],
+                               atol=1e-9)
+    # A wrong fill rule would move every number: at f = 0 the same nodes give a larger ev.
+    free = stage.exit_pnl(rows, np.expm1(np.nan_to_num(log_r)), replace(config, structure_fill_share=0.0,
+                                                                          structure_commission=0.0))
+    assert ((weight * free).sum(1)[enough] > rows["ev_hist"].to_numpy(float)[enough]).all()
+    for side in ("low", "high"):
+        be = rows[f"breakeven_{side}_exit"].to_numpy(float) / rows["spot"].to_numpy(float) - 1
+        have = np.isfinite(be)
+        assert have.mean() > 0.8
+        at = stage.exit_pnl(rows[have], be[have][:, None], config)[:, 0]
+        scale = 100 * rows.loc[have, "credit_fill"].to_numpy(float)
+        assert (np.abs(at) <= 0.05 * scale).mean() >= 0.95, np.sort(np.abs(at) / scale)[-10:]

@@ -45,6 +45,10 @@ EVENT_LAW_COMPONENTS = 2
 # Shift that keeps a strike strictly below / above another one in a "<=" / ">=" search.
 STRIKE_EPS = 1e-6
 
+# The per-event inputs of the exit valuation (:func:`exit_pnl`), stored so the dataset's rows can be
+# repriced at the exit: years from the reaction close to expiry, the ex-earnings vol, the next
+# expiration's relative skew slope and curvature (b/a, c/a).
+EXIT_INPUTS = ["t_exit", "exit_ex_vol", "exit_skew_b", "exit_skew_c"]
 NUMBERS = [
     "n_legs", "credit_mid", "credit_fill", "risk", "breakeven_low_expiry", "breakeven_high_expiry",
     "breakeven_low_exit", "breakeven_high_exit", "delta_shares", "gamma", "vega", "theta",
@@ -53,7 +57,7 @@ NUMBERS = [
 ]
 STRUCTURE_COLUMNS = [
     "ticker", "report_date", "reaction_date", "expiration", "structure", "status", "reason", "spot", "forward",
-    "implied_move", "liquidity_tier",
+    "implied_move", "liquidity_tier", *EXIT_INPUTS,
     *[f"{slot}_{field}" for slot in SLOTS for field in LEG_FIELDS],
     "risk_kind", *NUMBERS, "suggested", "why",
 ]
@@ -241,6 +245,41 @@ def _pnl(side, mid, half, exit_values, expiring, fill_share, commission, exercis
     return payoffs.CONTRACT_SIZE * (entry[:, None] + exit_cash) - costs
 
 
+def _exit_values(spot, strike, is_call, t_exit, ex_vol, skew_b, skew_c, log_returns, config) -> np.ndarray:
+    """Per-share value at the exit close of legs ``strike`` (rows, L) at the exit spots
+    spot e^r, r = ``log_returns`` (rows, G): :func:`pipeline.payoffs.exit_leg_values` on the
+    diffusive smile (per-row ``t_exit``, ``ex_vol``, relative skew ``skew_b``, ``skew_c``; rate and
+    clip from ``config``), floored at intrinsic -> (rows, L, G), undefined values as 0."""
+    s1 = spot[:, None, None] * np.exp(log_returns)[:, None, :]
+    values = payoffs.exit_leg_values(
+        s1, strike[..., None], is_call[..., None], t_exit[:, None, None], config.risk_free_rate,
+        ex_vol[:, None, None], skew_b[:, None, None], skew_c[:, None, None], config.skew_max_abs_x)
+    return np.nan_to_num(values)
+
+
+def exit_pnl(rows: pd.DataFrame, moves, config) -> np.ndarray:
+    """Dollar P&L at the exit close (the reaction session) of each structure row of the
+    dataset at the underlying moves ``moves`` (fractions of ``spot``): the stored legs repriced by
+    :func:`_exit_values` with the row's EXIT_INPUTS, then :func:`_pnl` at the config's fill share,
+    commission and exercise fee (the rules of ``ev_hist``): (rows, G). ``moves`` is (G,) for
+    every row or (rows, G) per row. The stage's scenario views use the same two functions."""
+    s = config.structures
+    strike = np.column_stack([rows[f"{slot}_strike"].to_numpy(float) for slot in SLOTS])
+    side = np.where(np.isfinite(strike), SLOT_SIDE, 0.0)
+    legs = side != 0
+    mid = np.where(legs, np.column_stack([rows[f"{slot}_mid"].to_numpy(float) for slot in SLOTS]), 0.0)
+    bid = np.column_stack([rows[f"{slot}_bid"].to_numpy(float) for slot in SLOTS])
+    ask = np.column_stack([rows[f"{slot}_ask"].to_numpy(float) for slot in SLOTS])
+    half = np.where(legs, 0.5 * (ask - bid), 0.0)
+    t_exit = rows["t_exit"].to_numpy(float)
+    log_returns = np.log1p(np.asarray(moves, float))
+    log_returns = np.broadcast_to(log_returns, (len(rows), log_returns.shape[-1]))
+    values = _exit_values(rows["spot"].to_numpy(float), np.where(legs, strike, 1.0), SLOT_IS_CALL[None, :], t_exit,
+                          *(rows[c].to_numpy(float) for c in ("exit_ex_vol", "exit_skew_b", "exit_skew_c")),
+                          log_returns, config)
+    return _pnl(side, mid, half, values, t_exit <= 0, s.fill_share, s.commission, s.exercise_fee)
+
+
 def _margin(side, strikes, mid, spot):
     """Reg-T style margin for naked short options (dollars per structure): per short leg the
     greater of 20% of the underlying minus the out-of-the-money amount plus the premium, and 10%
@@ -373,12 +412,9 @@ def build_structures(metrics: pd.DataFrame, surface: pd.DataFrame, moves: pd.Dat
     expiring = t1 <= 0
 
     def values_at(log_returns):
-        s1 = spot_e[:, None, None] * np.exp(log_returns)[:, None, :]
-        values = payoffs.exit_leg_values(
-            s1, event_leg_strikes[..., None], EVENT_LEG_IS_CALL[None, :, None], t1_e[:, None, None], rate,
-            ex_vol_e[:, None, None], ev["exit_b"].to_numpy(float)[:, None, None],
-            ev["exit_c"].to_numpy(float)[:, None, None], config.skew_max_abs_x)
-        return np.nan_to_num(values[e_of[:, None], slot_legs])
+        values = _exit_values(spot_e, event_leg_strikes, EVENT_LEG_IS_CALL[None, :], t1_e, ex_vol_e,
+                              ev["exit_b"].to_numpy(float), ev["exit_c"].to_numpy(float), log_returns, config)
+        return values[e_of[:, None], slot_legs]
 
     past, enough = _history_moves(moves, ev["ticker"], config.move_type, config.max_events, config.min_events)
     z, wz = payoffs.hermite_nodes()
@@ -433,6 +469,7 @@ def build_structures(metrics: pd.DataFrame, surface: pd.DataFrame, moves: pd.Dat
     frame = pd.DataFrame({
         **{c: ev[c].to_numpy()[e_of] for c in ("ticker", "report_date", "reaction_date", "expiration", "spot",
                                                "forward", "implied_move", "liquidity_tier")},
+        **{c: ev[source].to_numpy(float)[e_of] for c, source in zip(EXIT_INPUTS, ("t_exit", "ex_vol", "exit_b", "exit_c"))},
         "structure": np.array(STRUCTURES, dtype=object)[structure],
         "status": np.where(cand_ok, "ok", "dropped"),
         "reason": reason.ravel(),
