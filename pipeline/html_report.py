@@ -6,8 +6,9 @@ on): the ranked table (one line per event, human headers from :data:`pipeline.di
 and a legend, grouped as ranked), a scatter of the signal-implied against the historical move
 with the VRP tier lines, and for **every** event a ``<details>`` section: past reports against
 today's implied band, the ATM term structure with the ex-earnings vol, the event expiration's
-smile (quotes and fit), the suggested structure's payoff at expiry (from the stored ``structures``
-partition, priced by the stage's own :func:`pipeline.stages.structures.expiry_pnl`) with a table of
+smile (quotes and fit), the suggested structure's payoff at exit and at expiry (from the stored
+``structures`` partition, priced by the stage's own :func:`pipeline.stages.structures.exit_pnl` and
+:func:`pipeline.stages.structures.expiry_pnl`) with a table of
 every candidate structure, the priced density's numbers, its outcomes where stored and every CSV
 column. Charts are small SVG
 drawn by :mod:`pipeline.svg_charts` (no matplotlib), so thousands of events cost milliseconds each.
@@ -25,13 +26,14 @@ log = logging.getLogger("pipeline")
 
 # Bumped whenever the page's layout changes; stamped in the page (meta ivcrush-layout) and by
 # `make screenshot` in docs/report.png, whose test fails when the README picture is older.
-LAYOUT_VERSION = "4"
+LAYOUT_VERSION = "5"
 TEMPLATE = "report_page.html"
 GROUP_TITLES = ("Tradeable with premium (VRP tier MARGINAL or better)", "Tradeable without premium (SKIP)",
                 "Not tradeable (no VRP or REJECT liquidity)")
 SMILE_MAX_ABS_X = 3.0       # the smile fit's range in standardized moneyness (pipeline.stages.skew)
 OUTCOME_ROWS = 8
 PAYOFF_CHUNK = 32           # events priced together by one expiry_pnl call (their move grids joined)
+PAYOFF_EXIT_POINTS = 121    # even moves of the P&L-at-exit curve (smooth: no kinks to place points on)
 # The payoff chart's reach (fraction move each side): enough for the implied band, the past moves,
 # the breakevens and the strikes; a price cannot fall 100%.
 PAYOFF_REACH_IMPLIED, PAYOFF_REACH_MARGIN, PAYOFF_MIN_REACH, PAYOFF_MAX_REACH = 1.6, 1.15, 0.02, 0.95
@@ -215,15 +217,19 @@ def _structures(store, as_of: pd.Timestamp, tickers) -> pd.DataFrame | None:
 
 
 def _payoff_charts(structures: pd.DataFrame | None, moves_at: dict, move_values: np.ndarray, config) -> dict:
-    """(ticker, report date) -> payoff chart of the event's suggested structure at expiry.
+    """(ticker, report date) -> payoff chart of the event's suggested structure: the P&L at the
+    exit close (the reaction session) and held to expiry.
 
-    The P&L is :func:`pipeline.stages.structures.expiry_pnl` (the stage owns the payoff formula),
-    evaluated exactly where the piecewise-linear payoff bends or crosses zero: the chart's two
-    ends, the legs' strikes and the stored breakevens, as moves of the spot. Events are priced
+    Both P&Ls belong to the stage (:mod:`pipeline.stages.structures` owns the formulas). At exit:
+    :func:`~pipeline.stages.structures.exit_pnl` on :data:`PAYOFF_EXIT_POINTS` even moves across the
+    chart plus the stored exit breakevens (a smooth curve; one call for every event, each row
+    its own moves). At expiry: :func:`~pipeline.stages.structures.expiry_pnl`, evaluated exactly
+    where the piecewise-linear payoff bends or crosses zero: the chart's two ends, the legs'
+    strikes and the stored expiry breakevens, as moves of the spot. Events are priced
     :data:`PAYOFF_CHUNK` at a time on the union of their points (one call per chunk, no per-event
-    pandas)."""
+    pandas). A partition written before the exit inputs were stored gets the expiry curve only."""
     from pipeline import svg_charts
-    from pipeline.stages.structures import SLOTS, expiry_pnl
+    from pipeline.stages.structures import EXIT_INPUTS, SLOTS, exit_pnl, expiry_pnl
 
     if structures is None:
         return {}
@@ -235,6 +241,8 @@ def _payoff_charts(structures: pd.DataFrame | None, moves_at: dict, move_values:
     kinks = np.column_stack([chosen[f"{slot}_strike"].to_numpy(float) for slot in SLOTS]) / spot - 1.0
     breakevens = np.column_stack([chosen[c].to_numpy(float) for c in
                                   ("breakeven_low_expiry", "breakeven_high_expiry")]) / spot - 1.0
+    exit_breakevens = np.column_stack([chosen[c].to_numpy(float) for c in
+                                       ("breakeven_low_exit", "breakeven_high_exit")]) / spot - 1.0
     implied = chosen["implied_move"].to_numpy(float)
     tickers, days = chosen["ticker"].to_numpy(), chosen["report_date"].to_numpy()
     empty = np.array([], int)
@@ -243,11 +251,21 @@ def _payoff_charts(structures: pd.DataFrame | None, moves_at: dict, move_values:
     with np.errstate(invalid="ignore"):
         reach = np.nanmax(np.column_stack([
             PAYOFF_REACH_IMPLIED * implied, PAYOFF_REACH_MARGIN * np.abs(kinks), PAYOFF_REACH_MARGIN * np.abs(breakevens),
-            PAYOFF_REACH_MARGIN * past_reach, np.full(len(chosen), PAYOFF_MIN_REACH)]), axis=1)
+            PAYOFF_REACH_MARGIN * np.abs(exit_breakevens), PAYOFF_REACH_MARGIN * past_reach,
+            np.full(len(chosen), PAYOFF_MIN_REACH)]), axis=1)
     # Out to the axis's outer ticks, so the curve spans the chart.
     reach = np.minimum([svg_charts.nice_ticks(-r, r)[-1] for r in reach], PAYOFF_MAX_REACH)
     points = np.column_stack([-reach, reach, kinks, breakevens])
     points = np.where(np.abs(points) <= reach[:, None], points, np.nan)
+    exit_breakevens = np.where(np.abs(exit_breakevens) <= reach[:, None], exit_breakevens, np.nan)
+    # The exit grid: even steps, plus the breakevens (a NaN breakeven repeats the left end).
+    exit_moves = np.sort(np.column_stack([reach[:, None] * np.linspace(-1.0, 1.0, PAYOFF_EXIT_POINTS),
+                                          np.where(np.isfinite(exit_breakevens), exit_breakevens, -reach[:, None])]),
+                         axis=1)
+    if all(c in chosen.columns for c in EXIT_INPUTS):
+        at_exit = exit_pnl(chosen, exit_moves, config)
+    else:
+        at_exit = np.full(exit_moves.shape, np.nan)
     charts = {}
     for start in range(0, len(chosen), PAYOFF_CHUNK):
         block = slice(start, start + PAYOFF_CHUNK)
@@ -256,9 +274,9 @@ def _payoff_charts(structures: pd.DataFrame | None, moves_at: dict, move_values:
         for row, i in enumerate(range(start, min(start + PAYOFF_CHUNK, len(chosen)))):
             mine = np.unique(points[i][np.isfinite(points[i])])
             at = np.searchsorted(grid, mine)
-            title = f"suggested {str(chosen['structure'].iat[i]).replace('_', ' ')}: P&L at expiry by move"
-            charts[(tickers[i], days[i])] = svg_charts.payoff(mine, pnl[row, at], breakevens[i], implied[i],
-                                                              past[i], title)
+            title = f"suggested {str(chosen['structure'].iat[i]).replace('_', ' ')}: P&L by move"
+            charts[(tickers[i], days[i])] = svg_charts.payoff(
+                exit_moves[i], at_exit[i], exit_breakevens[i], mine, pnl[row, at], implied[i], past[i], title)
     return charts
 
 

@@ -242,20 +242,27 @@ def vrp_scatter(hist: np.ndarray, implied: np.ndarray, tiers: list, tickers: lis
     return plot.svg("scatter")
 
 
-def payoff(moves: np.ndarray, pnl: np.ndarray, breakevens: np.ndarray, implied_move: float,
-           past: np.ndarray, title: str) -> Markup:
-    """One structure's P&L in dollars per structure (``pnl``, from
-    :func:`pipeline.stages.structures.expiry_pnl`) against the underlying's move (``moves``,
-    fractions, sorted), with its breakevens (moves; class ``breakeven``, ``data-value`` the move),
-    the +/- implied-move band and the past reports' moves as ticks on the zero line (class ``past``)."""
+def payoff(moves: np.ndarray, pnl: np.ndarray, breakevens: np.ndarray, expiry_moves: np.ndarray,
+           expiry_pnl: np.ndarray, implied_move: float, past: np.ndarray, title: str) -> Markup:
+    """One structure's P&L in dollars per structure against the underlying's move (fractions,
+    sorted): at the exit close (``pnl`` at ``moves``, from
+    :func:`pipeline.stages.structures.exit_pnl`; solid, class ``pnl``) and held to expiry
+    (``expiry_pnl`` at ``expiry_moves``, from :func:`pipeline.stages.structures.expiry_pnl`;
+    dashed, class ``pnl-expiry``), with the exit breakevens (moves; class ``breakeven``,
+    ``data-value`` the move), the +/- implied-move band and the past reports' moves as ticks on
+    the zero line (class ``past``)."""
     moves, pnl = np.asarray(moves, float), np.asarray(pnl, float)
+    expiry_moves, expiry_pnl = np.asarray(expiry_moves, float), np.asarray(expiry_pnl, float)
     breakevens = np.asarray(breakevens, float)
     breakevens = breakevens[np.isfinite(breakevens)]
     past = np.asarray(past, float)
     past = past[np.isfinite(past)]
-    finite = pnl[np.isfinite(pnl)]
+    both = np.concatenate([pnl, expiry_pnl])
+    finite = both[np.isfinite(both)]
     low, high = (float(finite.min()), float(finite.max())) if finite.size else (-1.0, 1.0)
-    plot = Plot((float(moves[0]), float(moves[-1])) if moves.size else (-0.1, 0.1),
+    xs = np.concatenate([moves, expiry_moves])
+    xs = xs[np.isfinite(xs)]
+    plot = Plot((float(xs.min()), float(xs.max())) if xs.size else (-0.1, 0.1),
                 (min(low, 0.0), max(high, 0.0)), xpercent=True, ypercent=False)
     if math.isfinite(implied_move):
         left, right = float(plot.x(max(-implied_move, plot.x0))), float(plot.x(min(implied_move, plot.x1)))
@@ -268,15 +275,16 @@ def payoff(moves: np.ndarray, pnl: np.ndarray, breakevens: np.ndarray, implied_m
         x = float(plot.x(value))
         plot.parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{plot.top}" y2="{plot.height - plot.bottom}" '
                           f'stroke="{GREY}" stroke-dasharray="4 2" class="breakeven" data-value="{float(value)!r}">'
-                          f'<title>breakeven {value * 100:+.2f}%</title></line>')
-    plot.line(moves, pnl, INSIDE, width=1.6, cls="pnl")
+                          f'<title>breakeven at exit {value * 100:+.2f}%</title></line>')
+    plot.line(moves, pnl, INSIDE, width=2.2, cls="pnl")
+    plot.line(expiry_moves, expiry_pnl, "#1b2631", dash="5 3", width=1.0, cls="pnl-expiry")
     inside = past[(past >= plot.x0) & (past <= plot.x1)]
     for value in inside:
         x = float(plot.x(value))
         plot.parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{zero - 5:.1f}" y2="{zero + 5:.1f}" '
                           f'stroke="{EXCEED}" stroke-width="1.5" class="past"/>')
     plot.axes(title)
-    items = [(INSIDE, "P&L at expiry ($)"), (GREY, "breakeven")]
+    items = [(INSIDE, "P&L at exit ($, solid)"), ("#1b2631", "at expiry (dashed)"), (GREY, "breakeven at exit")]
     if math.isfinite(implied_move):
         items.append((BAND, "implied move band"))
     if inside.size:
