@@ -335,10 +335,14 @@ def backtest(runner: Runner, start, end, engine, scheduler, **selection):
     from pipeline import backtest as bt
     from pipeline.runlog import EXIT_BAD_INPUT, EXIT_FAILED, setup_logging
 
+    from pipeline.root_check import RootRefused
+
     settings = runner.settings()
     dates = _sessions(runner, start, end)
     try:
         setup_logging(settings.root)
+    except RootRefused as exc:
+        _fail(str(exc), EXIT_BAD_INPUT)
     except OSError as exc:
         _fail(f"cannot write the log under {settings.root / 'logs'}: {exc}", EXIT_FAILED)
     order = bt.tier_order(settings.config)

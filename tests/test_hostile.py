@@ -241,11 +241,11 @@ def test_a_foreign_home_like_folder_is_refused_with_nothing_written_or_deleted(t
     (home / ".tmp-draft.partial").write_text("a draft")
     (home / "logs").mkdir()
     before = _tree(home)
-    result = CliRunner().invoke(main, ["--data-dir", str(home), "--config", str(small_config), "daily",
-                                       "--date", str(AS_OF.date())])
-    assert result.exit_code == 2, result.output
-    assert "holds files the pipeline did not make (.bashrc, Documents)" in result.output
-    assert _tree(home) == before
+    for command in (["daily", "--date", str(AS_OF.date())], ["backtest", "--start", "2026-11-02", "--end", "2026-11-20"]):
+        result = CliRunner().invoke(main, ["--data-dir", str(home), "--config", str(small_config), *command])
+        assert result.exit_code == 2, (command, result.output)
+        assert "holds files the pipeline did not make (.bashrc, Documents)" in result.output
+        assert _tree(home) == before
 
 
 def test_the_file_system_root_and_the_home_directory_are_refused(tmp_path):
