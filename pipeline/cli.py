@@ -395,7 +395,7 @@ def _tier_choice(given, names, option: str) -> tuple[str, ...]:
 @DATE
 @click.option("--report-date", default=None, help="Which report, when the ticker has two in the window.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document instead of text.")
-@click.pass_obj
+@_sub_options
 def explain(runner: Runner, ticker, date, report_date, as_json):
     """One event from the date's stored snapshots: calendar entry, past reports and how often they
     moved more than implied, straddle legs, term structure, smile, VRP, score parts, status."""
@@ -406,7 +406,7 @@ def explain(runner: Runner, ticker, date, report_date, as_json):
     from pipeline.store import Store
 
     settings = runner.settings()
-    as_of = resolve_date(date)
+    as_of = resolve_date(date, settings.config)
     try:
         doc = explain_event(Store(settings.root), ticker, as_of, settings.config, report_date)
     except ExplainError as exc:

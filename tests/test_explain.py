@@ -98,6 +98,15 @@ def test_unknown_ticker_outside_window_and_never_run(built):
     assert never.exit_code == 2 and "was never run" in never.output and "pipeline daily --date 2026-11-13" in never.output
 
 
+def test_global_options_after_the_sub_command(built, metrics):
+    """``explain`` takes ``--data-dir`` after its name like every other command."""
+    root, _ = built
+    ticker = metrics["ticker"].iloc[0]
+    after = CliRunner().invoke(main, ["explain", ticker, "--json", "--date", str(AS_OF.date()), "--data-dir", str(root)])
+    assert after.exit_code == 0, after.output
+    assert after.output == _cli(root, ticker, "--json").output
+
+
 def test_explain_reads_only_snapshots(built, metrics, monkeypatch):
     """No source is made and no compute stage runs."""
     import pipeline.sources
