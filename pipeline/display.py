@@ -19,7 +19,7 @@ from functools import lru_cache
 
 import pandas as pd
 
-from pipeline.columns import COLUMNS, exceed_levels_in, level_percent
+from pipeline.columns import COLUMNS
 
 # unit -> (kind, decimals). percent: value x 100 with a % sign; vol points the same.
 UNIT_FORMAT: dict[str, tuple[str, int]] = {
@@ -105,49 +105,39 @@ class Shown:
 
 TABLE: list[Shown] = [
     Shown("#", ("rank",), "rank: tradeable with premium (VRP tier MARGINAL or better) first, then tradeable "
-          "without premium (SKIP), then not tradeable; by score within each", 34),
-    Shown("Ticker", ("ticker",), "stock symbol; \u26a0 degraded (a qualifier missing), \u2717 failed", 70),
+          "without premium (SKIP), then not tradeable; by score within each", 28),
+    Shown("Ticker", ("ticker",), "stock symbol; \u26a0 degraded (a qualifier missing), \u2717 failed", 58),
     Shown("Report", ("report_date", "timing"), "report date and timing (BMO before open, AMC after close, "
-          "DMH during market)", 134, joiner=" "),
-    Shown("Implied", ("implied_move",), "straddle-implied expected move to expiration, percent of spot", 64),
+          "DMH during market)", 112, joiner=" "),
+    Shown("Implied", ("implied_move",), "straddle-implied expected move to expiration, percent of spot", 56),
     Shown("Method", ("implied_method",), "how the implied move was obtained (smile fit, interpolated; "
-          "fallbacks degrade the event)", 96, console=False),
-    Shown("Hist. mean", ("hist_mean_abs_move",), "mean absolute move over the last reports", 86),
+          "fallbacks degrade the event)", 78, console=False),
+    Shown("Hist. mean", ("hist_mean_abs_move",), "mean absolute move over the last reports", 76),
     Shown("VRP", ("signal_vrp",), "signal VRP: event-only VRP where the term structure gives it, else "
-          "implied / historical", 50),
-    Shown("Tier", ("vrp_tier",), "VRP tier from the signal VRP (EXCELLENT / GOOD / MARGINAL / SKIP)", 92, badge=True),
-    Shown("Beyond", ("exceed_k_n",), "past reports whose move exceeded today's implied move, k of n", 66),
+          "implied / historical", 38),
+    Shown("Tier", ("vrp_tier",), "VRP tier from the signal VRP (EXCELLENT / GOOD / MARGINAL / SKIP)", 82, badge=True),
+    Shown("Beyond", ("exceed_k_n",), "past reports whose move exceeded today's implied move, k of n", 56),
     Shown("P>impl mkt/hist", ("rn_p_exceed_implied", "hist_p_exceed_implied"),
-          "probability of a move beyond the implied move: market density / history at the same horizon", 104),
-    Shown("P>5% mkt/hist", ("rn_p_exceed_5pct", "hist_p_exceed_5pct"), "the same beyond a 5% move", 96,
-          console=False),
-    Shown("P>10% mkt/hist", ("rn_p_exceed_10pct", "hist_p_exceed_10pct"), "the same beyond a 10% move", 100,
-          console=False),
+          "probability of a move beyond the implied move: market density / history at the same horizon", 108),
     Shown("Straddle", ("straddle_strike", "straddle_mid"), "the tradeable straddle: strike @ mid price "
-          "(call + put)", 124, joiner=" @ "),
+          "(call + put)", 104, joiner=" @ "),
     Shown("Liquidity", ("liquidity_tier",), "liquidity tier at the straddle (spread, open interest, volume)",
-          92, badge=True),
-    Shown("Score", ("score",), "0-100 composite: VRP, consistency, skew, liquidity points", 50),
-    Shown("Status", ("status",), "ok / degraded / failed", 80, badge=True),
+          82, badge=True),
+    Shown("Score", ("score",), "0-100 composite: VRP, consistency, skew, liquidity points", 44),
+    Shown("Status", ("status",), "ok / degraded / failed", 70, badge=True),
     Shown("Trade", ("suggested_structure",), "suggested structure", 96),
     Shown("Credit/risk", ("suggested_credit_fill", "suggested_risk"), "suggested structure: credit and risk "
-          "per contract", 96),
-    Shown("Breakevens", ("suggested_breakeven_low_expiry", "suggested_breakeven_high_expiry"), "suggested structure's "
-          "breakevens at expiry", 100, joiner=" - "),
+          "per contract", 116),
     Shown("POP/EV", ("suggested_pop_hist", "suggested_ev_hist"), "suggested structure: probability of "
-          "profit and expected value from history", 92),
-    Shown("Qty", ("suggested_contracts",), "contracts for the risk budget", 40),
-    Shown("Why", ("reason",), "every reason or flag that applies (full text in the event's section)", 0,
-          console=False),
+          "profit and expected value from history", 110),
+    Shown("Qty", ("suggested_contracts",), "contracts for the risk budget", 34),
 ]
-# Other spellings the structure stage may use for the same numbers (first present wins).
 PAGE_WIDTH = 1350       # px the table may use at a 1,400 px window (body margins 24 + 24)
-MIN_REASON_WIDTH = 120
 
 
 def with_display_columns(frame):
     """``frame`` plus the derived columns the table shows: ``signal_vrp`` (the VRP of
-    ``vrp_basis``) and ``exceed_k_n`` ("k/n"); aliases of later stages' names resolved."""
+    ``vrp_basis``) and ``exceed_k_n`` ("k/n")."""
     import numpy as np
     import pandas as pd
 
@@ -163,38 +153,16 @@ def with_display_columns(frame):
     return out
 
 
-def level_entry(suffix: str) -> Shown:
-    """The table entry of one configured exceedance level (``5pct``: the P>5% column)."""
-    level = level_percent(suffix)
-    return Shown(f"P>{level}% mkt/hist", (f"rn_p_exceed_{suffix}", f"hist_p_exceed_{suffix}"),
-                 f"the same beyond a {level}% move", 88 + 4 * len(level), console=False)
-
-
-def table_for(frame) -> list[Shown]:
-    """:data:`TABLE` with one entry per exceedance level ``frame`` carries (config
-    ``density.exceed_levels``) in place of the default 5% and 10% entries."""
-    levels = exceed_levels_in(frame.columns if hasattr(frame, "columns") else frame)
-    if levels in ([], ["5pct", "10pct"]):
-        return TABLE
-    first = next(i for i, s in enumerate(TABLE) if s.columns[0] == "rn_p_exceed_5pct")
-    return [*TABLE[:first], *(level_entry(x) for x in levels), *TABLE[first + 2:]]
-
-
 def shown(frame, console: bool = False) -> list[Shown]:
-    """The entries of :func:`table_for` ``frame`` whose first column ``frame`` has."""
-    return [s for s in table_for(frame) if s.columns[0] in frame and (s.console or not console)]
+    """The entries of :data:`TABLE` whose first column ``frame`` has."""
+    return [s for s in TABLE if s.columns[0] in frame and (s.console or not console)]
 
 
 def widths(entries: list[Shown], budget: int = PAGE_WIDTH) -> list[int]:
-    """Pixel width per entry; the reason column takes what is left (at least MIN_REASON_WIDTH) and
-    every column shrinks in proportion when the rest would not fit ``budget``."""
+    """Pixel width per entry; every column shrinks in proportion when they would not fit ``budget``."""
     fixed = sum(s.width for s in entries)
-    scale = min(1.0, (budget - MIN_REASON_WIDTH) / fixed) if fixed else 1.0
-    out = [int(s.width * scale) for s in entries]
-    flexible = [i for i, s in enumerate(entries) if s.width == 0]
-    for i in flexible:
-        out[i] = max(MIN_REASON_WIDTH, budget - sum(out)) // len(flexible)
-    return out
+    scale = min(1.0, budget / fixed) if fixed else 1.0
+    return [int(s.width * scale) for s in entries]
 
 
 def cell_text(entry: Shown, record: dict) -> str:

@@ -26,7 +26,7 @@ log = logging.getLogger("pipeline")
 
 # Bumped whenever the page's layout changes; stamped in the page (meta ivcrush-layout) and by
 # `make screenshot` in docs/report.png, whose test fails when the README picture is older.
-LAYOUT_VERSION = "5"
+LAYOUT_VERSION = "6"
 TEMPLATE = "report_page.html"
 GROUP_TITLES = ("Tradeable with premium (VRP tier MARGINAL or better)", "Tradeable without premium (SKIP)",
                 "Not tradeable (no VRP or REJECT liquidity)")
@@ -43,9 +43,6 @@ CANDIDATE_COLUMNS = (("structure", ("structure",)), ("status", ("status",)), ("c
                      ("POP hist", ("pop_hist",)), ("EV hist $", ("ev_hist",)), ("POP mkt", ("pop_rn",)),
                      ("qty", ("contracts",)), ("suggested / dropped because", ("why", "reason")))
 # The density's numbers of an event section (issue 19's columns, where the metrics have them).
-DENSITY_PAIRS = (("beyond implied", "rn_p_exceed_implied", "hist_p_exceed_implied"),
-                 ("beyond 5%", "rn_p_exceed_5pct", "hist_p_exceed_5pct"),
-                 ("beyond 10%", "rn_p_exceed_10pct", "hist_p_exceed_10pct"))
 
 
 def _template():
@@ -80,11 +77,11 @@ def _table_rows(data: pd.DataFrame, entries) -> list[dict]:
             column = entry.columns[0]
             if column == "rank":
                 cells.append({"kind": "rank", "text": text})
-            elif column == "reason":
-                cells.append({"kind": "why", "text": text})
             elif entry.badge:
                 css = f"st-{text}" if column == "status" else f"tier {text}"
-                cells.append({"kind": "badge", "text": text, "css": css})
+                # The reasons are in the event's section; the status badge shows them on hover.
+                why = record.get("reason") if column == "status" and isinstance(record.get("reason"), str) else ""
+                cells.append({"kind": "badge", "text": text, "css": css, "title": why})
             else:
                 mark = {"degraded": "\u26a0", "failed": "\u2717"}.get(record.get("status")) if column == "ticker" else None
                 cells.append({"kind": "text", "text": text, "mark": mark,
@@ -317,8 +314,13 @@ def _density_line(record: dict) -> str:
     exceedance, the bimodal flag and the expected IV crush."""
     from pipeline.display import format_value
 
-    parts = [f"P {label} market {format_value(rn, record.get(rn))} / history {format_value(hist, record.get(hist))}"
-             for label, rn, hist in DENSITY_PAIRS if format_value(rn, record.get(rn)) or format_value(hist, record.get(hist))]
+    from pipeline.columns import exceed_levels_in, level_percent
+
+    pairs = [("P>implied", "implied")] + [(f"P>{level_percent(x)}%", x) for x in exceed_levels_in(record)]
+    parts = [f"{label} market {format_value(f'rn_p_exceed_{x}', record.get(f'rn_p_exceed_{x}'))} / history "
+             f"{format_value(f'hist_p_exceed_{x}', record.get(f'hist_p_exceed_{x}'))}"
+             for label, x in pairs
+             if not (pd.isna(record.get(f"rn_p_exceed_{x}", np.nan)) and pd.isna(record.get(f"hist_p_exceed_{x}", np.nan)))]
     bimodal = record.get("rn_bimodal")
     if bimodal is not None and not pd.isna(bimodal):
         parts.append(f"priced density bimodal: {'yes' if bool(bimodal) else 'no'}")

@@ -145,7 +145,7 @@ def test_page_with_every_optional_column_still_fits(first_daily, tmp_path):
              "suggested_pop_hist": 0.72, "suggested_ev_hist": 0.15, "suggested_contracts": 3}
     frame = frame.assign(**extra)
     text = render_html(frame, metrics, root, AS_OF, Config())
-    for header in ("P&gt;impl mkt/hist", "P&gt;10% mkt/hist", "Trade", "Credit/risk", "Breakevens", "POP/EV", "Qty"):
+    for header in ("P&gt;impl mkt/hist", "Trade", "Credit/risk", "POP/EV", "Qty"):
         assert f">{header}</th>" in text, header
     assert "41.0% / 33.0%" in text and "1.23 / 3.77" in text and "72.0% / 0.15" in text
     page = tmp_path / "page.html"
