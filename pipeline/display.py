@@ -139,7 +139,6 @@ def with_display_columns(frame):
     """``frame`` plus the derived columns the table shows: ``signal_vrp`` (the VRP of
     ``vrp_basis``) and ``exceed_k_n`` ("k/n")."""
     import numpy as np
-    import pandas as pd
 
     out = frame.copy()
     if "vrp" in out:

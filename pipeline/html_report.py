@@ -355,12 +355,7 @@ def _smile_chart(on: dict, scale: float, record: dict):
 
 
 def _outcomes(store, tickers) -> pd.DataFrame | None:
-    """The stored ``outcomes`` of these tickers, when the store has that dataset (a later stage
-    writes it); None otherwise."""
-    from pipeline.schemas import DATASETS
-
-    if "outcomes" not in DATASETS:
-        return None
+    """The stored ``outcomes`` of these tickers; None when they cannot be read."""
     try:
         frame = store.scan("outcomes", tickers=tickers)
     except Exception:  # noqa: BLE001 - a view of optional history must not lose the page

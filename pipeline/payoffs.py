@@ -29,6 +29,14 @@ GRID_POINTS = 161
 HERMITE_NODES = 7
 
 
+def defined_risk(strikes, credit, n_legs, commission):
+    """Risk of a winged structure in dollars per contract, DESIGN section 12:
+    ``CONTRACT_SIZE (widest wing - credit) + 2 n_legs commission``; ``strikes`` per row are
+    (short put, short call, long put, long call), credit per share, commission per contract."""
+    wing = np.fmax(strikes[:, 0] - strikes[:, 2], strikes[:, 3] - strikes[:, 1])
+    return CONTRACT_SIZE * (wing - credit) + 2.0 * n_legs * commission
+
+
 def hermite_nodes(n: int = HERMITE_NODES):
     """Nodes z and weights w (summing to 1) with sum w f(z) ~ E[f(Z)], Z ~ N(0, 1)."""
     z, w = np.polynomial.hermite_e.hermegauss(n)

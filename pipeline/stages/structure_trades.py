@@ -16,9 +16,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from pipeline.payoffs import CONTRACT_SIZE, defined_risk
 from pipeline.stages.structures import SLOT_IS_CALL, SLOT_SIDE, SLOTS
 
-CONTRACT_SIZE = 100
 EXIT_FIELDS = ("bid", "ask")
 
 
@@ -72,10 +72,8 @@ def simulate(trades: pd.DataFrame, fill_share: float, commission: float, exercis
     fees = np.where(intrinsic_exit, exercise_fee * (legs & (intrinsic > 0)).sum(1), 0.0)
     costs = commission * np.where(intrinsic_exit, n_legs, 2 * n_legs) + fees
     pnl = CONTRACT_SIZE * (entry_credit - exit_debit) - costs
-    wing = np.fmax(strike[:, 0] - strike[:, 2], strike[:, 3] - strike[:, 1])
     defined = (trades["risk_kind"] == "defined").to_numpy()
-    risk = np.where(defined, CONTRACT_SIZE * (wing - entry_credit) + 2 * n_legs * commission,
-                    trades["margin"].to_numpy(float))
+    risk = np.where(defined, defined_risk(strike, entry_credit, n_legs, commission), trades["margin"].to_numpy(float))
     done = entry_ok & exit_ok
     with np.errstate(divide="ignore", invalid="ignore"):
         on_premium = np.where(entry_credit > 0, pnl / (CONTRACT_SIZE * entry_credit), np.nan)

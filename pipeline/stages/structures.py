@@ -376,10 +376,8 @@ def build_structures(metrics: pd.DataFrame, surface: pd.DataFrame, moves: pd.Dat
     out["n_legs"] = n_legs.astype(float)
     out["credit_mid"] = -(side * mid0).sum(-1)
     out["credit_fill"] = out["credit_mid"] - s.fill_share * half.sum(-1)
-    round_trip = 2.0 * n_legs * s.commission
-    wing = np.fmax(leg_strike[:, 0] - leg_strike[:, 2], leg_strike[:, 3] - leg_strike[:, 1])
     defined = DEFINED_RISK[structure]
-    out["risk"] = np.where(defined, payoffs.CONTRACT_SIZE * (wing - out["credit_fill"]) + round_trip,
+    out["risk"] = np.where(defined, payoffs.defined_risk(leg_strike, out["credit_fill"], n_legs, s.commission),
                            _margin(side, leg_strike, mid0, spot))
     per_share = out["credit_fill"] - n_legs * s.commission / payoffs.CONTRACT_SIZE
     out["breakeven_low_expiry"] = leg_strike[:, 0] - per_share
