@@ -21,7 +21,7 @@ from pipeline.stages import backtest as trades_stage
 from pipeline.stages import structure_trades
 from pipeline.stages.structures import STRUCTURES
 
-CHOICES = ("straddle", "strangle", "iron_condor", "iron_butterfly", "suggested")
+CHOICES = (*STRUCTURES, "suggested")
 EVENT = ["ticker", "report_date", "entry_date"]
 SUMMARY_COLUMNS = ["group", "value", "trades", "win_rate", "mean_return", "median_return", "t_stat", "mean_pnl",
                    "mean_return_on_risk", "worst_return", "worst_pnl", "max_drawdown", "sharpe"]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from pipeline.levels import EXCEED_LEVEL_COLUMN
+
 # name: (unit, decimals in the CSV or None for text/integers, meaning)
 COLUMNS: dict[str, tuple[str, int | None, str]] = {
     "rank": ("integer", None, "1 = best; tradeable (a VRP, liquidity not REJECT) with premium (VRP tier "
@@ -96,17 +98,6 @@ COLUMNS: dict[str, tuple[str, int | None, str]] = {
 }
 
 
-# Exceedance columns at a configured move level (config ``density.exceed_levels``; the suffix is
-# pipeline.stages.density.level_name: 0.05 -> 5pct, 0.075 -> 7p5pct).
-EXCEED_LEVEL_COLUMN = re.compile(r"^(rn|hist)_p_exceed_(\d+(?:p\d+)?)pct$")
-
-
-def exceed_levels_in(columns) -> list[str]:
-    """Suffixes (``5pct``) of the level columns ``rn_p_exceed_<suffix>`` in ``columns``, in order."""
-    found = (EXCEED_LEVEL_COLUMN.match(str(c)) for c in columns)
-    return [f"{m.group(2)}pct" for m in found if m and m.group(1) == "rn"]
-
-
 def level_percent(suffix: str) -> str:
     """The level of a column suffix in percent, as text: '7p5pct' -> '7.5'."""
     return suffix.removesuffix("pct").replace("p", ".")
@@ -119,7 +110,7 @@ def column_info(name: str) -> tuple[str, int | None, str]:
         return COLUMNS[name]
     m = EXCEED_LEVEL_COLUMN.match(name)
     if m:
-        level = level_percent(f"{m.group(2)}pct")
+        level = level_percent(m.group(2))
         return ("probability", 4, f"risk-neutral P(|S_T/F - 1| > {level}%) at the event expiration" if m.group(1) == "rn"
                 else f"past moves beyond {level}%, at the same horizon")
     return ("?", None, "undocumented")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from pipeline.levels import DEFAULT_EXCEED_LEVELS
 from pipeline.layout import LIQUIDITY_TIERS, VRP_TIERS
 
 MOVE_TYPES = ("close_move", "gap_move", "max_move")
@@ -94,7 +95,7 @@ class Config:
     structure_commission: float = 0.65        # per contract traded
     exercise_fee: float = 0.0                 # per in-the-money leg settled at expiry
     kelly_cap: float = 0.0                    # > 0: size by the history Kelly fraction, capped here
-    exceed_levels: tuple[float, ...] = (0.05, 0.10)   # density: P(|move| > level) columns, fractions
+    exceed_levels: tuple[float, ...] = DEFAULT_EXCEED_LEVELS   # density: P(|move| > level) columns, fractions
     # Config field -> the environment variable that set it (:func:`with_environment`), for messages.
     base_url_origins: dict = field(default_factory=dict, repr=False, compare=False)
 

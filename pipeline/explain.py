@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from pipeline.levels import DEFAULT_LEVEL_SUFFIXES, exceed_levels_in, level_pairs, with_levels
 from pipeline.config import Config
 from pipeline.store import Store
 
@@ -183,21 +184,16 @@ def explain(store: Store, ticker: str, as_of, config: Config, report_date=None) 
     }
 
 
-DISTRIBUTION_FIELDS = ["rn_p_exceed_implied", "hist_p_exceed_implied", "rn_p_exceed_5pct", "hist_p_exceed_5pct",
-                       "rn_p_exceed_10pct", "hist_p_exceed_10pct", "rn_bimodal", "rn_arbitrage_mass",
+DISTRIBUTION_FIELDS = ["rn_p_exceed_implied", "hist_p_exceed_implied", *level_pairs(DEFAULT_LEVEL_SUFFIXES),
+                       "rn_bimodal", "rn_arbitrage_mass",
                        "event_law_weight_1", "event_law_mean_1", "event_law_std_1", "event_law_weight_2",
                        "event_law_mean_2", "event_law_std_2", "event_atm_iv", "expected_iv_crush"]
 
 
 def distribution_fields(columns) -> list[str]:
     """DISTRIBUTION_FIELDS with the exceedance columns of the levels in ``columns`` (config
-    ``density.exceed_levels``) in place of the default 5% and 10% ones."""
-    from pipeline.columns import exceed_levels_in
-
-    levels = exceed_levels_in(columns) or ["5pct", "10pct"]
-    first = DISTRIBUTION_FIELDS.index("rn_p_exceed_5pct")
-    return [*DISTRIBUTION_FIELDS[:first], *(f"{side}_p_exceed_{x}" for x in levels for side in ("rn", "hist")),
-            *DISTRIBUTION_FIELDS[first + 4:]]
+    ``density.exceed_levels``) in place of the default ones."""
+    return with_levels(DISTRIBUTION_FIELDS, exceed_levels_in(columns))
 
 
 OUTCOME_FIELDS = ["report_date", "exit_date", "implied_event_move", "realized_close_move", "realized_over_implied",

@@ -314,7 +314,8 @@ def _density_line(record: dict) -> str:
     exceedance, the bimodal flag and the expected IV crush."""
     from pipeline.display import format_value
 
-    from pipeline.columns import exceed_levels_in, level_percent
+    from pipeline.columns import level_percent
+    from pipeline.levels import exceed_levels_in
 
     pairs = [("P>implied", "implied")] + [(f"P>{level_percent(x)}%", x) for x in exceed_levels_in(record)]
     parts = [f"{label} market {format_value(f'rn_p_exceed_{x}', record.get(f'rn_p_exceed_{x}'))} / history "

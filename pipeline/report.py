@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.levels import DEFAULT_LEVEL_SUFFIXES, exceed_levels_in, level_pairs, with_levels
 from pipeline.stages.rank import rank_events
 
 # The suggested structure's key numbers (pipeline.stages.structures), prefixed ``suggested_``.
@@ -20,8 +21,7 @@ REPORT_COLUMNS = [
     "ewm_std_abs_move", "tail_ratio", "trend_slope", "skew_atm_iv", "skew_slope", "skew_curvature",
     "rr25", "bf25", "skew_r2", "skew_n", "liquidity_tier", "straddle_spread", "min_leg_open_interest",
     "min_leg_volume", "expiration_volume", "score_vrp", "score_consistency", "score_skew", "score_liquidity",
-    "score", "rn_p_exceed_implied", "hist_p_exceed_implied", "rn_p_exceed_5pct", "hist_p_exceed_5pct",
-    "rn_p_exceed_10pct", "hist_p_exceed_10pct", "rn_bimodal", "rn_arbitrage_mass", "event_law_weight_1",
+    "score", "rn_p_exceed_implied", "hist_p_exceed_implied", *level_pairs(DEFAULT_LEVEL_SUFFIXES), "rn_bimodal", "rn_arbitrage_mass", "event_law_weight_1",
     "event_law_mean_1", "event_law_std_1", "event_law_weight_2", "event_law_mean_2", "event_law_std_2",
     "event_atm_iv", "expected_iv_crush", "past_realized_over_implied", "past_beat_straddle", "status", "reason",
     *SUGGESTED_COLUMNS,
@@ -53,20 +53,16 @@ def suggested_structures(structures: pd.DataFrame | None) -> pd.DataFrame:
 
 def report_columns(levels) -> list[str]:
     """REPORT_COLUMNS with the exceedance columns of the move levels ``levels`` (suffixes such as
-    ``5pct``, config ``density.exceed_levels``) in place of the default 5% and 10% ones."""
-    level_block = [f"{side}_p_exceed_{suffix}" for suffix in levels for side in ("rn", "hist")]
-    first = REPORT_COLUMNS.index("rn_p_exceed_5pct")
-    return [*REPORT_COLUMNS[:first], *level_block, *REPORT_COLUMNS[first + 4:]]
+    ``5pct``, config ``density.exceed_levels``) in place of the default ones."""
+    return with_levels(REPORT_COLUMNS, levels)
 
 
 def report_frame(metrics: pd.DataFrame, structures: pd.DataFrame | None = None) -> pd.DataFrame:
-    from pipeline.columns import exceed_levels_in
-
     ranked = rank_events(metrics)
     if structures is not None and len(structures):
         ranked = ranked.merge(suggested_structures(structures), on=["ticker", "report_date"], how="left")
-    # The levels the metrics were computed at (the default config: 5% and 10%).
-    out = ranked.reindex(columns=report_columns(exceed_levels_in(metrics.columns) or ["5pct", "10pct"]))
+    # The levels the metrics were computed at.
+    out = ranked.reindex(columns=report_columns(exceed_levels_in(metrics.columns)))
     for column in ("report_date", "expiration"):
         out[column] = out[column].dt.strftime("%Y-%m-%d")
     return neutralize_text(out)

@@ -33,6 +33,7 @@ from pandera.typing import Series
 
 TIMINGS = ("BMO", "AMC", "DMH", "UNKNOWN")
 KNOWN_TIMINGS = ("BMO", "AMC", "DMH")
+from pipeline.levels import DEFAULT_LEVEL_SUFFIXES, LEVEL_SUFFIX_PATTERN
 from pipeline.black76 import IV_STATUSES  # the solver's statuses: the Surface's iv_status
 from pipeline.layout import LIQUIDITY_TIERS, PARTITIONS, VRP_TIERS  # noqa: F401 - re-exported
 from pipeline.tickers import TICKER_RE
@@ -43,8 +44,8 @@ IMPLIED_METHODS = ("smile", "interpolated", "parity-rebuilt", "one-sided")   # s
 METRIC_STATUSES = ("ok", "degraded", "failed")
 STRUCTURE_NAMES = ("straddle", "strangle", "iron_condor", "iron_butterfly")   # see stages/structures.py
 NO_TICKER = "<missing ticker>"
-# Exceedance columns at the configured move levels (pipeline.stages.density.level_name suffixes).
-EXCEED_LEVEL_REGEX = {side: rf"^{side}_p_exceed_\d+(?:p\d+)?pct$" for side in ("rn", "hist")}
+# Exceedance columns at the configured move levels (pipeline.levels.level_name suffixes).
+EXCEED_LEVEL_REGEX = {side: rf"^{side}_p_exceed_{LEVEL_SUFFIX_PATTERN}$" for side in ("rn", "hist")}
 MAX_PRICE = 1e7        # no listed US equity or option trades near this: larger values are garbage
 
 
@@ -243,7 +244,7 @@ class Metrics(_Model):
     score_liquidity: Series[float] = pa.Field(ge=0, le=100, nullable=True)
     score: Series[float] = pa.Field(ge=0, le=100, nullable=True)
     # The priced distribution of the move (pipeline.stages.density) and the IV crush.
-    # rn/hist_p_exceed_<level> at each configured level (density.exceed_levels; 5pct, 10pct by
+    # rn/hist_p_exceed_<level> at each configured level (density.exceed_levels; levels.DEFAULT_EXCEED_LEVELS by
     # default): regex columns, in the order of the levels.
     rn_p_exceed_implied: Series[float] = pa.Field(ge=0, le=1, nullable=True)
     rn_p_exceed_levels: Series[float] = pa.Field(ge=0, le=1, nullable=True, alias=EXCEED_LEVEL_REGEX["rn"],
@@ -388,13 +389,13 @@ DATASETS: dict[str, Dataset] = {name: Dataset(name, _MODELS[name], partition) fo
 
 
 # What a regex column of a contract expands to when no frame says otherwise: the default levels.
-DEFAULT_REGEX_COLUMNS = [f"{side}_p_exceed_{x}" for side in ("rn", "hist") for x in ("5pct", "10pct")]
+DEFAULT_REGEX_COLUMNS = [f"{side}_p_exceed_{x}" for side in ("rn", "hist") for x in DEFAULT_LEVEL_SUFFIXES]
 
 
 def contract_columns(name: str, candidates=None) -> list[str]:
     """The columns of dataset ``name`` in contract order, each regex column (the metrics'
     exceedance levels) expanded to the ``candidates`` it matches, in the candidates' order, or to
-    the default levels (5pct, 10pct) when there are no candidates or none matches."""
+    the default levels (levels.DEFAULT_LEVEL_SUFFIXES) when there are no candidates or none matches."""
     pool = [] if candidates is None else [str(c) for c in candidates]
     out = []
     for column, spec in DATASETS[name].model.to_schema().columns.items():
@@ -405,9 +406,9 @@ def contract_columns(name: str, candidates=None) -> list[str]:
     return out
 
 
-def metrics_columns(level_suffixes=("5pct", "10pct")) -> list[str]:
+def metrics_columns(level_suffixes=DEFAULT_LEVEL_SUFFIXES) -> list[str]:
     """The Metrics columns in order with the exceedance columns of the configured levels
-    (suffixes from pipeline.stages.density.level_name)."""
+    (suffixes from pipeline.levels.level_name)."""
     return contract_columns("metrics", [f"{side}_p_exceed_{x}" for side in ("rn", "hist") for x in level_suffixes])
 
 

@@ -47,3 +47,9 @@ def copy(good_root, tmp_path):
 
 def last_manifest(root):
     return json.loads(sorted((root / "runs").glob("*.json"))[-1].read_text())
+
+
+def cli(root, config, *args, env=None):
+    """``pipeline --data-dir root --config config ARGS`` in process, on the fixed TODAY."""
+    return CliRunner().invoke(main, ["--data-dir", str(root), "--config", str(config), *args],
+                              env={"PIPELINE_TODAY": TODAY} | (env or {}))

@@ -6,7 +6,7 @@ import yaml
 
 from pipeline.config import ConfigError, parse_config
 from pipeline.schemas import contract_columns, empty, metrics_columns
-from pipeline.stages.density import level_name
+from pipeline.levels import level_name
 from pipeline.store import Store
 
 from conftest import SMALL_SETTINGS, daily_run

@@ -5,22 +5,15 @@ from contextlib import contextmanager
 import pandas as pd
 import pytest
 import yaml
-from click.testing import CliRunner
 from live_support import APIKEY, TOKEN, live_source, vendor_env
 from loopback import LoopbackVendor
-from ops_support import DATE, SETTINGS, TODAY, config, copy, fixed_today, good_root, last_manifest  # noqa: F401
+from ops_support import DATE, SETTINGS, TODAY, cli, config, copy, fixed_today, good_root, last_manifest  # noqa: F401
 
-from pipeline.cli import main
 from pipeline.sources.base import SourceError
 from pipeline.sources.synthetic import SyntheticMarket
 
 # One worker builds the module's data roots (a daily, a 10-session replay) once, not one per worker.
 pytestmark = pytest.mark.xdist_group("issue18")
-
-
-def cli(root, config, *args, env=None):
-    return CliRunner().invoke(main, ["--data-dir", str(root), "--config", str(config), *args],
-                              env={"PIPELINE_TODAY": TODAY} | (env or {}))
 
 
 # ---- 1. a rejected vendor answer never sticks ------------------------------------------------------
@@ -155,19 +148,6 @@ def test_4_live_rank_of_a_date_never_stored_does_not_advise_itself(good_root, co
     advised = cli(root, config, "--source", "live", "rank", "--date", DATE)      # the advice works
     assert advised.exit_code == 0, advised.output
     assert stored.exit_code == 2 and f"`pipeline rank --date {DATE}` recomputes" in stored.output
-
-
-def test_4_a_deferred_tickers_report_reason_names_the_alpha_vantage_budget(tmp_path):
-    settings = SETTINGS | {"source": "live", "live": {"alphavantage_daily_budget": 4, "alphavantage_min_interval": 0.0}}
-    live_config = tmp_path / "live.yaml"
-    live_config.write_text(yaml.safe_dump(settings))
-    with LoopbackVendor(SyntheticMarket(seed=7, universe_size=120), DATE, token=TOKEN, apikey=APIKEY) as server:
-        result = cli(tmp_path / "data", live_config, "daily", "--date", DATE, env=vendor_env(server))
-    assert result.exit_code == 3, result.output
-    deferred = {f["ticker"] for f in last_manifest(tmp_path / "data")["failures"] if f["stage"] == "fetch-history"}
-    report = pd.read_csv(tmp_path / "data" / "reports" / f"rank_{DATE}.csv").set_index("ticker")
-    reasons = report.loc[sorted(deferred & set(report.index)), "reason"]
-    assert len(reasons) and reasons.str.contains("Alpha Vantage daily budget").all(), reasons.tolist()
 
 
 # ---- 5. an interrupted dask run: one line per cause, 130, the session being worked on ---------------

@@ -12,7 +12,7 @@ import yaml
 from click.testing import CliRunner
 from live_support import APIKEY, TOKEN, live_source, vendor_env
 from loopback import LoopbackVendor
-from ops_support import DATE, SETTINGS, TODAY, config, copy, fixed_today, good_root, last_manifest  # noqa: F401
+from ops_support import DATE, SETTINGS, TODAY, cli, config, copy, fixed_today, good_root, last_manifest  # noqa: F401
 
 from pipeline.cli import main
 from pipeline.schemas import DATASETS
@@ -31,11 +31,6 @@ def two_day_root(tmp_path_factory, config):
                                     env={"PIPELINE_TODAY": TODAY})
         assert result.exit_code == 0, result.output
     return root
-
-
-def cli(root, config, *args, env=None):
-    return CliRunner().invoke(main, ["--data-dir", str(root), "--config", str(config), *args],
-                              env={"PIPELINE_TODAY": TODAY} | (env or {}))
 
 
 def snapshot(root):
@@ -309,6 +304,10 @@ def test_7_exhausted_budget_exits_3_with_one_record_per_ticker_and_a_paragraph(t
     assert deferred and all(f["reason"].startswith("deferred") for f in deferred)
     assert "partial run (exit 3)" in result.output and "Alpha Vantage" in result.output
     assert "budget resets" in result.output and deferred[0]["ticker"] in result.output
+    # The deferred names that reached the report say why, naming the budget.
+    report = pd.read_csv(tmp_path / "data" / "reports" / f"rank_{DATE}.csv").set_index("ticker")
+    reasons = report.loc[sorted({f["ticker"] for f in deferred} & set(report.index)), "reason"]
+    assert len(reasons) and reasons.str.contains("Alpha Vantage daily budget").all(), reasons.tolist()
 
 
 # ---- 8. rank names inputs that were never fetched ---------------------------------------------

@@ -19,28 +19,21 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from click.testing import CliRunner
 from live_support import APIKEY, TOKEN, vendor_env
 from loopback import LoopbackVendor
+from ops_support import TODAY, cli
 from test_issue18 import read_only
 
 from pipeline import sessions
-from pipeline.cli import main
 from pipeline.sources import limits
 from pipeline.sources.synthetic import SyntheticMarket
 
-TODAY = "2026-12-01"
 LAST = "2026-11-20"
 SETTINGS = {"source": "synthetic", "synthetic": {"seed": 7, "universe_size": 40}, "lookahead_days": 7,
             "report": {"html": False},
             "live": {"alphavantage_daily_budget": 500, "alphavantage_min_interval": 0.0}}
 FAULTS = ("sigkill", "truncated", "read-only-reports", "vendor-500-storm")
 DATED = ("calendar", "chains", "surface", "metrics")
-
-
-def cli(root, config, *args, env=None):
-    return CliRunner().invoke(main, ["--data-dir", str(root), "--config", str(config), *args],
-                              env={"PIPELINE_TODAY": TODAY} | (env or {}))
 
 
 def outputs(root: Path, day: str) -> dict:

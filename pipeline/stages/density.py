@@ -31,6 +31,7 @@ import pandas as pd
 from scipy.special import ndtr
 
 from pipeline.black76 import black76_price
+from pipeline.levels import level_name
 from pipeline.event_law import martingale_means
 from pipeline.stages.consistency import recent_abs_moves
 from pipeline.stages.groups import quote_groups
@@ -52,11 +53,6 @@ TAIL_DEAD_ZONE = 0.15       # a tail within +-15% of the normal's keeps the one-
 ATM_SCALE_RANGE = (0.3, 3.0)  # bracket of the factor that makes a two-component law reprice the ATM straddle
 TAIL_SHAPES = np.linspace(0.0, 1.0, 121)[1:]   # grid of the two-component shapes tried (t in (0, 1])
 LAW_COLUMNS = [f"event_law_{name}_{c}" for c in (1, 2) for name in ("weight", "mean", "std")]
-
-
-def level_name(level: float) -> str:
-    """Column suffix of a configured move level: 0.05 -> '5pct'."""
-    return f"{round(level * 100, 6):g}pct".replace(".", "p")
 
 
 def density_columns(levels) -> list[str]:

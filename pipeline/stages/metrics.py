@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from pipeline.levels import level_name
 from pipeline.config import Config
 from pipeline.schemas import metrics_columns
 from pipeline.stages import consistency, density, events as events_stage, implied, liquidity, moves as moves_stage, rank
@@ -81,7 +82,7 @@ def compute_metrics(as_of, calendar: pd.DataFrame, history: pd.DataFrame,
         m["straddle_spread"], m["min_leg_open_interest"], m["expiration_volume"], config.liquidity_tiers)
     m = m.join(rank.score_components(m, config.score_weights, config.vrp_tiers))
     m["status"], m["reason"] = _status(m)
-    columns = metrics_columns([density.level_name(v) for v in config.exceed_levels])
+    columns = metrics_columns([level_name(v) for v in config.exceed_levels])
     metrics = m.reindex(columns=columns).sort_values(["ticker", "report_date"], kind="stable").reset_index(drop=True)
     return MetricsResult(moves=moves, surface=surface, metrics=metrics)
 

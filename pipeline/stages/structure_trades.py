@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.payoffs import CONTRACT_SIZE, defined_risk
-from pipeline.stages.structures import SLOT_IS_CALL, SLOT_SIDE, SLOTS
+from pipeline.stages.structures import SLOT_IS_CALL, SLOT_SIDE, SLOTS, slot_values
 
 EXIT_FIELDS = ("bid", "ask")
 
@@ -35,10 +35,6 @@ def exit_quotes(chains: pd.DataFrame, trades: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _slots(trades: pd.DataFrame, field: str) -> np.ndarray:
-    return np.column_stack([trades[field.format(slot=slot)].to_numpy(float) for slot in SLOTS])
-
-
 def simulate(trades: pd.DataFrame, fill_share: float, commission: float, exercise_fee: float = 0.0) -> pd.DataFrame:
     """Fills and P&L of each structure trade (see the module docstring).
 
@@ -50,11 +46,11 @@ def simulate(trades: pd.DataFrame, fill_share: float, commission: float, exercis
     pnl / (100 entry_credit), ``return_on_risk`` = pnl / risk and ``trade_status``.
     """
     f = float(fill_share)
-    strike = _slots(trades, "{slot}_strike")
+    strike = slot_values(trades, "{slot}_strike")
     legs = np.isfinite(strike)
     side = np.where(legs, SLOT_SIDE, 0.0)
-    bid, ask = _slots(trades, "{slot}_bid"), _slots(trades, "{slot}_ask")
-    xbid, xask = _slots(trades, "exit_{slot}_bid"), _slots(trades, "exit_{slot}_ask")
+    bid, ask = slot_values(trades, "{slot}_bid"), slot_values(trades, "{slot}_ask")
+    xbid, xask = slot_values(trades, "exit_{slot}_bid"), slot_values(trades, "exit_{slot}_ask")
     entry_ok = (trades["status"] == "ok").to_numpy() & np.all(~legs | ((bid > 0) & (ask >= bid)), axis=1)
     intrinsic_exit = (trades["exit_kind"] == "intrinsic").to_numpy()
     quoted = (xask > 0) & (xask >= xbid)          # NaN (contract not quoted) compares False

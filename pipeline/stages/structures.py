@@ -25,7 +25,7 @@ import pandas as pd
 
 from pipeline import payoffs
 from pipeline.black76 import black76_delta, black76_vega
-from pipeline.schemas import STRUCTURE_NAMES as STRUCTURES
+from pipeline.schemas import STRUCTURE_NAMES as STRUCTURES, contract_columns
 from pipeline.stages.surface import two_sided_mid
 from pipeline.stages.groups import QUOTE_KEY
 
@@ -55,12 +55,13 @@ NUMBERS = [
     "pop_hist", "ev_hist", "pop_rn", "ev_rn", "ev_rn_mid", "pop_expiry_rn", "return_on_risk",
     "contracts",
 ]
-STRUCTURE_COLUMNS = [
-    "ticker", "report_date", "reaction_date", "expiration", "structure", "status", "reason", "spot", "forward",
-    "implied_move", "liquidity_tier", *EXIT_INPUTS,
-    *[f"{slot}_{field}" for slot in SLOTS for field in LEG_FIELDS],
-    "risk_kind", *NUMBERS, "suggested", "why",
-]
+STRUCTURE_COLUMNS = contract_columns("structures")
+
+
+def slot_values(rows: pd.DataFrame, field: str) -> np.ndarray:
+    """(rows, 4) matrix of a per-slot column, ``field`` naming it with ``{slot}`` (e.g.
+    ``"{slot}_strike"``, ``"exit_{slot}_bid"``), slots in SLOTS order; an empty slot is NaN."""
+    return np.column_stack([rows[field.format(slot=slot)].to_numpy(float) for slot in SLOTS])
 
 
 def event_law(metrics: pd.DataFrame, event_std: np.ndarray):
@@ -264,12 +265,12 @@ def exit_pnl(rows: pd.DataFrame, moves, config) -> np.ndarray:
     commission and exercise fee (the rules of ``ev_hist``): (rows, G). ``moves`` is (G,) for
     every row or (rows, G) per row. The stage's scenario views use the same two functions."""
     s = config.structures
-    strike = np.column_stack([rows[f"{slot}_strike"].to_numpy(float) for slot in SLOTS])
+    strike = slot_values(rows, "{slot}_strike")
     side = np.where(np.isfinite(strike), SLOT_SIDE, 0.0)
     legs = side != 0
-    mid = np.where(legs, np.column_stack([rows[f"{slot}_mid"].to_numpy(float) for slot in SLOTS]), 0.0)
-    bid = np.column_stack([rows[f"{slot}_bid"].to_numpy(float) for slot in SLOTS])
-    ask = np.column_stack([rows[f"{slot}_ask"].to_numpy(float) for slot in SLOTS])
+    mid = np.where(legs, slot_values(rows, "{slot}_mid"), 0.0)
+    bid = slot_values(rows, "{slot}_bid")
+    ask = slot_values(rows, "{slot}_ask")
     half = np.where(legs, 0.5 * (ask - bid), 0.0)
     t_exit = rows["t_exit"].to_numpy(float)
     log_returns = np.log1p(np.asarray(moves, float))
@@ -487,7 +488,7 @@ def build_structures(metrics: pd.DataFrame, surface: pd.DataFrame, moves: pd.Dat
 def expiry_pnl(rows: pd.DataFrame, moves, commission: float) -> np.ndarray:
     """Dollar P&L at expiry of each structure row (the dataset's legs and ``credit_fill``) at the
     underlying moves ``moves`` (fractions of ``spot``), held to expiry: (rows, moves)."""
-    strike = np.column_stack([rows[f"{slot}_strike"].to_numpy(float) for slot in SLOTS])
+    strike = slot_values(rows, "{slot}_strike")
     side = np.where(np.isfinite(strike), SLOT_SIDE, 0.0)
     price = rows["spot"].to_numpy(float)[:, None, None] * (1.0 + np.asarray(moves, float))[None, None, :]
     k = np.nan_to_num(strike)[..., None]
