@@ -27,9 +27,10 @@ FOLDERS = ("parquet", "reports", "runs", "logs", "cache", "raw", "quarantine")
 SWEPT_FOLDERS = tuple(f for f in FOLDERS if f != "quarantine")
 MARKER = ".ivcrush-data-root"
 LOCK, LOCK_HOLDER = ".pipeline.lock", ".pipeline.lock.holder"
+CONFIG_FILE = "config.yaml"            # a root may carry its config beside its data (``make bench`` does)
 # Everything that may sit at the top of a root: what the pipeline creates, the config file a root
 # may carry beside its data (``make bench`` writes one there) and harmless version-control files.
-KNOWN_TOP_LEVEL = frozenset({*FOLDERS, LOCK, LOCK_HOLDER, MARKER, "config.yaml", ".gitkeep", ".gitignore"})
+KNOWN_TOP_LEVEL = frozenset({*FOLDERS, LOCK, LOCK_HOLDER, MARKER, CONFIG_FILE, ".gitkeep", ".gitignore"})
 PARTITION_FILE = "part-0.parquet"      # each partition is exactly one file
 
 
@@ -81,11 +82,11 @@ class Layout:
 
     def folders(self) -> list[Path]:
         """The pipeline's top-level folders (:data:`FOLDERS`)."""
-        return [self.root / name for name in FOLDERS]
+        return [getattr(self, name) for name in FOLDERS]
 
     def swept_folders(self) -> list[Path]:
         """The folders the pipeline writes temporaries into (:data:`SWEPT_FOLDERS`)."""
-        return [self.root / name for name in SWEPT_FOLDERS]
+        return [getattr(self, name) for name in SWEPT_FOLDERS]
 
     @property
     def marker(self) -> Path:
@@ -98,6 +99,11 @@ class Layout:
     @property
     def lock_holder(self) -> Path:
         return self.root / LOCK_HOLDER
+
+    @property
+    def config_file(self) -> Path:
+        """A config file kept beside the data (never read unless named with ``--config``)."""
+        return self.root / CONFIG_FILE
 
     # ---- stored datasets ------------------------------------------------------------------------
     def dataset(self, name: str) -> Path:
