@@ -25,7 +25,7 @@ import pandas as pd
 from scipy.special import ndtri
 
 from pipeline import sessions
-from pipeline.black76 import black76_delta, implied_vol
+from pipeline.black76 import black76_delta, carried_forward, discount_factor, implied_vol
 from pipeline.event_law import martingale_means, mixture_exceedance, mixture_price, mixture_variance
 from pipeline.schemas import DATASETS
 from pipeline.sources.draws import (S_BAD, S_DMH, S_EPS, S_INTRADAY, S_JUMP, S_LAG, S_OI, S_OVERNIGHT,
@@ -348,8 +348,8 @@ class SyntheticMarket:
             g[f"law_weight_{c + 1}"], g[f"law_mean_{c + 1}"], g[f"law_std_{c + 1}"] = weights[:, c], means[:, c], stds[:, c]
         g["event_variance"] = mixture_variance(weights, means, stds) + g["later_event_variance"]
         g["atm_vol"] = np.sqrt(g["diffusive_vol"] ** 2 + g["event_variance"] / g["t"])
-        g["forward"] = g["spot"] * np.exp((self.rate - g["dividend_yield"]) * g["t"])
-        g["discount"] = np.exp(-self.rate * g["t"])
+        g["forward"] = carried_forward(g["spot"], self.rate - g["dividend_yield"], g["t"])
+        g["discount"] = discount_factor(self.rate, g["t"])
         # Decided on the listed expirations, not the requested ones, so a quote never depends on
         # which other expirations were asked for.
         listed = self.expirations(p["ticker"].tolist(), as_of)
