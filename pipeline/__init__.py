@@ -6,14 +6,16 @@ def data_root():
     when set, else ``./data`` when the working folder has one, else the ``data`` folder of the
     checkout this package was installed from (``make install`` installs it editable), so
     ``examples/analyst.ipynb`` finds the same data from the repo root and from ``examples/``."""
-    import os
     from pathlib import Path
 
-    if os.environ.get("PIPELINE_DATA_DIR"):
-        return Path(os.environ["PIPELINE_DATA_DIR"]).resolve()
-    if Path("data").is_dir():
-        return Path("data").resolve()
-    return Path(__file__).resolve().parents[1] / "data"
+    from pipeline.config import DEFAULT_DATA_DIR, given_data_root
+
+    given = given_data_root()
+    if given is not None:
+        return given.resolve()
+    if Path(DEFAULT_DATA_DIR).is_dir():
+        return Path(DEFAULT_DATA_DIR).resolve()
+    return Path(__file__).resolve().parents[1] / DEFAULT_DATA_DIR
 
 
 def load(dataset: str, date=None, data_dir=None):

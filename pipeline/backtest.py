@@ -22,6 +22,7 @@ from pipeline.config import Settings
 from pipeline.engine import chunks, map_dates
 from pipeline.stages import backtest as trades_stage
 from pipeline.files import atomic_write_bytes
+from pipeline.layout import Layout
 from pipeline.store import Store
 
 GROUPS = ("score_quintile", "vrp_tier", "liquidity_tier", "timing")
@@ -261,18 +262,17 @@ def write(settings: Settings, spec: Spec, result: Result) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    root = settings.root
-    base = root / "parquet" / "backtest" / f"run={spec.run_id(settings)}"
+    layout, run_id = Layout(settings.root), spec.run_id(settings)
     paths = {}
     for name, frame in (("trades", result.trades), ("summary", result.summary), ("equity", result.curve)):
         table = pa.Table.from_pandas(frame, preserve_index=False)
-        paths[name] = base / name / "part-0.parquet"
+        paths[name] = layout.backtest_file(run_id, name)
         atomic_write_bytes(paths[name], lambda tmp, t=table: pq.write_table(t, tmp, compression="zstd"))
     stem = spec.stem()
     text = result.summary.rename(columns=summary_headers(spec.structure)).to_csv(index=False, float_format="%.6g", lineterminator="\n")
-    paths["csv"] = root / "reports" / f"{stem}.csv"
+    paths["csv"] = layout.report_file(f"{stem}.csv")
     atomic_write_bytes(paths["csv"], lambda tmp: tmp.write_text(text))
-    paths["png"] = root / "reports" / f"{stem}.png"
+    paths["png"] = layout.report_file(f"{stem}.png")
     atomic_write_bytes(paths["png"], lambda tmp: _chart(result, spec, tmp))
     result.paths = paths
     return paths

@@ -1,4 +1,6 @@
-"""The Black-76 kernel: prices, greeks, implied volatility with its statuses, normal constants.
+"""The numeric kernel: the prices taken from a quote (mid, quoted, two-sided and fresh mid), the
+discount factor, carried and put-call-parity forwards, Black-76 prices, greeks, implied volatility
+with its statuses, normal constants.
 
 NumPy and scipy.special (ndtr, ndtri: NumPy has no normal CDF) only, so the stages, the synthetic
 market and the schemas can all use it. Units: money in the quote currency, ``t`` in years,
@@ -45,6 +47,54 @@ MAX_ITERATIONS = 40   # two steps normally; the rest is room for bisection fallb
 # Options are solved in blocks of this many: the solver's temporaries then stay in cache instead of
 # being fresh 8 MB arrays, which makes 1e6 options about 1.5x faster. Results do not depend on it.
 BLOCK = 1 << 16
+
+
+# --- quotes, discounting and forwards -------------------------------------------------------------
+# The one definition of each price the pipeline derives from a quote; every stage, the backtests,
+# the views and the synthetic market use these. Arrays broadcast; NaN means "no such price".
+
+def mid(bid, ask):
+    """(bid + ask) / 2, the middle of a quote, whatever the quote (money). Which quotes a price may
+    be taken from is :func:`quoted_mid`, :func:`two_sided_mid` and :func:`fresh_mid`."""
+    return 0.5 * (bid + ask)
+
+
+def quoted_mid(bid, ask):
+    """:func:`mid` where the quote has an ask at or above its bid (ask > 0, ask >= bid; a zero bid
+    kept: an option nobody bids for is still offered, and can be bought back), else NaN. The
+    surface's ``mid``."""
+    return np.where((ask >= bid) & (ask > 0), mid(bid, ask), np.nan)
+
+
+def two_sided_mid(bid, ask):
+    """:func:`mid` where the quote is two-sided (0 < bid <= ask), else NaN."""
+    return np.where((bid > 0) & (ask >= bid), mid(bid, ask), np.nan)
+
+
+def fresh_mid(bid, ask, stale):
+    """The mid a price may be taken from: :func:`two_sided_mid` where the quote is not ``stale``
+    (a standing quote of an earlier session says nothing about today's price), else NaN. The
+    implied move's straddle, parity forwards, IVs and structures are priced from it, and no
+    backtest ever fills at a stale quote."""
+    return np.where(stale, np.nan, two_sided_mid(bid, ask))
+
+
+def discount_factor(rate, t):
+    """D = exp(-rate t): today's value of 1 paid in ``t`` years at the continuously compounded
+    annual ``rate`` (a fraction)."""
+    return np.exp(-rate * t)
+
+
+def carried_forward(spot, carry, t):
+    """F = S exp(carry t): the forward of ``spot`` carried ``t`` years at the annual ``carry``
+    (the rate, less any dividend yield), in the spot's money."""
+    return spot * np.exp(carry * t)
+
+
+def parity_forward(strike, call_minus_put, discount):
+    """F = K + (C - P) / D: put-call parity C - P = D (F - K) of a call and a put at strike K,
+    solved for the forward (money; C - P in money, D = :func:`discount_factor`)."""
+    return strike + call_minus_put / discount
 
 
 # --- normal density, d1 and the normalized Black function ----------------------------------------

@@ -26,25 +26,23 @@ def earliest_as_of(config):
     return pd.Timestamp(sessions.sessions_offset([first], 0, strict=False)[0])
 
 
-def resolve_date(text: str | None, config=None):
+def resolve_date(text: str | None, config):
     """The as-of session: ``YYYY-MM-DD``, ``today`` or ``yesterday`` (default today, New York); a
     non-session maps to the previous session, and says so. Dates after the current session or
-    before the supported range exit 2."""
+    before the supported range exit 2 (the range starts ``config.history_years`` after the calendar's first date)."""
     day, session = _resolve_day(text, config)
     if session != day:
         click.echo(f"{day.date()} is not an NYSE session; using the previous session {session.date()}", err=True)
     return session
 
 
-def _resolve_day(text: str | None, config=None):
+def _resolve_day(text: str | None, config):
     """(the date given, the session on or before it), checked as :func:`resolve_date` says."""
     import pandas as pd
 
     from pipeline import clock, sessions
-    from pipeline.config import Config
     from pipeline.runlog import EXIT_BAD_INPUT
 
-    config = config or Config()
     try:
         today = clock.today()
         current = sessions.session_on_or_before(today)
@@ -293,7 +291,7 @@ def replay(runner: Runner, start, end, engine, scheduler):
     store = Store(settings.root)
     wanted = _sessions(runner, start, end)
     todo = [d for d in wanted
-            if not (store.exists("metrics", d) and (settings.root / "reports" / f"rank_{d.date()}.csv").exists())]
+            if not (store.exists("metrics", d) and store.layout.rank_csv(d.date().isoformat()).exists())]
     steps = ALL_STEPS
     if settings.config.source == "live":
         todo = [d for d in todo if store.exists("chains", d)]
@@ -308,7 +306,7 @@ def replay(runner: Runner, start, end, engine, scheduler):
     click.echo(f"manifest: {outcome.manifest}", err=True)
     if outcome.message:
         _fail(outcome.message, outcome.exit_status)
-    click.echo(f"{len(outcome.reports)} reports written under {settings.root / 'reports'}")
+    click.echo(f"{len(outcome.reports)} reports written under {store.layout.reports}")
     sys.exit(outcome.exit_status)
 
 
@@ -333,6 +331,7 @@ def backtest(runner: Runner, start, end, engine, scheduler, **selection):
     """Sell the straddle of every event reacting between START and END at the session before,
     buy it back at the reaction session, from stored snapshots only."""
     from pipeline import backtest as bt
+    from pipeline.layout import Layout
     from pipeline.runlog import EXIT_BAD_INPUT, EXIT_FAILED, setup_logging
 
     from pipeline.root_check import RootRefused
@@ -344,7 +343,7 @@ def backtest(runner: Runner, start, end, engine, scheduler, **selection):
     except RootRefused as exc:
         _fail(str(exc), EXIT_BAD_INPUT)
     except OSError as exc:
-        _fail(f"cannot write the log under {settings.root / 'logs'}: {exc}", EXIT_FAILED)
+        _fail(f"cannot write the log under {Layout(settings.root).logs}: {exc}", EXIT_FAILED)
     order = bt.tier_order(settings.config)
     tiers = {column: _tier_choice(selection.pop(option), order[column], option)
              for option, column in (("vrp_tiers", "vrp_tier"), ("liquidity_tiers", "liquidity_tier"))}

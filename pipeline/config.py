@@ -98,6 +98,10 @@ class Config:
     exceed_levels: tuple[float, ...] = DEFAULT_EXCEED_LEVELS   # density: P(|move| > level) columns, fractions
     # Config field -> the environment variable that set it (:func:`with_environment`), for messages.
     base_url_origins: dict = field(default_factory=dict, repr=False, compare=False)
+    # The vendors' credentials, from the environment only (:func:`with_environment`); never shown
+    # by repr, so never in a log line, a manifest or a backtest's run id.
+    tradier_token: str = field(default="", repr=False, compare=False)
+    alphavantage_apikey: str = field(default="", repr=False, compare=False)
 
     @property
     def calendar_horizon_days(self) -> int:
@@ -344,7 +348,8 @@ def resolve(config_path: str | None = None, data_dir: str | Path | None = None, 
     Config file: ``config_path``, else ``PIPELINE_CONFIG``, else ``./config.yaml`` when it exists,
     else the built-in defaults. Data root: ``data_dir``, else ``PIPELINE_DATA_DIR``, else ``./data``.
     ``source`` overrides the config's source; ``TRADIER_BASE_URL`` / ``ALPHAVANTAGE_BASE_URL``
-    override the vendor base URLs (:func:`with_environment`). Raises :class:`ConfigError`.
+    override the vendor base URLs and ``TRADIER_TOKEN`` / ``ALPHAVANTAGE_API_KEY`` give the
+    credentials (:func:`with_environment`). Raises :class:`ConfigError`.
     """
     env = os.environ if environ is None else environ
     path = config_path or env.get("PIPELINE_CONFIG") or None
@@ -354,22 +359,33 @@ def resolve(config_path: str | None = None, data_dir: str | Path | None = None, 
     if source:
         config = replace(config, source=source)
     config = with_environment(config, env)
-    root = Path(data_dir or env.get("PIPELINE_DATA_DIR") or DEFAULT_DATA_DIR)
+    root = given_data_root(data_dir, env) or Path(DEFAULT_DATA_DIR)
     return Settings(config, "built-in defaults" if path is None else str(path), root)
+
+
+def given_data_root(data_dir: str | Path | None = None, environ=None) -> Path | None:
+    """The data root the user named: ``data_dir``, else ``PIPELINE_DATA_DIR``; None when neither
+    is set (a command then uses ``./data``, a notebook :func:`pipeline.data_root`'s fallbacks)."""
+    env = os.environ if environ is None else environ
+    given = data_dir or env.get("PIPELINE_DATA_DIR")
+    return Path(given) if given else None
 
 
 # Environment variables that override a vendor base URL (a sandbox, a loopback test vendor).
 BASE_URL_VARIABLES = {"tradier_base_url": "TRADIER_BASE_URL", "alphavantage_base_url": "ALPHAVANTAGE_BASE_URL"}
+# Environment variables that hold the vendors' credentials (never read from a config file).
+CREDENTIAL_VARIABLES = {"tradier_token": "TRADIER_TOKEN", "alphavantage_apikey": "ALPHAVANTAGE_API_KEY"}
 
 
 def with_environment(config: Config, environ) -> Config:
-    """``config`` with the vendor base URLs the environment sets (:data:`BASE_URL_VARIABLES`): the
-    only place they are read. The sources check them (scheme, loopback) when a live run starts."""
+    """``config`` with the vendor base URLs the environment sets (:data:`BASE_URL_VARIABLES`) and
+    the vendors' credentials (:data:`CREDENTIAL_VARIABLES`, surrounding blanks dropped): the only
+    place either is read. The sources check them (scheme, loopback, characters) when a live run starts."""
     urls = {name: environ.get(variable, "").strip() for name, variable in BASE_URL_VARIABLES.items()}
     urls = {name: url for name, url in urls.items() if url}
-    if not urls:
-        return config
-    return replace(config, **urls, base_url_origins={name: BASE_URL_VARIABLES[name] for name in urls})
+    credentials = {name: environ.get(variable, "").strip() for name, variable in CREDENTIAL_VARIABLES.items()}
+    origins = {name: BASE_URL_VARIABLES[name] for name in urls} if urls else config.base_url_origins
+    return replace(config, **urls, **credentials, base_url_origins=origins)
 
 
 def load_config(path: Path | str) -> Config:

@@ -47,7 +47,7 @@ def run_checks(data_dir, config_path: str | None, source_override: str | None,
     checks = [Check("config", OK, f"{settings.origin}: valid; source {config.source}; data root {root}")]
     checks += _writable(root)
     if config.source == "live":
-        checks += _credentials(env)
+        checks += _credentials(config)
         if all(c.status == OK for c in checks):
             checks += _reachability(config, root, env)
     else:
@@ -71,13 +71,14 @@ def render(checks: list[Check]) -> str:
 
 # ---- individual checks -----------------------------------------------------------------------
 
-def _credentials(env) -> list[Check]:
-    from pipeline.sources import alphavantage, tradier
+def _credentials(config) -> list[Check]:
+    """Whether the environment gave each credential (:func:`pipeline.config.with_environment`)."""
+    from pipeline.config import CREDENTIAL_VARIABLES
 
     checks = []
-    for name in (tradier.CREDENTIAL_ENV, alphavantage.CREDENTIAL_ENV):
-        present = bool(env.get(name, "").strip())
-        checks.append(Check(f"env {name}", OK if present else FAIL, "set" if present else "missing"))
+    for field_name, variable in CREDENTIAL_VARIABLES.items():
+        present = bool(getattr(config, field_name))
+        checks.append(Check(f"env {variable}", OK if present else FAIL, "set" if present else "missing"))
     return checks
 
 
@@ -92,8 +93,10 @@ def _writable(root: Path) -> list[Check]:
         if parent is not None and os.access(parent, os.W_OK | os.X_OK):
             return [Check("data root", OK, f"{root} does not exist yet; a run creates it")]
         return [Check("data root", FAIL, f"{root} does not exist and {parent} cannot be written")]
-    folders = [root] + [root / sub for sub in ("parquet", "reports", "runs", "logs", "cache", "raw", "quarantine")
-                        if (root / sub).is_dir()]
+    from pipeline.layout import Layout
+
+    layout = Layout(root)
+    folders = [root] + [folder for folder in layout.folders() if folder.is_dir()]
     bad = []
     for folder in folders:
         try:
@@ -101,7 +104,7 @@ def _writable(root: Path) -> list[Check]:
                 pass
         except OSError as exc:
             bad.append(f"{folder} ({exc.strerror or exc})")
-    parquet = root / "parquet"
+    parquet = layout.parquet
     inner = [d for d in parquet.glob("*") if d.is_dir()] + [d for d in parquet.glob("*/*") if d.is_dir()]
     bad += [f"{d} (not writable)" for d in inner if not os.access(d, os.W_OK | os.X_OK)]
     if bad:
@@ -121,7 +124,7 @@ def _reachability(config, root: Path, env) -> list[Check]:
     from pipeline.sources.live import LiveSource
 
     try:
-        source = LiveSource.from_environment(config, root, environ=env)
+        source = LiveSource.from_config(config, root)
     except SourceUnavailable as exc:
         return [Check("vendors", FAIL, str(exc))]
     probes = {"tradier": lambda: _tradier_clock(source, env), "alphavantage": lambda: _alphavantage_probe(source)}
@@ -185,17 +188,15 @@ def _alphavantage_probe(source) -> Check:
 
 
 def _cache(root: Path) -> list[Check]:
-    if not (root / "cache").is_dir():        # never a live run here: no need to import the HTTP stack
-        return [Check("http cache", SKIP, "no cache yet (no live run on this data root)")]
-    from pipeline.sources.http import CACHE_FILE
-    from pipeline.sources.live import STATS_DIR
+    from pipeline.layout import Layout
 
-    cache = root / "cache" / CACHE_FILE
+    layout = Layout(root)
+    cache = layout.http_cache
     if not cache.exists():
         return [Check("http cache", SKIP, "no cache yet (no live run on this data root)")]
-    size = sum(p.stat().st_size for p in cache.parent.glob(f"{CACHE_FILE}*"))    # with the WAL files
+    size = sum(p.stat().st_size for p in cache.parent.glob(f"{cache.name}*"))    # with the WAL files
     checks = [Check("http cache", OK, f"{cache} {_megabytes(size)}")]
-    runs = sorted((root / "cache" / STATS_DIR).glob("*.json"))
+    runs = sorted(layout.call_counters.glob("*.json"))
     totals = []
     for run in runs:
         try:
@@ -213,12 +214,15 @@ def _files(root: Path) -> list[Check]:
     """Every stored Parquet file whole: its header and footer magic bytes in place and a footer
     length that fits the file (a truncated, cut or foreign-format file fails). Reads only a few
     bytes per file; ``--deep`` opens them with their schema (:func:`_files_deep`)."""
-    files = sorted(p for p in (root / "parquet").rglob("*.parquet") if not p.name.startswith("."))
+    from pipeline.layout import Layout
+
+    layout = Layout(root)
+    files = sorted(p for p in layout.parquet.rglob("*.parquet") if not p.name.startswith("."))
     bad = [f"{path} ({problem})" for path in files if (problem := _parquet_frame_problem(path))]
     if bad:
         return [Check("data files", FAIL, f"{len(bad)} of {len(files)} damaged: " + "; ".join(bad)
                       + " -- a run refetches prices, calendars and current chains (moving the bad file to "
-                      f"{root / 'quarantine'}); see README 'Operating it' for the rest")]
+                      f"{layout.quarantine}); see README 'Operating it' for the rest")]
     return [Check("data files", OK, f"{len(files)} Parquet files whole (header and footer); `pipeline doctor "
                                     "--deep` also checks their schemas and validates the rows the next run reads")]
 
@@ -250,6 +254,7 @@ def _files_deep(root: Path) -> list[Check]:
     from pipeline.store import Store
 
     store = Store(root)
+    layout = store.layout
     bad, count = [], 0
     for name in DATASETS:
         files = store.files(name)
@@ -262,7 +267,7 @@ def _files_deep(root: Path) -> list[Check]:
     if bad:
         return [Check("data files", FAIL, f"{len(bad)} of {count} unreadable or foreign: " + "; ".join(bad)
                       + " -- a run refetches prices, calendars and current chains (moving the bad file to "
-                      f"{root / 'quarantine'}); see README 'Operating it' for the rest")]
+                      f"{layout.quarantine}); see README 'Operating it' for the rest")]
     return [Check("data files", OK, f"{count} files open with their dataset's schema; the newest validate")]
 
 
@@ -270,13 +275,14 @@ def _freshness(root: Path, today, env=None) -> list[Check]:
     """How recent each dataset is, from the partition folder names alone (no file is read)."""
     from pipeline import session_cache
     from pipeline.clock import today_date
-    from pipeline.layout import PARTITIONS
+    from pipeline.layout import PARTITIONS, Layout
 
+    layout = Layout(root)
     day = str(today)[:10] if today is not None else today_date(env).isoformat()
     last_session = session_cache.session_on_or_before(day) or _slow_session(day)
     checks = []
     for name, key in PARTITIONS.items():
-        base = root / "parquet" / name
+        base = layout.dataset(name)
         if key is None:
             files = [p for p in base.glob("*.parquet") if not p.name.startswith(".")]
             if files:

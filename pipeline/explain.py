@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.levels import DEFAULT_LEVEL_SUFFIXES, exceed_levels_in, level_pairs, with_levels
+from pipeline.black76 import mid
 from pipeline.config import Config
 from pipeline.store import Store
 
@@ -106,7 +107,7 @@ def straddle_legs(store: Store, row: pd.Series, as_of: pd.Timestamp) -> tuple[pd
         below, above = strikes[strikes <= spot], strikes[strikes >= spot]
         used = sorted({float(x) for x in ([below[-1]] if len(below) else []) + ([above[0]] if len(above) else [])})
     legs = chain[chain["strike"].isin(used)].sort_values(["strike", "option_type"])
-    legs = legs.assign(mid=(legs["bid"] + legs["ask"]) / 2, spread=legs["ask"] - legs["bid"])
+    legs = legs.assign(mid=mid(legs["bid"], legs["ask"]), spread=legs["ask"] - legs["bid"])
     legs = legs[["strike", "option_type", "bid", "ask", "mid", "spread", "open_interest", "volume"]]
     method = next((row[c] for c in row.index if c.startswith("implied") and c.endswith("method")), None)
     if method is None or pd.isna(method):

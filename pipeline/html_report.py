@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.layout import Layout
+
 log = logging.getLogger("pipeline")
 
 # Bumped whenever the page's layout changes; stamped in the page (meta ivcrush-layout) and by
@@ -401,7 +403,7 @@ def render_html(frame: pd.DataFrame, metrics: pd.DataFrame, root: Path, as_of, c
     return _template().render(
         layout=LAYOUT_VERSION, day=day, page_width=display.PAGE_WIDTH, n_events=len(frame),
         summary=", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "degraded", "failed")),
-        backtest=_backtest_links(Path(root) / "reports"), columns=columns,
+        backtest=_backtest_links(Layout(root).reports), columns=columns,
         widths=display.widths(entries), groups=groups, scatter=scatter,
         events=_event_sections(data, metrics, Path(root), as_of, config) if len(frame) else [])
 

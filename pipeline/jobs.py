@@ -293,7 +293,7 @@ def report(ctx: Context, as_of: pd.Timestamp) -> None:
 
     from pipeline.stages.outcomes import past_summary
 
-    page = ctx.store.root / "reports" / f"rank_{pd.Timestamp(as_of).date()}.html"
+    page = ctx.store.layout.rank_html(pd.Timestamp(as_of).date().isoformat())
     had_page = page.exists()
     metrics = ctx.store.read("metrics", as_of)
     # What each name's past implied moves then did (stored outcomes up to today), where known.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtr
 
-from pipeline.black76 import black76_d1, black76_price, normal_pdf
+from pipeline.black76 import black76_d1, black76_price, carried_forward, discount_factor, normal_pdf
 
 CONTRACT_SIZE = 100
 DAYS_PER_YEAR = 365.0
@@ -107,11 +107,11 @@ def exit_leg_values(spot_exit, strike, is_call, t_exit, rate, ex_vol, skew_b, sk
     spot_exit, strike, t_exit = np.broadcast_arrays(spot_exit, strike, t_exit)
     live = t_exit > 0
     t_safe = np.where(live, t_exit, 1.0)
-    forward = spot_exit * np.exp(rate * t_safe)
+    forward = carried_forward(spot_exit, rate, t_safe)
     with np.errstate(divide="ignore", invalid="ignore"):
         x = np.clip(np.log(strike / forward) / (ex_vol * np.sqrt(t_safe)), -max_abs_x, max_abs_x)
     sigma = np.maximum(ex_vol * (1.0 + (skew_b + skew_c * x) * x), EXIT_SMILE_FLOOR * ex_vol)
-    model = black76_price(forward, strike, t_safe, sigma, np.exp(-rate * t_safe), is_call)
+    model = black76_price(forward, strike, t_safe, sigma, discount_factor(rate, t_safe), is_call)
     intrinsic = np.where(is_call, np.maximum(spot_exit - strike, 0.0), np.maximum(strike - spot_exit, 0.0))
     return np.where(live, np.maximum(model, intrinsic), intrinsic)
 

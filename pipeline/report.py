@@ -79,15 +79,17 @@ def write_report(metrics: pd.DataFrame, root: Path, as_of: pd.Timestamp, config,
     from pipeline.columns import round_for_csv
     from pipeline.files import replace_together
     from pipeline.html_report import html_or_none
+    from pipeline.layout import Layout
 
     frame = report_frame(metrics, structures)
-    path = Path(root) / "reports" / f"rank_{pd.Timestamp(as_of).date().isoformat()}.csv"
+    day = pd.Timestamp(as_of).date().isoformat()
+    path, page_path = Layout(root).rank_csv(day), Layout(root).rank_html(day)
     text = round_for_csv(frame).to_csv(index=False, float_format="%.10g", lineterminator="\n")
     files = {path: text.encode()}
     page = html_or_none(frame, metrics, root, as_of, config) if config.report_html else None
     if page is not None:
-        files[path.with_suffix(".html")] = page
-    replace_together(files, remove=() if page is not None else (path.with_suffix(".html"),))
+        files[page_path] = page
+    replace_together(files, remove=() if page is not None else (page_path,))
     return path, frame
 
 

@@ -12,13 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-MARKER = ".ivcrush-data-root"
-# Everything the pipeline creates at the top of its root, the config file a root may carry beside
-# its data (``make bench`` writes one there), and harmless version-control files.
-KNOWN_TOP_LEVEL = frozenset({
-    "parquet", "reports", "runs", "logs", "cache", "raw", "quarantine",
-    ".pipeline.lock", ".pipeline.lock.holder", MARKER, "config.yaml", ".gitkeep", ".gitignore",
-})
+from pipeline.layout import KNOWN_TOP_LEVEL, MARKER, Layout
+
 MARKER_TEXT = b"This folder is an ivcrush pipeline data root; the pipeline writes, replaces and sweeps files here.\n"
 
 
@@ -52,15 +47,15 @@ def check_data_root(root: Path | str, home: Path | str | None = None) -> None:
         shown = ", ".join(escape_controls(n) for n in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
         raise RootRefused(f"data root {root} holds files the pipeline did not make ({shown}) and no {MARKER} marker; "
                           "refusing to write, replace or sweep files there. Use an empty or new folder, or an "
-                          f"existing pipeline data root (to adopt this folder anyway, create {root / MARKER})")
+                          f"existing pipeline data root (to adopt this folder anyway, create {Layout(root).marker})")
 
 
 def claim_data_root(root: Path | str) -> None:
     """Check ``root`` and, when it is accepted, create it and its marker (never through a link)."""
     check_data_root(root)
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    marker = root / MARKER
+    layout = Layout(root)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    marker = layout.marker
     if marker.exists() and not marker.is_symlink():
         return
     from pipeline.files import open_nofollow

@@ -33,6 +33,7 @@ from pipeline.engine import map_dates
 from pipeline.runlog import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, LockedError,
                              Manifest, RootRefused, data_root_lock, progress, setup_logging)
 from pipeline.files import atomic_write_bytes
+from pipeline.layout import Layout
 from pipeline.store import CorruptPartition, Store
 
 log = logging.getLogger("pipeline")
@@ -149,7 +150,7 @@ def _locked_run(command, dates, steps, settings, gate, engine, scheduler) -> Out
     try:
         setup_logging(root)
     except OSError as exc:
-        return Outcome(EXIT_FAILED, f"cannot write the log under {root / 'logs'}: {_os_error(exc)}")
+        return Outcome(EXIT_FAILED, f"cannot write the log under {Layout(root).logs}: {_os_error(exc)}")
     log.info("%s: config %s, data root %s", command, settings.origin, root.resolve())
     store = Store(root)
     leftovers = store.clean_temporaries()
@@ -251,7 +252,7 @@ def _locked_run(command, dates, steps, settings, gate, engine, scheduler) -> Out
         outcome.manifest = manifest.finish(outcome.exit_status, ctx.failures,
                                            ctx.reports[-1][0] if ctx.reports else None)
     except OSError as exc:
-        problem = f"the run manifest could not be written under {root / 'runs'}: {_os_error(exc)}"
+        problem = f"the run manifest could not be written under {store.layout.runs}: {_os_error(exc)}"
         outcome.message = f"{outcome.message}; {problem}" if outcome.message else problem
         if outcome.exit_status in (EXIT_OK, EXIT_PARTIAL):
             outcome.exit_status = EXIT_FAILED
@@ -328,7 +329,7 @@ def _check_reports_writable(root: Path, steps) -> None:
         return
     import tempfile
 
-    reports = root / "reports"
+    reports = Layout(root).reports
     reports.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=reports, prefix=".tmp-write-check-", suffix=".partial"):
         pass
@@ -407,7 +408,7 @@ def _preflight(store: Store, source: str, dates, steps, manifest: Manifest, note
 
 
 def _recovery(exc: CorruptPartition, root: Path, source: str | None = None) -> str:
-    aside = Path(root) / "quarantine" / "manual" / exc.path.parent.relative_to(Path(root))
+    aside = Layout(root).manual_quarantine(exc.path)
     why = ("it cannot be fetched again: a live source serves only the current session"
            if source == "live" else "it cannot be fetched again by this command")
     return (f"{why}. Restore it from a backup, or move it aside (a copy is kept) with:\n"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from pipeline.layout import Layout
 from pipeline.root_check import RootRefused, claim_data_root
 from pipeline.outside_text import escape_controls
 from pipeline.files import atomic_write_bytes, open_nofollow
@@ -46,11 +47,12 @@ def data_root_lock(root: Path, wait_seconds: float):
     """Check the data root (:func:`pipeline.root_check.claim_data_root`, raises RootRefused), then
     hold its lock. Neither the lock file nor the holder note is ever written through a link."""
     claim_data_root(root)
-    lock_path = root / ".pipeline.lock"
+    layout = Layout(root)
+    lock_path = layout.lock
     if lock_path.is_symlink():        # a real lock file is never a link; the lock library would follow it
         lock_path.unlink()
     lock = FileLock(str(lock_path), timeout=wait_seconds)
-    holder = root / ".pipeline.lock.holder"
+    holder = layout.lock_holder
     try:
         lock.acquire()
     except Timeout:
@@ -81,11 +83,10 @@ def _holder_note(holder: Path) -> str:
 
 
 def setup_logging(root: Path) -> Path:
-    """One line per event to ``<root>/logs/pipeline-YYYY-MM-DD.log`` (UTC day)."""
+    """One line per event to the UTC day's log (:meth:`Layout.log_file`)."""
     claim_data_root(root)
-    logs = root / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    path = logs / f"pipeline-{datetime.now(timezone.utc).date().isoformat()}.log"
+    path = Layout(root).log_file(datetime.now(timezone.utc).date().isoformat())
+    path.parent.mkdir(parents=True, exist_ok=True)
     logger = logging.getLogger("pipeline")
     logger.setLevel(logging.INFO)
     if not any(getattr(h, "baseFilename", None) == str(path) for h in logger.handlers):
@@ -129,7 +130,7 @@ class _QuietFileHandler(logging.FileHandler):
 
 
 class Manifest:
-    """Collects what a run did and writes ``<root>/runs/<timestamp>.json`` at the end."""
+    """Collects what a run did and writes its manifest (:meth:`Layout.manifest`) at the end."""
 
     def __init__(self, root: Path, command: str, as_of, source: str):
         self.root = root
@@ -165,7 +166,7 @@ class Manifest:
         self.data["report"] = str(report) if report else None
         self.data["seconds"] = round((datetime.now(timezone.utc) - self.started).total_seconds(), 3)
         stamp = self.started.strftime("%Y%m%dT%H%M%S.%fZ")
-        path = self.root / "runs" / f"{stamp}-{os.getpid()}.json"
+        path = Layout(self.root).manifest(stamp, os.getpid())
         text = json.dumps(self.data, indent=2, default=str)
         atomic_write_bytes(path, lambda tmp: tmp.write_text(text))
         log.info("run %s as_of=%s exit=%s manifest=%s", self.data["command"], self.data["as_of"], exit_status, path)

@@ -19,15 +19,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.files import atomic_write_bytes, fsync_dir as _fsync_dir
+from pipeline.layout import Layout
 from pipeline.schemas import DATASETS, contract_columns, empty, validate
 
-FILE_NAME = "part-0.parquet"
-QUARANTINE = "quarantine"
 # The exact names of the pipeline's own temporaries: atomic writes (``.tmp-<uuid hex>-<name>.partial``)
 # and the report-folder write check (``.tmp-write-check-<random>.partial``). Nothing else is swept.
 TMP_NAME = re.compile(r"\.tmp-(?:[0-9a-f]{32}-.+|write-check-[A-Za-z0-9_]+)\.partial", re.ASCII | re.DOTALL)
-# The folders the pipeline writes temporaries into (quarantine holds kept copies: never swept).
-SWEPT_FOLDERS = ("parquet", "reports", "runs", "logs", "cache", "raw")
 
 
 class CorruptPartition(RuntimeError):
@@ -50,17 +47,11 @@ class Store:
     """Validated writes, schema-checked reads and atomic replacement of the datasets in :mod:`pipeline.schemas`."""
 
     def __init__(self, root: Path | str):
-        self.root = Path(root)
-        self.parquet = self.root / "parquet"
+        self.layout = Layout(root)
+        self.root = self.layout.root
 
     def partition_path(self, name: str, value=None) -> Path:
-        dataset = DATASETS[name]
-        base = self.parquet / name
-        if dataset.partition is None:
-            return base / FILE_NAME
-        if value is None:
-            raise ValueError(f"dataset '{name}' is partitioned by '{dataset.partition}'; give a value")
-        return base / f"{dataset.partition}={_partition_text(value)}" / FILE_NAME
+        return self.layout.partition_file(name, None if value is None else _partition_text(value))
 
     def write(self, name: str, df: pd.DataFrame, partition=None, validated: bool = False) -> Path:
         """Validate ``df`` and replace one partition (or the whole unpartitioned dataset).
@@ -80,12 +71,12 @@ class Store:
 
     def partitions(self, name: str) -> list[str]:
         dataset = DATASETS[name]
-        base = self.parquet / name
+        base = self.layout.dataset(name)
         if dataset.partition is None or not base.is_dir():
             return []
         prefix = f"{dataset.partition}="
-        return sorted(p.name[len(prefix):] for p in base.iterdir()
-                      if p.name.startswith(prefix) and (p / FILE_NAME).exists())
+        values = (p.name[len(prefix):] for p in base.iterdir() if p.name.startswith(prefix))
+        return sorted(v for v in values if self.layout.partition_file(name, v).exists())
 
     def exists(self, name: str, partition=None) -> bool:
         return self.partition_path(name, partition).exists()
@@ -96,7 +87,7 @@ class Store:
         dataset = DATASETS[name]
         if dataset.partition == "year" and partition is None:
             if not self.partitions(name):
-                raise FileNotFoundError(f"dataset '{name}' has no data under {self.parquet / name}")
+                raise FileNotFoundError(f"dataset '{name}' has no data under {self.layout.dataset(name)}")
             return self.scan(name)
         path = self.partition_path(name, partition)
         if not path.exists():
@@ -191,7 +182,7 @@ class Store:
         """Move ``path`` to ``<root>/quarantine/<stamp>/<path relative to root>`` (a rename, so
         nothing is deleted without a copy); returns the new location."""
         path = Path(path)
-        target = self.root / QUARANTINE / stamp / path.resolve().relative_to(self.root.resolve())
+        target = self.layout.quarantine_target(stamp, path)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(path, target)
         _fsync_dir(path.parent)
@@ -199,12 +190,11 @@ class Store:
 
     def clean_temporaries(self) -> int:
         """Remove temporary files left by a killed writer; returns how many were removed. Only
-        the pipeline's own folders (:data:`SWEPT_FOLDERS`) are walked, links are never followed,
+        the pipeline's own folders (:meth:`Layout.swept_folders`) are walked, links are never followed,
         and only regular files named exactly like the pipeline's temporaries (:data:`TMP_NAME`)
         are removed: a user's ``.tmp-notes.txt`` is left alone."""
         removed = 0
-        for folder in SWEPT_FOLDERS:
-            top = self.root / folder
+        for top in self.layout.swept_folders():
             if top.is_symlink() or not top.is_dir():
                 continue
             for directory, _, names in os.walk(top, followlinks=False):

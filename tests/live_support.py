@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from pipeline.config import Config, with_environment
-from pipeline.sources.http import CACHE_FILE
+from pipeline.layout import Layout
 from pipeline.sources.live import LiveSource
 
 # Distinctive values, so a byte search finds any leak.
@@ -28,12 +28,12 @@ def vendor_env(server, token: str = TOKEN, apikey: str = APIKEY, today=None) -> 
 def live_source(server, root: Path, clock, **config) -> LiveSource:
     settings = {"source": "live", "alphavantage_daily_budget": 500} | config
     env = vendor_env(server)
-    return LiveSource.from_environment(with_environment(Config(**settings), env), root, environ=env, clock=clock)
+    return LiveSource.from_config(with_environment(Config(**settings), env), root, clock=clock)
 
 
 def cached_urls(root: Path) -> list[str]:
     """The (redacted) URLs stored in the SQLite HTTP cache, read straight from the database."""
-    path = Path(root) / "cache" / CACHE_FILE
+    path = Layout(root).http_cache
     if not path.exists():
         return []
     with sqlite3.connect(path) as db:

@@ -327,11 +327,11 @@ def test_undecodable_payloads_are_payload_errors(body):
 def test_plain_http_is_refused_unless_loopback_or_allowed(vendor, tmp_path):
     env = vendor_env(vendor) | {"TRADIER_BASE_URL": "http://api.example.com/v1"}
     with pytest.raises(SourceUnavailable, match="plain http to api.example.com"):
-        LiveSource.from_environment(with_environment(Config(source="live"), env), tmp_path, environ=env)
-    LiveSource.from_environment(with_environment(Config(source="live", allow_plain_http=True), env), tmp_path, environ=env).close()
+        LiveSource.from_config(with_environment(Config(source="live"), env), tmp_path)
+    LiveSource.from_config(with_environment(Config(source="live", allow_plain_http=True), env), tmp_path).close()
     for url in ("http://localhost:9/v1", "http://127.0.0.2:9/v1", "http://[::1]:9/v1", "https://api.example.com/v1"):
         env["TRADIER_BASE_URL"] = url
-        LiveSource.from_environment(with_environment(Config(source="live"), env), tmp_path, environ=env).close()
+        LiveSource.from_config(with_environment(Config(source="live"), env), tmp_path).close()
 
 
 def test_response_limits_are_configurable_per_endpoint():

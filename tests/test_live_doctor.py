@@ -81,8 +81,8 @@ def test_unreachable_vendor_and_bad_config(config, tmp_path):
 
 
 def test_unreadable_budget_ledger_is_named(server, config, tmp_path):
-    from pipeline.sources.alphavantage import BUDGET_FILE
-    ledger = tmp_path / "cache" / BUDGET_FILE
+    from pipeline.layout import Layout
+    ledger = Layout(tmp_path).alphavantage_budget
     ledger.parent.mkdir(parents=True)
     ledger.write_bytes(b"\x00\xff not json")
     checks = by_name(run_checks(tmp_path, str(config), None, environ=vendor_env(server), today=pd.Timestamp(DATE)))

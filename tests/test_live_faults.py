@@ -10,6 +10,7 @@ from live_support import clock, server, vendor  # noqa: F401 (fixtures)
 from live_support import APIKEY, TOKEN, cached_urls, files_containing, live_source, vendor_env
 
 from pipeline.config import Config, with_environment
+from pipeline.layout import Layout
 from pipeline.sources import alphavantage
 from pipeline.sources.base import SourceUnavailable
 from pipeline.sources.limits import BudgetExhausted, HttpError, ProviderUnavailable, RequestRejected
@@ -317,7 +318,7 @@ def test_tradier_401_stops_the_stage_naming_the_variable(vendor, source, tickers
 
 def test_wrong_alpha_vantage_key_stops_the_stage(vendor, tmp_path, clock):
     env = vendor_env(vendor, apikey="AVKEY-WRONG-0000")
-    source = LiveSource.from_environment(with_environment(Config(source="live"), env), tmp_path, environ=env, clock=clock)
+    source = LiveSource.from_config(with_environment(Config(source="live"), env), tmp_path, clock=clock)
     with pytest.raises(ProviderUnavailable, match="ALPHAVANTAGE_API_KEY") as caught:
         source.calendar(AS_OF, 90)
     assert "AVKEY-WRONG-0000" not in str(caught.value)
@@ -376,8 +377,7 @@ def test_alpha_vantage_budget_is_planned_and_never_exceeded(vendor, tmp_path, cl
 
 
 def test_an_unreadable_budget_ledger_counts_as_spent(vendor, tmp_path, clock, tickers):
-    from pipeline.sources.alphavantage import BUDGET_FILE
-    ledger = tmp_path / "cache" / BUDGET_FILE
+    ledger = Layout(tmp_path).alphavantage_budget
     ledger.parent.mkdir(parents=True, exist_ok=True)
     ledger.write_text('{"day": "2026-11')                   # cut short by a full disk, say
     source = live_source(vendor, tmp_path, clock, alphavantage_daily_budget=4)
@@ -402,26 +402,26 @@ def test_missing_credentials_name_the_variable_only(vendor, tmp_path, missing):
     env = vendor_env(vendor)
     del env[missing]
     with pytest.raises(SourceUnavailable, match=missing) as caught:
-        LiveSource.from_environment(with_environment(Config(source="live"), env), tmp_path, environ=env)
+        LiveSource.from_config(with_environment(Config(source="live"), env), tmp_path)
     assert TOKEN not in str(caught.value) and APIKEY not in str(caught.value)
 
 
 def test_a_credential_with_control_characters_is_refused_unquoted(vendor, tmp_path):
     env = vendor_env(vendor) | {"TRADIER_TOKEN": "abc\r\nX-Injected: 1"}
     with pytest.raises(SourceUnavailable, match="TRADIER_TOKEN holds characters") as caught:
-        LiveSource.from_environment(with_environment(Config(source="live"), env), tmp_path, environ=env)
+        LiveSource.from_config(with_environment(Config(source="live"), env), tmp_path)
     assert "Injected" not in str(caught.value)
 
 
 def test_base_url_with_credentials_or_bad_scheme_is_refused(vendor, tmp_path):
     env = vendor_env(vendor) | {"TRADIER_BASE_URL": "ftp://example.com/v1"}
     with pytest.raises(SourceUnavailable, match="TRADIER_BASE_URL"):
-        LiveSource.from_environment(with_environment(Config(source="live"), env), tmp_path, environ=env)
+        LiveSource.from_config(with_environment(Config(source="live"), env), tmp_path)
 
 
 def test_transport_errors_never_show_the_url(vendor, tmp_path, clock):
     env = vendor_env(vendor) | {"ALPHAVANTAGE_BASE_URL": "http://127.0.0.1:9/query"}   # nothing listens
-    source = LiveSource.from_environment(with_environment(Config(source="live"), env), tmp_path, environ=env, clock=clock)
+    source = LiveSource.from_config(with_environment(Config(source="live"), env), tmp_path, clock=clock)
     with pytest.raises(HttpError) as caught:
         source.av.earnings("AAPL", "2026-11-20")
     assert "connection failed" in str(caught.value) and "apikey" not in str(caught.value)
@@ -429,4 +429,4 @@ def test_transport_errors_never_show_the_url(vendor, tmp_path, clock):
 
 
 def source_root(source):
-    return source.http.raw_dir.parent
+    return source.http.layout.root

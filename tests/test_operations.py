@@ -179,9 +179,10 @@ def test_4_future_and_too_early_dates_exit_2_with_the_real_range_and_write_nothi
 
 def test_4_today_and_yesterday_are_dates():
     from pipeline.cli import resolve_date
+    from pipeline.config import Config
 
-    assert resolve_date("today") == pd.Timestamp(TODAY)
-    assert resolve_date("yesterday") == pd.Timestamp("2026-11-30")
+    assert resolve_date("today", Config()) == pd.Timestamp(TODAY)
+    assert resolve_date("yesterday", Config()) == pd.Timestamp("2026-11-30")
 
 
 # ---- 5. operational errors: a message and an exit code, never a traceback -----------------------

@@ -14,6 +14,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from pipeline.layout import Layout
+
 
 def _timed(args: list[str]) -> tuple[float, float]:
     """(seconds, peak MiB) of one command; the peak is measured in a fresh child of this one."""
@@ -30,7 +32,7 @@ def _run(start: str, end: str, universe: int, engine: str, keep: bool = False) -
     (command, engine, seconds, peak MiB of any process, largest dask worker peak MiB or NaN)."""
     pipeline = [str(Path(sys.executable).parent / "pipeline")]
     root = Path(tempfile.mkdtemp(prefix=f"bench-{engine}-"))
-    config = root / "config.yaml"
+    config = Layout(root).config_file
     config.write_text(f"synthetic:\n  universe_size: {universe}\n")
     common = ["--data-dir", str(root), "--config", str(config)]
     rows = []
@@ -50,7 +52,7 @@ def _run(start: str, end: str, universe: int, engine: str, keep: bool = False) -
 
 def _worker_peaks(root: Path) -> list[list[float]]:
     """Per dask run logged under ``root`` (the engine logs it), each worker's peak MiB."""
-    lines = [line for log in sorted((root / "logs").glob("*.log")) for line in log.read_text().splitlines()
+    lines = [line for log in sorted(Layout(root).logs.glob("*.log")) for line in log.read_text().splitlines()
              if "peak resident memory per worker" in line]
     return [[float(v) for v in line.rsplit(":", 1)[1].replace("MiB", "").split(",")] for line in lines]
 
@@ -58,7 +60,7 @@ def _worker_peaks(root: Path) -> list[list[float]]:
 def _daily(date: str, universe: int, *flags: str) -> tuple[float, float]:
     """``pipeline daily`` of one date on a fresh data root: (seconds, peak MiB)."""
     root = Path(tempfile.mkdtemp(prefix="bench-daily-"))
-    config = root / "config.yaml"
+    config = Layout(root).config_file
     config.write_text(f"synthetic:\n  universe_size: {universe}\n")
     pipeline = str(Path(sys.executable).parent / "pipeline")
     try:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.layout import Layout
+
 
 def make_source(config, root: Path, failures):
     """A new source of the configured kind, owned by the caller (the run), which closes it; a live
@@ -12,7 +14,7 @@ def make_source(config, root: Path, failures):
         from pipeline.sources.synthetic import SyntheticMarket
 
         return SyntheticMarket(seed=config.synthetic_seed, universe_size=config.universe_size,
-                               rate=config.risk_free_rate, archive_dir=Path(root) / "raw" / "synthetic")
+                               rate=config.risk_free_rate, archive=Layout(root))
     from pipeline.sources.live import LiveSource
 
-    return LiveSource.from_environment(config, root, failures)
+    return LiveSource.from_config(config, root, failures)

@@ -15,6 +15,7 @@ import json
 
 import pandas as pd
 
+from pipeline.config import CREDENTIAL_VARIABLES
 from pipeline.sources.http import DAY, HOUR, BodyProblem, HttpClient, Provider, Verdict
 from pipeline.sources.limits import Clock, DailyBudget, SpacedRateLimiter
 from pipeline.sources.payload import Reader, daily_bar
@@ -22,8 +23,7 @@ from pipeline.tickers import from_vendor, is_valid_ticker, same_symbol, to_vendo
 
 VENDOR = "alphavantage"
 AV_BAR_KEYS = {"open": "1. open", "high": "2. high", "low": "3. low", "close": "4. close", "volume": "5. volume"}
-CREDENTIAL_ENV = "ALPHAVANTAGE_API_KEY"
-BUDGET_FILE = "alphavantage_budget.json"
+CREDENTIAL_ENV = CREDENTIAL_VARIABLES["alphavantage_apikey"]
 TIMINGS = {"pre-market": "BMO", "post-market": "AMC", "during-market": "DMH"}
 COMPACT_SESSIONS = 100     # TIME_SERIES_DAILY outputsize=compact; "full" is premium on free keys
 ERROR_KEYS = frozenset({"Information", "Note", "Error Message"})
@@ -40,8 +40,9 @@ BURST_PAUSE = 2.0          # seconds after a "1 request per second" notice
 MINUTE_PAUSE = 61.0        # after the legacy "5 calls per minute" Note
 
 
-def provider(base_url: str, apikey: str, clock: Clock, cache_dir, daily_budget: int, min_interval: float) -> Provider:
-    budget = DailyBudget(cache_dir / BUDGET_FILE, daily_budget, clock)
+def provider(base_url: str, apikey: str, clock: Clock, ledger, daily_budget: int, min_interval: float) -> Provider:
+    """The Alpha Vantage provider; ``ledger``: the file counting today's calls (:attr:`Layout.alphavantage_budget`)."""
+    budget = DailyBudget(ledger, daily_budget, clock)
     limiter = SpacedRateLimiter(clock, min_interval, budget, VENDOR)
     return Provider(VENDOR, base_url, limiter, CREDENTIAL_ENV, (apikey,), EXPIRY, inspect=inspect_body)
 

@@ -46,12 +46,12 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
+from pipeline.layout import Layout
 from pipeline.outside_text import escape_controls
 from pipeline.sources.base import SourceError
 from pipeline.sources.limits import CircuitBreaker, Clock, HttpError, ProviderUnavailable, RequestRejected
 from pipeline.files import atomic_write_bytes, open_nofollow
 
-CACHE_FILE = "http_cache.sqlite"
 # Library defaults plus every spelling our vendors use for a credential.
 IGNORED_PARAMETERS = tuple(dict.fromkeys((*DEFAULT_IGNORED_PARAMS, "Authorization", "apikey", "api_key", "token")))
 _CREDENTIAL_IN_URL = re.compile(r"(?i)\b(apikey|api_key|token|access_token)=[^&\s'\"]+")
@@ -123,6 +123,22 @@ class Provider:
 
 
 @dataclass(frozen=True)
+class _Call:
+    """One logical call, handed down explicitly from :meth:`HttpClient.get` to the adapter (as a
+    keyword ``requests`` passes through to ``HTTPAdapter.send``), the watchdog of its request
+    (where urllib3's retries find it) and its response (where the cache filter finds it)."""
+
+    provider: Provider
+    endpoint: str
+    symbol: str | None
+    limit: int                     # bytes the answer may hold
+
+    @property
+    def key(self) -> str:
+        return f"{self.provider.name}.{self.endpoint}"
+
+
+@dataclass(frozen=True)
 class Fetched:
     body: bytes
     cache_key: str | None          # to drop the entry if a normalizer rejects the body
@@ -180,9 +196,11 @@ class _VendorRetry(Retry):
 
 class _Watchdog:
     """One request's deadline, whatever the peer does: when it passes, every socket the request
-    used is shut down, so a blocked connect, header or body read returns at once."""
+    used is shut down, so a blocked connect, header or body read returns at once. It carries the
+    request's :class:`_Call` (None for a probe) for urllib3's retries, which are given no request."""
 
-    def __init__(self, seconds: float):
+    def __init__(self, seconds: float, call: _Call | None = None):
+        self.call = call
         self.expires = time.monotonic() + seconds
         self.fired = False
         self._sockets: list = []
@@ -273,9 +291,9 @@ class _VendorAdapter(_WatchedAdapter):
         super().__init__(max_retries=retry)
         self.client = client
 
-    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
-        self.client._before_wire_attempt()
-        dog = _WATCH.dog = _Watchdog(self.client.deadline)
+    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None, *, call: _Call):
+        self.client._before_wire_attempt(call)
+        dog = _WATCH.dog = _Watchdog(self.client.deadline, call)
         try:
             try:
                 response = super().send(request, stream=True, timeout=timeout, verify=verify, cert=cert,
@@ -284,10 +302,9 @@ class _VendorAdapter(_WatchedAdapter):
                 if dog.expired:
                     raise _DeadlineExceeded("no complete answer before the deadline") from None
                 raise
-            self.client._current_provider().limiter.observe(response.headers)
-            limit = self.client.limit()
+            call.provider.limiter.observe(response.headers)
             try:
-                body = _read_body(response.raw, dog, limit, response.headers.get("Content-Length"))
+                body = _read_body(response.raw, dog, call.limit, response.headers.get("Content-Length"))
             except BaseException:
                 response.raw.close()          # never hand a half-read connection back to the pool
                 raise
@@ -301,6 +318,7 @@ class _VendorAdapter(_WatchedAdapter):
         response._content_consumed = True
         # requests-cache redacts request/response URLs but not the raw response's request URL.
         response.raw._request_url = self.client.scrub(getattr(response.raw, "_request_url", None) or "")
+        response.vendor_call = call         # for the cache filter (HttpClient._cacheable)
         return response
 
 
@@ -343,30 +361,29 @@ class CallStats:
 class HttpClient:
     """``get`` one vendor endpoint through cache, limiter, retries, deadline and breaker."""
 
-    def __init__(self, cache_dir: Path, providers: list[Provider], *, clock: Clock | None = None,
+    def __init__(self, layout: Layout, providers: list[Provider], *, clock: Clock | None = None,
                  deadline: float = 30.0, connect_timeout: float = 5.0, read_timeout: float = 10.0,
-                 attempts: int = 3, backoff: float = 1.0, throttle_waits: int = 5, raw_dir: Path | None = None,
+                 attempts: int = 3, backoff: float = 1.0, throttle_waits: int = 5,
                  limits: dict[str, int] | None = None):
+        """``layout``: the data root whose HTTP cache is used and where accepted answers are archived."""
         self.clock = clock or Clock()
         self.providers = {p.name: p for p in providers}
         self.deadline = float(deadline)
         self.timeout = (min(connect_timeout, deadline), min(read_timeout, deadline))
         self.limits = dict(limits or {})          # "vendor.endpoint" -> bytes
         self.attempts, self.backoff, self.throttle_waits = attempts, backoff, throttle_waits
-        self.raw_dir = Path(raw_dir) if raw_dir is not None else None
+        self.layout = layout
         self.stats = CallStats()
         self._accepted: dict[str, list[tuple[str | None, bool]]] = {}   # answers parsed, per vendor.endpoint
-        self._current: tuple[str, str, str | None] = ("", "", None)
         self._secrets = tuple(sorted({s for p in providers for s in p.secrets if s}, key=len, reverse=True))
         _scrub_library_logs(self)
 
-        cache_dir = Path(cache_dir)
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        _private_cache_file(cache_dir / CACHE_FILE)
+        layout.http_cache.parent.mkdir(parents=True, exist_ok=True)
+        _private_cache_file(layout.http_cache)
         # WAL: a commit no longer waits for an fsync (20+ ms a response), yet a crash cannot
         # corrupt the database, only lose the last few entries, which a cache can afford.
         self.session = CachedSession(
-            str(cache_dir / CACHE_FILE), backend="sqlite", serializer="json", wal=True,
+            str(layout.http_cache), backend="sqlite", serializer="json", wal=True,
             expire_after=DO_NOT_CACHE, urls_expire_after=self._expiry_patterns(),
             ignored_parameters=list(IGNORED_PARAMETERS), allowable_codes=(200,), allowable_methods=("GET",),
             filter_fn=self._cacheable, stale_if_error=False,
@@ -375,7 +392,7 @@ class HttpClient:
                              other=0, backoff_factor=backoff, backoff_max=30.0, status_forcelist=RETRY_STATUSES,
                              allowed_methods=frozenset({"GET"}), raise_on_status=False,
                              respect_retry_after_header=False)
-        retry.sleeper, retry.on_attempt = self.clock.sleep, self._before_wire_attempt
+        retry.sleeper, retry.on_attempt = self.clock.sleep, self._before_retry
         adapter = _VendorAdapter(self, retry)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
@@ -387,31 +404,36 @@ class HttpClient:
                 patterns[provider.base_url + suffix] = seconds
         return patterns
 
-    # -- hooks used by the adapter and retry ------------------------------------------------
-    def _current_provider(self) -> Provider:
-        return self.providers[self._current[0]]
+    # -- hooks used by the adapter, retry and cache -------------------------------------------
+    def _call(self, vendor: str, endpoint: str, symbol: str | None) -> _Call:
+        return _Call(self.providers[vendor], endpoint, symbol,
+                     int(self.limits.get(f"{vendor}.{endpoint}", FALLBACK_LIMIT)))
 
-    def limit(self) -> int:
-        """The byte limit of the endpoint being called."""
-        vendor, endpoint, _ = self._current
-        return int(self.limits.get(f"{vendor}.{endpoint}", FALLBACK_LIMIT))
-
-    def _before_wire_attempt(self) -> None:
+    def _before_wire_attempt(self, call: _Call) -> None:
         dog = getattr(_WATCH, "dog", None)
         if dog is not None and dog.expired:      # urllib3 wants to retry, but the deadline has passed
             raise _DeadlineExceeded("no complete answer before the deadline")
-        vendor, endpoint, symbol = self._current
-        provider = self.providers[vendor]
-        provider.breaker.check(endpoint, symbol)
-        provider.limiter.before_send(endpoint, symbol)
-        self.stats.network[f"{vendor}.{endpoint}"] += 1
+        call.provider.breaker.check(call.endpoint, call.symbol)
+        call.provider.limiter.before_send(call.endpoint, call.symbol)
+        self.stats.network[call.key] += 1
+
+    def _before_retry(self) -> None:
+        """urllib3 is about to send the request again; its call rides on the request's watchdog."""
+        self._before_wire_attempt(_WATCH.dog.call)
 
     def _cacheable(self, response) -> bool:
         if response.status_code != 200 or getattr(response, "from_cache", False):
             return response.status_code == 200
-        provider = self._current_provider()
         body = response.content or b""
-        return not is_empty_answer(body) and provider.inspect(body) is None
+        return not is_empty_answer(body) and response.vendor_call.provider.inspect(body) is None
+
+    def _send(self, call: _Call, url: str, params: dict | None, headers: dict | None, **cache_options):
+        """``session.get(url, ...)`` with ``call`` handed to the adapter: the request is prepared
+        and sent as ``Session.request`` does (environment proxies and certificates included),
+        because only ``send`` passes extra keywords through to the adapter."""
+        request = self.session.prepare_request(requests.Request("GET", url, params=params, headers=headers))
+        environment = self.session.merge_environment_settings(request.url, {}, None, None, None)
+        return self.session.send(request, timeout=self.timeout, call=call, **environment, **cache_options)
 
     # -- public API ---------------------------------------------------------------------------
     def get(self, vendor: str, endpoint: str, path: str = "", params: dict | None = None, *,
@@ -419,14 +441,13 @@ class HttpClient:
         """One logical call. Raises RequestRejected (this call only), ProviderUnavailable (stop
         using the provider) or HttpError (gave up after retries; counts toward the breaker)."""
         provider = self.providers[vendor]
-        key = f"{vendor}.{endpoint}"
+        call = self._call(vendor, endpoint, symbol)
+        key = call.key
         broken = throttles = 0
         while True:
-            self._current = (vendor, endpoint, symbol)
             response = None
             try:
-                response = self.session.get(provider.base_url + path, params=params, headers=headers,
-                                            timeout=self.timeout)
+                response = self._send(call, provider.base_url + path, params, headers)
             except _TooLarge as exc:
                 outcome = Outcome(REJECTED, f"{exc} (config live.max_response_bytes: {key})")
             except (_DeadlineExceeded, requests.exceptions.ChunkedEncodingError) as exc:
@@ -483,9 +504,8 @@ class HttpClient:
 
     def cached(self, vendor: str, path: str = "", params: dict | None = None, headers: dict | None = None) -> bool:
         """Whether a fresh cached answer exists (no network), for planning calls against a budget."""
-        provider = self.providers[vendor]
-        self._current = (vendor, "cache-probe", None)
-        response = self.session.get(provider.base_url + path, params=params, headers=headers, only_if_cached=True)
+        call = self._call(vendor, "cache-probe", None)
+        response = self._send(call, call.provider.base_url + path, params, headers, only_if_cached=True)
         return response.status_code == 200 and bool(getattr(response, "from_cache", False))
 
     def fetch(self, vendor: str, endpoint: str, path: str, params: dict, parse: Callable[[bytes], object], *,
@@ -538,11 +558,9 @@ class HttpClient:
         if fetched.cache_key:
             self.session.cache.delete(fetched.cache_key)
 
-    def archive(self, vendor: str, endpoint: str, day: str, name: str, body: bytes) -> Path | None:
-        """Keep the raw answer under <raw>/<vendor>/<endpoint>/<day>/<name>, credentials removed."""
-        if self.raw_dir is None:
-            return None
-        path = self.raw_dir / vendor / endpoint / day / name
+    def archive(self, vendor: str, endpoint: str, day: str, name: str, body: bytes) -> Path:
+        """Keep the raw answer (:meth:`Layout.vendor_answer`), credentials removed."""
+        path = self.layout.vendor_answer(vendor, endpoint, day, name)
         clean = self.scrub_bytes(body)
         if not (path.exists() and path.read_bytes() == clean):    # a cache hit re-archives nothing
             atomic_write_bytes(path, lambda tmp: tmp.write_bytes(clean))

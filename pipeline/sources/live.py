@@ -36,12 +36,12 @@ from pipeline.outside_text import escape_controls
 from pipeline.sources.limits import Clock, ProviderUnavailable
 from pipeline.runlog import progress
 from pipeline.files import atomic_write_bytes
+from pipeline.layout import Layout
 from pipeline.tickers import is_valid_ticker
 
 log = logging.getLogger("pipeline.live")
 
 CREDENTIAL_RE = re.compile(r"[A-Za-z0-9._~+/=-]{1,512}")
-STATS_DIR = "runs"                     # under <root>/cache: one JSON of counters per run
 
 
 def _columns(dataset: str) -> list[str]:
@@ -55,19 +55,18 @@ class LiveSource:
 
     def __init__(self, http: HttpClient, tradier_client: tradier.TradierClient,
                  av_client: alphavantage.AlphaVantageClient, calendar_horizon: str = "3month",
-                 stats_dir: Path | None = None, failures: Failures | None = None, price_fallback: bool = False):
+                 stats_path: Path | None = None, failures: Failures | None = None, price_fallback: bool = False):
         self.http, self.tradier, self.av = http, tradier_client, av_client
         self.calendar_horizon = calendar_horizon
         self.price_fallback = price_fallback      # Alpha Vantage daily bars when Tradier history fails
         self.failures = Failures() if failures is None else failures
-        started = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")     # sorts by start time
-        self.stats_path = None if stats_dir is None else Path(stats_dir) / f"{started}-{os.getpid()}.json"
+        self.stats_path = stats_path        # the run's vendor call and cache counters, rewritten after each stage
 
     @classmethod
-    def from_environment(cls, config, root, failures: Failures | None = None, environ=None,
-                         clock: Clock | None = None) -> "LiveSource":
-        env = os.environ if environ is None else environ
-        token, apikey = env.get(tradier.CREDENTIAL_ENV, "").strip(), env.get(alphavantage.CREDENTIAL_ENV, "").strip()
+    def from_config(cls, config, root, failures: Failures | None = None, clock: Clock | None = None) -> "LiveSource":
+        """The live source of ``config`` (as :func:`pipeline.config.resolve` gives it: base URLs and
+        credentials from the environment) over the data root ``root`` (its cache and raw folders)."""
+        token, apikey = config.tradier_token, config.alphavantage_apikey
         missing = [name for name, value in ((tradier.CREDENTIAL_ENV, token), (alphavantage.CREDENTIAL_ENV, apikey))
                    if not value]
         if missing:
@@ -81,18 +80,17 @@ class LiveSource:
         plain = getattr(config, "allow_plain_http", False)
         tradier_url = _base_url(config, "tradier_base_url", plain)
         av_url = _base_url(config, "alphavantage_base_url", plain)
-        root = Path(root)
+        layout = Layout(root)
         clock = clock or Clock()
-        cache_dir = root / "cache"
         providers = [
             tradier.provider(tradier_url, token, clock),
-            alphavantage.provider(av_url, apikey, clock, cache_dir, config.alphavantage_daily_budget,
+            alphavantage.provider(av_url, apikey, clock, layout.alphavantage_budget, config.alphavantage_daily_budget,
                                   config.alphavantage_min_interval),
         ]
-        http = HttpClient(cache_dir, providers, clock=clock, deadline=config.request_deadline, raw_dir=root / "raw",
+        http = HttpClient(layout, providers, clock=clock, deadline=config.request_deadline,
                           limits=getattr(config, "max_response_bytes", None))
         return cls(http, tradier.TradierClient(http, token), alphavantage.AlphaVantageClient(http, apikey),
-                   config.calendar_horizon, cache_dir / STATS_DIR, failures,
+                   config.calendar_horizon, layout.call_counter_file(_started(), os.getpid()), failures,
                    getattr(config, "alphavantage_price_fallback", False))
 
     # ---- bookkeeping ------------------------------------------------------------------------
@@ -287,6 +285,11 @@ class LiveSource:
 
     def close(self) -> None:
         self.http.close()
+
+
+def _started() -> str:
+    """Now in UTC, as a name that sorts by time."""
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
 
 
 def _reject_stale_calendar(frame: pd.DataFrame, as_of: pd.Timestamp) -> None:

@@ -25,7 +25,7 @@ import pandas as pd
 from scipy.special import ndtri
 
 from pipeline import sessions
-from pipeline.black76 import black76_delta, implied_vol
+from pipeline.black76 import black76_delta, carried_forward, discount_factor, implied_vol
 from pipeline.event_law import martingale_means, mixture_exceedance, mixture_price, mixture_variance
 from pipeline.schemas import DATASETS
 from pipeline.sources.draws import (S_BAD, S_DMH, S_EPS, S_INTRADAY, S_JUMP, S_LAG, S_OI, S_OVERNIGHT,
@@ -75,25 +75,25 @@ class SyntheticMarket:
 
     name = "synthetic"
 
-    def __init__(self, seed: int = 7, universe_size: int = 500, rate: float = 0.04, archive_dir=None):
+    def __init__(self, seed: int = 7, universe_size: int = 500, rate: float = 0.04, archive=None):
         self.seed = int(seed)
         self.universe_size = int(universe_size)
         self.rate = float(rate)
-        self.archive_dir = archive_dir   # when set, every answer is kept as received, plus the truth
+        self.archive = archive           # a Layout: when set, every answer is kept as received, plus the truth
         self._simulated = None           # (horizon, sessions, bars) of the whole universe
         self._truth_request = None       # (as_of, horizon) of the last calendar answered
 
     def _archive(self, dataset: str, day, frame: pd.DataFrame, name: str | None = None) -> pd.DataFrame:
-        if self.archive_dir is not None:
-            self._keep(frame, f"{dataset}/{pd.Timestamp(day).date().isoformat()}/{name or dataset + '.parquet'}")
+        if self.archive is not None:
+            self._keep(frame, self.archive.synthetic_answer(dataset, pd.Timestamp(day).date().isoformat(),
+                                                            name or dataset + ".parquet"))
         return frame
 
-    def _keep(self, frame: pd.DataFrame, relative: str) -> None:
-        from pathlib import Path
-
+    @staticmethod
+    def _keep(frame: pd.DataFrame, path) -> None:
         from pipeline.files import atomic_write_bytes
 
-        atomic_write_bytes(Path(self.archive_dir) / relative, lambda tmp: frame.to_parquet(tmp, index=False))
+        atomic_write_bytes(path, lambda tmp: frame.to_parquet(tmp, index=False))
 
     def call_counts(self) -> dict[str, int]:
         return {}          # no vendor behind it
@@ -101,9 +101,9 @@ class SyntheticMarket:
     def close(self) -> None:
         """Write the ground truth as of the last calendar asked for (once per run, however many
         dates it fetched), with realized moves and model straddles for the tickers it priced."""
-        if self.archive_dir is not None and self._truth_request is not None:
+        if self.archive is not None and self._truth_request is not None:
             truth = self.truth_events(*self._truth_request, tickers=self.simulated_tickers())
-            self._keep(truth, "truth_events.parquet")
+            self._keep(truth, self.archive.synthetic_truth)
             self._truth_request = None
 
     # ---- universe and events -------------------------------------------------------------
@@ -348,8 +348,8 @@ class SyntheticMarket:
             g[f"law_weight_{c + 1}"], g[f"law_mean_{c + 1}"], g[f"law_std_{c + 1}"] = weights[:, c], means[:, c], stds[:, c]
         g["event_variance"] = mixture_variance(weights, means, stds) + g["later_event_variance"]
         g["atm_vol"] = np.sqrt(g["diffusive_vol"] ** 2 + g["event_variance"] / g["t"])
-        g["forward"] = g["spot"] * np.exp((self.rate - g["dividend_yield"]) * g["t"])
-        g["discount"] = np.exp(-self.rate * g["t"])
+        g["forward"] = carried_forward(g["spot"], self.rate - g["dividend_yield"], g["t"])
+        g["discount"] = discount_factor(self.rate, g["t"])
         # Decided on the listed expirations, not the requested ones, so a quote never depends on
         # which other expirations were asked for.
         listed = self.expirations(p["ticker"].tolist(), as_of)

@@ -10,6 +10,7 @@ import math
 
 import pandas as pd
 
+from pipeline.config import CREDENTIAL_VARIABLES
 from pipeline.sources.http import DAY, DO_NOT_CACHE, HOUR, MINUTE, HttpClient, Provider
 from pipeline.sources.limits import Clock, TradierRateLimiter
 from pipeline.sources.payload import Reader, daily_bar
@@ -17,7 +18,7 @@ from pipeline.tickers import same_symbol, to_vendor, validate_ticker
 
 VENDOR = "tradier"
 TRADIER_BAR_KEYS = {name: name for name in ("open", "high", "low", "close", "volume")}
-CREDENTIAL_ENV = "TRADIER_TOKEN"
+CREDENTIAL_ENV = CREDENTIAL_VARIABLES["tradier_token"]
 OPTION_TYPES = {"call": "C", "put": "P"}
 QUOTE_BATCH = 100          # symbols per quotes call; keeps the URL well under common length limits
 PATHS = {

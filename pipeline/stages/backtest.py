@@ -11,20 +11,31 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from pipeline.black76 import mid, quoted_mid, two_sided_mid
+from pipeline.stages.surface import stale_quotes
+
 CONTRACT_SIZE = 100
 LEGS = {"C": "call", "P": "put"}
 QUOTE_FIELDS = ("bid", "ask", "mid")
 
 
+def fresh_quotes(chains: pd.DataFrame) -> pd.DataFrame:
+    """The quotes of ``chains`` a trade may fill at: every quote but the stale ones
+    (:func:`~pipeline.stages.surface.stale_quotes`), which ``straddle_mid`` and the structures
+    ignore too (:func:`~pipeline.black76.fresh_mid`). A stale leg is therefore never traded."""
+    return chains[~stale_quotes(chains["quote_time"], chains["snapshot_time"])]
+
+
 def leg_quotes(chains: pd.DataFrame, trades: pd.DataFrame, prefix: str) -> pd.DataFrame:
     """``trades`` with ``<prefix>_<call|put>_<bid|ask|mid>`` of the contract each names
-    (ticker, expiration, strike), NaN where the contract is not quoted; mid = (bid + ask) / 2."""
+    (ticker, expiration, strike) among the :func:`fresh_quotes` of ``chains``, NaN where the
+    contract has no fresh quote; mid = :func:`~pipeline.black76.mid`."""
     keys = ["ticker", "expiration", "strike"]
-    quotes = chains.drop_duplicates([*keys, "option_type"])
+    quotes = fresh_quotes(chains).drop_duplicates([*keys, "option_type"])
     out = trades
     for code, leg in LEGS.items():
         side = quotes[quotes["option_type"] == code][[*keys, "bid", "ask"]]
-        side = side.assign(mid=0.5 * (side["bid"] + side["ask"]))
+        side = side.assign(mid=mid(side["bid"], side["ask"]))
         side = side.rename(columns={f: f"{prefix}_{leg}_{f}" for f in QUOTE_FIELDS})
         out = out.merge(side, on=keys, how="left")
     return out
@@ -35,11 +46,15 @@ def simulate(trades: pd.DataFrame, fill_share: float, commission: float) -> pd.D
 
     Per leg, sold at mid - f * half_spread and bought back at mid + f * half_spread, with
     half_spread = (ask - bid) / 2 and f = ``fill_share`` (0 = mid, 1 = the touch). A trade whose
-    exit is ``intrinsic`` is bought back at |reaction close - strike| with no spread.
+    exit is ``intrinsic`` is bought back at |reaction close - strike| with no spread. Both legs
+    need a two-sided entry quote (:func:`~pipeline.black76.two_sided_mid`; with fresh quotes only,
+    as :func:`leg_quotes` gives them, that is the fresh mid ``straddle_mid`` is priced from) and,
+    for a quoted exit, an ask at or above the bid (:func:`~pipeline.black76.quoted_mid`: a zero bid
+    can still be bought back).
     ``entry_credit``/``exit_debit`` per share; ``pnl`` per straddle (x100 shares) net of
     ``commission`` per contract traded (two at entry, two more when bought back);
-    ``return_on_premium = pnl / (100 * entry_credit)``. Rows need two-sided entry quotes and,
-    for quoted exits, an ask on both legs; others get ``trade_status`` and NaN results.
+    ``return_on_premium = pnl / (100 * entry_credit)``. Rows without those quotes get
+    ``trade_status`` and NaN results.
     """
     f = float(fill_share)
 
@@ -48,11 +63,14 @@ def simulate(trades: pd.DataFrame, fill_share: float, commission: float) -> pd.D
                                                                   - trades[f"{prefix}_{leg}_bid"]) for leg in LEGS.values()]
         return legs[0] + legs[1]
 
-    entry_ok = np.logical_and.reduce([(trades[f"entry_{leg}_bid"] > 0) & (trades[f"entry_{leg}_ask"] >= trades[f"entry_{leg}_bid"])
+    def quoted(prefix, rule):
+        return np.logical_and.reduce([np.isfinite(rule(trades[f"{prefix}_{leg}_bid"].to_numpy(float),
+                                                       trades[f"{prefix}_{leg}_ask"].to_numpy(float)))
                                       for leg in LEGS.values()])
+
+    entry_ok = quoted("entry", two_sided_mid)
     intrinsic = trades["exit_kind"] == "intrinsic"
-    exit_ok = intrinsic | np.logical_and.reduce([(trades[f"exit_{leg}_ask"] > 0) & (trades[f"exit_{leg}_ask"] >= trades[f"exit_{leg}_bid"])
-                                                 for leg in LEGS.values()])
+    exit_ok = intrinsic | quoted("exit", quoted_mid)
     entry_credit = fill("entry", -1.0).where(entry_ok)
     settle = (trades["exit_close"] - trades["strike"]).abs()
     exit_debit = settle.where(intrinsic, fill("exit", +1.0)).where(exit_ok)

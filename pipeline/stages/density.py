@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr
 
-from pipeline.black76 import black76_price
+from pipeline.black76 import black76_price, discount_factor
 from pipeline.levels import level_name
 from pipeline.event_law import martingale_means
 from pipeline.stages.consistency import recent_abs_moves
@@ -256,7 +256,7 @@ def smile_prices(surface: pd.DataFrame, atm: pd.DataFrame, queries: pd.DataFrame
     out = np.full(len(queries), np.nan)
     if found.any():
         q = queries[found]
-        money = np.exp(-q["rate"].to_numpy(float) * q["t"].to_numpy(float)) * q["forward"].to_numpy(float)
+        money = discount_factor(q["rate"].to_numpy(float), q["t"].to_numpy(float)) * q["forward"].to_numpy(float)
         out[found] = money * sub.call(k[:, None])[:, 0]
     return out
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.black76 import MEAN_ABS_PER_STD, atm_straddle
+from pipeline.black76 import MEAN_ABS_PER_STD, atm_straddle, discount_factor, fresh_mid, two_sided_mid
 from pipeline.sessions import event_expirations
-from pipeline.stages.surface import two_sided_mid
 from pipeline.stages.term import interpolate_variance
 
 IMPLIED_COLUMNS = [
@@ -85,14 +84,15 @@ def _vol_at_forward(vols: pd.DataFrame, t: pd.Series) -> pd.DataFrame:
 
 def _tradeable_straddle(quotes: pd.DataFrame) -> pd.DataFrame:
     """Per ticker, at the listed strike nearest the forward (ties to the lower strike): the quoted
-    straddle mid = call mid + put mid (two-sided, not stale), straddle_spread = (call ask - bid +
+    straddle mid = call mid + put mid (each the leg's :func:`~pipeline.black76.fresh_mid`: two-sided,
+    not stale), straddle_spread = (call ask - bid +
     put ask - bid) / straddle mid, the smaller leg open interest and volume."""
     distance = (quotes["strike"] - quotes["forward"]).abs()
     nearest = quotes.assign(distance=distance).sort_values(["ticker", "distance", "strike"], kind="stable")
     strike = nearest.groupby("ticker")["strike"].first().rename("straddle_strike")
     legs = quotes.merge(strike, left_on=["ticker", "strike"], right_on=["ticker", "straddle_strike"])
-    fresh = legs["iv_status"] != "stale"
-    legs = legs.assign(mid=np.where(fresh, two_sided_mid(legs["bid"].to_numpy(float), legs["ask"].to_numpy(float)), np.nan),
+    legs = legs.assign(mid=fresh_mid(legs["bid"].to_numpy(float), legs["ask"].to_numpy(float),
+                                     (legs["iv_status"] == "stale").to_numpy()),
                        spread=legs["ask"] - legs["bid"])
     calls = legs[legs["option_type"] == "C"].set_index("ticker")
     puts = legs[legs["option_type"] == "P"].set_index("ticker")
@@ -146,7 +146,7 @@ def event_straddles(chains: pd.DataFrame, surface: pd.DataFrame, events: pd.Data
     at_forward.loc[good_smile.index, "implied_method"] = "smile"
     per_ticker = per_ticker.join(at_forward).join(_tradeable_straddle(quotes))
     out = out.join(per_ticker, on="ticker")
-    discount = np.exp(-out["rate"] * out["t"])
+    discount = discount_factor(out["rate"], out["t"])
     out["implied_move"] = atm_straddle(out["forward"], out["t"], out["implied_vol"], discount) / out["spot"]
     stale = out["stale"].fillna(0).astype(int)
     stale_note = ("; " + stale.astype(str) + " stale quotes excluded").where(stale > 0, "")

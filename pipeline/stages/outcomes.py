@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from pipeline.black76 import fresh_mid
 from pipeline.stages import term
-from pipeline.stages.surface import build_surface
+from pipeline.stages.surface import build_surface, stale_quotes
 
 OUTCOME_COLUMNS = [
     "ticker", "report_date", "entry_date", "exit_date", "expiration", "straddle_strike", "implied_move",
@@ -31,7 +32,8 @@ def event_outcomes(entry_metrics: pd.DataFrame, exit_chains: pd.DataFrame, bars:
     - ``realized_over_implied`` = |realized_close_move| / implied_event_move (the event-only move:
       the straddle's own move includes diffusion to expiry);
     - the straddle at ``straddle_strike`` of the event expiration: entry mid from the metrics, exit
-      value = D's call mid + put mid, or the intrinsic value |S_D - K| when the expiration is on
+      value = D's call mid + put mid (each :func:`~pipeline.black76.fresh_mid`, as the entry's
+      ``straddle_mid``), or the intrinsic value |S_D - K| when the expiration is on
       or before D (it settles on the reaction close); ``straddle_return_mid`` = (entry - exit) /
       entry, the short straddle's return on premium at mid; ``short_straddle_lost`` = exit > entry;
     - ``beat_breakeven``: |close(D) - K| > entry mid (the move went beyond a breakeven);
@@ -54,9 +56,10 @@ def event_outcomes(entry_metrics: pd.DataFrame, exit_chains: pd.DataFrame, bars:
     strike = m["straddle_strike"].to_numpy(float)
     expiration = m["expiration"].to_numpy("datetime64[ns]")
     # The exit marks: call mid + put mid at the straddle strike on D.
-    quotes = exit_chains[(exit_chains["bid"] > 0) & (exit_chains["ask"] >= exit_chains["bid"])]
-    mids = quotes.assign(mid=0.5 * (quotes["bid"] + quotes["ask"])).pivot_table(
-        index=["ticker", "expiration", "strike"], columns="option_type", values="mid")
+    marks = fresh_mid(exit_chains["bid"].to_numpy(float), exit_chains["ask"].to_numpy(float),
+                      stale_quotes(exit_chains["quote_time"], exit_chains["snapshot_time"]))
+    quotes = exit_chains.assign(mid=marks)[np.isfinite(marks)]
+    mids = quotes.pivot_table(index=["ticker", "expiration", "strike"], columns="option_type", values="mid")
     keys = pd.MultiIndex.from_arrays([m["ticker"], m["expiration"], m["straddle_strike"]])
     found = mids.reindex(keys)
     quoted = found.get("C", pd.Series(np.nan, index=keys)).to_numpy(float) + \

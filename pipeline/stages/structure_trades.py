@@ -7,8 +7,8 @@ mid - f * half_spread and is bought back at mid + f * half_spread, a long leg th
 (f = 0 mid, 1 the touch). No leg is valued below its intrinsic value from the reaction close
 (American exercise). When the expiration is the reaction session every leg settles at its
 intrinsic value, with no spread and no commission, plus ``exercise_fee`` per in-the-money leg. A
-leg without a quote at exit (no two-sided or ask-only quote of the contract) marks the trade
-``no_exit_quote``; such trades are kept and left out of every return. Money per share unless said
+leg without a fresh quote at exit (no two-sided or ask-only quote of the contract that is not
+stale: a stale quote is never traded) marks the trade ``no_exit_quote``; such trades are kept and left out of every return. Money per share unless said
 otherwise; P&L in dollars per structure.
 """
 from __future__ import annotations
@@ -16,7 +16,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from pipeline.black76 import mid, quoted_mid, two_sided_mid
 from pipeline.payoffs import CONTRACT_SIZE, defined_risk
+from pipeline.stages.backtest import fresh_quotes
 from pipeline.stages.structures import SLOT_IS_CALL, SLOT_SIDE, SLOTS, slot_values
 
 EXIT_FIELDS = ("bid", "ask")
@@ -24,9 +26,10 @@ EXIT_FIELDS = ("bid", "ask")
 
 def exit_quotes(chains: pd.DataFrame, trades: pd.DataFrame) -> pd.DataFrame:
     """``trades`` with ``exit_<slot>_bid``/``_ask`` of each leg's contract (ticker, expiration,
-    ``<slot>_strike``, the slot's option type) in ``chains``; NaN where not quoted."""
+    ``<slot>_strike``, the slot's option type) among the fresh quotes of ``chains``
+    (:func:`~pipeline.stages.backtest.fresh_quotes`); NaN where it has none."""
     keys = ["ticker", "expiration", "strike"]
-    quotes = chains.drop_duplicates([*keys, "option_type"])
+    quotes = fresh_quotes(chains).drop_duplicates([*keys, "option_type"])
     out = trades
     for slot, is_call in zip(SLOTS, SLOT_IS_CALL):
         side = quotes[quotes["option_type"] == ("C" if is_call else "P")][[*keys, *EXIT_FIELDS]]
@@ -40,7 +43,8 @@ def simulate(trades: pd.DataFrame, fill_share: float, commission: float, exercis
 
     Needs the slots' ``<slot>_strike``, ``<slot>_bid``, ``<slot>_ask`` (entry), ``exit_<slot>_bid``,
     ``exit_<slot>_ask``, ``exit_kind`` (``quote`` / ``intrinsic``), ``exit_close``, ``risk_kind``,
-    ``margin`` (undefined risk, dollars) and ``status`` (the candidate's, ``ok`` to trade). Adds
+    ``margin`` (undefined risk, dollars) and ``status`` (the candidate's, ``ok`` to trade: every
+    leg has a fresh entry mid, :func:`~pipeline.black76.fresh_mid`). Adds
     ``entry_credit``, ``exit_debit`` (per share), ``pnl``, ``risk`` (defined: 100 (widest wing -
     entry_credit) + round-trip commissions; undefined: ``margin``), ``return_on_premium`` =
     pnl / (100 entry_credit), ``return_on_risk`` = pnl / risk and ``trade_status``.
@@ -51,16 +55,14 @@ def simulate(trades: pd.DataFrame, fill_share: float, commission: float, exercis
     side = np.where(legs, SLOT_SIDE, 0.0)
     bid, ask = slot_values(trades, "{slot}_bid"), slot_values(trades, "{slot}_ask")
     xbid, xask = slot_values(trades, "exit_{slot}_bid"), slot_values(trades, "exit_{slot}_ask")
-    entry_ok = (trades["status"] == "ok").to_numpy() & np.all(~legs | ((bid > 0) & (ask >= bid)), axis=1)
+    entry_ok = (trades["status"] == "ok").to_numpy() & np.all(~legs | np.isfinite(two_sided_mid(bid, ask)), axis=1)
     intrinsic_exit = (trades["exit_kind"] == "intrinsic").to_numpy()
-    quoted = (xask > 0) & (xask >= xbid)          # NaN (contract not quoted) compares False
-    exit_ok = intrinsic_exit | np.all(~legs | quoted, axis=1)
+    exit_ok = intrinsic_exit | np.all(~legs | np.isfinite(quoted_mid(xbid, xask)), axis=1)
     close = trades["exit_close"].to_numpy(float)[:, None]
     intrinsic = np.where(SLOT_IS_CALL, np.maximum(close - strike, 0.0), np.maximum(strike - close, 0.0))
-    mid, half = 0.5 * (bid + ask), 0.5 * (ask - bid)
-    xmid, xhalf = 0.5 * (xbid + xask), 0.5 * (xask - xbid)
-    entry_price = mid + side * f * half                     # short: below mid, long: above
-    exit_price = np.maximum(xmid - side * f * xhalf, intrinsic)   # short: buy above mid, long: sell below
+    half, xhalf = 0.5 * (ask - bid), 0.5 * (xask - xbid)
+    entry_price = mid(bid, ask) + side * f * half           # short: below mid, long: above
+    exit_price = np.maximum(mid(xbid, xask) - side * f * xhalf, intrinsic)   # short: buy above mid, long: sell below
     exit_price = np.where(intrinsic_exit[:, None], intrinsic, exit_price)
     entry_credit = -np.where(legs, side * entry_price, 0.0).sum(1)
     exit_debit = -np.where(legs, side * exit_price, 0.0).sum(1)

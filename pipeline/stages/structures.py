@@ -24,9 +24,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline import payoffs
-from pipeline.black76 import black76_delta, black76_vega
+from pipeline.black76 import black76_delta, black76_vega, discount_factor, fresh_mid
 from pipeline.schemas import STRUCTURE_NAMES as STRUCTURES, contract_columns
-from pipeline.stages.surface import two_sided_mid
 from pipeline.stages.groups import QUOTE_KEY
 
 SLOTS = ("short_put", "short_call", "long_put", "long_call")
@@ -149,13 +148,12 @@ def _event_inputs(metrics: pd.DataFrame, surface: pd.DataFrame, config) -> pd.Da
 
 def _event_quotes(surface: pd.DataFrame, ev: pd.DataFrame) -> pd.DataFrame:
     """The event expirations' quotes, one per contract: event (row of ``ev``), strike, is_call,
-    bid, ask, fresh mid (two-sided and not stale, as ``straddle_mid``) and IV."""
+    bid, ask, fresh mid (:func:`~pipeline.black76.fresh_mid`, as ``straddle_mid``) and IV."""
     keys = ev[QUOTE_KEY].assign(event=np.arange(len(ev)))
     quotes = surface[["ticker", "expiration", "strike", "option_type", "bid", "ask", "iv", "iv_status"]].merge(
         keys, on=QUOTE_KEY)
     quotes = quotes.drop_duplicates(["event", "strike", "option_type"])
-    fresh = (quotes["iv_status"] != "stale").to_numpy()
-    mid = np.where(fresh, two_sided_mid(quotes["bid"].to_numpy(float), quotes["ask"].to_numpy(float)), np.nan)
+    mid = fresh_mid(quotes["bid"].to_numpy(float), quotes["ask"].to_numpy(float), (quotes["iv_status"] == "stale").to_numpy())
     return pd.DataFrame({"event": quotes["event"].to_numpy(), "strike": quotes["strike"].to_numpy(float),
                          "is_call": (quotes["option_type"] == "C").to_numpy(), "bid": quotes["bid"].to_numpy(float),
                          "ask": quotes["ask"].to_numpy(float), "mid": mid, "iv": quotes["iv"].to_numpy(float)})
@@ -390,7 +388,7 @@ def build_structures(metrics: pd.DataFrame, surface: pd.DataFrame, moves: pd.Dat
     sigma = np.where(np.isfinite(iv_c), iv_c, payoffs.quadratic_smile(
         priced_strike, forward[:, None], t0[:, None], smile["smile_atm"], smile["smile_a"], smile["smile_b"], smile["smile_c"],
         config.skew_max_abs_x))
-    disc0 = np.exp(-rate * t0)[:, None]
+    disc0 = discount_factor(rate, t0)[:, None]
     with np.errstate(invalid="ignore", divide="ignore"):
         to_spot = (forward / spot)[:, None]
         delta = black76_delta(forward[:, None], priced_strike, t0[:, None], sigma, disc0, SLOT_IS_CALL) * to_spot

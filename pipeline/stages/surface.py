@@ -9,7 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.black76 import IV_STATUSES, STATUS_CODE, black76_delta, implied_vol_codes
+from pipeline.black76 import (
+    IV_STATUSES, STATUS_CODE, black76_delta, carried_forward, discount_factor, fresh_mid, implied_vol_codes,
+    parity_forward, quoted_mid,
+)
 from pipeline.schemas import DATASETS
 from pipeline.sessions import NEW_YORK, sessions_offset, year_fraction
 from pipeline.stages.groups import (
@@ -23,11 +26,6 @@ SURFACE_COLUMNS = list(DATASETS["surface"].model.to_schema().columns)
 # million Python strings costs a quarter of a second.
 _FORWARD_SOURCES = pd.array(["parity", "spot"], dtype="str")
 _STATUSES = pd.array(IV_STATUSES, dtype="str")
-
-
-def two_sided_mid(bid, ask):
-    """(bid + ask) / 2 where the quote is two-sided (0 < bid <= ask), else NaN."""
-    return np.where((bid > 0) & (ask >= bid), 0.5 * (bid + ask), np.nan)
 
 
 def stale_quotes(quote_time: pd.Series, snapshot_time: pd.Series) -> np.ndarray:
@@ -49,9 +47,10 @@ def stale_quotes(quote_time: pd.Series, snapshot_time: pd.Series) -> np.ndarray:
 
 
 def _parity_forwards(group, n_groups, strike, is_call, is_put, mid, t, rate):
-    """Per group, the median of F = K + (C - P)/D over the PARITY_STRIKES strikes with the smallest |C - P|.
+    """Per group, the median of :func:`~pipeline.black76.parity_forward` F = K + (C - P)/D over the
+    PARITY_STRIKES strikes with the smallest |C - P|.
 
-    C, P are two-sided mids (``mid``, NaN where not two-sided) at the same strike (duplicate quotes
+    C, P are fresh mids (``mid``, NaN where not two-sided or stale) at the same strike (duplicate quotes
     averaged), D = exp(-rate t) with t the mean time to expiry of the two legs; only F > 0 counts
     and ties in |C - P| go to the lower strike. Near the money |C - P| is smallest and the quotes
     are tightest, so the forward is least sensitive to spreads there. NaN for a group without a pair.
@@ -64,10 +63,10 @@ def _parity_forwards(group, n_groups, strike, is_call, is_put, mid, t, rate):
     contract = key[start]
     call = np.flatnonzero((contract[:-1] % 2 == 0) & (contract[1:] == contract[:-1] + 1))
     put = call + 1
-    discount = np.exp(-rate * 0.5 * (mean_t[call] + mean_t[put]))
+    discount = discount_factor(rate, 0.5 * (mean_t[call] + mean_t[put]))
     call_minus_put = mean_mid[call] - mean_mid[put]
     pair_row = legs[start[call]]
-    forward = strike[pair_row] + call_minus_put / discount
+    forward = parity_forward(strike[pair_row], call_minus_put, discount)
     kept = np.flatnonzero(forward > 0)
     pair_group = group[pair_row][kept]
     nearest = smallest_per_group(pair_group, np.abs(call_minus_put[kept]), PARITY_STRIKES)
@@ -76,11 +75,10 @@ def _parity_forwards(group, n_groups, strike, is_call, is_put, mid, t, rate):
 
 def _group_forwards(group, n_groups, t, strike, is_call, is_put, bid, ask, spot, stale, rate):
     """Forward per group and its source as an index into _FORWARD_SOURCES (-1: none); see implied_forwards."""
-    fresh_mid = np.where(stale, np.nan, two_sided_mid(bid, ask))
-    forward = _parity_forwards(group, n_groups, strike, is_call, is_put, fresh_mid, t, rate)
+    forward = _parity_forwards(group, n_groups, strike, is_call, is_put, fresh_mid(bid, ask, stale), t, rate)
     # The carried spot only matters where parity gave nothing.
     rows = np.flatnonzero(to_rows(np.isnan(forward), group, False))
-    carried = group_median(group[rows], n_groups, spot[rows] * np.exp(rate * t[rows]))
+    carried = group_median(group[rows], n_groups, carried_forward(spot[rows], rate, t[rows]))
     source = np.select([~np.isnan(forward), ~np.isnan(carried)], [0, 1], default=-1)
     return np.where(np.isnan(forward), carried, forward), source
 
@@ -101,7 +99,8 @@ def implied_forwards(quotes: pd.DataFrame, rate: float) -> pd.DataFrame:
     underlying_price, quote_time, snapshot_time). Only strikes where both legs are two-sided
     (0 < bid <= ask) and fresh (not :func:`stale_quotes`) count (see :func:`_parity_forwards`).
     Without such a pair the forward is the spot carried at the
-    rate, underlying_price * exp(rate t) (median over the group), which ignores dividends.
+    rate, :func:`~pipeline.black76.carried_forward` underlying_price * exp(rate t) (median over the
+    group), which ignores dividends.
     Returns ticker, expiration, forward (money), forward_source ("parity", "spot", or null when
     neither exists), one row per (ticker, expiration), sorted.
     """
@@ -115,10 +114,10 @@ def implied_forwards(quotes: pd.DataFrame, rate: float) -> pd.DataFrame:
 def build_surface(chains: pd.DataFrame, rate: float) -> pd.DataFrame:
     """Every quote with its forward, time to expiry, Black-76 IV and delta (the Surface columns).
 
-    - ``mid`` = (bid + ask)/2 whenever ask >= bid and ask > 0 (kept for zero-bid quotes too);
-      NaN for crossed (bid > ask) or missing quotes.
-    - ``iv_status``: :func:`pipeline.black76.implied_vol`'s status on the two-sided mid
-      (0 < bid <= ask), so ``expired`` comes first, then ``crossed`` for bid > ask and ``no_quote``
+    - ``mid`` = :func:`~pipeline.black76.quoted_mid`, (bid + ask)/2 whenever ask >= bid and ask > 0
+      (kept for zero-bid quotes too); NaN for crossed (bid > ask) or missing quotes.
+    - ``iv_status``: :func:`pipeline.black76.implied_vol`'s status on the fresh mid
+      (:func:`~pipeline.black76.fresh_mid`: 0 < bid <= ask, not stale), so ``expired`` comes first, then ``crossed`` for bid > ask and ``no_quote``
       for missing quotes or bid <= 0 (a zero-bid wing quote says only that the option is worth
       less than its ask), then ``no_forward`` when the group has no forward, then the price-bound
       statuses; ``stale`` (not solved) for a quote stamped before the snapshot's session
@@ -136,11 +135,8 @@ def build_surface(chains: pd.DataFrame, rate: float) -> pd.DataFrame:
     group_forward, group_source = _group_forwards(group, n_groups, t, strike, is_call, is_put, bid, ask, spot,
                                                   stale, rate)
     forward = to_rows(group_forward, group, np.nan)
-    discount = np.exp(-rate * t)
-
-    mid = np.where((ask >= bid) & (ask > 0), 0.5 * (bid + ask), np.nan)
-    fresh_mid = np.where(stale, np.nan, two_sided_mid(bid, ask))
-    iv, status = implied_vol_codes(fresh_mid, forward, strike, t, discount, is_call)
+    discount = discount_factor(rate, t)
+    iv, status = implied_vol_codes(fresh_mid(bid, ask, stale), forward, strike, t, discount, is_call)
     status[(status == STATUS_CODE["no_quote"]) & (bid > ask)] = STATUS_CODE["crossed"]
     status[stale & (status != STATUS_CODE["expired"])] = STATUS_CODE["stale"]
     ok = np.flatnonzero(status == STATUS_CODE["ok"])
@@ -154,7 +150,7 @@ def build_surface(chains: pd.DataFrame, rate: float) -> pd.DataFrame:
         "option_type": chains["option_type"].astype("str"),
         "bid": chains["bid"].astype(float),
         "ask": chains["ask"].astype(float),
-        "mid": mid,
+        "mid": quoted_mid(bid, ask),
         "underlying_price": chains["underlying_price"].astype(float),
         "forward": forward,
         "forward_source": _FORWARD_SOURCES.take(to_rows(group_source, group, -1), allow_fill=True),
