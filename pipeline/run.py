@@ -165,7 +165,7 @@ def _locked_run(command, dates, work, settings, gate, engine, scheduler) -> Outc
     try:
         work.plan(run)
         work.execute(run)
-    except (Refused, Interrupted, Exception) as exc:  # noqa: BLE001 - any failure: logged, manifested, an exit status
+    except (Interrupted, Exception) as exc:  # noqa: BLE001 - any failure: logged, manifested, an exit status
         _failed(run, work, exc, outcome)
     finally:
         gate.hold = True           # a signal from here on is only remembered: the manifest gets written

@@ -77,8 +77,9 @@ def test_every_command_takes_the_global_options_after_its_name():
         assert set(GLOBAL_OPTIONS) <= given, name
 
 
-def test_global_options_after_doctor_and_explain_are_used(replayed, config):
+def test_global_options_after_doctor_explain_and_rank_are_used(replayed, config, tmp_path):
     import csv
+    import shutil
 
     doctor = after(replayed, config, "doctor")
     assert doctor.exit_code == 0, doctor.output
@@ -87,6 +88,11 @@ def test_global_options_after_doctor_and_explain_are_used(replayed, config):
     explained = after(replayed, config, "explain", ticker, "--date", END, "--json")
     assert explained.exit_code == 0, explained.output
     assert json.loads(explained.output)["ticker"] == ticker
+    root = tmp_path / "data"
+    shutil.copytree(replayed, root)
+    ranked = after(root, config, "rank", "--date", END, "--no-html")
+    assert ranked.exit_code == 0, ranked.output
+    assert manifests(root)[-1]["command"] == "rank" and manifests(root)[-1]["dates"] == [END]
 
 
 def test_the_driver_has_no_function_over_60_lines():
