@@ -7,6 +7,8 @@ from datetime import datetime
 
 import click
 
+from pipeline.steps import NAMES, STEPS
+
 
 def _fail(message: str, code: int):
     from pipeline.outside_text import escape_controls
@@ -109,14 +111,21 @@ class Runner:
             click.echo(f"vendor requests: {sum(outcome.calls.values())} {outcome.calls}", err=True)
         for path, frame in outcome.reports:
             _print_top(frame, path)
-        if outcome.summary:
-            click.echo(outcome.summary, err=True)
-        if outcome.message:
-            if outcome.manifest:
-                click.echo(f"manifest: {outcome.manifest}", err=True)
-            _fail(outcome.message, outcome.exit_status)
+        _conclude(outcome)
+
+
+def _conclude(outcome, done=None):
+    """How every run ends on the terminal: its notes and manifest on stderr, then its error (exit
+    with its status), or ``done()`` and its exit status."""
+    if outcome.summary:
+        click.echo(outcome.summary, err=True)
+    if outcome.manifest:
         click.echo(f"manifest: {outcome.manifest}", err=True)
-        sys.exit(outcome.exit_status)
+    if outcome.message:
+        _fail(outcome.message, outcome.exit_status)
+    if done is not None:
+        done()
+    sys.exit(outcome.exit_status)
 
 
 def _print_top(frame, path, rows: int = 15):
@@ -136,6 +145,9 @@ def _print_top(frame, path, rows: int = 15):
     page = path.with_suffix(".html")
     if page.exists():
         click.echo(f"page: {page}")
+
+
+GLOBAL_OPTIONS = ("data_dir", "config_path", "source", "wait_lock")
 
 
 def _global_options(func):
@@ -167,7 +179,21 @@ def _sub_options(func):
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """Every command of the group takes the global options after its name as well (they update
+    the group's :class:`Runner`, which it gets as its first argument)."""
+
+    def command(self, *args, **kwargs):
+        make = super().command(*args, **kwargs)
+
+        def decorator(func):
+            command = make(_sub_options(func))
+            command.params.sort(key=lambda p: p.name in GLOBAL_OPTIONS)     # its own options first in --help
+            return command
+        return decorator
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @_global_options
 @click.pass_context
 def main(ctx, data_dir, config_path, source, wait_lock):
@@ -182,20 +208,14 @@ DATE = click.option("--date", "date", default=None,
 def _stage_command(name: str, help_text: str):
     @main.command(name, help=help_text)
     @DATE
-    @_sub_options
     def command(runner: Runner, date):
         runner.run(name, date, [name])
     return command
 
 
-_stage_command("fetch-calendar", "Fetch the earnings calendar snapshot for the as-of date.")
-_stage_command("fetch-history", "Refresh past earnings reports for the window's tickers.")
-_stage_command("backfill-prices", "Fetch daily bars for sessions the store lacks (incremental).")
-_stage_command("pull-chains", "Pull option chains for the expirations the window's events need.")
-_stage_command("compute", "Compute moves, surface and metrics from the stored snapshots.")
-
-# The order of pipeline.jobs.STEPS, spelled out so the CLI starts without importing pandas.
-ALL_STEPS = ["fetch-calendar", "fetch-history", "backfill-prices", "pull-chains", "compute", "report"]
+for _step in STEPS:
+    if _step.help:
+        _stage_command(_step.name, _step.help)
 
 
 NO_HTML = click.option("--no-html", is_flag=True, default=False,
@@ -205,17 +225,15 @@ NO_HTML = click.option("--no-html", is_flag=True, default=False,
 @main.command()
 @DATE
 @NO_HTML
-@_sub_options
 def daily(runner: Runner, date, no_html):
     """Run every stage in order and write the ranked report."""
     runner.no_html = no_html
-    runner.run("daily", date, ALL_STEPS)
+    runner.run("daily", date, list(NAMES))
 
 
 @main.command()
 @DATE
 @NO_HTML
-@_sub_options
 def rank(runner: Runner, date, no_html):
     """Write data/reports/rank_DATE.csv: recompute the date's metrics from its stored snapshots
     (so config changes apply), fetching them first if the date was never run."""
@@ -224,13 +242,12 @@ def rank(runner: Runner, date, no_html):
     runner.no_html = no_html
     as_of = resolve_date(date, runner.settings().config)
     fetched = Store(runner.settings().root).exists("chains", as_of)
-    runner.run("rank", None, ["compute", "report"] if fetched else ALL_STEPS, as_of=as_of)
+    runner.run("rank", None, ["compute", "report"] if fetched else list(NAMES), as_of=as_of)
 
 
 @main.command()
 @click.option("--deep", is_flag=True, default=False,
               help="Also open every stored file with its schema and validate the rows the next run reads.")
-@_sub_options
 def doctor(runner: Runner, deep):
     """Check config, a writable data root, credentials (presence only), vendor reachability and
     session, HTTP cache, whole data files and data freshness."""
@@ -277,7 +294,6 @@ def _sessions(runner: Runner, start: str, end: str):
 
 @main.command()
 @_range_options
-@_sub_options
 def replay(runner: Runner, start, end, engine, scheduler):
     """Run the daily steps for every session from START to END, skipping sessions already
     complete (resumable). The synthetic source builds any range; a live source can only
@@ -292,22 +308,16 @@ def replay(runner: Runner, start, end, engine, scheduler):
     wanted = _sessions(runner, start, end)
     todo = [d for d in wanted
             if not (store.exists("metrics", d) and store.layout.rank_csv(d.date().isoformat()).exists())]
-    steps = ALL_STEPS
+    names = list(NAMES)
     if settings.config.source == "live":
         todo = [d for d in todo if store.exists("chains", d)]
-        steps = ["compute", "report"]
+        names = ["compute", "report"]
     click.echo(f"replay: {len(wanted)} sessions, {len(wanted) - len(todo)} already complete, {len(todo)} to run",
                err=True)
     if not todo:
         sys.exit(0)
-    outcome = execute("replay", todo, steps, settings, runner.wait_lock, engine, scheduler)
-    if outcome.summary:
-        click.echo(outcome.summary, err=True)
-    click.echo(f"manifest: {outcome.manifest}", err=True)
-    if outcome.message:
-        _fail(outcome.message, outcome.exit_status)
-    click.echo(f"{len(outcome.reports)} reports written under {store.layout.reports}")
-    sys.exit(outcome.exit_status)
+    outcome = execute("replay", todo, names, settings, runner.wait_lock, engine, scheduler)
+    _conclude(outcome, lambda: click.echo(f"{len(outcome.reports)} reports written under {store.layout.reports}"))
 
 
 @main.command()
@@ -326,51 +336,33 @@ def replay(runner: Runner, start, end, engine, scheduler):
 @click.option("--structure", type=click.Choice(["straddle", "strangle", "iron_condor", "iron_butterfly", "suggested"]),
               default="straddle", show_default=True,
               help="What to sell per event: a structure of DESIGN section 12, or the one the entry data suggests.")
-@_sub_options
 def backtest(runner: Runner, start, end, engine, scheduler, **selection):
     """Sell the straddle of every event reacting between START and END at the session before,
     buy it back at the reaction session, from stored snapshots only."""
     from pipeline import backtest as bt
-    from pipeline.layout import Layout
-    from pipeline.runlog import EXIT_BAD_INPUT, EXIT_FAILED, setup_logging
-
-    from pipeline.root_check import RootRefused
+    from pipeline.run import Backtest, execute
 
     settings = runner.settings()
     dates = _sessions(runner, start, end)
-    try:
-        setup_logging(settings.root)
-    except RootRefused as exc:
-        _fail(str(exc), EXIT_BAD_INPUT)
-    except OSError as exc:
-        _fail(f"cannot write the log under {Layout(settings.root).logs}: {exc}", EXIT_FAILED)
     order = bt.tier_order(settings.config)
     tiers = {column: _tier_choice(selection.pop(option), order[column], option)
              for option, column in (("vrp_tiers", "vrp_tier"), ("liquidity_tiers", "liquidity_tier"))}
     spec = bt.Spec(dates[0], dates[-1], vrp_tiers=tiers["vrp_tier"], liquidity_tiers=tiers["liquidity_tier"],
                    **selection)
-    try:
-        result = bt.run(settings, spec, engine, scheduler)
-    except bt.NotReplayed as exc:
-        _fail(str(exc), EXIT_BAD_INPUT)
-    except KeyboardInterrupt as exc:      # like a run's SIGINT: one line, exit 130, nothing written yet
-        unfinished = [d for chunk in getattr(exc, "unfinished", []) for d in chunk]
-        where = f" while working on exit sessions from {unfinished[0].date()}" if unfinished else ""
-        _fail(f"backtest interrupted by SIGINT{where}; nothing was written (outputs are written at the end); "
-              "rerun the same command", 130)
-    except LookupError as exc:
-        _fail(str(exc), EXIT_FAILED)
-    paths = bt.write(settings, spec, result)
+    outcome = execute("backtest", dates, Backtest(spec), settings, runner.wait_lock, engine, scheduler)
+    _conclude(outcome, lambda: _print_backtest(outcome.result, spec))
+
+
+def _print_backtest(result, spec) -> None:
+    """The summary table, the equity statistics and where the files are."""
     import pandas as pd
 
-    if result.missing:
-        shown = ", ".join(str(d.date()) for d in result.missing[:10]) + (" ..." if len(result.missing) > 10 else "")
-        click.echo(f"note: {len(result.missing)} of {len(dates)} sessions of the range have no stored snapshots "
-                   f"and were not traded ({shown}); `pipeline replay` the range to include them", err=True)
+    from pipeline.backtest import summary_headers
+
     with pd.option_context("display.width", 200, "display.max_columns", 20):
-        click.echo(result.summary.rename(columns=bt.summary_headers(spec.structure)).to_string(
+        click.echo(result.summary.rename(columns=summary_headers(spec.structure)).to_string(
             index=False, float_format=lambda v: f"{v:.3f}"))
-    stats = result.stats
+    stats, paths = result.stats, result.paths
     click.echo(f"equal premium per exit session: cumulative return {stats['total_return']:.3f} session premiums, "
                f"max drawdown {stats['max_drawdown']:.3f}, Sharpe {stats['sharpe']:.2f}")
     click.echo(f"trades: {paths['trades']}\nsummary: {paths['csv']}\nchart: {paths['png']}")
@@ -394,7 +386,6 @@ def _tier_choice(given, names, option: str) -> tuple[str, ...]:
 @DATE
 @click.option("--report-date", default=None, help="Which report, when the ticker has two in the window.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document instead of text.")
-@_sub_options
 def explain(runner: Runner, ticker, date, report_date, as_json):
     """One event from the date's stored snapshots: calendar entry, past reports and how often they
     moved more than implied, straddle legs, term structure, smile, VRP, score parts, status."""

@@ -1,9 +1,10 @@
 """The staged jobs: fetch from a source into validated snapshots, compute, report.
 
 Each job reads what it needs from the store and writes its own snapshot, so any job can be
-rerun alone and a rerun of a date replaces that date's outputs whole. Per-date jobs are in
-``STEPS``; ``write_moves`` runs once per run, before any date is computed and reported (the
-page draws the moves).
+rerun alone and a rerun of a date replaces that date's outputs whole. Which job is which step,
+and whether it runs per date or over a run's dates, is declared in :mod:`pipeline.steps`;
+``write_moves`` runs once per run, before any date is computed and reported (the page draws the
+moves).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pipeline import sessions
 from pipeline.config import Config
 from pipeline.failures import Failures
 from pipeline.schemas import empty, split_valid_tickers
+from pipeline.steps import FETCH
 from pipeline.store import Store
 
 log = logging.getLogger("pipeline")
@@ -195,7 +197,7 @@ def _with_fetch_causes(metrics: pd.DataFrame, failures: Failures) -> pd.DataFram
     deferred to the next day by the Alpha Vantage budget)."""
     causes: dict[str, list[str]] = {}
     for ticker, stage, reason in failures:
-        if stage in FETCH_STEPS:
+        if stage in FETCH:
             causes.setdefault(ticker, []).append(f"{stage}: {reason}")
     if not causes:
         return metrics
@@ -331,16 +333,3 @@ def write_moves(ctx: Context) -> int:
     ctx.row_counts["moves"] = len(moves)
     return len(moves)
 
-
-# Every step in run order; the fetch steps talk to a source.
-STEPS = {
-    "fetch-calendar": fetch_calendar,
-    "fetch-history": fetch_history,
-    "backfill-prices": backfill_prices,
-    "pull-chains": pull_chains,
-    "compute": compute,
-    "report": report,
-}
-FETCH_STEPS = ("fetch-calendar", "fetch-history", "backfill-prices", "pull-chains")
-# Steps that run once per run for all its dates (called with the list of dates).
-RANGE_STEPS = ("fetch-history", "backfill-prices")

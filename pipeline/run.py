@@ -1,8 +1,9 @@
-"""The run driver: one run of named steps over one or more as-of dates.
+"""The run driver: one run of a command over one or more as-of dates, as plan -> execute -> finish.
 
 It owns what every command shares: the data-root lock, the log, the manifest, the failure record
-handed to the source and the jobs, the per-date step loop, the once-per-run ``moves`` write and
-the exit policy. Commands (the CLI, a replay, a backtest) only say which dates and which steps.
+handed to the source and the jobs, the exit policy and the handling of interrupts. A command only
+says which dates and what work: steps of the registry (:mod:`pipeline.steps`; daily, rank, replay,
+a stage command) or a backtest (:class:`Backtest`).
 
 Safety rules enforced here:
 - a live source serves only the current session: fetch steps for any other date are refused
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import clock, jobs, sources
+from pipeline import clock, jobs, sources, steps
 from pipeline.config import Settings
 from pipeline.engine import map_dates
 from pipeline.runlog import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, LockedError,
@@ -39,21 +40,8 @@ from pipeline.store import CorruptPartition, Store
 log = logging.getLogger("pipeline")
 
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
-# What each step reads or replaces, and the step that writes each dataset again.
-STEP_DATASETS = {
-    "fetch-calendar": ("calendar",),
-    "fetch-history": ("calendar", "earnings_history"),
-    "backfill-prices": ("calendar", "prices"),
-    "pull-chains": ("calendar", "chains"),
-    "compute": ("calendar", "earnings_history", "prices", "chains", "surface", "metrics", "moves", "outcomes"),
-    "report": ("metrics",),
-}
-REFETCH_STEP = {"calendar": "fetch-calendar", "earnings_history": "fetch-history", "prices": "backfill-prices",
-                "chains": "pull-chains", "surface": "compute", "metrics": "compute", "moves": "compute",
-                "structures": "compute", "outcomes": "compute"}
-DATED = ("calendar", "chains", "surface", "metrics")
-STAGE_VENDOR = {"fetch-calendar": "Alpha Vantage", "fetch-history": "Alpha Vantage",
-                "backfill-prices": "Tradier", "pull-chains": "Tradier"}
+# Datasets partitioned by the as-of date: a run checks only its own dates' files of them.
+DATED = ("calendar", "chains", "surface", "metrics", "structures")
 
 
 class Interrupted(BaseException):
@@ -65,7 +53,7 @@ class Interrupted(BaseException):
 
 
 class Refused(Exception):
-    """The run must not start; ``code`` is the exit status."""
+    """The run must not go on; ``code`` is the exit status."""
 
     def __init__(self, message: str, code: int):
         super().__init__(message)
@@ -81,7 +69,27 @@ class Outcome:
     manifest: Path | None = None
     reports: list = field(default_factory=list)       # (path, ranked frame) per date reported
     calls: dict = field(default_factory=dict)          # vendor requests per endpoint
-    summary: str | None = None                          # a paragraph for stderr (exit 3, quarantine)
+    summary: str | None = None                          # a paragraph for stderr (exit 3, quarantine, notes)
+    result: object = None                               # what a backtest computed (pipeline.backtest.Result)
+
+
+@dataclass
+class Run:
+    """One run under the lock: what each phase of its work reads and adds to."""
+
+    command: str
+    dates: list
+    settings: Settings
+    engine: str
+    scheduler: str | None
+    store: Store
+    manifest: Manifest
+    ctx: jobs.Context
+    as_of: pd.Timestamp                                  # the date being worked on (for messages)
+    notes: list = field(default_factory=list)           # the driver's lines for stderr (quarantine, exit 3)
+    closing: list = field(default_factory=list)         # what the run made and closes at its end
+    report: Path | None = None                          # the main output, when not a ranked report
+    result: object = None
 
 
 class _SignalGate:
@@ -112,21 +120,22 @@ def _signals(gate: _SignalGate):
             signal.signal(s, handler)
 
 
-def execute(command: str, dates: list[pd.Timestamp], steps: list[str], settings: Settings,
+def execute(command: str, dates: list[pd.Timestamp], work, settings: Settings,
             wait_lock: float = 0.0, engine: str = "local", scheduler: str | None = None) -> Outcome:
-    """Run ``steps`` (names of :data:`pipeline.jobs.STEPS`, in that order) for each date.
+    """Run ``work`` over ``dates``: names of :data:`pipeline.steps.STEPS` (run in the registry's
+    order), or a :class:`Backtest`. ``engine``/``scheduler``: where per-date work executes.
 
     Exit policy: 1 when a step raises (the snapshots written before stay valid), 2 for a date the
     source cannot serve, 3 when a source could not deliver some tickers (or ``rank`` met events
     whose inputs were never fetched), else 0; 75 when another run holds the data root; 130/143
     on SIGINT/SIGTERM.
     """
+    work = Steps(work) if isinstance(work, (list, tuple)) else work
     root = settings.root
     gate = _SignalGate()
     try:
-        with _signals(gate):
-            with data_root_lock(root, wait_lock):
-                return _locked_run(command, dates, list(steps), settings, gate, engine, scheduler)
+        with _signals(gate), data_root_lock(root, wait_lock):
+            return _locked_run(command, list(dates), work, settings, gate, engine, scheduler)
     except LockedError as exc:
         return Outcome(EXIT_LOCKED, str(exc))
     except RootRefused as exc:
@@ -145,12 +154,29 @@ def _os_error(exc: OSError) -> str:
     return f"{text}: {exc.filename}{hint}" if exc.filename else f"{text}{hint}"
 
 
-def _locked_run(command, dates, steps, settings, gate, engine, scheduler) -> Outcome:
-    root, config = settings.root, settings.config
+def _locked_run(command, dates, work, settings, gate, engine, scheduler) -> Outcome:
+    """Holding the data root: plan -> execute -> finish. Whatever happens, the run's source is
+    closed and its manifest written."""
     try:
-        setup_logging(root)
+        setup_logging(settings.root)
     except OSError as exc:
-        return Outcome(EXIT_FAILED, f"cannot write the log under {Layout(root).logs}: {_os_error(exc)}")
+        return Outcome(EXIT_FAILED, f"cannot write the log under {Layout(settings.root).logs}: {_os_error(exc)}")
+    run = _start(command, dates, settings, engine, scheduler)
+    outcome = Outcome(EXIT_OK)
+    try:
+        work.plan(run)
+        work.execute(run)
+    except (Interrupted, Exception) as exc:  # noqa: BLE001 - any failure: logged, manifested, an exit status
+        _failed(run, work, exc, outcome)
+    finally:
+        gate.hold = True           # a signal from here on is only remembered: the manifest gets written
+        outcome.calls = _close(run)
+    return _finish(run, outcome, gate)
+
+
+def _start(command, dates, settings: Settings, engine, scheduler) -> Run:
+    """The run's store (partial files of a killed run swept) and manifest."""
+    root, config = settings.root, settings.config
     log.info("%s: config %s, data root %s", command, settings.origin, root.resolve())
     store = Store(root)
     leftovers = store.clean_temporaries()
@@ -159,100 +185,65 @@ def _locked_run(command, dates, steps, settings, gate, engine, scheduler) -> Out
         manifest.data["removed_partials"] = leftovers
         log.warning("removed %d partial file(s) left by a run killed mid-write", leftovers)
     manifest.data.update(dates=[str(d.date()) for d in dates], config=settings.origin, data_root=str(root.resolve()))
-    ctx = jobs.Context(config=config, store=store)
-    outcome = Outcome(EXIT_OK)
-    as_of = dates[0]
-    notes: list[str] = []
-    worker_market = None
-    try:
-        _refuse_unservable(config.source, dates, steps, store)
-        steps = _preflight(store, config.source, dates, steps, manifest, notes)
-        _check_reports_writable(root, steps)
-        if any(name in jobs.FETCH_STEPS for name in steps):
-            ctx.source = sources.make_source(config, root, ctx.failures)
-        ranged = [s for s in steps if s in jobs.RANGE_STEPS]
-        first = steps.index(ranged[0]) if ranged else 0
-        before, after = steps[:first], [s for s in steps[first:] if s not in ranged]
-        for as_of in dates:                    # per-date steps before the once-per-run ones
-            for name in progress(before, f"{as_of.date()}", "step"):
-                with manifest.stage(name, ctx):
-                    jobs.STEPS[name](ctx, as_of)
-        for name in ranged:                    # steps over all dates at once
-            with manifest.stage(name, ctx):
-                jobs.STEPS[name](ctx, list(dates))
-        if "compute" in steps:
-            # Moves are facts about past reports (stored history and prices only), and the report
-            # draws them: written before any date is reported, so a first run's page has them.
-            with manifest.stage("moves", ctx):
-                jobs.write_moves(ctx)
-        if engine == "dask" and len(dates) > 1:
-            with manifest.stage("+".join(after) + " on dask", ctx):
-                # The fetch failures so far go along: a date's report rows name them as the local engine's do.
-                fetched = [f for f in ctx.failures if f[1] in jobs.FETCH_STEPS]
-                # A synthetic market of the run's own for the workers (one copy each, simulated once
-                # there); a live source is made per task (its HTTP client does not travel).
-                if config.source == "synthetic" and any(name in jobs.FETCH_STEPS for name in after):
-                    worker_market = sources.make_source(config, root, ctx.failures)
-                for failures, reports, said in map_dates(_date_steps, dates, settings, after, fetched, worker_market,
-                                                         engine=engine, scheduler=scheduler,
-                                                         shared=(3,) if worker_market is not None else ()):
-                    for failure in failures:
-                        ctx.failures.add(*failure)
-                    ctx.reports.extend(reports)
-                    ctx.notes.extend(said)
-        else:
-            for as_of in dates:
-                with _metrics_and_report_together(store, as_of, after):
-                    for name in progress(after, f"{as_of.date()}", "step"):
-                        with manifest.stage(name, ctx):
-                            jobs.STEPS[name](ctx, as_of)
-                if command == "rank" and not any(s in jobs.FETCH_STEPS for s in steps):
-                    _never_fetched(ctx, as_of)
-    except Refused as exc:
+    return Run(command, dates, settings, engine, scheduler, store, manifest,
+               jobs.Context(config=config, store=store), as_of=dates[0])
+
+
+def _failed(run: Run, work, exc: BaseException, outcome: Outcome) -> None:
+    """The exit status and message of a run that ``exc`` ended (called while handling it)."""
+    command = run.command
+    if isinstance(exc, Refused):
         outcome.exit_status, outcome.message = exc.code, str(exc)
         log.error("%s refused: %s", command, exc)
-    except Interrupted as exc:
-        outcome.exit_status = EXIT_SIGNAL[exc.signum]
-        outcome.message = (f"{command} {_working_on(exc, as_of)} interrupted by {exc}: every snapshot is either the "
-                           f"previous or the new one, nothing half-written; rerun the same command to finish")
-        manifest.data["interrupted"] = str(exc)
+    elif isinstance(exc, Interrupted):
+        outcome.exit_status, outcome.message = EXIT_SIGNAL[exc.signum], work.interrupted(run, exc)
+        run.manifest.data["interrupted"] = str(exc)
         log.error("%s interrupted by %s", command, exc)
-    except OSError as exc:
+    elif isinstance(exc, OSError):
         outcome.exit_status = EXIT_FAILED
-        outcome.message = f"{command} {as_of.date()} failed: {_os_error(exc)}; the previous snapshots are intact"
+        outcome.message = f"{command} {run.as_of.date()} failed: {_os_error(exc)}; the previous snapshots are intact"
         log.error("%s failed: %s", command, exc)
-    except Exception as exc:  # noqa: BLE001 - any failure: logged, manifested, exit 1
+    else:
         log.exception("%s failed", command)
         outcome.exit_status = EXIT_FAILED
-        outcome.message = f"{command} {as_of.date()} failed: {exc}"
+        outcome.message = f"{command} {run.as_of.date()} failed: {exc}"
         if isinstance(exc, CorruptPartition):
-            outcome.message += "\n" + _recovery(exc, root)
-    finally:
-        gate.hold = True           # a signal from here on is only remembered: the manifest gets written
-        if worker_market is not None:
-            worker_market.close()
-        if ctx.source is not None:
-            try:
-                outcome.calls = ctx.source.call_counts()
-                ctx.source.close()
-            except Exception:  # noqa: BLE001 - closing must not hide the run's outcome
-                log.warning("closing the source failed", exc_info=True)
+            outcome.message += "\n" + _recovery(exc, run.settings.root)
+
+
+def _close(run: Run) -> dict:
+    """Close what the run opened; the source's vendor requests per endpoint."""
+    for thing in run.closing:
+        thing.close()
+    calls = {}
+    if run.ctx.source is not None:
+        try:
+            calls = run.ctx.source.call_counts()
+            run.ctx.source.close()
+        except Exception:  # noqa: BLE001 - closing must not hide the run's outcome
+            log.warning("closing the source failed", exc_info=True)
+    return calls
+
+
+def _finish(run: Run, outcome: Outcome, gate: _SignalGate) -> Outcome:
+    """Exit 3 when tickers lack inputs, the manifest written, a signal that came meanwhile honoured."""
+    ctx, manifest = run.ctx, run.manifest
     if outcome.calls:
         manifest.data["calls"] = outcome.calls
     if outcome.exit_status == EXIT_OK and any(stage != "compute" for _, stage, _ in ctx.failures):
         outcome.exit_status = EXIT_PARTIAL
-        notes.append(partial_summary(ctx.failures, config.source))
+        run.notes.append(partial_summary(ctx.failures, run.settings.config.source))
     if ctx.notes:
         manifest.data["notes"] = list(ctx.notes)
     if outcome.message:
         manifest.data["error"] = outcome.message
-    outcome.summary = "\n".join(notes + ctx.notes) or None
-    outcome.reports = ctx.reports
+    outcome.summary = "\n".join(run.notes + ctx.notes) or None
+    outcome.reports, outcome.result = ctx.reports, run.result
+    report = run.report or (ctx.reports[-1][0] if ctx.reports else None)
     try:
-        outcome.manifest = manifest.finish(outcome.exit_status, ctx.failures,
-                                           ctx.reports[-1][0] if ctx.reports else None)
+        outcome.manifest = manifest.finish(outcome.exit_status, ctx.failures, report)
     except OSError as exc:
-        problem = f"the run manifest could not be written under {store.layout.runs}: {_os_error(exc)}"
+        problem = f"the run manifest could not be written under {Layout(run.settings.root).runs}: {_os_error(exc)}"
         outcome.message = f"{outcome.message}; {problem}" if outcome.message else problem
         if outcome.exit_status in (EXIT_OK, EXIT_PARTIAL):
             outcome.exit_status = EXIT_FAILED
@@ -260,6 +251,92 @@ def _locked_run(command, dates, steps, settings, gate, engine, scheduler) -> Out
         outcome.exit_status = EXIT_SIGNAL[gate.pending]
         outcome.message = (outcome.message or "") + f" (interrupted by {signal.Signals(gate.pending).name} while finishing)"
     return outcome
+
+
+# ---- the work of a run -------------------------------------------------------------------------
+
+class Steps:
+    """Steps of the registry over the run's dates (daily, rank, replay, a stage command).
+
+    The steps run in segments of one span (:func:`pipeline.steps.segments`): a range step once
+    over all dates, per-date steps date by date. The per-date steps after the last range step
+    run on the engine (each date's work is then independent of the others'); those before feed
+    a range step and run here.
+    """
+
+    def __init__(self, names):
+        self.names = steps.ordered(names)
+
+    def plan(self, run: Run) -> None:
+        """Refuse what the source cannot serve, check the files the steps read or replace (adding
+        the steps that fetch bad ones again), check the report can be written; then the source."""
+        config, root = run.settings.config, run.settings.root
+        _refuse_unservable(config.source, run.dates, self.names, run.store)
+        self.names = _preflight(run.store, config.source, run.dates, self.names, run.manifest, run.notes)
+        _check_reports_writable(root, self.names)
+        if any(name in steps.FETCH for name in self.names):
+            run.ctx.source = sources.make_source(config, root, run.ctx.failures)
+
+    def execute(self, run: Run) -> None:
+        cut = steps.segments(self.names)
+        for i, (span, names) in enumerate(cut):
+            if span == steps.RANGE:
+                for name in names:
+                    with run.manifest.stage(name, run.ctx):
+                        steps.BY_NAME[name].run(run.ctx, list(run.dates))
+                continue
+            _once(run, names)
+            if i == len(cut) - 1 and run.engine == "dask" and len(run.dates) > 1:
+                _on_engine(run, names)
+            else:
+                _each_date(run, names)
+        if run.command == "rank" and not any(name in steps.FETCH for name in self.names):
+            for as_of in run.dates:
+                _never_fetched(run.ctx, as_of)
+
+    def interrupted(self, run: Run, exc: Interrupted) -> str:
+        return (f"{run.command} {_working_on(exc, run.as_of)} interrupted by {exc}: every snapshot is either the "
+                f"previous or the new one, nothing half-written; rerun the same command to finish")
+
+
+def _once(run: Run, names) -> None:
+    """The once-per-run part of the segment's steps (the moves), before any date."""
+    for name in names:
+        step = steps.BY_NAME[name]
+        if step.once is not None:
+            with run.manifest.stage(step.once[0], run.ctx):
+                step.run_once(run.ctx)
+
+
+def _each_date(run: Run, names) -> None:
+    for as_of in run.dates:
+        run.as_of = as_of
+        with _metrics_and_report_together(run.store, as_of, names):
+            for name in progress(names, f"{as_of.date()}", "step"):
+                with run.manifest.stage(name, run.ctx):
+                    steps.BY_NAME[name].run(run.ctx, as_of)
+
+
+def _on_engine(run: Run, names) -> None:
+    """The per-date steps of every date as tasks of the engine (:func:`_date_steps`), merged in
+    date order."""
+    ctx, config = run.ctx, run.settings.config
+    # The fetch failures so far go along: a date's report rows name them as the local engine's do.
+    fetched = [f for f in ctx.failures if f[1] in steps.FETCH]
+    # A synthetic market of the run's own for the workers (one copy each, simulated once there); a
+    # live source is made per task (its HTTP client does not travel).
+    market = None
+    if config.source == "synthetic" and any(name in steps.FETCH for name in names):
+        market = sources.make_source(config, run.settings.root, ctx.failures)
+        run.closing.append(market)
+    with run.manifest.stage("+".join(names) + f" on {run.engine}", ctx):
+        for failures, reports, said in map_dates(_date_steps, run.dates, run.settings, names, fetched, market,
+                                                 engine=run.engine, scheduler=run.scheduler,
+                                                 shared=(3,) if market is not None else ()):
+            for failure in failures:
+                ctx.failures.add(*failure)
+            ctx.reports.extend(reports)
+            ctx.notes.extend(said)
 
 
 def _working_on(exc: BaseException, as_of) -> str:
@@ -280,23 +357,68 @@ def _date_steps(settings: Settings, names: list[str], known: list, market, as_of
     ctx = jobs.Context(config=settings.config, store=store)
     ctx.failures.seed(known)
     own = None
-    if any(name in jobs.FETCH_STEPS for name in names):
+    if any(name in steps.FETCH for name in names):
         ctx.source = market if market is not None else sources.make_source(settings.config, settings.root, ctx.failures)
         own = None if market is not None else ctx.source
     try:
         with _metrics_and_report_together(store, as_of, names):
             for name in names:
-                jobs.STEPS[name](ctx, as_of)
+                steps.BY_NAME[name].run(ctx, as_of)
     finally:
         if own is not None:
             own.close()
     return list(ctx.failures), ctx.reports, ctx.notes
 
 
+class Backtest:
+    """``pipeline backtest``: trade a :class:`pipeline.backtest.Spec` on stored snapshots. Its files
+    are written at the end, so an interrupted backtest leaves the previous ones."""
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.writing = False
+
+    def plan(self, run: Run) -> None:
+        """Nothing to check first: :func:`pipeline.backtest.run` refuses a range that was not
+        replayed before it computes anything, and nothing is written before the end."""
+
+    def execute(self, run: Run) -> None:
+        from pipeline import backtest as bt
+
+        with run.manifest.stage("trades") as entry:
+            try:
+                result = bt.run(run.settings, self.spec, run.engine, run.scheduler)
+            except bt.NotReplayed as exc:
+                raise Refused(str(exc), EXIT_BAD_INPUT) from None
+            except LookupError as exc:          # no event in the range, or none matching the selection
+                raise Refused(str(exc), EXIT_FAILED) from None
+            entry["rows"] = {"trades": len(result.trades)}
+        if result.missing:
+            shown = ", ".join(str(d.date()) for d in result.missing[:10]) + (" ..." if len(result.missing) > 10 else "")
+            run.ctx.notes.append(f"note: {len(result.missing)} of {len(run.dates)} sessions of the range have no "
+                                 f"stored snapshots and were not traded ({shown}); `pipeline replay` the range to "
+                                 "include them")
+        self.writing = True
+        with run.manifest.stage("write"):
+            paths = bt.write(run.settings, self.spec, result)
+        run.manifest.data["backtest"] = {"run_id": self.spec.run_id(run.settings),
+                                         "files": {name: str(path) for name, path in paths.items()}}
+        run.report, run.result = paths["csv"], result
+
+    def interrupted(self, run: Run, exc: Interrupted) -> str:
+        if self.writing:
+            return (f"backtest interrupted by {exc} while writing its outputs: each file is either the previous "
+                    "or the new one; rerun the same command")
+        unfinished = [d for chunk in getattr(exc, "unfinished", []) for d in chunk]
+        where = f" while working on exit sessions from {unfinished[0].date()}" if unfinished else ""
+        return (f"backtest interrupted by {exc}{where}; nothing was written (outputs are written at the end); "
+                "rerun the same command")
+
+
 # ---- refusals --------------------------------------------------------------------------------
 
-def _refuse_unservable(source: str, dates, steps, store: Store) -> None:
-    fetching = [s for s in steps if s in jobs.FETCH_STEPS]
+def _refuse_unservable(source: str, dates, names, store: Store) -> None:
+    fetching = [name for name in names if name in steps.FETCH]
     if not fetching:
         return
     current = clock.current_session()
@@ -323,9 +445,9 @@ def _what_can_run(store: Store, day, current) -> str:
             f"`pipeline daily` fetches the current session {current.date()}.")
 
 
-def _check_reports_writable(root: Path, steps) -> None:
+def _check_reports_writable(root: Path, names) -> None:
     """A report that cannot be written must fail before the metrics it reports are replaced."""
-    if "report" not in steps:
+    if "report" not in names:
         return
     import tempfile
 
@@ -336,10 +458,10 @@ def _check_reports_writable(root: Path, steps) -> None:
 
 
 @contextmanager
-def _metrics_and_report_together(store: Store, as_of, steps):
+def _metrics_and_report_together(store: Store, as_of, names):
     """When a run computes and reports a date, a failure in either puts the date's previous
     metrics, surface and structures back, so metrics and report never disagree."""
-    if not ("compute" in steps and "report" in steps):
+    if not ("compute" in names and "report" in names):
         yield
         return
     saved = {}
@@ -367,14 +489,13 @@ def _can_serve(source: str, day) -> bool:
     return day <= current if source == "synthetic" else day == current
 
 
-def _preflight(store: Store, source: str, dates, steps, manifest: Manifest, notes: list) -> list[str]:
+def _preflight(store: Store, source: str, dates, names, manifest: Manifest, notes: list) -> list[str]:
     """Open every file the steps read or replace; quarantine and refetch what can be fetched again,
     stop on what cannot. Returns the steps, with any refetch steps added (in run order)."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    wanted = dict.fromkeys(name for step in steps for name in STEP_DATASETS[step])
     extra = set()
     moved = []
-    for name in wanted:
+    for name in steps.checked(names):
         for value, path in store.files(name):
             if name in DATED and pd.Timestamp(value) not in set(dates):
                 continue
@@ -382,13 +503,10 @@ def _preflight(store: Store, source: str, dates, steps, manifest: Manifest, note
             if problem is None:
                 continue
             bad = CorruptPartition(name, value, path, problem)
-            refetch = REFETCH_STEP[name]
+            refetch = steps.writer(name)
             day = pd.Timestamp(value) if name in DATED else None
-            fetchable = refetch == "compute" or day is None or _can_serve(source, day)
-            if name in ("surface", "metrics", "moves") and "compute" not in steps:
-                fetchable = False
-            if name == "prices" and "compute" not in steps and "backfill-prices" not in steps:
-                fetchable = False
+            # Derived data is rebuilt only by a run that computes; fetched data by a source serving its day.
+            fetchable = "compute" in names if refetch == "compute" else day is None or _can_serve(source, day)
             if not fetchable:
                 raise Refused(f"{bad}\n{_recovery(bad, store.root, source)}", EXIT_FAILED)
             target = store.quarantine(path, stamp)
@@ -400,11 +518,11 @@ def _preflight(store: Store, source: str, dates, steps, manifest: Manifest, note
         manifest.data["quarantined"] = moved
         notes.append("quarantined (unreadable or foreign files; copies kept): " + "; ".join(
             f"{m['file']} -> {m['moved_to']} ({m['reason']}), refetched by {m['refetched_by']}" for m in moved))
-    if extra - set(steps):
-        if "compute" in extra and "compute" not in steps:
+    if extra - set(names):
+        if "compute" in extra and "compute" not in names:
             extra.add("report")
-        steps = [s for s in jobs.STEPS if s in set(steps) | extra]
-    return steps
+        names = steps.ordered(set(names) | extra)
+    return names
 
 
 def _recovery(exc: CorruptPartition, root: Path, source: str | None = None) -> str:
@@ -451,7 +569,7 @@ def partial_summary(failures, source: str) -> str:
     parts = []
     deferred = False
     for (stage, kind), tickers in groups.items():
-        vendor = STAGE_VENDOR.get(stage, "the stored snapshots") if source == "live" else (
+        vendor = _vendor(stage) if source == "live" else (
             "the stored snapshots" if stage == "rank-inputs" else f"the {source} source")
         shown = ", ".join(tickers[:12]) + (f" and {len(tickers) - 12} more" if len(tickers) > 12 else "")
         parts.append(f"{len(tickers)} at {stage} from {vendor} ({kind}): {shown}")
@@ -462,6 +580,12 @@ def partial_summary(failures, source: str) -> str:
     return (f"partial run (exit 3): {total} ticker(s) lack inputs; their report rows are marked failed. "
             + "; ".join(parts) + ". " + tomorrow
             + "every other failure is retried by the next run (see the manifest for each reason).")
+
+
+def _vendor(stage: str) -> str:
+    """Who a live run's failure at ``stage`` came from: the step's vendor, else the store."""
+    step = steps.BY_NAME.get(stage)
+    return step.vendor if step is not None and step.vendor else "the stored snapshots"
 
 
 def _reason_kind(reason: str) -> str:

@@ -11,9 +11,11 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from pipeline.steps import NAMES
+
 AS_OF = pd.Timestamp("2026-11-20")
 SETTINGS = {"source": "synthetic", "synthetic": {"seed": 7, "universe_size": 120}, "lookahead_days": 7}
-ALL_STEPS = ["fetch-calendar", "fetch-history", "backfill-prices", "pull-chains", "compute", "report"]
+ALL_STEPS = list(NAMES)
 _BUILT: dict = {}
 
 

@@ -103,9 +103,3 @@ def test_cli_start_up_does_not_import_pandas():
     code = "import sys, pipeline.cli; print('pandas' in sys.modules, 'numpy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
-
-
-def test_cli_stage_list_is_the_jobs_stage_order():
-    from pipeline import cli, jobs
-
-    assert cli.ALL_STEPS == list(jobs.STEPS)

@@ -8,10 +8,11 @@ import pytest
 from pipeline.config import ConfigError, resolve
 from pipeline.failures import Failures
 from pipeline.run import execute
+from pipeline.steps import NAMES
 from pipeline.store import Store
 
 DATES = [pd.Timestamp("2026-11-20"), pd.Timestamp("2026-11-24")]
-STEPS = ["fetch-calendar", "fetch-history", "backfill-prices", "pull-chains", "compute", "report"]
+STEPS = list(NAMES)
 
 
 def test_resolve_order_file_env_defaults(tmp_path, monkeypatch):
