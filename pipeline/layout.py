@@ -15,6 +15,8 @@ PARTITIONS: dict[str, str | None] = {
     "surface": "date",
     "moves": None,
     "metrics": "date",
+    "term": "date",
+    "event_history": "date",
     "structures": "date",
     "outcomes": "date",
 }

@@ -49,7 +49,7 @@ STEP_DATASETS = {
 }
 REFETCH_STEP = {"calendar": "fetch-calendar", "earnings_history": "fetch-history", "prices": "backfill-prices",
                 "chains": "pull-chains", "surface": "compute", "metrics": "compute", "moves": "compute",
-                "structures": "compute", "outcomes": "compute"}
+                "term": "compute", "event_history": "compute", "structures": "compute", "outcomes": "compute"}
 DATED = ("calendar", "chains", "surface", "metrics")
 STAGE_VENDOR = {"fetch-calendar": "Alpha Vantage", "fetch-history": "Alpha Vantage",
                 "backfill-prices": "Tradier", "pull-chains": "Tradier"}
@@ -337,12 +337,12 @@ def _check_reports_writable(root: Path, steps) -> None:
 @contextmanager
 def _metrics_and_report_together(store: Store, as_of, steps):
     """When a run computes and reports a date, a failure in either puts the date's previous
-    metrics, surface and structures back, so metrics and report never disagree."""
+    metrics and what was computed with them back, so metrics and report never disagree."""
     if not ("compute" in steps and "report" in steps):
         yield
         return
     saved = {}
-    for name in ("metrics", "surface", "structures"):
+    for name in ("metrics", "surface", "term", "event_history", "structures"):
         path = store.partition_path(name, as_of)
         saved[path] = path.read_bytes() if path.exists() else None
     try:

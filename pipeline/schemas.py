@@ -271,6 +271,47 @@ class Metrics(_Model):
         unique = ["ticker", "report_date"]
 
 
+class Term(_Model):
+    """ATM IV per expiration on the as-of date (partition ``date``): every expiration of every
+    ticker in the day's surface (:func:`pipeline.stages.term.atm_iv_by_expiration`), the points the
+    term structure, the 30-day IV and the skew's moneyness are computed from. ``t`` in years,
+    ``atm_iv`` annualized (fraction), null where one side of the forward has no usable quote."""
+
+    ticker: Series[str] = _ticker()
+    expiration: Series[pa.DateTime]
+    t: Series[float] = pa.Field(nullable=True)
+    atm_iv: Series[float] = pa.Field(gt=0, nullable=True)
+
+    class Config:
+        unique = ["ticker", "expiration"]
+
+
+class EventHistory(_Model):
+    """The past reports behind each upcoming event's history statistics (partition ``date``):
+    one row per event (``ticker``, ``report_date`` of the upcoming report) and past report
+    (``past_report_date``), the last ``history.max_events`` reacted by the as-of date, oldest
+    first (:func:`pipeline.stages.consistency.event_history`). The moves are the ``moves``
+    dataset's; ``abs_move`` is |move| of the configured ``history.move_type`` (what the statistics
+    average) and ``exceeded`` = abs_move > the event's implied move (null without one)."""
+
+    ticker: Series[str] = _ticker()
+    report_date: Series[pa.DateTime]
+    past_report_date: Series[pa.DateTime]
+    timing: Series[str] = pa.Field(isin=KNOWN_TIMINGS)
+    timing_source: Series[str] = pa.Field(isin=["vendor", "inferred"])
+    ref_date: Series[pa.DateTime]
+    reaction_date: Series[pa.DateTime]
+    ref_close: Series[float] = pa.Field(gt=0)
+    close_move: Series[float] = pa.Field(gt=-1)
+    gap_move: Series[float] = pa.Field(gt=-1)
+    max_move: Series[float] = pa.Field(gt=-1)
+    abs_move: Series[float] = pa.Field(ge=0)
+    exceeded: Series[pd.BooleanDtype] = pa.Field(nullable=True)
+
+    class Config:
+        unique = ["ticker", "report_date", "past_report_date"]
+
+
 class Structures(_Model):
     """Candidate structures per upcoming event (partition ``date``): one row per event x
     structure with its legs (:mod:`pipeline.stages.structures`; money per share for prices and
@@ -382,7 +423,7 @@ class Dataset:
 
 
 _MODELS = {"calendar": Calendar, "earnings_history": EarningsHistory, "prices": Prices, "chains": Chains,
-           "surface": Surface, "moves": Moves, "metrics": Metrics,
+           "surface": Surface, "moves": Moves, "metrics": Metrics, "term": Term, "event_history": EventHistory,
            "structures": Structures, "outcomes": Outcomes}
 DATASETS: dict[str, Dataset] = {name: Dataset(name, _MODELS[name], partition) for name, partition in PARTITIONS.items()}
 
