@@ -6,7 +6,8 @@ on): the ranked table (one line per event, human headers from :data:`pipeline.di
 and a legend, grouped as ranked), a scatter of the signal-implied against the historical move
 with the VRP tier lines, and for **every** event a ``<details>`` section: past reports against
 today's implied band, the ATM term structure with the ex-earnings vol, the event expiration's
-smile (quotes and fit), the suggested structure's payoff at exit and at expiry (from the stored
+smile (quotes and fit) -- the rows compute stored with the metrics (``event_history``, ``term``,
+``smile``), read, never recomputed -- the suggested structure's payoff at exit and at expiry (from the stored
 ``structures`` partition, priced by the stage's own :func:`pipeline.stages.structures.exit_pnl` and
 :func:`pipeline.stages.structures.expiry_pnl`) with a table of
 every candidate structure, the priced density's numbers, its outcomes where stored and every CSV
@@ -103,28 +104,13 @@ def _by_event(frame: pd.DataFrame) -> dict:
     return frame.groupby([frame["ticker"], frame["report_date"].dt.strftime("%Y-%m-%d")], sort=False).indices
 
 
-def _smile_quotes(surface: pd.DataFrame) -> pd.DataFrame:
-    """The smile fit's points (:func:`pipeline.stages.term.otm_quotes`: out-of-the-money, usable
-    IV, one per contract): ticker, expiration, k = ln(K/F), iv; sorted by ticker, expiration, k."""
-    from pipeline.stages.groups import quote_groups, quote_keys
-    from pipeline.stages.term import otm_quotes
-
-    if surface.empty:
-        return pd.DataFrame(columns=["ticker", "expiration", "k", "iv"])
-    group, n_groups = quote_groups(surface)
-    quote_group, _, iv, k = otm_quotes(surface, group)
-    keys = quote_keys(surface, group, n_groups)
-    out = keys.iloc[quote_group].reset_index(drop=True).assign(k=k, iv=iv)
-    return out.sort_values(["ticker", "expiration", "k"], kind="stable").reset_index(drop=True)
-
-
 def _event_sections(data: pd.DataFrame, metrics: pd.DataFrame, root: Path, as_of: pd.Timestamp, config,
                     structures: pd.DataFrame | None, outcomes: pd.DataFrame | None) -> list[dict]:
     """One section per event of the ranked ``data`` (display columns added), in rank order.
 
-    The past reports and the term structure are the rows compute stored with the metrics
-    (``event_history``, ``term``); ``structures`` and ``outcomes`` come from the report step,
-    which read them already."""
+    The past reports, the term structure and the smile quotes are the rows compute stored with
+    the metrics (``event_history``, ``term``, ``smile``); ``structures`` and ``outcomes`` come
+    from the report step, which read them already."""
     from pipeline import svg_charts
     from pipeline.display import format_value
     from pipeline.store import Store
@@ -134,8 +120,7 @@ def _event_sections(data: pd.DataFrame, metrics: pd.DataFrame, root: Path, as_of
     history = store.scan("event_history", dates=[as_of], tickers=tickers)
     atm = store.scan("term", dates=[as_of], tickers=tickers)
     atm = atm[atm["atm_iv"].notna() & (atm["t"] > 0)].reset_index(drop=True)
-    surface = store.scan("surface", dates=[as_of], tickers=tickers) if store.exists("surface", as_of) else pd.DataFrame()
-    quotes = _smile_quotes(surface.drop(columns="date") if len(surface) else surface)
+    quotes = store.scan("smile", dates=[as_of], tickers=tickers)
     outcomes = _sorted_outcomes(outcomes)
     structures = _page_structures(structures)
     reaction_of = dict(zip(zip(metrics["ticker"], metrics["report_date"].dt.strftime("%Y-%m-%d")),
@@ -223,11 +208,11 @@ def _payoff_charts(structures: pd.DataFrame | None, history_at: dict, move_value
     strikes and the stored expiry breakevens, as moves of the spot. Events are priced
     :data:`PAYOFF_CHUNK` at a time on the union of their points (one call per chunk, no per-event
     pandas). A partition written before the exit inputs were stored gets the expiry curve only."""
+    if structures is None:
+        return {}
     from pipeline import svg_charts
     from pipeline.stages.structures import EXIT_INPUTS, SLOTS, exit_pnl, expiry_pnl
 
-    if structures is None:
-        return {}
     chosen = structures[structures["suggested"].to_numpy(bool) & (structures["status"] == "ok").to_numpy()
                         & (structures["spot"].to_numpy(float) > 0)].reset_index(drop=True)
     if chosen.empty:
@@ -336,7 +321,7 @@ def _float(value) -> float:
 
 
 def _smile_chart(on: dict, scale: float, record: dict):
-    """The event expiration's quotes (arrays of :func:`_smile_quotes` columns) against k = ln(K/F)
+    """The event expiration's quotes (arrays of the ``smile`` dataset's columns) against k = ln(K/F)
     and the fitted quadratic iv = a + b x + c x^2 in x = k / (atm_iv sqrt(t)) = k / ``scale``
     (:func:`pipeline.stages.skew.fit_skew`), over |x| <= 3."""
     from pipeline import svg_charts

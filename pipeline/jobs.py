@@ -230,13 +230,14 @@ def compute(ctx: Context, as_of: pd.Timestamp) -> pd.DataFrame:
     ctx.store.write("term", result.term, as_of)
     history = result.event_history.merge(metrics[["ticker", "report_date"]], on=["ticker", "report_date"])
     ctx.store.write("event_history", history, as_of)
+    ctx.store.write("smile", result.smile[result.smile["ticker"].isin(metrics["ticker"])], as_of)
     structures = build_structures(metrics, result.surface, result.moves, ctx.config)
     ctx.store.write("structures", structures, as_of)
     for ticker, reason in zip(metrics.loc[metrics["status"] == "failed", "ticker"],
                               metrics.loc[metrics["status"] == "failed", "reason"]):
         ctx.failures.add(ticker, "compute", reason)
     ctx.row_counts.update(surface=len(result.surface), metrics=len(metrics), term=len(result.term),
-                          event_history=len(history), structures=len(structures))
+                          event_history=len(history), smile=len(result.smile), structures=len(structures))
     write_outcomes(ctx, as_of)
     return metrics
 

@@ -17,6 +17,7 @@ PARTITIONS: dict[str, str | None] = {
     "metrics": "date",
     "term": "date",
     "event_history": "date",
+    "smile": "date",
     "structures": "date",
     "outcomes": "date",
 }

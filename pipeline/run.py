@@ -49,7 +49,8 @@ STEP_DATASETS = {
 }
 REFETCH_STEP = {"calendar": "fetch-calendar", "earnings_history": "fetch-history", "prices": "backfill-prices",
                 "chains": "pull-chains", "surface": "compute", "metrics": "compute", "moves": "compute",
-                "term": "compute", "event_history": "compute", "structures": "compute", "outcomes": "compute"}
+                "term": "compute", "event_history": "compute", "smile": "compute",
+                "structures": "compute", "outcomes": "compute"}
 DATED = ("calendar", "chains", "surface", "metrics")
 STAGE_VENDOR = {"fetch-calendar": "Alpha Vantage", "fetch-history": "Alpha Vantage",
                 "backfill-prices": "Tradier", "pull-chains": "Tradier"}
@@ -342,7 +343,7 @@ def _metrics_and_report_together(store: Store, as_of, steps):
         yield
         return
     saved = {}
-    for name in ("metrics", "surface", "term", "event_history", "structures"):
+    for name in ("metrics", "surface", "term", "event_history", "smile", "structures"):
         path = store.partition_path(name, as_of)
         saved[path] = path.read_bytes() if path.exists() else None
     try:

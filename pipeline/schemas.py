@@ -312,6 +312,21 @@ class EventHistory(_Model):
         unique = ["ticker", "report_date", "past_report_date"]
 
 
+class Smile(_Model):
+    """The smile of each upcoming event's expiration on the as-of date (partition ``date``): its
+    out-of-the-money quotes with a usable IV, one per contract
+    (:func:`pipeline.stages.term.event_smiles`), ``k`` = ln(K/F) and ``iv`` (annualized fraction),
+    the points the skew fit (``skew_*`` columns) draws from."""
+
+    ticker: Series[str] = _ticker()
+    expiration: Series[pa.DateTime]
+    k: Series[float]
+    iv: Series[float] = pa.Field(gt=0)
+
+    class Config:
+        unique = ["ticker", "expiration", "k"]
+
+
 class Structures(_Model):
     """Candidate structures per upcoming event (partition ``date``): one row per event x
     structure with its legs (:mod:`pipeline.stages.structures`; money per share for prices and
@@ -424,7 +439,7 @@ class Dataset:
 
 _MODELS = {"calendar": Calendar, "earnings_history": EarningsHistory, "prices": Prices, "chains": Chains,
            "surface": Surface, "moves": Moves, "metrics": Metrics, "term": Term, "event_history": EventHistory,
-           "structures": Structures, "outcomes": Outcomes}
+           "smile": Smile, "structures": Structures, "outcomes": Outcomes}
 DATASETS: dict[str, Dataset] = {name: Dataset(name, _MODELS[name], partition) for name, partition in PARTITIONS.items()}
 
 

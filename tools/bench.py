@@ -105,7 +105,7 @@ PAGE_WINDOW_DAYS = 7        # the daily's default look-ahead: the events one day
 
 def report_page(result, config) -> tuple[int, int]:
     """The ranked frame and HTML page of the events a default daily would show (reports within
-    PAGE_WINDOW_DAYS), with the surface, term structure and event history stored in a temporary
+    PAGE_WINDOW_DAYS), with the term structure, event history and smiles stored in a temporary
     data root as the daily leaves them. Returns (events, page bytes)."""
     import tempfile
     from pathlib import Path
@@ -119,7 +119,7 @@ def report_page(result, config) -> tuple[int, int]:
     tickers = set(metrics["ticker"])
     with tempfile.TemporaryDirectory(prefix="ivcrush-bench-") as folder:
         store = Store(Path(folder))
-        for name in ("surface", "term", "event_history"):
+        for name in ("term", "event_history", "smile"):
             rows = getattr(result, name)
             store.write(name, rows[rows["ticker"].isin(tickers)].reset_index(drop=True), AS_OF)
         frame = report_frame(metrics)

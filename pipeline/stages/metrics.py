@@ -18,15 +18,16 @@ from pipeline.stages import skew, surface as surface_stage, term
 
 @dataclass
 class MetricsResult:
-    """The metrics and what the views show beside them: ``term`` (ATM IV per expiration: the
-    ``term`` dataset) and ``event_history`` (the past reports behind each event's statistics:
-    the ``event_history`` dataset)."""
+    """The metrics and what the views show beside them, each a dataset of its name: ``term``
+    (ATM IV per expiration), ``event_history`` (the past reports behind each event's statistics)
+    and ``smile`` (the event expiration's quotes the skew is fitted to)."""
 
     moves: pd.DataFrame
     surface: pd.DataFrame
     metrics: pd.DataFrame
     term: pd.DataFrame
     event_history: pd.DataFrame
+    smile: pd.DataFrame
 
 
 def compute_metrics(as_of, calendar: pd.DataFrame, history: pd.DataFrame,
@@ -89,7 +90,8 @@ def compute_metrics(as_of, calendar: pd.DataFrame, history: pd.DataFrame,
     m["status"], m["reason"] = _status(m)
     columns = metrics_columns([density.level_name(v) for v in config.exceed_levels])
     metrics = m.reindex(columns=columns).sort_values(["ticker", "report_date"], kind="stable").reset_index(drop=True)
-    return MetricsResult(moves=moves, surface=surface, metrics=metrics, term=atm, event_history=history)
+    return MetricsResult(moves=moves, surface=surface, metrics=metrics, term=atm, event_history=history,
+                         smile=term.event_smiles(surface, straddles))
 
 
 def _last_close(prices: pd.DataFrame, as_of) -> pd.Series:
