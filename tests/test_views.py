@@ -185,3 +185,19 @@ def test_the_page_draws_history_term_and_smile_without_a_stage(built):
     script = PAGE_SCRIPT.format(config=str(config), root=str(built), day=str(AS_OF.date()))
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert json.loads(done.stdout.strip().splitlines()[-1]) == ["pipeline.stages.backtest"]
+
+
+def test_explain_of_a_date_computed_before_the_view_datasets_says_what_to_run(built, stored, tmp_path):
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    day = str(AS_OF.date())
+    ticker = stored["metrics"]["ticker"].iloc[0]
+    for name in ("event_history", "term"):
+        root = tmp_path / name / "data"
+        shutil.copytree(built, root)
+        Store(root).partition_path(name, AS_OF).unlink()
+        result = CliRunner().invoke(main, ["--data-dir", str(root), "explain", ticker, "--date", day])
+        assert result.exit_code == 2 and f"'{name}' dataset" in result.output, result.output
+        assert f"pipeline rank --date {day}" in result.output
