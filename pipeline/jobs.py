@@ -3,7 +3,7 @@
 Each job reads what it needs from the store and writes its own snapshot, so any job can be
 rerun alone and a rerun of a date replaces that date's outputs whole. Per-date jobs are in
 ``STEPS``; ``write_moves`` runs once per run, before any date is computed and reported (the
-page draws the moves).
+moves of every measured report, for analysis; the views draw each date's ``event_history``).
 """
 from __future__ import annotations
 

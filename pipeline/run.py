@@ -181,8 +181,8 @@ def _locked_run(command, dates, steps, settings, gate, engine, scheduler) -> Out
             with manifest.stage(name, ctx):
                 jobs.STEPS[name](ctx, list(dates))
         if "compute" in steps:
-            # Moves are facts about past reports (stored history and prices only), and the report
-            # draws them: written before any date is reported, so a first run's page has them.
+            # Moves are facts about past reports (stored history and prices only), written once
+            # for analysis; each date's page draws the event_history its compute stored.
             with manifest.stage("moves", ctx):
                 jobs.write_moves(ctx)
         if engine == "dask" and len(dates) > 1:
