@@ -2,8 +2,9 @@
 
 Reads the date's ``metrics`` row and the ticker's rows of ``calendar``, ``event_history`` (the past
 reports behind the statistics), ``term`` (ATM IV per expiration), ``chains``, ``structures`` and
-``outcomes``: every number is the one compute stored; nothing is fetched or recomputed. :func:`explain` returns one JSON-
-ready document; :func:`render_text` lays it out for the terminal. Moves and IVs are fractions.
+``outcomes``: the rows compute stored; nothing is fetched and no stage runs. :func:`explain`
+returns one JSON-ready document; :func:`render_text` lays it out for the terminal. Moves and IVs
+are fractions.
 """
 from __future__ import annotations
 

@@ -5,14 +5,14 @@ The page is rendered from the Jinja2 template ``report_page.html`` beside this m
 on): the ranked table (one line per event, human headers from :data:`pipeline.display.TABLE`
 and a legend, grouped as ranked), a scatter of the signal-implied against the historical move
 with the VRP tier lines, and for **every** event a ``<details>`` section: past reports against
-today's implied band, the ATM term structure with the ex-earnings vol, the event expiration's
-smile (quotes and fit) -- the rows compute stored with the metrics (``event_history``, ``term``,
-``smile``), read, never recomputed -- the suggested structure's payoff at exit and at expiry (from the stored
-``structures`` partition, priced by the stage's own :func:`pipeline.stages.structures.exit_pnl` and
-:func:`pipeline.stages.structures.expiry_pnl`) with a table of
-every candidate structure, the priced density's numbers, its outcomes where stored and every CSV
-column. Charts are small SVG
-drawn by :mod:`pipeline.svg_charts` (no matplotlib), so thousands of events cost milliseconds each.
+today's implied band, the ATM term structure with the ex-earnings vol and the event expiration's
+smile (quotes and fit), all three drawn from the rows compute stored with the metrics
+(``event_history``, ``term``, ``smile``), never recomputed; the suggested structure's payoff at exit
+and at expiry (from the ``structures`` partition the report step read, priced by the stage's own
+:func:`pipeline.stages.structures.exit_pnl` and :func:`pipeline.stages.structures.expiry_pnl`) with a
+table of every candidate structure, the priced density's numbers, its outcomes where stored and
+every CSV column. Charts are small SVG drawn by :mod:`pipeline.svg_charts` (no matplotlib), so
+thousands of events cost milliseconds each.
 """
 from __future__ import annotations
 
