@@ -167,11 +167,11 @@ class Surface(_Model):
     iv_status: Series[str] = pa.Field(isin=IV_STATUSES)
 
 
-class Moves(_Model):
-    """Realized reaction to each past report (no partition)."""
+# A model's columns are its bases' (the last base's first) and then its own: ``moves`` and
+# ``event_history`` put their keys before the reaction columns they share.
+class _PastReaction(_Model):
+    """How the stock reacted to one past report (the timing used, the sessions, the moves)."""
 
-    ticker: Series[str] = _ticker()
-    report_date: Series[pa.DateTime]
     timing: Series[str] = pa.Field(isin=KNOWN_TIMINGS)
     timing_source: Series[str] = pa.Field(isin=["vendor", "inferred"])
     ref_date: Series[pa.DateTime]
@@ -180,6 +180,17 @@ class Moves(_Model):
     close_move: Series[float] = pa.Field(gt=-1)
     gap_move: Series[float] = pa.Field(gt=-1)
     max_move: Series[float] = pa.Field(gt=-1)
+
+
+class _PastReportKey(_Model):
+    """A past report: its ticker and date."""
+
+    ticker: Series[str] = _ticker()
+    report_date: Series[pa.DateTime]
+
+
+class Moves(_PastReaction, _PastReportKey):
+    """Realized reaction to each past report (no partition)."""
 
     class Config:
         unique = ["ticker", "report_date"]
@@ -286,7 +297,15 @@ class Term(_Model):
         unique = ["ticker", "expiration"]
 
 
-class EventHistory(_Model):
+class _EventPastReportKey(_Model):
+    """An upcoming event (ticker, report_date) and one of its ticker's past reports."""
+
+    ticker: Series[str] = _ticker()
+    report_date: Series[pa.DateTime]
+    past_report_date: Series[pa.DateTime]
+
+
+class EventHistory(_PastReaction, _EventPastReportKey):
     """The past reports behind each upcoming event's history statistics (partition ``date``):
     one row per event (``ticker``, ``report_date`` of the upcoming report) and past report
     (``past_report_date``), the last ``history.max_events`` reacted by the as-of date, oldest
@@ -294,17 +313,6 @@ class EventHistory(_Model):
     dataset's; ``abs_move`` is |move| of the configured ``history.move_type`` (what the statistics
     average) and ``exceeded`` = abs_move > the event's implied move (null without one)."""
 
-    ticker: Series[str] = _ticker()
-    report_date: Series[pa.DateTime]
-    past_report_date: Series[pa.DateTime]
-    timing: Series[str] = pa.Field(isin=KNOWN_TIMINGS)
-    timing_source: Series[str] = pa.Field(isin=["vendor", "inferred"])
-    ref_date: Series[pa.DateTime]
-    reaction_date: Series[pa.DateTime]
-    ref_close: Series[float] = pa.Field(gt=0)
-    close_move: Series[float] = pa.Field(gt=-1)
-    gap_move: Series[float] = pa.Field(gt=-1)
-    max_move: Series[float] = pa.Field(gt=-1)
     abs_move: Series[float] = pa.Field(ge=0)
     exceeded: Series[pd.BooleanDtype] = pa.Field(nullable=True)
 
