@@ -1,8 +1,10 @@
 """``pipeline explain TICKER``: one event, from the stored snapshots of its as-of date.
 
-Reads the date's ``metrics`` row and the ticker's rows of ``calendar``, ``moves``, ``chains`` and
-``surface``; nothing is fetched and no other ticker is computed. :func:`explain` returns one JSON-
-ready document; :func:`render_text` lays it out for the terminal. Moves and IVs are fractions.
+Reads the date's ``metrics`` row and the ticker's rows of ``calendar``, ``event_history`` (the past
+reports behind the statistics), ``term`` (ATM IV per expiration), ``chains``, ``structures`` and
+``outcomes``: the rows compute stored; nothing is fetched and no stage runs. :func:`explain`
+returns one JSON-ready document; :func:`render_text` lays it out for the terminal. Moves and IVs
+are fractions.
 """
 from __future__ import annotations
 
@@ -79,18 +81,26 @@ def find_event(store: Store, ticker: str, as_of: pd.Timestamp, report_date, conf
                        f"({0 if calendar is None else calendar['ticker'].nunique()} tickers there)")
 
 
-def past_reports(store: Store, row: pd.Series, as_of: pd.Timestamp, config: Config) -> pd.DataFrame:
-    """The reports the history statistics use (the last ``max_events`` reacted by ``as_of``), with
-    ``exceeded`` = |move| > today's implied move."""
-    moves = store.scan("moves", tickers=[row["ticker"]]) if store.exists("moves") else None
-    if moves is None or moves.empty:
-        return pd.DataFrame(columns=["report_date", "timing", "timing_source", "reaction_date", "close_move",
-                                     "gap_move", "max_move", "exceeded"])
-    moves = moves[moves["reaction_date"] <= as_of].sort_values("reaction_date", kind="stable").tail(config.max_events)
-    implied = row["implied_move"]
-    exceeded = moves[config.move_type].abs() > implied if pd.notna(implied) else pd.Series(None, index=moves.index)
-    return moves.assign(exceeded=exceeded)[["report_date", "timing", "timing_source", "ref_date", "reaction_date",
-                                            "ref_close", "close_move", "gap_move", "max_move", "exceeded"]]
+PAST_REPORT_FIELDS = ["report_date", "timing", "timing_source", "ref_date", "reaction_date", "ref_close",
+                      "close_move", "gap_move", "max_move", "exceeded"]
+
+
+def stored_view(store: Store, name: str, row: pd.Series, as_of: pd.Timestamp) -> pd.DataFrame:
+    """The ticker's rows of dataset ``name`` (``term`` or ``event_history``) written with the date's
+    metrics; ExplainError when the metrics were computed before the dataset existed."""
+    if not store.exists(name, as_of):
+        day = as_of.date().isoformat()
+        raise ExplainError(f"{day}'s metrics were computed before the '{name}' dataset was stored; "
+                           f"`pipeline rank --date {day}` computes the date again from its stored snapshots.")
+    return store.scan(name, dates=[as_of], tickers=[row["ticker"]]).drop(columns=["date", "ticker"])
+
+
+def past_reports(store: Store, row: pd.Series, as_of: pd.Timestamp) -> pd.DataFrame:
+    """The reports the history statistics used (the stored ``event_history`` rows of the event:
+    the last ``max_events`` reacted by ``as_of``), with ``exceeded`` = |move| > the implied move."""
+    history = stored_view(store, "event_history", row, as_of)
+    history = history[history["report_date"] == row["report_date"]]
+    return history.drop(columns="report_date").rename(columns={"past_report_date": "report_date"})[PAST_REPORT_FIELDS]
 
 
 def straddle_legs(store: Store, row: pd.Series, as_of: pd.Timestamp) -> tuple[pd.DataFrame, str]:
@@ -117,14 +127,9 @@ def straddle_legs(store: Store, row: pd.Series, as_of: pd.Timestamp) -> tuple[pd
     return legs, str(method)
 
 
-def term_points(store: Store, ticker: str, as_of: pd.Timestamp) -> pd.DataFrame:
-    """ATM IV per expiration from the stored surface (``expiration, t, atm_iv``)."""
-    from pipeline.stages.term import atm_iv_by_expiration
-
-    surface = store.scan("surface", dates=[as_of], tickers=[ticker])
-    if surface.empty:
-        return pd.DataFrame(columns=["expiration", "t", "atm_iv"])
-    return atm_iv_by_expiration(surface.drop(columns="date"))[["expiration", "t", "atm_iv"]]
+def term_points(store: Store, row: pd.Series, as_of: pd.Timestamp) -> pd.DataFrame:
+    """ATM IV per expiration of the event's ticker (the stored ``term`` rows: expiration, t, atm_iv)."""
+    return stored_view(store, "term", row, as_of)[["expiration", "t", "atm_iv"]]
 
 
 def score_parts(row: pd.Series) -> dict:
@@ -148,16 +153,10 @@ def explain(store: Store, ticker: str, as_of, config: Config, report_date=None) 
     row = find_event(store, ticker, as_of, report_date, config)
     calendar = store.read("calendar", as_of)
     entry = calendar[(calendar["ticker"] == ticker) & (calendar["report_date"] == row["report_date"])]
-    history = past_reports(store, row, as_of, config)
+    history = past_reports(store, row, as_of)
     legs, method = straddle_legs(store, row, as_of)
-    term = term_points(store, ticker, as_of)
-    exceeded = history["exceeded"].dropna() if len(history) else pd.Series(dtype=bool)
-    stats = _pick(row, HISTORY_FIELDS)
-    if "hist_exceed_count" in row.index:
-        stats.update(_pick(row, ["hist_exceed_count", "hist_exceed_share"]))
-    else:
-        stats["hist_exceed_count"] = int(exceeded.sum()) if len(exceeded) else None
-        stats["hist_exceed_share"] = float(exceeded.mean()) if len(exceeded) else None
+    term = term_points(store, row, as_of)
+    stats = _pick(row, HISTORY_FIELDS + ["hist_exceed_count", "hist_exceed_share"])
     vrp = _pick(row, VRP_FIELDS + ["vrp_basis"])
     vrp.setdefault("vrp_basis", "event" if vrp.get("vrp_event") is not None else "plain")
     # vrp_basis names the VRP by its kind (signal_vrp in pipeline.stages.rank): event | plain.

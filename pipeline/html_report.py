@@ -5,13 +5,14 @@ The page is rendered from the Jinja2 template ``report_page.html`` beside this m
 on): the ranked table (one line per event, human headers from :data:`pipeline.display.TABLE`
 and a legend, grouped as ranked), a scatter of the signal-implied against the historical move
 with the VRP tier lines, and for **every** event a ``<details>`` section: past reports against
-today's implied band, the ATM term structure with the ex-earnings vol, the event expiration's
-smile (quotes and fit), the suggested structure's payoff at exit and at expiry (from the stored
-``structures`` partition, priced by the stage's own :func:`pipeline.stages.structures.exit_pnl` and
-:func:`pipeline.stages.structures.expiry_pnl`) with a table of
-every candidate structure, the priced density's numbers, its outcomes where stored and every CSV
-column. Charts are small SVG
-drawn by :mod:`pipeline.svg_charts` (no matplotlib), so thousands of events cost milliseconds each.
+today's implied band, the ATM term structure with the ex-earnings vol and the event expiration's
+smile (quotes and fit), all three drawn from the rows compute stored with the metrics
+(``event_history``, ``term``, ``smile``), never recomputed; the suggested structure's payoff at exit
+and at expiry (from the ``structures`` partition the report step read, priced by the stage's own
+:func:`pipeline.stages.structures.exit_pnl` and :func:`pipeline.stages.structures.expiry_pnl`) with a
+table of every candidate structure, the priced density's numbers, its outcomes where stored and
+every CSV column. Charts are small SVG drawn by :mod:`pipeline.svg_charts` (no matplotlib), so
+thousands of events cost milliseconds each.
 """
 from __future__ import annotations
 
@@ -98,52 +99,40 @@ def _by_ticker(frame: pd.DataFrame) -> dict:
     return frame.groupby("ticker", sort=False).indices if len(frame) else {}
 
 
-def _smile_quotes(surface: pd.DataFrame) -> pd.DataFrame:
-    """The smile fit's points (:func:`pipeline.stages.term.otm_quotes`: out-of-the-money, usable
-    IV, one per contract): ticker, expiration, k = ln(K/F), iv; sorted by ticker, expiration, k."""
-    from pipeline.stages.groups import quote_groups, quote_keys
-    from pipeline.stages.term import otm_quotes
-
-    if surface.empty:
-        return pd.DataFrame(columns=["ticker", "expiration", "k", "iv"])
-    group, n_groups = quote_groups(surface)
-    quote_group, _, iv, k = otm_quotes(surface, group)
-    keys = quote_keys(surface, group, n_groups)
-    out = keys.iloc[quote_group].reset_index(drop=True).assign(k=k, iv=iv)
-    return out.sort_values(["ticker", "expiration", "k"], kind="stable").reset_index(drop=True)
+def _by_event(frame: pd.DataFrame) -> dict:
+    """Row positions per event: (ticker, report date as YYYY-MM-DD), the ranked frame's keys."""
+    if not len(frame):
+        return {}
+    return frame.groupby([frame["ticker"], frame["report_date"].dt.strftime("%Y-%m-%d")], sort=False).indices
 
 
-def _event_sections(data: pd.DataFrame, metrics: pd.DataFrame, root: Path, as_of: pd.Timestamp, config) -> list[dict]:
-    """One section per event of the ranked ``data`` (display columns added), in rank order."""
+def _event_sections(data: pd.DataFrame, metrics: pd.DataFrame, root: Path, as_of: pd.Timestamp, config,
+                    structures: pd.DataFrame | None, outcomes: pd.DataFrame | None) -> list[dict]:
+    """One section per event of the ranked ``data`` (display columns added), in rank order.
+
+    The past reports, the term structure and the smile quotes are the rows compute stored with
+    the metrics (``event_history``, ``term``, ``smile``); ``structures`` and ``outcomes`` come
+    from the report step, which read them already."""
     from pipeline import svg_charts
     from pipeline.display import format_value
-    from pipeline.stages.term import atm_iv_by_expiration
     from pipeline.store import Store
 
     store = Store(root)
     tickers = sorted(set(data["ticker"]))
-    moves = store.scan("moves", tickers=tickers) if store.exists("moves") else pd.DataFrame(
-        columns=["ticker", "reaction_date", "report_date", config.move_type])
-    moves = moves[moves["reaction_date"] <= as_of].sort_values(["ticker", "reaction_date"], kind="stable")
-    moves = moves.groupby("ticker", sort=False).tail(config.max_events).reset_index(drop=True)
-    surface = store.scan("surface", dates=[as_of], tickers=tickers) if store.exists("surface", as_of) else pd.DataFrame()
-    if len(surface):
-        surface = surface.drop(columns="date")
-        atm = atm_iv_by_expiration(surface)
-        atm = atm[atm["atm_iv"].notna() & (atm["t"] > 0)].reset_index(drop=True)
-    else:
-        atm = pd.DataFrame(columns=["ticker", "expiration", "t", "atm_iv"])
-    quotes = _smile_quotes(surface)
-    outcomes = _outcomes(store, tickers)
-    structures = _structures(store, as_of, tickers)
+    history = store.scan("event_history", dates=[as_of], tickers=tickers)
+    atm = store.scan("term", dates=[as_of], tickers=tickers)
+    atm = atm[atm["atm_iv"].notna() & (atm["t"] > 0)].reset_index(drop=True)
+    quotes = store.scan("smile", dates=[as_of], tickers=tickers)
+    outcomes = _sorted_outcomes(outcomes)
+    structures = _page_structures(structures)
     reaction_of = dict(zip(zip(metrics["ticker"], metrics["report_date"].dt.strftime("%Y-%m-%d")),
                            metrics["reaction_date"]))
-    # Plain arrays and row positions per ticker, taken once: pandas indexing per event would cost
-    # more than drawing (hundreds of events on a 5,000-name day).
-    moves_at, atm_at, quotes_at = _by_ticker(moves), _by_ticker(atm), _by_ticker(quotes)
+    # Plain arrays and row positions per ticker or event, taken once: pandas indexing per event
+    # would cost more than drawing (hundreds of events on a 5,000-name day).
+    history_at, atm_at, quotes_at = _by_event(history), _by_ticker(atm), _by_ticker(quotes)
     outcomes_at = _by_ticker(outcomes) if outcomes is not None else {}
-    move_values = moves[config.move_type].to_numpy(float) if len(moves) else np.array([])
-    move_labels = pd.to_datetime(moves["report_date"]).dt.strftime("%y-%m").to_numpy() if len(moves) else []
+    move_values = history[config.move_type].to_numpy(float)
+    move_labels = history["past_report_date"].dt.strftime("%y-%m").to_numpy()
     atm_days = ((pd.to_datetime(atm["expiration"]) - as_of).dt.days.to_numpy(float) if len(atm) else np.array([]))
     atm_iv, atm_t = atm["atm_iv"].to_numpy(float), atm["t"].to_numpy(float)
     quote = {c: quotes[c].to_numpy() for c in quotes.columns}
@@ -151,7 +140,7 @@ def _event_sections(data: pd.DataFrame, metrics: pd.DataFrame, root: Path, as_of
                   else np.array([]))
     report_columns = [c for c in data.columns if c not in ("signal_vrp", "exceed_k_n")]
     try:
-        payoff_charts = _payoff_charts(structures, moves_at, move_values, config)
+        payoff_charts = _payoff_charts(structures, history_at, move_values, config)
         candidates = _candidate_tables(structures)
     except Exception:  # noqa: BLE001 - the structures are an optional view: the page stands without them
         log.warning("the structures could not be drawn on the page", exc_info=True)
@@ -160,7 +149,7 @@ def _event_sections(data: pd.DataFrame, metrics: pd.DataFrame, root: Path, as_of
     for record in data.to_dict("records"):
         ticker, day = record["ticker"], record["report_date"]
         implied = _float(record.get("implied_move"))
-        rows = moves_at.get(ticker, np.array([], int))
+        rows = history_at.get((ticker, day), np.array([], int))
         charts = [svg_charts.past_moves(move_values[rows], [move_labels[i] for i in rows], implied,
                                         config.move_type.replace("_", " "))]
         points = atm_at.get(ticker, np.array([], int))
@@ -199,23 +188,17 @@ def _event_sections(data: pd.DataFrame, metrics: pd.DataFrame, root: Path, as_of
     return sections
 
 
-def _structures(store, as_of: pd.Timestamp, tickers) -> pd.DataFrame | None:
-    """The stored candidate structures of ``as_of`` (:mod:`pipeline.stages.structures`), or None
-    when the day has none (a root from before that stage, or a page drawn without compute)."""
-    if not store.exists("structures", as_of):
+def _page_structures(structures: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The date's candidate structures (:mod:`pipeline.stages.structures`) keyed like the ranked
+    frame (report date as text), or None when the day has none (a root from before that stage,
+    or a page drawn without compute)."""
+    if structures is None or structures.empty:
         return None
-    try:
-        frame = store.scan("structures", dates=[as_of], tickers=tickers)
-    except Exception:  # noqa: BLE001 - a view of optional data must not lose the page
-        log.warning("structures could not be read for the page", exc_info=True)
-        return None
-    if frame.empty:
-        return None
-    return frame.assign(report_date=pd.to_datetime(frame["report_date"]).dt.strftime("%Y-%m-%d")) \
+    return structures.assign(report_date=pd.to_datetime(structures["report_date"]).dt.strftime("%Y-%m-%d")) \
         .reset_index(drop=True)
 
 
-def _payoff_charts(structures: pd.DataFrame | None, moves_at: dict, move_values: np.ndarray, config) -> dict:
+def _payoff_charts(structures: pd.DataFrame | None, history_at: dict, move_values: np.ndarray, config) -> dict:
     """(ticker, report date) -> payoff chart of the event's suggested structure: the P&L at the
     exit close (the reaction session) and held to expiry.
 
@@ -227,11 +210,11 @@ def _payoff_charts(structures: pd.DataFrame | None, moves_at: dict, move_values:
     strikes and the stored expiry breakevens, as moves of the spot. Events are priced
     :data:`PAYOFF_CHUNK` at a time on the union of their points (one call per chunk, no per-event
     pandas). A partition written before the exit inputs were stored gets the expiry curve only."""
+    if structures is None:
+        return {}
     from pipeline import svg_charts
     from pipeline.stages.structures import EXIT_INPUTS, SLOTS, exit_pnl, expiry_pnl
 
-    if structures is None:
-        return {}
     chosen = structures[structures["suggested"].to_numpy(bool) & (structures["status"] == "ok").to_numpy()
                         & (structures["spot"].to_numpy(float) > 0)].reset_index(drop=True)
     if chosen.empty:
@@ -245,7 +228,7 @@ def _payoff_charts(structures: pd.DataFrame | None, moves_at: dict, move_values:
     implied = chosen["implied_move"].to_numpy(float)
     tickers, days = chosen["ticker"].to_numpy(), chosen["report_date"].to_numpy()
     empty = np.array([], int)
-    past = [move_values[moves_at.get(t, empty)] for t in tickers]
+    past = [move_values[history_at.get((t, d), empty)] for t, d in zip(tickers, days)]
     past_reach = np.array([np.abs(p[np.isfinite(p)]).max(initial=0.0) for p in past])
     with np.errstate(invalid="ignore"):
         reach = np.nanmax(np.column_stack([
@@ -341,7 +324,7 @@ def _float(value) -> float:
 
 
 def _smile_chart(on: dict, scale: float, record: dict):
-    """The event expiration's quotes (arrays of :func:`_smile_quotes` columns) against k = ln(K/F)
+    """The event expiration's quotes (arrays of the ``smile`` dataset's columns) against k = ln(K/F)
     and the fitted quadratic iv = a + b x + c x^2 in x = k / (atm_iv sqrt(t)) = k / ``scale``
     (:func:`pipeline.stages.skew.fit_skew`), over |x| <= 3."""
     from pipeline import svg_charts
@@ -357,15 +340,12 @@ def _smile_chart(on: dict, scale: float, record: dict):
     return svg_charts.smile(quotes_k, on["iv"].astype(float), grid_k, grid_iv)
 
 
-def _outcomes(store, tickers) -> pd.DataFrame | None:
-    """The stored ``outcomes`` of these tickers; None when they cannot be read."""
-    try:
-        frame = store.scan("outcomes", tickers=tickers)
-    except Exception:  # noqa: BLE001 - a view of optional history must not lose the page
-        log.warning("outcomes could not be read for the page", exc_info=True)
+def _sorted_outcomes(outcomes: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The names' stored ``outcomes`` by ticker and report date; None when there are none."""
+    if outcomes is None or outcomes.empty:
         return None
-    return frame.sort_values([c for c in ("ticker", "report_date") if c in frame], kind="stable") \
-        .reset_index(drop=True) if len(frame) else None
+    return outcomes.sort_values([c for c in ("ticker", "report_date") if c in outcomes], kind="stable") \
+        .reset_index(drop=True)
 
 
 def _outcome_table(frame: pd.DataFrame) -> dict:
@@ -376,8 +356,10 @@ def _outcome_table(frame: pd.DataFrame) -> dict:
             "rows": [[format_value(c, v) for c, v in rec.items()] for rec in frame.to_dict("records")]}
 
 
-def render_html(frame: pd.DataFrame, metrics: pd.DataFrame, root: Path, as_of, config) -> str:
-    """The page for the ranked ``frame`` (from :func:`pipeline.report.report_frame`) of ``metrics``."""
+def render_html(frame: pd.DataFrame, metrics: pd.DataFrame, root: Path, as_of, config,
+                structures: pd.DataFrame | None = None, outcomes: pd.DataFrame | None = None) -> str:
+    """The page for the ranked ``frame`` (from :func:`pipeline.report.report_frame`) of ``metrics``,
+    with the date's candidate ``structures`` and the names' stored ``outcomes`` where given."""
     from pipeline import display, svg_charts
     from pipeline.stages.rank import rank_group
 
@@ -405,14 +387,14 @@ def render_html(frame: pd.DataFrame, metrics: pd.DataFrame, root: Path, as_of, c
         summary=", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "degraded", "failed")),
         backtest=_backtest_links(Layout(root).reports), columns=columns,
         widths=display.widths(entries), groups=groups, scatter=scatter,
-        events=_event_sections(data, metrics, Path(root), as_of, config) if len(frame) else [])
+        events=_event_sections(data, metrics, Path(root), as_of, config, structures, outcomes) if len(frame) else [])
 
 
-def html_or_none(frame, metrics, root, as_of, config) -> bytes | None:
+def html_or_none(frame, metrics, root, as_of, config, structures=None, outcomes=None) -> bytes | None:
     """The page as bytes, or None (logged) when it cannot be made: the CSV is written regardless."""
     started = time.perf_counter()
     try:
-        page = render_html(frame, metrics, root, as_of, config).encode()
+        page = render_html(frame, metrics, root, as_of, config, structures, outcomes).encode()
     except Exception:  # noqa: BLE001 - the HTML is a view; its failure must not lose the CSV
         log.exception("HTML report for %s could not be made; writing the CSV only", pd.Timestamp(as_of).date())
         return None

@@ -3,8 +3,8 @@
 Each job reads what it needs from the store and writes its own snapshot, so any job can be
 rerun alone and a rerun of a date replaces that date's outputs whole. Which job is which step,
 and whether it runs per date or over a run's dates, is declared in :mod:`pipeline.steps`;
-``write_moves`` runs once per run, before any date is computed and reported (the page draws the
-moves).
+``write_moves`` runs once per run, before any date is computed and reported (the moves of
+every measured report, for analysis; the views draw each date's ``event_history``).
 """
 from __future__ import annotations
 
@@ -228,12 +228,18 @@ def compute(ctx: Context, as_of: pd.Timestamp) -> pd.DataFrame:
     ctx.store.write("surface", result.surface, as_of)
     metrics = ctx.keep_valid("metrics", _with_fetch_causes(result.metrics, ctx.failures), "compute")
     ctx.store.write("metrics", metrics, as_of, validated=True)
+    # What the views show beside the metrics, so explain, the page and notebooks read, never recompute.
+    ctx.store.write("term", result.term, as_of)
+    history = result.event_history.merge(metrics[["ticker", "report_date"]], on=["ticker", "report_date"])
+    ctx.store.write("event_history", history, as_of)
+    ctx.store.write("smile", result.smile[result.smile["ticker"].isin(metrics["ticker"])], as_of)
     structures = build_structures(metrics, result.surface, result.moves, ctx.config)
     ctx.store.write("structures", structures, as_of)
     for ticker, reason in zip(metrics.loc[metrics["status"] == "failed", "ticker"],
                               metrics.loc[metrics["status"] == "failed", "reason"]):
         ctx.failures.add(ticker, "compute", reason)
-    ctx.row_counts.update(surface=len(result.surface), metrics=len(metrics), structures=len(structures))
+    ctx.row_counts.update(surface=len(result.surface), metrics=len(metrics), term=len(result.term),
+                          event_history=len(history), smile=len(result.smile), structures=len(structures))
     write_outcomes(ctx, as_of)
     return metrics
 
@@ -298,11 +304,13 @@ def report(ctx: Context, as_of: pd.Timestamp) -> None:
     page = ctx.store.layout.rank_html(pd.Timestamp(as_of).date().isoformat())
     had_page = page.exists()
     metrics = ctx.store.read("metrics", as_of)
+    outcomes = ctx.store.scan("outcomes", tickers=sorted(set(metrics["ticker"])))
     # What each name's past implied moves then did (stored outcomes up to today), where known.
-    past = past_summary(ctx.store.scan("outcomes", tickers=sorted(set(metrics["ticker"]))), as_of)
-    metrics = metrics.merge(past, on="ticker", how="left")
+    metrics = metrics.merge(past_summary(outcomes, as_of), on="ticker", how="left")
     structures = ctx.store.read("structures", as_of) if ctx.store.exists("structures", as_of) else None
-    ctx.reports.append(write_report(metrics, ctx.store.root, as_of, ctx.config, structures=structures))
+    # Read once: the page draws the same structures and outcomes.
+    ctx.reports.append(write_report(metrics, ctx.store.root, as_of, ctx.config, structures=structures,
+                                    outcomes=outcomes))
     if had_page and not page.exists():
         # The old page showed the previous metrics: removed so it never disagrees with the CSV, and said.
         why = ("--no-html (or report.html: false) skipped the page" if not ctx.config.report_html

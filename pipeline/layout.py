@@ -17,6 +17,9 @@ PARTITIONS: dict[str, str | None] = {
     "surface": "date",
     "moves": None,
     "metrics": "date",
+    "term": "date",
+    "event_history": "date",
+    "smile": "date",
     "structures": "date",
     "outcomes": "date",
 }

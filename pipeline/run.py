@@ -34,14 +34,15 @@ from pipeline.engine import map_dates
 from pipeline.runlog import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, LockedError,
                              Manifest, RootRefused, data_root_lock, progress, setup_logging)
 from pipeline.files import atomic_write_bytes
-from pipeline.layout import Layout
+from pipeline.layout import PARTITIONS, Layout
 from pipeline.store import CorruptPartition, Store
 
 log = logging.getLogger("pipeline")
 
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
-# Datasets partitioned by the as-of date: a run checks only its own dates' files of them.
-DATED = ("calendar", "chains", "surface", "metrics", "structures")
+# Datasets partitioned by the as-of date: a run checks only its own dates' files of them. Outcomes
+# are partitioned by date too, but every report reads the names' earlier ones.
+DATED = tuple(name for name, key in PARTITIONS.items() if key in ("asof", "date") and name != "outcomes")
 
 
 class Interrupted(BaseException):
@@ -460,12 +461,12 @@ def _check_reports_writable(root: Path, names) -> None:
 @contextmanager
 def _metrics_and_report_together(store: Store, as_of, names):
     """When a run computes and reports a date, a failure in either puts the date's previous
-    metrics, surface and structures back, so metrics and report never disagree."""
+    metrics and what was computed with them back, so metrics and report never disagree."""
     if not ("compute" in names and "report" in names):
         yield
         return
     saved = {}
-    for name in ("metrics", "surface", "structures"):
+    for name in ("metrics", "surface", "term", "event_history", "smile", "structures"):
         path = store.partition_path(name, as_of)
         saved[path] = path.read_bytes() if path.exists() else None
     try:

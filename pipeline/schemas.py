@@ -168,11 +168,11 @@ class Surface(_Model):
     iv_status: Series[str] = pa.Field(isin=IV_STATUSES)
 
 
-class Moves(_Model):
-    """Realized reaction to each past report (no partition)."""
+# A model's columns are its bases' (the last base's first) and then its own: ``moves`` and
+# ``event_history`` put their keys before the reaction columns they share.
+class _PastReaction(_Model):
+    """How the stock reacted to one past report (the timing used, the sessions, the moves)."""
 
-    ticker: Series[str] = _ticker()
-    report_date: Series[pa.DateTime]
     timing: Series[str] = pa.Field(isin=KNOWN_TIMINGS)
     timing_source: Series[str] = pa.Field(isin=["vendor", "inferred"])
     ref_date: Series[pa.DateTime]
@@ -181,6 +181,17 @@ class Moves(_Model):
     close_move: Series[float] = pa.Field(gt=-1)
     gap_move: Series[float] = pa.Field(gt=-1)
     max_move: Series[float] = pa.Field(gt=-1)
+
+
+class _PastReportKey(_Model):
+    """A past report: its ticker and date."""
+
+    ticker: Series[str] = _ticker()
+    report_date: Series[pa.DateTime]
+
+
+class Moves(_PastReaction, _PastReportKey):
+    """Realized reaction to each past report (no partition)."""
 
     class Config:
         unique = ["ticker", "report_date"]
@@ -270,6 +281,59 @@ class Metrics(_Model):
 
     class Config:
         unique = ["ticker", "report_date"]
+
+
+class Term(_Model):
+    """ATM IV per expiration on the as-of date (partition ``date``): every expiration of every
+    ticker in the day's surface (:func:`pipeline.stages.term.atm_iv_by_expiration`), the points the
+    term structure, the 30-day IV and the skew's moneyness are computed from. ``t`` in years,
+    ``atm_iv`` annualized (fraction), null where one side of the forward has no usable quote."""
+
+    ticker: Series[str] = _ticker()
+    expiration: Series[pa.DateTime]
+    t: Series[float] = pa.Field(nullable=True)
+    atm_iv: Series[float] = pa.Field(gt=0, nullable=True)
+
+    class Config:
+        unique = ["ticker", "expiration"]
+
+
+class _EventPastReportKey(_Model):
+    """An upcoming event (ticker, report_date) and one of its ticker's past reports."""
+
+    ticker: Series[str] = _ticker()
+    report_date: Series[pa.DateTime]
+    past_report_date: Series[pa.DateTime]
+
+
+class EventHistory(_PastReaction, _EventPastReportKey):
+    """The past reports behind each upcoming event's history statistics (partition ``date``):
+    one row per event (``ticker``, ``report_date`` of the upcoming report) and past report
+    (``past_report_date``), the last ``history.max_events`` reacted by the as-of date, oldest
+    first (:func:`pipeline.stages.consistency.event_history`). The moves are the ``moves``
+    dataset's; ``abs_move`` is |move| of the configured ``history.move_type`` (what the statistics
+    average) and ``exceeded`` = abs_move > the event's implied move (null without one)."""
+
+    abs_move: Series[float] = pa.Field(ge=0)
+    exceeded: Series[pd.BooleanDtype] = pa.Field(nullable=True)
+
+    class Config:
+        unique = ["ticker", "report_date", "past_report_date"]
+
+
+class Smile(_Model):
+    """The smile of each upcoming event's expiration on the as-of date (partition ``date``): its
+    out-of-the-money quotes with a usable IV, one per contract
+    (:func:`pipeline.stages.term.event_smiles`), ``k`` = ln(K/F) and ``iv`` (annualized fraction),
+    the points the skew fit (``skew_*`` columns) draws from."""
+
+    ticker: Series[str] = _ticker()
+    expiration: Series[pa.DateTime]
+    k: Series[float]
+    iv: Series[float] = pa.Field(gt=0)
+
+    class Config:
+        unique = ["ticker", "expiration", "k"]
 
 
 class Structures(_Model):
@@ -383,8 +447,8 @@ class Dataset:
 
 
 _MODELS = {"calendar": Calendar, "earnings_history": EarningsHistory, "prices": Prices, "chains": Chains,
-           "surface": Surface, "moves": Moves, "metrics": Metrics,
-           "structures": Structures, "outcomes": Outcomes}
+           "surface": Surface, "moves": Moves, "metrics": Metrics, "term": Term, "event_history": EventHistory,
+           "smile": Smile, "structures": Structures, "outcomes": Outcomes}
 DATASETS: dict[str, Dataset] = {name: Dataset(name, _MODELS[name], partition) for name, partition in PARTITIONS.items()}
 
 

@@ -58,9 +58,11 @@ STEPS = (
     # Moves are facts about past reports (stored history and prices only), and the report draws
     # them: written once, before any date is computed, so a first run's page has them.
     Step("compute", "compute", DATE, reads=("calendar", "earnings_history", "prices", "chains", "metrics"),
-         writes=("surface", "metrics", "moves", "outcomes", "structures"), once=("moves", "write_moves"),
+         writes=("surface", "metrics", "term", "event_history", "smile", "moves", "outcomes", "structures"),
+         once=("moves", "write_moves"),
          help="Compute moves, surface and metrics from the stored snapshots."),
-    Step("report", "report", DATE, reads=("metrics", "outcomes", "structures"), writes=()),
+    Step("report", "report", DATE, reads=("metrics", "term", "event_history", "smile", "outcomes", "structures"),
+         writes=()),
 )
 BY_NAME = {step.name: step for step in STEPS}
 NAMES = tuple(BY_NAME)

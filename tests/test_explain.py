@@ -70,7 +70,7 @@ def test_numbers_equal_the_metrics_row(built, metrics, status):
     assert text.exit_code == 0 and f"status {status}" in text.output and "Past reports" in text.output
 
 
-def test_past_reports_and_exceedances_recomputed_from_moves(built, metrics):
+def test_past_reports_are_the_window_of_the_stored_moves(built, metrics):
     root, _ = built
     row = metrics[metrics["status"] == "ok"].iloc[0]
     doc = explain(Store(root), row["ticker"], AS_OF, Config())

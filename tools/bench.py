@@ -92,7 +92,7 @@ def stage_functions(inputs, config):
         build_structures(result.metrics, result.surface, result.moves, config)
 
     def run_html():
-        state["html_events"], state["html_bytes"] = report_page(state["result"], state["moves"], config)
+        state["html_events"], state["html_bytes"] = report_page(state["result"], config)
 
     return [("moves", run_moves), ("history_stats", run_stats), ("surface (IV)", run_surface),
             ("skew", run_skew), ("straddle", run_straddle), ("term", run_term), ("density + law", run_density),
@@ -103,10 +103,10 @@ def stage_functions(inputs, config):
 PAGE_WINDOW_DAYS = 7        # the daily's default look-ahead: the events one day's page shows
 
 
-def report_page(result, moves: pd.DataFrame, config) -> tuple[int, int]:
+def report_page(result, config) -> tuple[int, int]:
     """The ranked frame and HTML page of the events a default daily would show (reports within
-    PAGE_WINDOW_DAYS), with the moves and surface stored in a temporary data root as the daily
-    leaves them. Returns (events, page bytes)."""
+    PAGE_WINDOW_DAYS), with the term structure, event history and smiles stored in a temporary
+    data root as the daily leaves them. Returns (events, page bytes)."""
     import tempfile
     from pathlib import Path
 
@@ -119,8 +119,9 @@ def report_page(result, moves: pd.DataFrame, config) -> tuple[int, int]:
     tickers = set(metrics["ticker"])
     with tempfile.TemporaryDirectory(prefix="ivcrush-bench-") as folder:
         store = Store(Path(folder))
-        store.write("moves", moves[moves["ticker"].isin(tickers)].reset_index(drop=True))
-        store.write("surface", result.surface[result.surface["ticker"].isin(tickers)].reset_index(drop=True), AS_OF)
+        for name in ("term", "event_history", "smile"):
+            rows = getattr(result, name)
+            store.write(name, rows[rows["ticker"].isin(tickers)].reset_index(drop=True), AS_OF)
         frame = report_frame(metrics)
         round_for_csv(frame).to_csv(index=False)
         page = render_html(frame, metrics, Path(folder), AS_OF, config)

@@ -1,8 +1,11 @@
-"""Statistics of past absolute moves per ticker: level, consistency, recency weighting, tails, trend."""
+"""Statistics of past absolute moves per ticker: level, consistency, recency weighting, tails, trend;
+and the past reports behind them per event, with which of them exceeded the implied move."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+from pipeline.stages.moves import MOVES_COLUMNS
 
 STAT_COLUMNS = ["n_events", "hist_mean_abs_move", "hist_median_abs_move", "mad", "consistency",
                 "ewm_mean_abs_move", "ewm_std_abs_move", "tail_ratio", "trend_slope"]
@@ -76,16 +79,36 @@ def history_stats(moves: pd.DataFrame, *, move_type: str = "close_move", max_eve
     return stats.drop(columns="max_abs_move").reset_index()
 
 
-def exceedances(moves: pd.DataFrame, events: pd.DataFrame, *, move_type: str = "close_move",
-                max_events: int = 12) -> pd.DataFrame:
-    """Per event (``events``: ticker, report_date, implied_move): ``hist_exceed_count`` = past
-    reports among the last ``max_events`` (the window of :func:`history_stats`) whose |move|
+EVENT_HISTORY_COLUMNS = ["ticker", "report_date", "past_report_date", *MOVES_COLUMNS[2:], "abs_move", "exceeded"]
+
+
+def event_history(moves: pd.DataFrame, events: pd.DataFrame, *, move_type: str = "close_move",
+                  max_events: int = 12) -> pd.DataFrame:
+    """The past reports behind each event's statistics: per event (``events``: ticker,
+    report_date, implied_move) the last ``max_events`` reports of its ticker (the window of
+    :func:`history_stats`; ``moves`` holds only past reports), oldest first, each with its
+    ``past_report_date`` and moves, ``abs_move`` = |move| of ``move_type`` and ``exceeded`` =
+    abs_move > the event's implied move (null without an implied move). Events without past
+    reports have no rows. Moves are fractions. Columns: EVENT_HISTORY_COLUMNS."""
+    moves = moves.reset_index(drop=True)
+    window = recent_abs_moves(moves, move_type, max_events)
+    past = moves.loc[window.index, MOVES_COLUMNS].rename(columns={"report_date": "past_report_date"})
+    rows = events[["ticker", "report_date", "implied_move"]].merge(past.assign(abs_move=window["abs_move"]),
+                                                                   on="ticker")
+    exceeded = pd.array(rows["abs_move"] > rows["implied_move"], dtype="boolean")
+    exceeded[rows["implied_move"].isna().to_numpy()] = pd.NA
+    rows = rows.assign(exceeded=exceeded).sort_values(["ticker", "report_date"], kind="stable")
+    return rows[EVENT_HISTORY_COLUMNS].reset_index(drop=True)
+
+
+def exceedances(history: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
+    """Per event (``events``: ticker, report_date, implied_move; ``history`` its
+    :func:`event_history` rows): ``hist_exceed_count`` = past reports of the window whose |move|
     exceeded the implied move, and ``hist_exceed_share`` = that count / reports in the window.
     Null without an implied move or without past reports."""
-    recent = recent_abs_moves(moves, move_type, max_events).merge(events[["ticker", "implied_move"]], on="ticker")
-    by = (recent["abs_move"] > recent["implied_move"]).groupby(recent["ticker"])
+    by = history["exceeded"].fillna(False).astype(bool).groupby([history["ticker"], history["report_date"]])
     counts = pd.DataFrame({"hist_exceed_count": by.sum().astype(float), "n": by.size()})
-    out = events[["ticker", "report_date", "implied_move"]].join(counts, on="ticker")
+    out = events[["ticker", "report_date", "implied_move"]].join(counts, on=["ticker", "report_date"])
     out["hist_exceed_count"] = out["hist_exceed_count"].where(out["implied_move"].notna())
     out["hist_exceed_share"] = out["hist_exceed_count"] / out["n"]
     return out[["ticker", "report_date", "hist_exceed_count", "hist_exceed_share"]]

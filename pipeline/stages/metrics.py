@@ -19,9 +19,16 @@ from pipeline.stages import skew, surface as surface_stage, term
 
 @dataclass
 class MetricsResult:
+    """The metrics and what the views show beside them, each a dataset of its name: ``term``
+    (ATM IV per expiration), ``event_history`` (the past reports behind each event's statistics)
+    and ``smile`` (the event expiration's quotes the skew is fitted to)."""
+
     moves: pd.DataFrame
     surface: pd.DataFrame
     metrics: pd.DataFrame
+    term: pd.DataFrame
+    event_history: pd.DataFrame
+    smile: pd.DataFrame
 
 
 def compute_metrics(as_of, calendar: pd.DataFrame, history: pd.DataFrame,
@@ -53,8 +60,8 @@ def compute_metrics(as_of, calendar: pd.DataFrame, history: pd.DataFrame,
         vol_history = pd.DataFrame({"ticker": pd.Series(dtype="str"), "iv30": pd.Series(dtype=float),
                                     "ex_earnings_vol": pd.Series(dtype=float)})
     m = m.join(term.vol_percentiles(m, vol_history))
-    m = m.merge(consistency.exceedances(moves, m, move_type=config.move_type, max_events=config.max_events),
-                on=["ticker", "report_date"], how="left")
+    history = consistency.event_history(moves, m, move_type=config.move_type, max_events=config.max_events)
+    m = m.merge(consistency.exceedances(history, m), on=["ticker", "report_date"], how="left")
     priced = m[["ticker", "report_date", "reaction_date", "expiration", "implied_move", "ex_earnings_vol"]]
     m = m.merge(density.event_densities(surface, atm, priced, moves, levels=config.exceed_levels,
                                         move_type=config.move_type, max_events=config.max_events),
@@ -84,7 +91,8 @@ def compute_metrics(as_of, calendar: pd.DataFrame, history: pd.DataFrame,
     m["status"], m["reason"] = _status(m)
     columns = metrics_columns([level_name(v) for v in config.exceed_levels])
     metrics = m.reindex(columns=columns).sort_values(["ticker", "report_date"], kind="stable").reset_index(drop=True)
-    return MetricsResult(moves=moves, surface=surface, metrics=metrics)
+    return MetricsResult(moves=moves, surface=surface, metrics=metrics, term=atm, event_history=history,
+                         smile=term.event_smiles(surface, straddles))
 
 
 def _last_close(prices: pd.DataFrame, as_of) -> pd.Series:

@@ -10,7 +10,7 @@ import pandas as pd
 from pipeline.black76 import MEAN_ABS_PER_STD
 from pipeline.sessions import covering_expirations
 from pipeline.stages.groups import (
-    contract_runs, group_median, quote_groups, quote_keys, run_means, run_numbers, run_starts,
+    QUOTE_KEY, contract_runs, group_median, quote_groups, quote_keys, run_means, run_numbers, run_starts,
 )
 
 EVENT_KEY = ["ticker", "report_date"]
@@ -107,6 +107,25 @@ def atm_iv_by_expiration(surface: pd.DataFrame) -> pd.DataFrame:
     quote_group, _, iv, k = otm_quotes(surface, group)
     return quote_keys(surface, group, n_groups).assign(
         t=expiration_times(surface, group, n_groups), atm_iv=interpolate_atm(quote_group, k, iv, n_groups))
+
+
+SMILE_COLUMNS = ["ticker", "expiration", "k", "iv"]
+
+
+def event_smiles(surface: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
+    """The smile of each event's expiration (``events``: ticker, expiration; a null expiration has
+    none): its out-of-the-money quotes with a usable IV, one per contract (:func:`otm_quotes`), as
+    k = ln(K/F) and iv (annualized fraction); sorted by ticker, expiration, k. The skew fit
+    (:func:`pipeline.stages.skew.fit_skew`) uses those within its standardized-moneyness range."""
+    pairs = pd.MultiIndex.from_frame(events[QUOTE_KEY].dropna().drop_duplicates())
+    rows = surface[pd.MultiIndex.from_frame(surface[QUOTE_KEY]).isin(pairs)]
+    if rows.empty:
+        return pd.DataFrame({"ticker": pd.Series(dtype="str"), "expiration": pd.Series(dtype="datetime64[ns]"),
+                             "k": pd.Series(dtype=float), "iv": pd.Series(dtype=float)})
+    group, n_groups = quote_groups(rows)
+    quote_group, _, iv, k = otm_quotes(rows, group)
+    quotes = quote_keys(rows, group, n_groups).iloc[quote_group].reset_index(drop=True).assign(k=k, iv=iv)
+    return quotes.sort_values(SMILE_COLUMNS[:3], kind="stable").reset_index(drop=True)
 
 
 def _first_two_expirations(atm: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
