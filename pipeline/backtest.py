@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -37,7 +36,6 @@ def summary_headers(structure: str) -> dict[str, str]:
     return SUMMARY_HEADERS | {"mean_pnl": f"mean_pnl ($ per {structure.replace('_', ' ')})"}
 
 
-UNFILTERED_STEM = re.compile(r"backtest_\d{4}-\d{2}-\d{2}_\d{4}-\d{2}-\d{2}")
 
 
 class NotReplayed(ValueError):

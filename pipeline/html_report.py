@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.layout import Layout
+from pipeline.layout import UNFILTERED_BACKTEST_STEM, Layout
 
 log = logging.getLogger("pipeline")
 
@@ -58,11 +58,9 @@ def _template():
 
 
 def _backtest_links(reports: Path) -> list[str]:
-    from pipeline.backtest import UNFILTERED_STEM
-
     # The unfiltered runs only: a filtered run (its selection in the name) is one analyst's question.
     return sorted(p.name for p in reports.glob("backtest*") if p.suffix in (".html", ".csv", ".png")
-                  and UNFILTERED_STEM.fullmatch(p.stem))
+                  and UNFILTERED_BACKTEST_STEM.fullmatch(p.stem))
 
 
 def _anchor(ticker, report_date) -> str:

@@ -3,9 +3,13 @@ hive partition key. Cheap to import (no pandas, no pandera): ``doctor``, config 
 root check use it; :mod:`pipeline.schemas` builds its contracts from :data:`PARTITIONS`."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 VRP_TIERS = ("EXCELLENT", "GOOD", "MARGINAL", "SKIP")
+# The stem of an unfiltered backtest's reports, backtest_<start>_<end> (a selection or non-default
+# fills add _<slug>: pipeline.backtest.Spec.stem).
+UNFILTERED_BACKTEST_STEM = re.compile(r"backtest_\d{4}-\d{2}-\d{2}_\d{4}-\d{2}-\d{2}")
 LIQUIDITY_TIERS = ("EXCELLENT", "GOOD", "WARNING", "REJECT")
 
 # Dataset -> its partition column, written as the directory name (date=2026-11-20); None: one file.

@@ -178,13 +178,12 @@ def test_the_page_draws_history_term_and_smile_without_a_stage(built):
     """Drawing the past reports, the term structure and the smile loads no pipeline.stages module.
     Not covered: the ranking that orders the page is the report's (loaded before); the payoff of
     a suggested structure is priced by the structures stage's own formulas, so the page is drawn
-    here without structures; the links to backtest reports take their file-name pattern from
-    pipeline.backtest, which loads the backtest's trade stage."""
+    here without structures."""
     settings_for(built)
     config = built.parent / f"{built.name}-config.yaml"
     script = PAGE_SCRIPT.format(config=str(config), root=str(built), day=str(AS_OF.date()))
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == ["pipeline.stages.backtest"]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
 
 
 def test_explain_of_a_date_computed_before_the_view_datasets_says_what_to_run(built, stored, tmp_path):
