@@ -276,7 +276,7 @@ class Steps:
         self.names = _preflight(run.store, config.source, run.dates, self.names, run.manifest, run.notes)
         _check_reports_writable(root, self.names)
         if any(name in steps.FETCH for name in self.names):
-            run.ctx.source = sources.make_source(config, root, run.ctx.failures)
+            run.ctx.source = sources.make_source(config, root, run.ctx.failures, progress)
 
     def execute(self, run: Run) -> None:
         cut = steps.segments(self.names)
@@ -328,7 +328,7 @@ def _on_engine(run: Run, names) -> None:
     # live source is made per task (its HTTP client does not travel).
     market = None
     if config.source == "synthetic" and any(name in steps.FETCH for name in names):
-        market = sources.make_source(config, run.settings.root, ctx.failures)
+        market = sources.make_source(config, run.settings.root, ctx.failures, progress)
         run.closing.append(market)
     with run.manifest.stage("+".join(names) + f" on {run.engine}", ctx):
         for failures, reports, said in map_dates(_date_steps, run.dates, run.settings, names, fetched, market,
@@ -359,7 +359,7 @@ def _date_steps(settings: Settings, names: list[str], known: list, market, as_of
     ctx.failures.seed(known)
     own = None
     if any(name in steps.FETCH for name in names):
-        ctx.source = market if market is not None else sources.make_source(settings.config, settings.root, ctx.failures)
+        ctx.source = market if market is not None else sources.make_source(settings.config, settings.root, ctx.failures, progress)
         own = None if market is not None else ctx.source
     try:
         with _metrics_and_report_together(store, as_of, names):

@@ -34,7 +34,6 @@ from pipeline.sources.http import HttpClient
 from pipeline.failures import Failures
 from pipeline.outside_text import escape_controls
 from pipeline.sources.limits import Clock, ProviderUnavailable
-from pipeline.runlog import progress
 from pipeline.files import atomic_write_bytes
 from pipeline.layout import Layout
 from pipeline.tickers import is_valid_ticker
@@ -55,15 +54,19 @@ class LiveSource:
 
     def __init__(self, http: HttpClient, tradier_client: tradier.TradierClient,
                  av_client: alphavantage.AlphaVantageClient, calendar_horizon: str = "3month",
-                 stats_path: Path | None = None, failures: Failures | None = None, price_fallback: bool = False):
+                 stats_path: Path | None = None, failures: Failures | None = None, price_fallback: bool = False,
+                 progress=None):
         self.http, self.tradier, self.av = http, tradier_client, av_client
+        # The caller's progress display over the per-ticker calls (the run shows a bar on a terminal).
+        self.progress = progress or (lambda items, desc, unit: items)
         self.calendar_horizon = calendar_horizon
         self.price_fallback = price_fallback      # Alpha Vantage daily bars when Tradier history fails
         self.failures = Failures() if failures is None else failures
         self.stats_path = stats_path        # the run's vendor call and cache counters, rewritten after each stage
 
     @classmethod
-    def from_config(cls, config, root, failures: Failures | None = None, clock: Clock | None = None) -> "LiveSource":
+    def from_config(cls, config, root, failures: Failures | None = None, clock: Clock | None = None,
+                    progress=None) -> "LiveSource":
         """The live source of ``config`` (as :func:`pipeline.config.resolve` gives it: base URLs and
         credentials from the environment) over the data root ``root`` (its cache and raw folders)."""
         token, apikey = config.tradier_token, config.alphavantage_apikey
@@ -91,7 +94,7 @@ class LiveSource:
                           limits=getattr(config, "max_response_bytes", None))
         return cls(http, tradier.TradierClient(http, token), alphavantage.AlphaVantageClient(http, apikey),
                    config.calendar_horizon, layout.call_counter_file(_started(), os.getpid()), failures,
-                   getattr(config, "alphavantage_price_fallback", False))
+                   getattr(config, "alphavantage_price_fallback", False), progress)
 
     # ---- bookkeeping ------------------------------------------------------------------------
     def call_counts(self) -> dict[str, int]:
@@ -111,7 +114,7 @@ class LiveSource:
         """``call(item)`` for each item; an item's failure is recorded against its tickers and
         skipped, a provider's failure is raised."""
         results = {}
-        for item in progress(items, stage, "call"):
+        for item in self.progress(items, stage, "call"):
             try:
                 results[item] = call(item)
             except ProviderUnavailable:
@@ -172,7 +175,7 @@ class LiveSource:
         start, end = pd.Timestamp(start), pd.Timestamp(end)
         with self._stage("backfill-prices") as stage:
             found = {}
-            for ticker in progress(self._valid(tickers, stage), stage, "call"):
+            for ticker in self.progress(self._valid(tickers, stage), stage, "call"):
                 try:
                     found[ticker] = self.tradier.history(ticker, start, end, _day(end))
                 except ProviderUnavailable:
