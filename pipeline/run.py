@@ -29,7 +29,7 @@ import pandas as pd
 
 from pipeline import clock, jobs, sources
 from pipeline.config import Settings
-from pipeline.engine import map_dates
+from pipeline.engine import chunks, map_dates
 from pipeline.runlog import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, LockedError,
                              Manifest, RootRefused, data_root_lock, progress, setup_logging)
 from pipeline.files import atomic_write_bytes
@@ -200,13 +200,27 @@ def _locked_run(command, dates, steps, settings, gate, engine, scheduler) -> Out
                     ctx.reports.extend(reports)
                     ctx.notes.extend(said)
         else:
-            for as_of in dates:
-                with _metrics_and_report_together(store, as_of, after):
-                    for name in progress(after, f"{as_of.date()}", "step"):
+            fetching = [s for s in after if s in jobs.FETCH_STEPS]
+            writing = [s for s in after if s not in jobs.FETCH_STEPS]
+            for chunk in chunks(dates, jobs.CHUNK_SESSIONS):
+                # The chunk's chains first, then one pass of the stages over its dates, then each
+                # date's writes and report, date by date.
+                fetched = {}
+                for as_of in chunk:
+                    for name in progress(fetching, f"{as_of.date()}", "step"):
                         with manifest.stage(name, ctx):
                             jobs.STEPS[name](ctx, as_of)
-                if command == "rank" and not any(s in jobs.FETCH_STEPS for s in steps):
-                    _never_fetched(ctx, as_of)
+                    fetched[as_of] = len(ctx.failures)
+                if "compute" in writing and len(chunk) > 1:
+                    with manifest.stage("compute", ctx):
+                        jobs.compute_chunk(ctx, chunk, fetched)
+                for as_of in chunk:
+                    with _metrics_and_report_together(store, as_of, writing):
+                        for name in progress(writing, f"{as_of.date()}", "step"):
+                            with manifest.stage(name, ctx):
+                                jobs.STEPS[name](ctx, as_of)
+                    if command == "rank" and not any(s in jobs.FETCH_STEPS for s in steps):
+                        _never_fetched(ctx, as_of)
     except Refused as exc:
         outcome.exit_status, outcome.message = exc.code, str(exc)
         log.error("%s refused: %s", command, exc)

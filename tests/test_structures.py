@@ -17,6 +17,7 @@ from pipeline.config import ConfigError, load_config, parse_config
 from pipeline.sources.synthetic import SyntheticMarket
 from pipeline.stages import structures as stage
 from pipeline.stages.events import event_expirations
+from pipeline.stages.panel import dated
 from pipeline.store import Store
 
 from conftest import AS_OF, REPO
@@ -28,15 +29,17 @@ pytestmark = pytest.mark.xdist_group("structures")
 def computed(daily_root):
     """The daily's structures recomputed from its stored snapshots, with the inputs."""
     from pipeline.stages.events import upcoming_events
+    from pipeline.jobs import stage_params
     from pipeline.stages.metrics import compute_metrics
 
     config = load_config(REPO / "config.yaml")
     store = Store(daily_root)
     calendar = store.read("calendar", AS_OF)
-    tickers = sorted(upcoming_events(calendar, AS_OF, config.lookahead_days)["ticker"].unique())
-    result = compute_metrics(AS_OF, calendar, store.scan("earnings_history", tickers=tickers),
-                             store.scan("prices", tickers=tickers), store.read("chains", AS_OF), config)
-    frame = stage.build_structures(result.metrics, result.surface, result.moves, config)
+    tickers = sorted(upcoming_events(dated(calendar, AS_OF), config.lookahead_days)["ticker"].unique())
+    result = compute_metrics(dated(calendar, AS_OF), store.scan("earnings_history", tickers=tickers),
+                             store.scan("prices", tickers=tickers), dated(store.read("chains", AS_OF), AS_OF),
+                             stage_params(config))
+    frame = stage.build_structures(result.metrics, result.surface, result.moves, stage_params(config))
     return frame, result, config, store
 
 
@@ -425,7 +428,7 @@ def test_exit_pnl_of_the_stored_rows_reproduces_ev_hist_and_the_exit_breakevens(
     ev["report_date"] = pd.to_datetime(ev["report_date"])
     rows["report_date"] = pd.to_datetime(rows["report_date"])
     t0 = rows[["ticker", "report_date"]].merge(ev, on=["ticker", "report_date"], how="left")["t0"].to_numpy(float)
-    past, enough = stage._history_moves(result.moves, rows["ticker"], config.move_type, config.max_events,
+    past, enough = stage._history_moves(result.moves, dated(rows[["ticker"]], AS_OF), config.move_type, config.max_events,
                                         config.min_events)
     z, wz = payoffs.hermite_nodes()
     diffusion = rows["exit_ex_vol"].to_numpy(float) * np.sqrt(np.maximum(t0 - rows["t_exit"].to_numpy(float), 0.0))

@@ -22,10 +22,11 @@ AS_OF = pd.Timestamp("2026-11-20")
 def build_inputs(n_tickers: int, seed: int = 7):
     from pipeline.sources.synthetic import SyntheticMarket
     from pipeline.stages.events import event_expirations, upcoming_events
+    from pipeline.stages.panel import dated
 
     market = SyntheticMarket(seed=seed, universe_size=n_tickers)
     calendar = market.calendar(AS_OF, 92)
-    events = upcoming_events(calendar, AS_OF, 92)
+    events = upcoming_events(dated(calendar, AS_OF), 92)
     tickers = events["ticker"].tolist()
     listed = market.expirations(tickers, AS_OF)
     wanted = event_expirations(listed, events, count=5)
@@ -134,13 +135,14 @@ def structures_daily(n_tickers: int, repeat: int, seed: int = 7) -> tuple[int, f
     from pipeline.config import Config
     from pipeline.sources.synthetic import SyntheticMarket
     from pipeline.stages.events import event_expirations, upcoming_events
+    from pipeline.stages.panel import dated
     from pipeline.stages.metrics import compute_metrics
     from pipeline.stages.structures import build_structures
 
     config = Config()
     market = SyntheticMarket(seed=seed, universe_size=n_tickers)
     calendar = market.calendar(AS_OF, 92)
-    events = upcoming_events(calendar, AS_OF, config.lookahead_days)
+    events = upcoming_events(dated(calendar, AS_OF), config.lookahead_days)
     tickers = events["ticker"].tolist()
     chains = market.chains(event_expirations(market.expirations(tickers, AS_OF), events), AS_OF)
     result = compute_metrics(AS_OF, calendar, market.earnings_history(tickers, AS_OF),

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from pipeline.stages.panel import key
+
 CONTRACT_SIZE = 100
 LEGS = {"C": "call", "P": "put"}
 QUOTE_FIELDS = ("bid", "ask", "mid")
@@ -18,8 +20,9 @@ QUOTE_FIELDS = ("bid", "ask", "mid")
 
 def leg_quotes(chains: pd.DataFrame, trades: pd.DataFrame, prefix: str) -> pd.DataFrame:
     """``trades`` with ``<prefix>_<call|put>_<bid|ask|mid>`` of the contract each names
-    (ticker, expiration, strike), NaN where the contract is not quoted; mid = (bid + ask) / 2."""
-    keys = ["ticker", "expiration", "strike"]
+    ([as_of,] ticker, expiration, strike: ``chains`` keyed by the trades' as-of dates), NaN where
+    the contract is not quoted; mid = (bid + ask) / 2."""
+    keys = key(chains, "expiration", "strike")
     quotes = chains.drop_duplicates([*keys, "option_type"])
     out = trades
     for code, leg in LEGS.items():
