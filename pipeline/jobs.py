@@ -254,14 +254,11 @@ def compute_chunk(ctx: Context, dates: list[pd.Timestamp], fetched: dict | None 
         known = failures[:fetched[as_of]] if fetched else failures
         rows = _with_fetch_causes(result.metrics[(day == as_of).to_numpy()], known)
         metrics[as_of] = dated(ctx.keep_valid("metrics", rows, "compute"), as_of)
-    valid = pd.concat(metrics.values(), ignore_index=True)
-    structures = build_structures(valid, result.surface, result.moves, params)
-    # Validated once for the chunk (a validation has a fixed cost per call); rows keep their order.
-    stored = {"surface": (result.surface, validate("surface", result.surface)),
-              "structures": (structures, validate("structures", structures))}
+    structures = build_structures(pd.concat(metrics.values(), ignore_index=True), result.surface, result.moves, params)
     for as_of in dates:
         ctx.computed[as_of] = {"metrics": metrics[as_of].drop(columns=AS_OF)} | {
-            name: checked[(raw[AS_OF] == as_of).to_numpy()] for name, (raw, checked) in stored.items()}
+            name: validate(name, frame[(frame[AS_OF] == as_of).to_numpy()])
+            for name, frame in (("surface", result.surface), ("structures", structures))}
 
 
 def compute(ctx: Context, as_of: pd.Timestamp) -> pd.DataFrame:

@@ -56,7 +56,7 @@ def test_put_call_parity_holds_exactly(kind, std, a, s):
 def test_market_prices_are_convex_and_decreasing_through_the_wings(market):
     """Every event expiration of the default universe on a dense strike grid (0.3F to 3F)."""
     as_of = pd.Timestamp("2026-11-20")
-    events = upcoming_events(dated(market.calendar(as_of, 30), as_of), 14)
+    events = upcoming_events(dated(market.calendar(as_of, 30), as_of), 14).drop(columns="as_of")
     g = market._expiry_groups(event_expirations(market.expirations(events["ticker"].tolist(), as_of), events), as_of)
     assert (g["law_weight_2"] > 0).sum() >= 20          # mixtures among them
     grid = np.exp(np.linspace(np.log(0.3), np.log(3.0), 600))

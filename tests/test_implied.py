@@ -39,7 +39,7 @@ def straddles(chains, events, max_leg_spread=0.5):
 @pytest.mark.slow
 def test_recovers_the_model_straddle_within_quote_noise(market, truth):
     calendar = market.calendar(AS_OF, 90)
-    events = upcoming_events(dated(calendar, AS_OF), 7)
+    events = upcoming_events(dated(calendar, AS_OF), 7).drop(columns="as_of")
     events = events[events["timing"] != "UNKNOWN"]        # truth uses the true reaction session
     wanted = event_expirations(market.expirations(events["ticker"].tolist(), AS_OF), events)
     result = straddles(market.chains(wanted, AS_OF), events)
