@@ -229,9 +229,9 @@ def compute_chunk(ctx: Context, dates: list[pd.Timestamp], fetched: dict | None 
     tickers' history and bars, the stored metrics before the chunk plus the chunk's earlier dates
     for the vol percentiles (as they would be stored by then), the fetch failures known when that
     date was computed (``fetched``: date -> how many of ``ctx.failures`` were recorded by then;
-    default all) and its rows validated on their own.
+    default all) and, when some rows fail validation, its own failing tickers dropped.
     """
-    from pipeline.schemas import validate
+    from pipeline.schemas import DatasetValidationError, validate_panel
     from pipeline.stages.metrics import compute_metrics
     from pipeline.stages.panel import AS_OF, dated
     from pipeline.stages.structures import build_structures
@@ -249,16 +249,21 @@ def compute_chunk(ctx: Context, dates: list[pd.Timestamp], fetched: dict | None 
     )
     failures = list(ctx.failures)
     day = result.metrics[AS_OF]
-    metrics = {}
+    caused = pd.concat([_with_fetch_causes(result.metrics[(day == as_of).to_numpy()],
+                                           failures[:fetched[as_of]] if fetched else failures)
+                        for as_of in dates], ignore_index=True)
+    try:
+        metrics = validate_panel("metrics", caused)
+    except DatasetValidationError:
+        # Some rows fail: each date drops its own failing tickers, as a run of that date does.
+        metrics = pd.concat([dated(ctx.keep_valid("metrics", rows.drop(columns=AS_OF), "compute"), as_of)
+                             for as_of, rows in caused.groupby(AS_OF, sort=True)], ignore_index=True)
+    structures = build_structures(metrics, result.surface, result.moves, params)
+    stored = {"metrics": metrics, "surface": validate_panel("surface", result.surface),
+              "structures": validate_panel("structures", structures)}
     for as_of in dates:
-        known = failures[:fetched[as_of]] if fetched else failures
-        rows = _with_fetch_causes(result.metrics[(day == as_of).to_numpy()], known)
-        metrics[as_of] = dated(ctx.keep_valid("metrics", rows, "compute"), as_of)
-    structures = build_structures(pd.concat(metrics.values(), ignore_index=True), result.surface, result.moves, params)
-    for as_of in dates:
-        ctx.computed[as_of] = {"metrics": metrics[as_of].drop(columns=AS_OF)} | {
-            name: validate(name, frame[(frame[AS_OF] == as_of).to_numpy()])
-            for name, frame in (("surface", result.surface), ("structures", structures))}
+        ctx.computed[as_of] = {name: frame[(frame[AS_OF] == as_of).to_numpy()].drop(columns=AS_OF)
+                               for name, frame in stored.items()}
 
 
 def compute(ctx: Context, as_of: pd.Timestamp) -> pd.DataFrame:
@@ -318,6 +323,8 @@ def write_outcomes(ctx: Context, as_of: pd.Timestamp) -> int:
     for exit_date in (as_of, following):
         entry = pd.Timestamp(sessions.previous_sessions([exit_date])[0])
         if not (ctx.store.exists("metrics", entry) and ctx.store.exists("chains", exit_date)):
+            continue
+        if exit_date in ctx.computed:      # computed by this run and not written yet: it writes its own
             continue
         metrics = ctx.store.read("metrics", entry)
         reacting = metrics[metrics["reaction_date"] == exit_date]
