@@ -334,7 +334,7 @@ def build_structures(metrics: pd.DataFrame, surface: pd.DataFrame, moves: pd.Dat
     if metrics.empty:
         from pipeline.schemas import empty
 
-        return empty("structures")[STRUCTURE_COLUMNS]
+        return empty("structures")[STRUCTURE_COLUMNS].reindex(columns=[*key(metrics)[:-1], *STRUCTURE_COLUMNS])
     s = params.structures
     # Only the events' chains matter; a surface can hold other names' quotes too.
     surface = surface[pd.MultiIndex.from_frame(surface[key(metrics)]).isin(
