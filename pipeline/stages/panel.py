@@ -20,6 +20,7 @@ def key(frame: pd.DataFrame, *more: str) -> list[str]:
 
 
 def dated(frame: pd.DataFrame, as_of) -> pd.DataFrame:
-    """``frame`` (one date's rows) with the ``as_of`` column set to ``as_of``, first."""
+    """``frame`` (one date's rows) with the ``as_of`` column set to ``as_of`` (a column added,
+    nothing copied: stages find it by name)."""
     day = np.full(len(frame), pd.Timestamp(as_of).to_datetime64(), dtype="datetime64[ns]")
-    return frame.assign(**{AS_OF: day})[[AS_OF, *[c for c in frame.columns if c != AS_OF]]]
+    return frame.assign(**{AS_OF: day})
