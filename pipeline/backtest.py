@@ -22,6 +22,7 @@ from pipeline.engine import chunks, map_dates
 from pipeline.stages import backtest as trades_stage
 from pipeline.files import atomic_write_bytes
 from pipeline.layout import Layout
+from pipeline.stages.panel import AS_OF, dated
 from pipeline.store import Store
 
 GROUPS = ("score_quintile", "vrp_tier", "liquidity_tier", "timing")
@@ -101,95 +102,90 @@ def candidates(settings: Settings, exit_dates: list[pd.Timestamp]) -> pd.DataFra
     entry and exit quotes of their straddle: one task, over a chunk of consecutive exit sessions.
 
     Only the events reacting on their exit session are recomputed, all of the chunk in one pass
-    of :func:`~pipeline.stages.metrics.compute_metrics`: each event's rows (calendar, entry
-    chain, history, bars) carry the label ``TICKER|entry`` and its own as-of date. Metrics are
-    per ticker label, so each event gets exactly the rows a run of its entry session gives it.
-    An exit session without the entry's calendar and chains contributes nothing.
+    of :func:`~pipeline.stages.metrics.compute_metrics`, each event's rows (calendar, entry
+    chain) keyed by its entry session as ``as_of``: the stages are per (as_of, ticker), so each
+    event gets exactly the rows a run of its entry session gives it. An exit session without the
+    entry's calendar and chains contributes nothing.
     """
     recomputed = entry_pass(settings, exit_dates)
     if recomputed is None:
         return pd.DataFrame()
-    events, labelled, quotes, result = recomputed
+    events, inputs, quotes, result = recomputed
     metrics = result.metrics
     trades = reacting_trades(metrics, events)
     if trades.empty:
         return pd.DataFrame()
     trades = trades.assign(strike=trades["straddle_strike"], exit_kind=pd.array(
         np.where(trades["expiration"] == trades["exit_date"], "intrinsic", "quote"), dtype="str"))
-    trades = trades_stage.leg_quotes(labelled["chains"], trades, "entry")
-    trades = trades_stage.leg_quotes(_chains_of(quotes, events, "exit_date"), trades, "exit")
-    trades = with_exit_close(trades, labelled["prices"])
+    trades = trades_stage.leg_quotes(inputs["chains"], trades, "entry")
+    trades = trades_stage.leg_quotes(event_chains(quotes, events, "exit_date"), trades, "exit")
+    trades = with_exit_close(trades, inputs["prices"])
     legs = [f"{side}_{leg}_{field}" for side in ("entry", "exit") for leg in trades_stage.LEGS.values()
             for field in trades_stage.QUOTE_FIELDS]
-    columns = [*metrics.columns, "entry_date", "exit_date", "strike", "exit_kind", *legs,
+    columns = [*metrics.columns.drop(AS_OF), "entry_date", "exit_date", "strike", "exit_kind", *legs,
                "exit_close", "realized_move"]
     return trades[columns].sort_values(["exit_date", "ticker"], kind="stable").reset_index(drop=True)
 
 
 def entry_pass(settings: Settings, exit_dates: list[pd.Timestamp]):
     """The events reacting on each exit session of the chunk, recomputed as of their entry
-    session in one labelled pass (see :func:`candidates`): (events, labelled inputs, chains by
-    session, :class:`~pipeline.stages.metrics.MetricsResult`), or None without any."""
+    session in one pass (see :func:`candidates`): (events: as_of (the entry session), ticker,
+    exit_date; the pass's inputs; chains by session; :class:`~pipeline.stages.metrics.MetricsResult`),
+    or None without any."""
+    from pipeline.jobs import stage_params
     from pipeline.stages.events import upcoming_events
     from pipeline.stages.metrics import compute_metrics
 
     store = Store(settings.root)
+    params = stage_params(settings.config)
     events, calendars = [], []
     for exit_date, entry in zip(exit_dates, pd.DatetimeIndex(sessions.previous_sessions(exit_dates))):
         if not (store.exists("calendar", entry) and store.exists("chains", entry)):
             continue
-        calendar = store.read("calendar", entry)
-        reacting = upcoming_events(calendar, entry, settings.config.lookahead_days)
-        reacting = reacting.loc[reacting["reaction_date"] == exit_date, ["ticker"]]
-        reacting = reacting.assign(entry_date=entry, exit_date=exit_date,
-                                   label=reacting["ticker"] + f"|{entry.date()}")
-        events.append(reacting)
-        calendars.append(_labelled(calendar, reacting))
+        calendar = dated(store.read("calendar", entry), entry)
+        reacting = upcoming_events(calendar, params.lookahead_days)
+        reacting = reacting.loc[reacting["reaction_date"] == exit_date, [AS_OF, "ticker"]]
+        events.append(reacting.assign(exit_date=exit_date))
+        calendars.append(calendar[calendar["ticker"].isin(reacting["ticker"])])
     events = pd.concat(events, ignore_index=True) if events else pd.DataFrame()
     if events.empty:
         return None
     tickers = sorted(set(events["ticker"]))
-    # Whole partitions (a few thousand rows): cheaper than a filtered read, trimmed when labelled.
+    # Whole partitions (a few thousand rows): cheaper than a filtered read, trimmed to the events.
     quotes = {day: store.scan("chains", dates=[day]).drop(columns="date")
-              for day in sorted(set(events["entry_date"]) | set(events["exit_date"]))}
-    labelled = {
+              for day in sorted(set(events[AS_OF]) | set(events["exit_date"]))}
+    inputs = {
         "calendar": pd.concat(calendars, ignore_index=True),
-        "chains": _chains_of(quotes, events, "entry_date"),
-        "history": _labelled(store.scan("earnings_history", tickers=tickers), events),
-        "prices": _labelled(store.scan("prices", tickers=tickers), events),
+        "chains": event_chains(quotes, events, AS_OF),
+        "history": store.scan("earnings_history", tickers=tickers),
+        "prices": store.scan("prices", tickers=tickers),
     }
-    result = compute_metrics(events.set_index("label")["entry_date"], config=settings.config, **labelled)
-    return events, labelled, quotes, result
+    result = compute_metrics(params=params, **inputs)
+    return events, inputs, quotes, result
 
 
 def reacting_trades(metrics: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
-    """The labelled metrics rows of the events reacting on their exit session with a straddle
-    strike, with entry_date and exit_date."""
-    sessions_of = events[["label", "entry_date", "exit_date"]].rename(columns={"label": "ticker"})
-    trades = metrics.merge(sessions_of, on="ticker")
+    """The metrics rows of the events reacting on their exit session with a straddle strike,
+    with entry_date (their as-of session) and exit_date."""
+    trades = metrics.merge(events[[AS_OF, "ticker", "exit_date"]], on=[AS_OF, "ticker"])
+    trades = trades.assign(entry_date=trades[AS_OF])
     return trades[(trades["reaction_date"] == trades["exit_date"]) & trades["straddle_strike"].notna()]
 
 
 def with_exit_close(trades: pd.DataFrame, prices: pd.DataFrame) -> pd.DataFrame:
-    """Labelled trades with the plain ticker back, the reaction close (``exit_close``) and the
-    close-to-close ``realized_move`` from the entry session."""
+    """Trades with the reaction close (``exit_close``) and the close-to-close ``realized_move``
+    from the entry session."""
     closes = prices.set_index(["ticker", "date"])["close"]
     entry_close = closes.reindex(pd.MultiIndex.from_arrays([trades["ticker"], trades["entry_date"]])).to_numpy()
     exit_close = closes.reindex(pd.MultiIndex.from_arrays([trades["ticker"], trades["exit_date"]])).to_numpy()
-    return trades.assign(ticker=trades["ticker"].str.split("|").str[0].astype("str"), exit_close=exit_close,
-                         realized_move=exit_close / entry_close - 1.0)
+    return trades.assign(exit_close=exit_close, realized_move=exit_close / entry_close - 1.0)
 
 
-def _labelled(frame: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
-    """The rows of ``frame`` of each event's ticker, under the event's label (a ticker's rows are
-    repeated for each of its events)."""
-    rows = events[["ticker", "label"]].merge(frame[frame["ticker"].isin(events["ticker"])], on="ticker")
-    return rows.drop(columns="ticker").rename(columns={"label": "ticker"})[list(frame.columns)]
-
-
-def _chains_of(quotes: dict, events: pd.DataFrame, session: str) -> pd.DataFrame:
-    """Each event's chain on its ``session`` (entry_date or exit_date), under the event's label."""
-    frames = [_labelled(quotes[day], group) for day, group in events.groupby(session, sort=True)]
+def event_chains(quotes: dict, events: pd.DataFrame, session: str) -> pd.DataFrame:
+    """Each event's ticker's chain on its ``session`` (as_of: the entry, or exit_date), keyed by
+    the event's as-of session as the trades are."""
+    frames = [dated(quotes[day][quotes[day]["ticker"].isin(group["ticker"])], group[AS_OF].iloc[0])
+              for day, group in events.groupby(session, sort=True)]
     return pd.concat(frames, ignore_index=True)
 
 

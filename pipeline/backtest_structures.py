@@ -19,6 +19,7 @@ from pipeline import sessions
 from pipeline.engine import chunks, map_dates
 from pipeline.stages import backtest as trades_stage
 from pipeline.stages import structure_trades
+from pipeline.stages.panel import AS_OF
 from pipeline.stages.structures import STRUCTURES
 
 CHOICES = (*STRUCTURES, "suggested")
@@ -31,23 +32,25 @@ def candidates(settings, exit_dates: list[pd.Timestamp]) -> pd.DataFrame:
     """Every candidate structure of the events reacting on the chunk's exit sessions, priced
     from the entry session, with each leg's exit quote, the reaction close and the entry metrics
     used for selection and grouping (one task, like :func:`pipeline.backtest.candidates`)."""
+    from pipeline.jobs import stage_params
     from pipeline.stages.structures import build_structures
 
     recomputed = bt.entry_pass(settings, exit_dates)
     if recomputed is None:
         return pd.DataFrame()
-    events, labelled, quotes, result = recomputed
+    events, inputs, quotes, result = recomputed
     reacting = bt.reacting_trades(result.metrics, events)
     if reacting.empty:
         return pd.DataFrame()
-    structures = build_structures(reacting[result.metrics.columns], result.surface, result.moves, settings.config)
-    entry = reacting[["ticker", "report_date", "entry_date", "exit_date", "score", "vrp_tier", "timing"]]
-    rows = structures.merge(entry, on=["ticker", "report_date"])
+    structures = build_structures(reacting[result.metrics.columns], result.surface, result.moves,
+                                  stage_params(settings.config))
+    entry = reacting[[AS_OF, "ticker", "report_date", "entry_date", "exit_date", "score", "vrp_tier", "timing"]]
+    rows = structures.merge(entry, on=[AS_OF, "ticker", "report_date"])
     rows = rows.assign(exit_kind=pd.array(np.where(rows["expiration"] == rows["exit_date"], "intrinsic", "quote"),
                                           dtype="str"),
                        margin=rows["risk"].where(rows["risk_kind"] == "undefined"))
-    rows = structure_trades.exit_quotes(bt._chains_of(quotes, events, "exit_date"), rows)
-    rows = bt.with_exit_close(rows, labelled["prices"])
+    rows = structure_trades.exit_quotes(bt.event_chains(quotes, events, "exit_date"), rows)
+    rows = bt.with_exit_close(rows.drop(columns=AS_OF), inputs["prices"])
     return rows.sort_values(["exit_date", "ticker", "structure"], kind="stable").reset_index(drop=True)
 
 

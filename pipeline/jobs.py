@@ -9,7 +9,7 @@ every measured report, for analysis; the views draw each date's ``event_history`
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import pandas as pd
 
@@ -39,6 +39,7 @@ class Context:
     row_counts: dict = field(default_factory=dict)
     reports: list = field(default_factory=list)        # (path, ranked frame) per report written
     notes: list = field(default_factory=list)          # lines for the operator (stderr, manifest)
+    computed: dict = field(default_factory=dict)       # as-of date -> its part of a chunk's pass (compute_chunk)
 
     def keep_valid(self, name: str, frame: pd.DataFrame, stage: str) -> pd.DataFrame:
         """The rows of tickers whose data passes the schema; the others become failures."""
@@ -48,14 +49,22 @@ class Context:
         return valid
 
 
+def stage_params(config: Config):
+    """The plain parameters the compute stages take, from the config."""
+    from pipeline.stages.params import StageParams
+
+    return StageParams(**{f.name: getattr(config, f.name) for f in fields(StageParams)})
+
+
 def window_tickers(ctx: Context, as_of: pd.Timestamp,
                    calendar: pd.DataFrame | None = None) -> tuple[pd.DataFrame, list[str]]:
     """The events in the look-ahead window of ``as_of`` (from ``calendar``, else the stored one)
     and their tickers."""
     from pipeline.stages.events import upcoming_events
+    from pipeline.stages.panel import dated
 
     calendar = ctx.store.read("calendar", as_of) if calendar is None else calendar
-    upcoming = upcoming_events(calendar, as_of, ctx.config.lookahead_days)
+    upcoming = upcoming_events(dated(calendar, as_of), ctx.config.lookahead_days)
     return upcoming, sorted(upcoming["ticker"].unique())
 
 
@@ -148,6 +157,7 @@ def exit_marks(ctx: Context, as_of: pd.Timestamp) -> pd.DataFrame:
     pulled in any order. Columns: ticker, report_date, reaction_date.
     """
     from pipeline.stages.events import upcoming_events
+    from pipeline.stages.panel import dated
 
     entry = pd.Timestamp(sessions.previous_sessions([as_of])[0])
     if ctx.store.exists("calendar", entry):
@@ -158,8 +168,8 @@ def exit_marks(ctx: Context, as_of: pd.Timestamp) -> pd.DataFrame:
         # outcomes do not depend on the run order). Not stored: it is not this date's calendar.
         calendar = ctx.source.known_calendar(entry, ctx.config.calendar_horizon_days)
     else:
-        return upcoming_events(empty("calendar"), entry, ctx.config.lookahead_days)
-    events = upcoming_events(calendar, entry, ctx.config.lookahead_days)
+        calendar = empty("calendar")
+    events = upcoming_events(dated(calendar, entry), ctx.config.lookahead_days).drop(columns="as_of")
     return events[events["reaction_date"] == as_of].reset_index(drop=True)
 
 
@@ -191,7 +201,7 @@ def pull_chains(ctx: Context, as_of: pd.Timestamp) -> int:
     return len(chains)
 
 
-def _with_fetch_causes(metrics: pd.DataFrame, failures: Failures) -> pd.DataFrame:
+def _with_fetch_causes(metrics: pd.DataFrame, failures) -> pd.DataFrame:
     """A degraded or failed row's reason led by this run's fetch failures of its ticker: the
     metrics only see missing inputs ("no past reports with prices"), the fetch knows why (e.g.
     deferred to the next day by the Alpha Vantage budget)."""
@@ -209,52 +219,94 @@ def _with_fetch_causes(metrics: pd.DataFrame, failures: Failures) -> pd.DataFram
     return metrics.assign(reason=reason.str.rstrip("; ").astype(metrics["reason"].dtype))
 
 
-def compute(ctx: Context, as_of: pd.Timestamp) -> pd.DataFrame:
+# Sessions computed in one pass of the stages by a local replay: a month, as the backtest's tasks.
+CHUNK_SESSIONS = 21
+
+
+def compute_chunk(ctx: Context, dates: list[pd.Timestamp], fetched: dict | None = None) -> None:
+    """One pass of the stages over the as-of ``dates`` (a chunk of consecutive sessions), split
+    per date into ``ctx.computed`` for :func:`compute` to write, date by date.
+
+    Each date gets exactly what a pass of its own gives it: its calendar, chains and window
+    tickers' history and bars, the stored metrics before the chunk plus the chunk's earlier dates
+    for the vol percentiles (as they would be stored by then), the fetch failures known when that
+    date was computed (``fetched``: date -> how many of ``ctx.failures`` were recorded by then;
+    default all) and, when some rows fail validation, its own failing tickers dropped.
+    """
+    from pipeline.schemas import DatasetValidationError, validate_panel
     from pipeline.stages.metrics import compute_metrics
+    from pipeline.stages.panel import AS_OF, dated
     from pipeline.stages.structures import build_structures
 
-    calendar = ctx.store.read("calendar", as_of)
-    # Every metric is per event and ticker, so the history and bars of other tickers are not read.
-    _, tickers = window_tickers(ctx, as_of, calendar)
+    calendars = {as_of: ctx.store.read("calendar", as_of) for as_of in dates}
+    tickers = sorted(set().union(*(window_tickers(ctx, d, c)[1] for d, c in calendars.items())))
+    params = stage_params(ctx.config)
     result = compute_metrics(
-        as_of,
-        calendar=calendar,
+        calendar=pd.concat([dated(c, d) for d, c in calendars.items()], ignore_index=True),
         history=ctx.store.scan("earnings_history", tickers=tickers),
         prices=ctx.store.scan("prices", tickers=tickers),
-        chains=ctx.store.read("chains", as_of),
-        config=ctx.config,
-        vol_history=vol_history(ctx.store, tickers, as_of),
+        chains=pd.concat([dated(ctx.store.read("chains", d), d) for d in dates], ignore_index=True),
+        params=params,
+        vol_history=vol_history(ctx.store, tickers, dates),
     )
-    ctx.store.write("surface", result.surface, as_of)
-    metrics = ctx.keep_valid("metrics", _with_fetch_causes(result.metrics, ctx.failures), "compute")
-    ctx.store.write("metrics", metrics, as_of, validated=True)
-    # What the views show beside the metrics, so explain, the page and notebooks read, never recompute.
-    ctx.store.write("term", result.term, as_of)
-    history = result.event_history.merge(metrics[["ticker", "report_date"]], on=["ticker", "report_date"])
-    ctx.store.write("event_history", history, as_of)
-    ctx.store.write("smile", result.smile[result.smile["ticker"].isin(metrics["ticker"])], as_of)
-    structures = build_structures(metrics, result.surface, result.moves, ctx.config)
-    ctx.store.write("structures", structures, as_of)
+    failures = list(ctx.failures)
+    day = result.metrics[AS_OF]
+    caused = pd.concat([_with_fetch_causes(result.metrics[(day == as_of).to_numpy()],
+                                           failures[:fetched[as_of]] if fetched else failures)
+                        for as_of in dates], ignore_index=True)
+    try:
+        metrics = validate_panel("metrics", caused)
+    except DatasetValidationError:
+        # Some rows fail: each date drops its own failing tickers, as a run of that date does.
+        metrics = pd.concat([dated(ctx.keep_valid("metrics", rows.drop(columns=AS_OF), "compute"), as_of)
+                             for as_of, rows in caused.groupby(AS_OF, sort=True)], ignore_index=True)
+    structures = build_structures(metrics, result.surface, result.moves, params)
+    # What the views show beside the metrics, so explain, the page and notebooks read, never
+    # recompute: the history rows and smiles of the events whose metrics are stored.
+    events = metrics[[AS_OF, "ticker", "report_date"]]
+    history = result.event_history.merge(events, on=[AS_OF, "ticker", "report_date"])
+    smile = result.smile.merge(events[[AS_OF, "ticker"]].drop_duplicates(), on=[AS_OF, "ticker"])
+    stored = {"metrics": metrics, "surface": validate_panel("surface", result.surface),
+              "term": validate_panel("term", result.term), "event_history": validate_panel("event_history", history),
+              "smile": validate_panel("smile", smile), "structures": validate_panel("structures", structures)}
+    for as_of in dates:
+        ctx.computed[as_of] = {name: frame[(frame[AS_OF] == as_of).to_numpy()].drop(columns=AS_OF)
+                               for name, frame in stored.items()}
+
+
+def compute(ctx: Context, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Write the as-of date's surface, metrics, term, event_history, smile and structures (from
+    the chunk's pass when :func:`compute_chunk` made one, else from a pass of this date alone), then the outcomes it
+    completes."""
+    if as_of not in ctx.computed:
+        compute_chunk(ctx, [as_of])
+    part = ctx.computed.pop(as_of)
+    metrics = part["metrics"]
+    for name in ("surface", "metrics", "term", "event_history", "smile", "structures"):
+        ctx.store.write(name, part[name], as_of, validated=True)
     for ticker, reason in zip(metrics.loc[metrics["status"] == "failed", "ticker"],
                               metrics.loc[metrics["status"] == "failed", "reason"]):
         ctx.failures.add(ticker, "compute", reason)
-    ctx.row_counts.update(surface=len(result.surface), metrics=len(metrics), term=len(result.term),
-                          event_history=len(history), smile=len(result.smile), structures=len(structures))
+    ctx.row_counts.update({name: len(part[name]) for name in ("surface", "metrics", "term", "event_history", "smile",
+                                                              "structures")})
     write_outcomes(ctx, as_of)
     return metrics
 
 
-def vol_history(store: Store, tickers: list[str], as_of: pd.Timestamp) -> pd.DataFrame:
-    """The tickers' stored sessions before ``as_of`` within its last PERCENTILE_SESSIONS sessions:
+def vol_history(store: Store, tickers: list[str], dates: list[pd.Timestamp]) -> pd.DataFrame:
+    """The tickers' stored sessions within the last PERCENTILE_SESSIONS sessions to any of
+    ``dates`` and before the last, other than ``dates`` themselves (a pass computes those):
     ticker, date, iv30, ex_earnings_vol from the stored ``metrics`` (a name has a row on the days
     its event is in the window). Partitions written before ``iv30`` existed give ex_earnings_vol."""
     from pipeline.stages.term import PERCENTILE_SESSIONS
     from pipeline.store import CorruptPartition
 
-    first = pd.Timestamp(sessions.sessions_offset([as_of], -(PERCENTILE_SESSIONS - 1), strict=False)[0])
-    dates = [d for d in store.partitions("metrics") if first <= pd.Timestamp(d) < as_of]
+    first = pd.Timestamp(sessions.sessions_offset([min(dates)], -(PERCENTILE_SESSIONS - 1), strict=False)[0])
+    computed = {pd.Timestamp(d) for d in dates}
+    days = [d for d in store.partitions("metrics")
+            if first <= pd.Timestamp(d) < max(dates) and pd.Timestamp(d) not in computed]
     frames = []
-    for day in dates:
+    for day in days:
         try:
             frames.append(store.scan("metrics", dates=[day], tickers=tickers,
                                      columns=["ticker", "iv30", "ex_earnings_vol"]))
@@ -280,6 +332,8 @@ def write_outcomes(ctx: Context, as_of: pd.Timestamp) -> int:
     for exit_date in (as_of, following):
         entry = pd.Timestamp(sessions.previous_sessions([exit_date])[0])
         if not (ctx.store.exists("metrics", entry) and ctx.store.exists("chains", exit_date)):
+            continue
+        if exit_date in ctx.computed:      # computed by this run and not written yet: it writes its own
             continue
         metrics = ctx.store.read("metrics", entry)
         reacting = metrics[metrics["reaction_date"] == exit_date]
@@ -329,13 +383,14 @@ def write_moves(ctx: Context) -> int:
     the data, never on which dates were run or in which order.
     """
     from pipeline.stages.moves import historical_moves
+    from pipeline.stages.panel import AS_OF, dated
 
     prices = ctx.store.read_or_empty("prices")
     history = ctx.store.read_or_empty("earnings_history")
     if prices.empty or history.empty:
         moves = empty("moves")
     else:
-        moves = historical_moves(history, prices, prices["date"].max())
+        moves = historical_moves(dated(history, prices["date"].max()), prices).drop(columns=AS_OF)
     moves = moves.sort_values(["ticker", "report_date"], kind="stable").reset_index(drop=True)
     ctx.store.write("moves", moves)
     ctx.row_counts["moves"] = len(moves)

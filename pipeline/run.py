@@ -30,7 +30,7 @@ import pandas as pd
 
 from pipeline import clock, jobs, sources, steps
 from pipeline.config import Settings
-from pipeline.engine import map_dates
+from pipeline.engine import chunks, map_dates
 from pipeline.runlog import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, LockedError,
                              Manifest, RootRefused, data_root_lock, progress, setup_logging)
 from pipeline.files import atomic_write_bytes
@@ -310,12 +310,30 @@ def _once(run: Run, names) -> None:
 
 
 def _each_date(run: Run, names) -> None:
-    for as_of in run.dates:
-        run.as_of = as_of
-        with _metrics_and_report_together(run.store, as_of, names):
-            for name in progress(names, f"{as_of.date()}", "step"):
-                with run.manifest.stage(name, run.ctx):
-                    steps.BY_NAME[name].run(run.ctx, as_of)
+    """The per-date steps a chunk of sessions at a time (:data:`pipeline.jobs.CHUNK_SESSIONS`): the
+    chunk's fetch steps date by date, then one pass of the stages over its dates
+    (:func:`pipeline.jobs.compute_chunk`), then each date's writes and report, date by date."""
+    fetching = [name for name in names if name in steps.FETCH]
+    writing = [name for name in names if name not in steps.FETCH]
+    for chunk in chunks(run.dates, jobs.CHUNK_SESSIONS):
+        fetched = {}
+        for as_of in chunk:
+            run.as_of = as_of
+            _date_names(run, as_of, fetching)
+            fetched[as_of] = len(run.ctx.failures)
+        if "compute" in writing and len(chunk) > 1:
+            with run.manifest.stage("compute", run.ctx):
+                jobs.compute_chunk(run.ctx, chunk, fetched)
+        for as_of in chunk:
+            run.as_of = as_of
+            with _metrics_and_report_together(run.store, as_of, writing):
+                _date_names(run, as_of, writing)
+
+
+def _date_names(run: Run, as_of, names) -> None:
+    for name in progress(names, f"{as_of.date()}", "step"):
+        with run.manifest.stage(name, run.ctx):
+            steps.BY_NAME[name].run(run.ctx, as_of)
 
 
 def _on_engine(run: Run, names) -> None:

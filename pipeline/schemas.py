@@ -489,6 +489,20 @@ def validate(name: str, df: pd.DataFrame) -> pd.DataFrame:
         raise DatasetValidationError(name, _describe(exc.failure_cases)) from None
 
 
+def validate_panel(name: str, df: pd.DataFrame) -> pd.DataFrame:
+    """:func:`validate` for the rows of several as-of dates at once (an ``as_of`` column): the
+    dataset's checks, its uniqueness within each as-of date, ``as_of`` kept. One call instead of
+    one per date (a validation costs 30-200 ms whatever the number of rows)."""
+    schema = DATASETS[name].model.to_schema()
+    panel = schema.add_columns({"as_of": pa.Column("datetime64[ns]")})
+    if schema.unique:
+        panel.unique = ["as_of", *schema.unique]
+    try:
+        return panel.validate(df, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        raise DatasetValidationError(name, _describe(exc.failure_cases)) from None
+
+
 def empty(name: str, columns=None) -> pd.DataFrame:
     """A zero-row frame of dataset ``name`` with the contract's columns and dtypes (regex columns
     expanded to the ``columns`` they match, default the default levels: :func:`contract_columns`)."""

@@ -96,12 +96,14 @@ def test_returns_rise_with_the_true_premium_and_the_score_separates(replayed, re
 
 
 @pytest.mark.slow
-def test_one_labelled_pass_equals_a_run_of_each_entry_session(replayed):
-    # The backtest recomputes a month of entry sessions in one compute_metrics pass (events under
-    # TICKER|entry labels with their own as-of dates); the plain route computes each entry
-    # session's whole window on its own, as `pipeline rank` would, and keeps the reacting events.
+def test_one_panel_pass_equals_a_run_of_each_entry_session(replayed):
+    # The backtest recomputes a month of entry sessions in one compute_metrics pass (each event's
+    # rows keyed by its entry session as as_of); the plain route computes each entry session's
+    # whole window on its own, as `pipeline rank` would, and keeps the reacting events.
     from pipeline import sessions
     from pipeline.stages.events import upcoming_events
+    from pipeline.stages.panel import dated
+    from pipeline.jobs import stage_params
     from pipeline.stages.metrics import compute_metrics
 
     root, config = replayed
@@ -113,10 +115,10 @@ def test_one_labelled_pass_equals_a_run_of_each_entry_session(replayed):
     for exit_date in exits:
         entry = pd.Timestamp(sessions.previous_sessions([exit_date])[0])
         calendar = store.read("calendar", entry)
-        tickers = upcoming_events(calendar, entry, settings.config.lookahead_days)["ticker"]
-        metrics = compute_metrics(entry, calendar, store.scan("earnings_history", tickers=tickers),
-                                  store.scan("prices", tickers=tickers), store.read("chains", entry),
-                                  settings.config).metrics
+        tickers = upcoming_events(dated(calendar, entry), settings.config.lookahead_days)["ticker"]
+        metrics = compute_metrics(dated(calendar, entry), store.scan("earnings_history", tickers=tickers),
+                                  store.scan("prices", tickers=tickers), dated(store.read("chains", entry), entry),
+                                  stage_params(settings.config)).metrics.drop(columns="as_of")
         plain.append(metrics[(metrics["reaction_date"] == exit_date) & metrics["straddle_strike"].notna()])
     plain = pd.concat(plain, ignore_index=True).sort_values(["reaction_date", "ticker"], kind="stable")
     assert len(plain) > 30

@@ -14,6 +14,8 @@ from pipeline.config import Config
 from pipeline.event_law import martingale_means, mixture_exceedance, mixture_price
 from pipeline.stages import density, term
 from pipeline.stages.events import event_expirations, upcoming_events
+from pipeline.stages.panel import dated
+from pipeline.jobs import stage_params
 from pipeline.stages.metrics import compute_metrics
 from pipeline.stages.surface import build_surface
 
@@ -54,7 +56,7 @@ def test_put_call_parity_holds_exactly(kind, std, a, s):
 def test_market_prices_are_convex_and_decreasing_through_the_wings(market):
     """Every event expiration of the default universe on a dense strike grid (0.3F to 3F)."""
     as_of = pd.Timestamp("2026-11-20")
-    events = upcoming_events(market.calendar(as_of, 30), as_of, 14)
+    events = upcoming_events(dated(market.calendar(as_of, 30), as_of), 14).drop(columns="as_of")
     g = market._expiry_groups(event_expirations(market.expirations(events["ticker"].tolist(), as_of), events), as_of)
     assert (g["law_weight_2"] > 0).sum() >= 20          # mixtures among them
     grid = np.exp(np.linspace(np.log(0.3), np.log(3.0), 600))
@@ -111,15 +113,16 @@ LOOKAHEAD = 14
 
 def _one_date(market, as_of: pd.Timestamp):
     calendar = market.calendar(as_of, 90)
-    events = upcoming_events(calendar, as_of, LOOKAHEAD)
+    events = upcoming_events(dated(calendar, as_of), LOOKAHEAD)
     tickers = events["ticker"].tolist()
     history = market.earnings_history(tickers, as_of)
     prices = market.prices(tickers, as_of - pd.Timedelta(days=4 * 365), as_of)
     chains = market.chains(event_expirations(market.expirations(tickers, as_of), events), as_of)
-    result = compute_metrics(as_of, calendar, history, prices, chains, Config(lookahead_days=LOOKAHEAD))
+    result = compute_metrics(dated(calendar, as_of), history, prices, dated(chains, as_of),
+                             stage_params(Config(lookahead_days=LOOKAHEAD)))
     truth = market.truth_events(as_of, LOOKAHEAD)
     m = result.metrics.merge(truth, on=["ticker", "report_date"], how="left", suffixes=("", "_true"))
-    return m.assign(as_of=as_of), result.surface, chains
+    return m, result.surface.drop(columns="as_of"), chains
 
 
 @pytest.fixture(scope="module")

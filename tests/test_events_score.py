@@ -6,6 +6,7 @@ import pytest
 from pipeline import sessions
 from pipeline.config import Config
 from pipeline.stages.events import event_expirations, upcoming_events
+from pipeline.stages.panel import dated
 from pipeline.stages.metrics import _status
 from pipeline.stages.rank import score_components, vrp_tier
 
@@ -27,7 +28,7 @@ def test_upcoming_rule_on_the_as_of_date_and_at_the_window_edge():
         ("OUT", "2026-11-30", "BMO"),       # 10 days: out
         ("PAST", "2026-11-19", "AMC"),      # reacted today
     ])
-    got = upcoming_events(cal, AS_OF, 7).set_index("ticker")
+    got = upcoming_events(dated(cal, AS_OF), 7).set_index("ticker")
     assert sorted(got.index) == ["AMCT", "EDGE", "UNKT"]
     assert got.loc["AMCT", "reaction_date"] == pd.Timestamp("2026-11-23")
     assert got.loc["EDGE", "reaction_date"] == pd.Timestamp("2026-11-27")   # early-close Friday
@@ -35,7 +36,7 @@ def test_upcoming_rule_on_the_as_of_date_and_at_the_window_edge():
 
 def test_only_the_earliest_upcoming_report_of_a_ticker_counts():
     cal = calendar([("T", "2026-11-24", "BMO"), ("T", "2026-11-26", "BMO")])
-    assert upcoming_events(cal, AS_OF, 7)["report_date"].tolist() == [pd.Timestamp("2026-11-24")]
+    assert upcoming_events(dated(cal, AS_OF), 7)["report_date"].tolist() == [pd.Timestamp("2026-11-24")]
 
 
 def test_event_expirations_are_the_first_two_on_or_after_the_reaction():

@@ -63,7 +63,9 @@ def test_a_hostile_vendor_fails_tickers_not_the_run(tmp_path, small_config, smal
 
     from pipeline.stages.events import upcoming_events
 
-    window = sorted(upcoming_events(small_market.calendar(AS_OF, 90), AS_OF, 7)["ticker"])
+    from pipeline.stages.panel import dated
+
+    window = sorted(upcoming_events(dated(small_market.calendar(AS_OF, 90), AS_OF), 7)["ticker"])
     assert len(window) >= 7
     faults = {   # ticker -> (fault, endpoint, times)
         window[0]: ("endless", "chains", 1),

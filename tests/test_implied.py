@@ -7,6 +7,7 @@ from hypothesis import given, settings, strategies as st
 from pipeline.black76 import atm_straddle, black76_price
 from pipeline.sessions import year_fraction
 from pipeline.stages.events import event_expirations, upcoming_events
+from pipeline.stages.panel import dated
 from pipeline.stages.implied import event_straddles
 from pipeline.stages.skew import fit_skew
 from pipeline.stages.surface import build_surface
@@ -38,7 +39,7 @@ def straddles(chains, events, max_leg_spread=0.5):
 @pytest.mark.slow
 def test_recovers_the_model_straddle_within_quote_noise(market, truth):
     calendar = market.calendar(AS_OF, 90)
-    events = upcoming_events(calendar, AS_OF, 7)
+    events = upcoming_events(dated(calendar, AS_OF), 7).drop(columns="as_of")
     events = events[events["timing"] != "UNKNOWN"]        # truth uses the true reaction session
     wanted = event_expirations(market.expirations(events["ticker"].tolist(), AS_OF), events)
     result = straddles(market.chains(wanted, AS_OF), events)

@@ -65,6 +65,6 @@ def test_the_daily_reads_earlier_sessions_from_the_store(tmp_path):
     table = pq.read_table(older)
     pq.write_table(table.drop_columns(["iv30", "iv30_percentile", "ex_earnings_vol_percentile",
                                        "vol_percentile_reason"]), older)
-    got = vol_history(store, ["T"], pd.Timestamp("2026-11-20"))
+    got = vol_history(store, ["T"], [pd.Timestamp("2026-11-20")])
     assert got["date"].dt.day.tolist() == [2, 3] and got["ex_earnings_vol"].tolist() == [0.155, 0.16]
     assert np.isnan(got["iv30"].iloc[0]) and got["iv30"].iloc[1] == 0.32

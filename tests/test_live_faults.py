@@ -50,13 +50,14 @@ def synthetic_chain(small_market, ticker):
 
 def test_every_source_method_returns_the_synthetic_frames(vendor, source, small_market):
     from pipeline.stages.events import event_expirations, upcoming_events
+    from pipeline.stages.panel import dated
 
     def same(got, expected):
         pd.testing.assert_frame_equal(got.drop(columns="source"), expected.drop(columns="source"))
 
     calendar = source.calendar(AS_OF, 90)
     same(calendar, small_market.calendar(AS_OF, 90))
-    upcoming = upcoming_events(calendar, AS_OF, 7)
+    upcoming = upcoming_events(dated(calendar, AS_OF), 7)
     window = sorted(upcoming["ticker"])
     same(source.earnings_history(window, AS_OF), small_market.earnings_history(window, AS_OF))
     start = AS_OF - pd.DateOffset(years=4)

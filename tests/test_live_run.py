@@ -11,6 +11,7 @@ from loopback import LoopbackVendor
 
 from pipeline.cli import main
 from pipeline.stages.events import upcoming_events
+from pipeline.stages.panel import dated
 from pipeline.store import Store
 
 DATE = "2026-11-20"
@@ -68,7 +69,7 @@ def live_metrics_and_report_equal_the_synthetic_run(runs):
 def a_cold_run_makes_exactly_the_planned_calls(runs):
     store = Store(runs["live_root"])
     calendar = store.read("calendar", DATE)
-    events = upcoming_events(calendar, pd.Timestamp(DATE), runs["lookahead_days"])
+    events = upcoming_events(dated(calendar, DATE), runs["lookahead_days"])
     window = len(events)
     # One chains call per (ticker, expiration) pulled: term_expirations (4) from the reaction
     # session on, plus one >= 35 days out when those end sooner (no exit marks on a first day).

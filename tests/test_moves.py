@@ -5,6 +5,7 @@ import pytest
 
 from pipeline import sessions
 from pipeline.stages.moves import historical_moves
+from pipeline.stages.panel import dated
 
 END = pd.Timestamp("2026-11-20")
 
@@ -15,7 +16,7 @@ def recovered(market, truth):
     history = market.earnings_history(tickers, END)
     prices = market.prices(tickers, "2018-01-02", END)
     truth = truth(0)
-    moves = historical_moves(history, prices, END)
+    moves = historical_moves(dated(history, END), prices)
     return moves.merge(truth, on=["ticker", "report_date"], suffixes=("", "_true")), truth[truth.ticker.isin(tickers)]
 
 
@@ -65,9 +66,8 @@ def test_unknown_report_on_the_as_of_date_is_not_history_yet(market):
     prices = market.prices([ticker], "2026-10-01", END)
     history = pd.DataFrame({"ticker": [ticker], "report_date": [END], "timing": ["UNKNOWN"]})
     # BMO would have reacted today, AMC tomorrow: undecidable today, so not a past move.
-    assert historical_moves(history, prices, END).empty
-    assert len(historical_moves(history, market.prices([ticker], "2026-10-01", "2026-11-23"),
-                                pd.Timestamp("2026-11-23"))) == 1
+    assert historical_moves(dated(history, END), prices).empty
+    assert len(historical_moves(dated(history, "2026-11-23"), market.prices([ticker], "2026-10-01", "2026-11-23"))) == 1
 
 
 def test_two_reports_for_one_reaction_count_once(market):
@@ -75,7 +75,7 @@ def test_two_reports_for_one_reaction_count_once(market):
     prices = market.prices([ticker], "2026-10-01", END)
     history = pd.DataFrame({"ticker": [ticker, ticker], "report_date": pd.to_datetime(["2026-11-10", "2026-11-11"]),
                             "timing": ["AMC", "BMO"]})
-    moves = historical_moves(history, prices, END)
+    moves = historical_moves(dated(history, END), prices)
     assert len(moves) == 1 and moves["report_date"].iloc[0] == pd.Timestamp("2026-11-11")
 
 
@@ -84,7 +84,7 @@ def test_reports_outside_the_calendar_range_are_ignored_not_fatal(market):
     prices = market.prices([ticker], "2026-10-01", END)
     history = pd.DataFrame({"ticker": [ticker, ticker], "report_date": pd.to_datetime(["1999-02-01", "2026-11-10"]),
                             "timing": ["BMO", "AMC"]})
-    assert historical_moves(history, prices, END)["report_date"].tolist() == [pd.Timestamp("2026-11-10")]
+    assert historical_moves(dated(history, END), prices)["report_date"].tolist() == [pd.Timestamp("2026-11-10")]
 
 
 def test_unknown_timing_is_inferred_when_the_jump_is_visible(recovered):
@@ -107,10 +107,10 @@ def test_missing_bars_leave_the_report_out_rather_than_guess(market):
     tickers = market.universe["ticker"].tolist()[:5]
     history = market.earnings_history(tickers, END)
     prices = market.prices(tickers, "2022-01-03", END)
-    moves = historical_moves(history, prices, END)
+    moves = historical_moves(dated(history, END), prices)
     victim = moves.iloc[-1]
     holed = prices[~((prices["ticker"] == victim["ticker"]) & (prices["date"] == victim["reaction_date"]))]
-    again = historical_moves(history, holed, END)
+    again = historical_moves(dated(history, END), holed)
     assert len(again) == len(moves) - 1
     assert not ((again["ticker"] == victim["ticker"]) & (again["report_date"] == victim["report_date"])).any()
 
@@ -125,6 +125,6 @@ def test_moves_are_unchanged_when_all_prices_scale(market, scale):
     history = market.earnings_history(tickers, END)
     prices = market.prices(tickers, "2025-01-02", END)
     scaled = prices.assign(**{c: prices[c] * scale for c in ("open", "high", "low", "close")})
-    a, b = historical_moves(history, prices, END), historical_moves(history, scaled, END)
+    a, b = historical_moves(dated(history, END), prices), historical_moves(dated(history, END), scaled)
     for column in ("close_move", "gap_move", "max_move"):
         np.testing.assert_allclose(a[column], b[column], rtol=1e-9, atol=1e-12)

@@ -14,9 +14,11 @@ from pipeline import payoffs
 from pipeline.black76 import black76_price, black76_vega
 from pipeline.cli import main
 from pipeline.config import ConfigError, load_config, parse_config
+from pipeline.jobs import stage_params
 from pipeline.sources.synthetic import SyntheticMarket
 from pipeline.stages import structures as stage
 from pipeline.stages.events import event_expirations
+from pipeline.stages.panel import dated
 from pipeline.store import Store
 
 from conftest import AS_OF, REPO
@@ -33,10 +35,11 @@ def computed(daily_root):
     config = load_config(REPO / "config.yaml")
     store = Store(daily_root)
     calendar = store.read("calendar", AS_OF)
-    tickers = sorted(upcoming_events(calendar, AS_OF, config.lookahead_days)["ticker"].unique())
-    result = compute_metrics(AS_OF, calendar, store.scan("earnings_history", tickers=tickers),
-                             store.scan("prices", tickers=tickers), store.read("chains", AS_OF), config)
-    frame = stage.build_structures(result.metrics, result.surface, result.moves, config)
+    tickers = sorted(upcoming_events(dated(calendar, AS_OF), config.lookahead_days)["ticker"].unique())
+    result = compute_metrics(dated(calendar, AS_OF), store.scan("earnings_history", tickers=tickers),
+                             store.scan("prices", tickers=tickers), dated(store.read("chains", AS_OF), AS_OF),
+                             stage_params(config))
+    frame = stage.build_structures(result.metrics, result.surface, result.moves, stage_params(config)).drop(columns="as_of")
     return frame, result, config, store
 
 
@@ -281,8 +284,8 @@ def _ev_with_moves(result, config, moves_by_ticker, n_moves):
     """ev_hist of every candidate with the given past moves (ticker -> array) in place of history."""
     rows = [pd.DataFrame({"ticker": t, "reaction_date": pd.date_range("2000-01-03", periods=len(m), freq="D"),
                           "close_move": m}) for t, m in moves_by_ticker.items()]
-    moves = pd.concat(rows, ignore_index=True)
-    cfg = replace(config, max_events=n_moves, min_events=min(4, n_moves))
+    moves = dated(pd.concat(rows, ignore_index=True), AS_OF)
+    cfg = stage_params(replace(config, max_events=n_moves, min_events=min(4, n_moves)))
     return stage.build_structures(result.metrics, result.surface, moves, cfg)["ev_hist"].to_numpy()
 
 
@@ -329,7 +332,7 @@ def test_pure_and_vectorized_partition_gives_the_same_rows(computed):
     frame, result, config, _ = computed
     half = sorted(result.metrics["ticker"])[::2]
     part = stage.build_structures(result.metrics[result.metrics["ticker"].isin(half)], result.surface,
-                                  result.moves, config)
+                                  result.moves, stage_params(config)).drop(columns="as_of")
     pd.testing.assert_frame_equal(part.reset_index(drop=True),
                                   frame[frame["ticker"].isin(half)].reset_index(drop=True))
 
@@ -373,7 +376,7 @@ def test_contracts_from_the_risk_budget_and_capped_kelly(computed):
     frame, result, config, _ = computed
     ok = frame[frame["status"] == "ok"]
     np.testing.assert_array_equal(ok["contracts"], np.floor(config.risk_budget / ok["risk"]).astype(int))
-    kelly = stage.build_structures(result.metrics, result.surface, result.moves, replace(config, kelly_cap=0.25))
+    kelly = stage.build_structures(result.metrics, result.surface, result.moves, stage_params(replace(config, kelly_cap=0.25)))
     kelly = kelly[kelly["status"] == "ok"]
     assert (kelly["contracts"].to_numpy() <= np.floor(0.25 * config.risk_budget / kelly["risk"]).to_numpy()).all()
     assert (kelly.loc[kelly["ev_hist"] <= 0, "contracts"] == 0).all()
@@ -385,12 +388,14 @@ def test_missing_inputs_drop_candidates_with_a_reason(computed):
     frame, result, config, _ = computed
     metrics, surface = result.metrics, result.surface
     gone = metrics["ticker"].iloc[0]
-    out = validate("structures", stage.build_structures(metrics, surface[surface["ticker"] != gone], result.moves, config))
+    out = validate("structures", stage.build_structures(metrics, surface[surface["ticker"] != gone], result.moves,
+                                                         stage_params(config)))
     mine = out[out["ticker"] == gone]
     assert (mine["status"] == "dropped").all() and mine["reason"].notna().all()
     pd.testing.assert_frame_equal(out[out["ticker"] != gone].reset_index(drop=True),
                                   frame[frame["ticker"] != gone].reset_index(drop=True), check_dtype=False)
-    bare = validate("structures", stage.build_structures(metrics, surface.iloc[:0], result.moves.iloc[:0], config))
+    bare = validate("structures", stage.build_structures(metrics, surface.iloc[:0], result.moves.iloc[:0],
+                                                          stage_params(config)))
     assert (bare["status"] == "dropped").all() and len(bare) == 4 * len(metrics)
 
 
@@ -425,26 +430,26 @@ def test_exit_pnl_of_the_stored_rows_reproduces_ev_hist_and_the_exit_breakevens(
     ev["report_date"] = pd.to_datetime(ev["report_date"])
     rows["report_date"] = pd.to_datetime(rows["report_date"])
     t0 = rows[["ticker", "report_date"]].merge(ev, on=["ticker", "report_date"], how="left")["t0"].to_numpy(float)
-    past, enough = stage._history_moves(result.moves, rows["ticker"], config.move_type, config.max_events,
+    past, enough = stage._history_moves(result.moves, dated(rows[["ticker"]], AS_OF), config.move_type, config.max_events,
                                         config.min_events)
     z, wz = payoffs.hermite_nodes()
     diffusion = rows["exit_ex_vol"].to_numpy(float) * np.sqrt(np.maximum(t0 - rows["t_exit"].to_numpy(float), 0.0))
     log_r = (np.log1p(past)[:, :, None] + diffusion[:, None, None] * z).reshape(len(rows), -1)
     weight = (np.isfinite(past)[:, :, None] * wz).reshape(len(rows), -1)
     weight = weight / weight.sum(1, keepdims=True)
-    pnl = stage.exit_pnl(rows, np.expm1(np.nan_to_num(log_r)), config)
+    pnl = stage.exit_pnl(rows, np.expm1(np.nan_to_num(log_r)), stage_params(config))
     assert enough.sum() > 0.5 * len(rows)
     np.testing.assert_allclose((weight * pnl).sum(1)[enough], rows["ev_hist"].to_numpy(float)[enough], rtol=1e-9, atol=1e-6)
     np.testing.assert_allclose(np.clip((weight * (pnl > 0)).sum(1), 0, 1)[enough], rows["pop_hist"].to_numpy(float)[enough],
                                atol=1e-9)
     # A wrong fill rule would move every number: at f = 0 the same nodes give a larger ev.
-    free = stage.exit_pnl(rows, np.expm1(np.nan_to_num(log_r)), replace(config, structure_fill_share=0.0,
-                                                                          structure_commission=0.0))
+    free = stage.exit_pnl(rows, np.expm1(np.nan_to_num(log_r)),
+                          stage_params(replace(config, structure_fill_share=0.0, structure_commission=0.0)))
     assert ((weight * free).sum(1)[enough] > rows["ev_hist"].to_numpy(float)[enough]).all()
     for side in ("low", "high"):
         be = rows[f"breakeven_{side}_exit"].to_numpy(float) / rows["spot"].to_numpy(float) - 1
         have = np.isfinite(be)
         assert have.mean() > 0.8
-        at = stage.exit_pnl(rows[have], be[have][:, None], config)[:, 0]
+        at = stage.exit_pnl(rows[have], be[have][:, None], stage_params(config))[:, 0]
         scale = 100 * rows.loc[have, "credit_fill"].to_numpy(float)
         assert (np.abs(at) <= 0.05 * scale).mean() >= 0.95, np.sort(np.abs(at) / scale)[-10:]

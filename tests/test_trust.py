@@ -7,7 +7,9 @@ from hypothesis import given, settings, strategies as st
 from pipeline.config import DEFAULT_LIQUIDITY, Config
 from pipeline.stages.consistency import recent_abs_moves
 from pipeline.stages.events import event_expirations, upcoming_events
+from pipeline.stages.panel import dated
 from pipeline.stages.liquidity import TIERS, liquidity_tier
+from pipeline.jobs import stage_params
 from pipeline.stages.metrics import compute_metrics
 from pipeline.stages.rank import vrp_tier
 
@@ -18,11 +20,12 @@ COMPONENTS = ["score_vrp", "score_consistency", "score_skew", "score_liquidity"]
 def metrics_on(market, day, config=Config()):
     day = pd.Timestamp(day)
     calendar = market.calendar(day, 90)
-    upcoming = upcoming_events(calendar, day, config.lookahead_days)
+    upcoming = upcoming_events(dated(calendar, day), config.lookahead_days)
     names = upcoming["ticker"].unique().tolist()
     wanted = event_expirations(market.expirations(names, day), upcoming)
-    return compute_metrics(day, calendar[calendar["ticker"].isin(names)], market.earnings_history(names, day),
-                           market.prices(names, "2022-06-01", day), market.chains(wanted, day), config)
+    return compute_metrics(dated(calendar[calendar["ticker"].isin(names)], day), market.earnings_history(names, day),
+                           market.prices(names, "2022-06-01", day), dated(market.chains(wanted, day), day),
+                           stage_params(config))
 
 
 @pytest.fixture(scope="module")

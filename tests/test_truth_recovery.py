@@ -5,6 +5,7 @@ import pytest
 
 from pipeline.stages import skew, term
 from pipeline.stages.events import event_expirations, upcoming_events
+from pipeline.stages.panel import dated
 from pipeline.stages.surface import build_surface
 
 AS_OF = pd.Timestamp("2026-11-20")
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.slow
 def recovered(market, truth):
     # A two-week window, known timing only: the truth's reaction session is then the stage's.
     calendar = market.calendar(AS_OF, 90)
-    events = upcoming_events(calendar, AS_OF, 14)
+    events = upcoming_events(dated(calendar, AS_OF), 14).drop(columns="as_of")
     events = events[events["timing"] != "UNKNOWN"]
     wanted = event_expirations(market.expirations(events["ticker"].tolist(), AS_OF), events)
     chains = market.chains(wanted, AS_OF)

@@ -12,6 +12,8 @@ from scipy.stats import spearmanr
 from pipeline import sessions
 from pipeline.config import Config
 from pipeline.stages.events import event_expirations, upcoming_events
+from pipeline.stages.panel import dated
+from pipeline.jobs import stage_params
 from pipeline.stages.metrics import compute_metrics
 
 END = pd.Timestamp("2026-11-20")
@@ -39,13 +41,15 @@ def day_before_metrics(market, truth):
     parts = [rows_of(frame) for frame in (calendar, history, prices)]
     rows = []
     for day in days:
-        upcoming = upcoming_events(calendar, day, config.lookahead_days)
+        upcoming = upcoming_events(dated(calendar, day), config.lookahead_days)
         next_session = sessions.sessions_offset([day], 0, strict=True)[0]
         names = upcoming.loc[upcoming["reaction_date"] == next_session, "ticker"]
         if names.empty:
             continue
         wanted = event_expirations(market.expirations(names.tolist(), day), upcoming[upcoming.ticker.isin(names)])
-        result = compute_metrics(day, *(part(names) for part in parts), market.chains(wanted, day), config)
+        calendar_rows, history_rows, price_rows = (part(names) for part in parts)
+        result = compute_metrics(dated(calendar_rows, day), history_rows, price_rows,
+                                 dated(market.chains(wanted, day), day), stage_params(config))
         rows.append(result.metrics)
     metrics = pd.concat(rows, ignore_index=True)
     return metrics.merge(truth(1)[["ticker", "report_date", "true_premium", "implied_move_std"]],

@@ -16,26 +16,30 @@ import tracemalloc
 import numpy as np
 import pandas as pd
 
+from pipeline.jobs import stage_params
+
 AS_OF = pd.Timestamp("2026-11-20")
+EVENT = ["as_of", "ticker", "report_date"]     # an event's key in the stages' outputs
 
 
 def build_inputs(n_tickers: int, seed: int = 7):
     from pipeline.sources.synthetic import SyntheticMarket
     from pipeline.stages.events import event_expirations, upcoming_events
+    from pipeline.stages.panel import dated
 
     market = SyntheticMarket(seed=seed, universe_size=n_tickers)
     calendar = market.calendar(AS_OF, 92)
-    events = upcoming_events(calendar, AS_OF, 92)
+    events = upcoming_events(dated(calendar, AS_OF), 92)
     tickers = events["ticker"].tolist()
     listed = market.expirations(tickers, AS_OF)
     wanted = event_expirations(listed, events, count=5)
     return {
         "market": market, "wanted": wanted,
         "event_expiration": event_expirations(listed, events, count=1),
-        "calendar": calendar,
+        "calendar": dated(calendar, AS_OF),
         "history": market.earnings_history(tickers, AS_OF),
         "prices": market.prices(tickers, AS_OF - pd.DateOffset(years=4, days=10), AS_OF),
-        "chains": market.chains(wanted, AS_OF),
+        "chains": dated(market.chains(wanted, AS_OF), AS_OF),
         "events": events,
     }
 
@@ -48,7 +52,8 @@ def stage_functions(inputs, config):
     state = {}
 
     def run_moves():
-        state["moves"] = moves.historical_moves(inputs["history"], inputs["prices"], AS_OF)
+        wanted = inputs["events"][["as_of", "ticker"]].merge(inputs["history"], on="ticker")
+        state["moves"] = moves.historical_moves(wanted, inputs["prices"])
 
     def run_stats():
         state["stats"] = consistency.history_stats(state["moves"])
@@ -76,20 +81,19 @@ def stage_functions(inputs, config):
         surface_ = state["surface"]
         atm = term.atm_iv_by_expiration(surface_)
         events = inputs["events"].merge(inputs["event_expiration"], on="ticker").merge(
-            state["term"][["ticker", "report_date", "ex_earnings_vol"]], on=["ticker", "report_date"], how="left")
-        events = events.merge(state["straddle"][["ticker", "report_date", "implied_move"]],
-                              on=["ticker", "report_date"], how="left")
+            state["term"][[*EVENT, "ex_earnings_vol"]], on=EVENT, how="left")
+        events = events.merge(state["straddle"][[*EVENT, "implied_move"]], on=EVENT, how="left")
         density.event_densities(surface_, atm, events, state["moves"])
 
     def run_all():
-        state["result"] = compute_metrics(AS_OF, inputs["calendar"], inputs["history"], inputs["prices"],
-                                          inputs["chains"], config)
+        state["result"] = compute_metrics(inputs["calendar"], inputs["history"], inputs["prices"],
+                                          inputs["chains"], stage_params(config))
 
     def run_structures():
         from pipeline.stages.structures import build_structures
 
         result = state["result"]
-        build_structures(result.metrics, result.surface, result.moves, config)
+        build_structures(result.metrics, result.surface, result.moves, stage_params(config))
 
     def run_html():
         state["html_events"], state["html_bytes"] = report_page(state["result"], config)
@@ -115,7 +119,8 @@ def report_page(result, config) -> tuple[int, int]:
     from pipeline.report import report_frame
     from pipeline.store import Store
 
-    metrics = result.metrics[result.metrics["report_date"] <= AS_OF + pd.Timedelta(days=PAGE_WINDOW_DAYS)]
+    metrics = result.metrics.drop(columns="as_of")
+    metrics = metrics[metrics["report_date"] <= AS_OF + pd.Timedelta(days=PAGE_WINDOW_DAYS)]
     tickers = set(metrics["ticker"])
     with tempfile.TemporaryDirectory(prefix="ivcrush-bench-") as folder:
         store = Store(Path(folder))
@@ -136,19 +141,21 @@ def structures_daily(n_tickers: int, repeat: int, seed: int = 7) -> tuple[int, f
     from pipeline.sources.synthetic import SyntheticMarket
     from pipeline.stages.events import event_expirations, upcoming_events
     from pipeline.stages.metrics import compute_metrics
+    from pipeline.stages.panel import dated
     from pipeline.stages.structures import build_structures
 
     config = Config()
     market = SyntheticMarket(seed=seed, universe_size=n_tickers)
     calendar = market.calendar(AS_OF, 92)
-    events = upcoming_events(calendar, AS_OF, config.lookahead_days)
+    events = upcoming_events(dated(calendar, AS_OF), config.lookahead_days)
     tickers = events["ticker"].tolist()
     chains = market.chains(event_expirations(market.expirations(tickers, AS_OF), events), AS_OF)
-    result = compute_metrics(AS_OF, calendar, market.earnings_history(tickers, AS_OF),
-                             market.prices(tickers, AS_OF - pd.DateOffset(years=4, days=10), AS_OF), chains, config)
+    result = compute_metrics(dated(calendar, AS_OF), market.earnings_history(tickers, AS_OF),
+                             market.prices(tickers, AS_OF - pd.DateOffset(years=4, days=10), AS_OF),
+                             dated(chains, AS_OF), stage_params(config))
 
     def run():
-        build_structures(result.metrics, result.surface, result.moves, config)
+        build_structures(result.metrics, result.surface, result.moves, stage_params(config))
 
     return len(result.metrics), time_best(run, repeat), peak_memory(run)
 
@@ -205,7 +212,7 @@ def loop_reference(inputs, config, sample: int) -> float:
     began = time.perf_counter()
     for ticker in chosen:
         part = {k: g.get_group(ticker) for k, g in by.items()}
-        compute_metrics(AS_OF, part["calendar"], part["history"], part["prices"], part["chains"], config)
+        compute_metrics(part["calendar"], part["history"], part["prices"], part["chains"], stage_params(config))
     return (time.perf_counter() - began) * len(tickers) / len(chosen)
 
 

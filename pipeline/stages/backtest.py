@@ -13,6 +13,7 @@ import pandas as pd
 
 from pipeline.black76 import mid, quoted_mid, two_sided_mid
 from pipeline.stages.surface import stale_quotes
+from pipeline.stages.panel import key
 
 CONTRACT_SIZE = 100
 LEGS = {"C": "call", "P": "put"}
@@ -28,9 +29,9 @@ def fresh_quotes(chains: pd.DataFrame) -> pd.DataFrame:
 
 def leg_quotes(chains: pd.DataFrame, trades: pd.DataFrame, prefix: str) -> pd.DataFrame:
     """``trades`` with ``<prefix>_<call|put>_<bid|ask|mid>`` of the contract each names
-    (ticker, expiration, strike) among the :func:`fresh_quotes` of ``chains``, NaN where the
-    contract has no fresh quote; mid = :func:`~pipeline.black76.mid`."""
-    keys = ["ticker", "expiration", "strike"]
+    ([as_of,] ticker, expiration, strike: ``chains`` keyed by the trades' as-of dates), NaN where
+    the contract has no fresh quote (:func:`fresh_quotes`); mid = :func:`~pipeline.black76.mid`."""
+    keys = key(chains, "expiration", "strike")
     quotes = fresh_quotes(chains).drop_duplicates([*keys, "option_type"])
     out = trades
     for code, leg in LEGS.items():

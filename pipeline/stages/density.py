@@ -34,7 +34,8 @@ from pipeline.black76 import black76_price, discount_factor
 from pipeline.levels import level_name
 from pipeline.event_law import martingale_means
 from pipeline.stages.consistency import recent_abs_moves
-from pipeline.stages.groups import quote_groups
+from pipeline.stages.groups import quote_groups, quote_key
+from pipeline.stages.panel import key
 from pipeline.stages.term import otm_quotes
 
 BIMODAL_WINDOW = 2.0        # ATM standard deviations either side of the forward
@@ -218,9 +219,10 @@ def expiration_smiles(surface: pd.DataFrame, atm: pd.DataFrame, wanted=None) -> 
     """
     surface_group, n_groups = quote_groups(surface)
     if wanted is not None:
-        keys = pd.MultiIndex.from_frame(atm[["ticker", "expiration"]])
+        quote = quote_key(atm)
+        keys = pd.MultiIndex.from_frame(atm[quote])
         needed = np.zeros(n_groups + 1, bool)
-        needed[keys.get_indexer(pd.MultiIndex.from_frame(wanted[["ticker", "expiration"]]))] = True
+        needed[keys.get_indexer(pd.MultiIndex.from_frame(wanted[quote]))] = True
         surface_group = np.where(needed[:-1][np.maximum(surface_group, 0)] & (surface_group >= 0), surface_group, -1)
     quote_group, t, iv, k = otm_quotes(surface, surface_group)
     atm_var = (atm["atm_iv"].to_numpy(float) ** 2) * atm["t"].to_numpy(float)
@@ -228,7 +230,7 @@ def expiration_smiles(surface: pd.DataFrame, atm: pd.DataFrame, wanted=None) -> 
     # Normalized vega phi(d1): a cent of price is many vol points in the far wings.
     d1 = -k / np.sqrt(total) + 0.5 * np.sqrt(total)
     weight = np.exp(-0.5 * d1 * d1)
-    return atm[["ticker", "expiration", "t"]].reset_index(drop=True), fit_smiles(quote_group, k, total, weight, atm_var)
+    return atm[[*quote_key(atm), "t"]].reset_index(drop=True), fit_smiles(quote_group, k, total, weight, atm_var)
 
 
 def _subset(smiles: Smiles, rows: np.ndarray) -> Smiles:
@@ -238,8 +240,9 @@ def _subset(smiles: Smiles, rows: np.ndarray) -> Smiles:
 def _query_smiles(surface: pd.DataFrame, atm: pd.DataFrame, queries: pd.DataFrame):
     """The smiles of the queries' expirations: (found mask, Smiles of the found rows, their k)."""
     keys, smiles = expiration_smiles(surface, atm, queries)
-    index = pd.MultiIndex.from_frame(keys[["ticker", "expiration"]]).get_indexer(
-        pd.MultiIndex.from_frame(queries[["ticker", "expiration"]])) if len(keys) else np.full(len(queries), -1)
+    quote = quote_key(keys)
+    index = pd.MultiIndex.from_frame(keys[quote]).get_indexer(
+        pd.MultiIndex.from_frame(queries[quote])) if len(keys) else np.full(len(queries), -1)
     found = index >= 0
     sub = _subset(smiles, index[found])
     found[found] = sub.valid
@@ -416,11 +419,12 @@ def event_densities(surface: pd.DataFrame, atm: pd.DataFrame, events: pd.DataFra
     too_few_quotes (fewer than MIN_QUOTES usable OTM quotes or none on one side of the forward);
     the law and the historical twin also need ex_earnings_vol.
     """
+    by, quote = key(events), quote_key(events)
     keys, smiles = expiration_smiles(surface, atm, events.dropna(subset=["expiration"]))
-    out = events[["ticker", "report_date"]].reset_index(drop=True)
+    out = events[[*by, "report_date"]].reset_index(drop=True)
     n = len(out)
-    index = pd.MultiIndex.from_frame(keys[["ticker", "expiration"]]).get_indexer(
-        pd.MultiIndex.from_frame(events[["ticker", "expiration"]])) if len(keys) else np.full(n, -1)
+    index = pd.MultiIndex.from_frame(keys[quote]).get_indexer(
+        pd.MultiIndex.from_frame(events[quote])) if len(keys) else np.full(n, -1)
     has = index >= 0
     rows = np.where(has, index, 0)
     sub = _subset(smiles, rows) if len(keys) else None
@@ -464,7 +468,7 @@ def event_densities(surface: pd.DataFrame, atm: pd.DataFrame, events: pd.DataFra
         columns[f"rn_p_exceed_{name}"] = np.where(valid, rn[:, j], np.nan)
     # The historical twin at the same horizon.
     recent = recent_abs_moves(moves, move_type, max_events)
-    paired = recent[["ticker", "abs_move"]].merge(out[["ticker"]].reset_index(), on="ticker")
+    paired = recent[[*by, "abs_move"]].merge(out[by].reset_index(), on=by)
     recent, position = paired, paired["index"].to_numpy()
     sd = ex_vol * np.sqrt(np.maximum(t - SESSION_YEARS, 0.0))
     counts = np.bincount(position, minlength=n).astype(float)
@@ -489,7 +493,7 @@ def event_densities(surface: pd.DataFrame, atm: pd.DataFrame, events: pd.DataFra
     reason = np.select([~has, ~valid], ["no_event_expiration", f"too_few_quotes (< {MIN_QUOTES} usable OTM or one side)"],
                        default="")
     columns["density_reason"] = pd.array(np.where(reason == "", None, reason), dtype="str")
-    return out.assign(**columns)[["ticker", "report_date", *density_columns(levels)]]
+    return out.assign(**columns)[[*by, "report_date", *density_columns(levels)]]
 
 
 # --- the IV crush ---------------------------------------------------------------------------------
@@ -504,19 +508,20 @@ def iv_crush(atm: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
     is left to crush); ``crush_expiration`` says which. ``events``: ticker, report_date,
     reaction_date, expiration, ex_earnings_vol. ``crush_reason`` when null.
     """
-    keys = events[["ticker", "report_date", "reaction_date", "expiration"]].reset_index(drop=True)
-    later = keys.merge(atm[["ticker", "expiration", "atm_iv"]].rename(columns={"expiration": "candidate"}), on="ticker")
+    by = key(events)
+    keys = events[[*by, "report_date", "reaction_date", "expiration"]].reset_index(drop=True)
+    later = keys.merge(atm[[*by, "expiration", "atm_iv"]].rename(columns={"expiration": "candidate"}), on=by)
     expires_on_reaction = later["expiration"] <= later["reaction_date"]
     wanted = np.where(expires_on_reaction, later["candidate"] > later["expiration"], later["candidate"] == later["expiration"])
     later = later[wanted & np.isfinite(later["atm_iv"].to_numpy(float))]
-    chosen = later.sort_values("candidate", kind="stable").drop_duplicates(["ticker", "report_date"])
-    out = keys.merge(chosen[["ticker", "report_date", "candidate", "atm_iv"]], on=["ticker", "report_date"], how="left")
+    chosen = later.sort_values("candidate", kind="stable").drop_duplicates([*by, "report_date"])
+    out = keys.merge(chosen[[*by, "report_date", "candidate", "atm_iv"]], on=[*by, "report_date"], how="left")
     crush = out["atm_iv"].to_numpy(float) - events["ex_earnings_vol"].to_numpy(float)
     reason = np.select([keys["expiration"].isna().to_numpy(), out["atm_iv"].isna().to_numpy(), np.isnan(crush)],
                        ["no event expiration", "no ATM IV on the event expiration (or the next one)",
                         "no ex-earnings vol"], default="")
     return pd.DataFrame({
-        "ticker": keys["ticker"], "report_date": keys["report_date"],
+        **{c: keys[c] for c in [*by, "report_date"]},
         "event_atm_iv": out["atm_iv"].to_numpy(float), "expected_iv_crush": crush,
         "crush_expiration": out["candidate"].to_numpy(dtype="datetime64[ns]"),
         "crush_reason": pd.array(np.where(reason == "", None, reason), dtype="str"),

@@ -9,24 +9,31 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from pipeline.stages.panel import key
+
 QUOTE_KEY = ["ticker", "expiration"]
 
 
+def quote_key(frame: pd.DataFrame) -> list[str]:
+    """The quote-group key of ``frame``: (as_of, ticker, expiration) on a panel, else (ticker, expiration)."""
+    return key(frame, "expiration")
+
+
 def quote_groups(frame: pd.DataFrame) -> tuple[np.ndarray, int]:
-    """Per row the number of its (ticker, expiration) in sorted key order, and the number of groups.
+    """Per row the number of its :func:`quote_key` in sorted key order, and the number of groups.
 
     -1 where the ticker or the expiration is missing: such rows are in no group, as in groupby.
     """
-    group = frame.groupby(QUOTE_KEY).ngroup().to_numpy(dtype=np.int64, na_value=-1)
+    group = frame.groupby(quote_key(frame)).ngroup().to_numpy(dtype=np.int64, na_value=-1)
     return group, int(group.max(initial=-1)) + 1
 
 
 def quote_keys(frame: pd.DataFrame, group: np.ndarray, n_groups: int) -> pd.DataFrame:
-    """ticker, expiration of every group (from its first row): one row per group, sorted."""
+    """The :func:`quote_key` of every group (from its first row): one row per group, sorted."""
     rows = np.flatnonzero(group >= 0)
     first = np.full(n_groups, group.size)
     np.minimum.at(first, group[rows], rows)
-    return pd.DataFrame({key: frame[key].take(first).array for key in QUOTE_KEY})
+    return pd.DataFrame({column: frame[column].take(first).array for column in quote_key(frame)})
 
 
 def to_rows(per_group: np.ndarray, group: np.ndarray, missing) -> np.ndarray:

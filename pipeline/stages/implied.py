@@ -7,7 +7,9 @@ import numpy as np
 import pandas as pd
 
 from pipeline.black76 import MEAN_ABS_PER_STD, atm_straddle, discount_factor, fresh_mid, two_sided_mid
-from pipeline.sessions import event_expirations
+from pipeline.sessions import covering_expirations
+from pipeline.stages.groups import quote_key
+from pipeline.stages.panel import key
 from pipeline.stages.term import interpolate_variance
 
 IMPLIED_COLUMNS = [
@@ -31,23 +33,25 @@ def _event_quotes(chains: pd.DataFrame, surface: pd.DataFrame, events: pd.DataFr
     """Each event's expiration (first listed one covering the reaction session) and the surface
     rows of those expirations joined with their open interest and volume (first quote of a
     contract kept). ``surface`` is :func:`pipeline.stages.surface.build_surface` of ``chains``
-    (same rows, same order)."""
-    ev = events[[*EVENT_KEY, "reaction_date"]]
-    group = chains.groupby(["ticker", "expiration"], sort=False).ngroup().to_numpy()
+    (same rows, same order). Keyed by (as_of, ticker) on a panel (:func:`pipeline.stages.panel.key`)."""
+    by, quote = key(events), quote_key(chains)
+    ev = events[[*by, "report_date", "reaction_date"]]
+    group = chains.groupby(quote, sort=False).ngroup().to_numpy()
     _, first_row = np.unique(group, return_index=True)
-    listed = chains[["ticker", "expiration"]].iloc[first_row].assign(group=np.arange(len(first_row)))
-    first = event_expirations(listed, ev, count=1).merge(listed, on=["ticker", "expiration"])
-    out = ev.merge(first[["ticker", "expiration"]], on="ticker", how="left")
+    listed = chains[quote].iloc[first_row].assign(group=np.arange(len(first_row)))
+    pairs = listed[quote].merge(ev[[*by, "reaction_date"]], on=by)
+    first = covering_expirations(pairs, by, 1)[quote].merge(listed, on=quote)
+    out = ev.merge(first[quote], on=by, how="left")
     rows = np.isin(group, first["group"].to_numpy())
     quotes = surface[rows].assign(open_interest=chains["open_interest"].to_numpy()[rows],
                                   volume=chains["volume"].to_numpy()[rows])
-    quotes = quotes.drop_duplicates(["ticker", "expiration", "strike", "option_type"])
-    has_chain = pd.Index(listed["ticker"].unique()).get_indexer(out["ticker"]) >= 0
+    quotes = quotes.drop_duplicates([*quote, "strike", "option_type"])
+    has_chain = pd.MultiIndex.from_frame(out[by]).isin(pd.MultiIndex.from_frame(listed[by]))
     return out, quotes, has_chain
 
 
 def _strike_vols(quotes: pd.DataFrame, max_leg_spread: float) -> pd.DataFrame:
-    """Per (ticker, strike) of the event expirations: k = ln(K/F) and the IV there, from the
+    """Per ([as_of,] ticker, strike) of the event expirations: k = ln(K/F) and the IV there, from the
     out-of-the-money leg (put below F, call at or above) when it is usable, else from the other
     leg, which is the OTM leg rebuilt from put-call parity C - P = D (F - K) (a parity-rebuilt
     leg has exactly the other leg's Black-76 IV). Usable: ``iv_status`` ok and
@@ -57,19 +61,21 @@ def _strike_vols(quotes: pd.DataFrame, max_leg_spread: float) -> pd.DataFrame:
     legs = quotes[usable]
     k = np.log(legs["strike"] / legs["forward"])
     otm = np.where(legs["option_type"] == "P", k < 0, k >= 0)
-    per_leg = pd.DataFrame({"ticker": legs["ticker"], "strike": legs["strike"], "k": k, "iv": legs["iv"], "otm": otm})
-    by_side = per_leg.pivot_table(index=["ticker", "strike", "k"], columns="otm", values="iv", aggfunc="first")
+    by = key(quotes)
+    per_leg = legs[by].assign(strike=legs["strike"], k=k, iv=legs["iv"], otm=otm)
+    by_side = per_leg.pivot_table(index=[*by, "strike", "k"], columns="otm", values="iv", aggfunc="first")
     by_side = by_side.reindex(columns=[True, False])
     vols = pd.DataFrame({"iv": by_side[True].fillna(by_side[False]), "rebuilt": by_side[True].isna()})
-    return vols.reset_index().sort_values(["ticker", "k"], kind="stable")
+    return vols.reset_index().sort_values([*by, "k"], kind="stable")
 
 
 def _vol_at_forward(vols: pd.DataFrame, t: pd.Series) -> pd.DataFrame:
-    """Per ticker: the IV at k = 0 (the forward) from the strikes bracketing it
+    """Per ([as_of,] ticker): the IV at k = 0 (the forward) from the strikes bracketing it
     (:func:`pipeline.stages.term.interpolate_variance`), or, with strikes on one side only, the
     nearest one's IV when within ONE_SIDED_MAX_STD; and the method that gave it."""
-    below = vols[vols["k"] < 0].groupby("ticker").tail(1).set_index("ticker")
-    above = vols[vols["k"] >= 0].groupby("ticker").head(1).set_index("ticker")
+    by = key(vols)
+    below = vols[vols["k"] < 0].groupby(by).tail(1).set_index(by)
+    above = vols[vols["k"] >= 0].groupby(by).head(1).set_index(by)
     tickers = below.index.union(above.index)
     below, above = below.reindex(tickers), above.reindex(tickers)
     bracketed = interpolate_variance(below["k"], below["iv"], above["k"], above["iv"])
@@ -83,19 +89,20 @@ def _vol_at_forward(vols: pd.DataFrame, t: pd.Series) -> pd.DataFrame:
 
 
 def _tradeable_straddle(quotes: pd.DataFrame) -> pd.DataFrame:
-    """Per ticker, at the listed strike nearest the forward (ties to the lower strike): the quoted
+    """Per ([as_of,] ticker), at the listed strike nearest the forward (ties to the lower strike): the quoted
     straddle mid = call mid + put mid (each the leg's :func:`~pipeline.black76.fresh_mid`: two-sided,
     not stale), straddle_spread = (call ask - bid +
     put ask - bid) / straddle mid, the smaller leg open interest and volume."""
+    by = key(quotes)
     distance = (quotes["strike"] - quotes["forward"]).abs()
-    nearest = quotes.assign(distance=distance).sort_values(["ticker", "distance", "strike"], kind="stable")
-    strike = nearest.groupby("ticker")["strike"].first().rename("straddle_strike")
-    legs = quotes.merge(strike, left_on=["ticker", "strike"], right_on=["ticker", "straddle_strike"])
+    nearest = quotes.assign(distance=distance).sort_values([*by, "distance", "strike"], kind="stable")
+    strike = nearest.groupby(by)["strike"].first().rename("straddle_strike")
+    legs = quotes.merge(strike.reset_index(), left_on=[*by, "strike"], right_on=[*by, "straddle_strike"])
     legs = legs.assign(mid=fresh_mid(legs["bid"].to_numpy(float), legs["ask"].to_numpy(float),
                                      (legs["iv_status"] == "stale").to_numpy()),
                        spread=legs["ask"] - legs["bid"])
-    calls = legs[legs["option_type"] == "C"].set_index("ticker")
-    puts = legs[legs["option_type"] == "P"].set_index("ticker")
+    calls = legs[legs["option_type"] == "C"].set_index(by)
+    puts = legs[legs["option_type"] == "P"].set_index(by)
     calls, puts = calls.reindex(strike.index), puts.reindex(strike.index)
     straddle = calls["mid"] + puts["mid"]
     return pd.DataFrame({
@@ -130,22 +137,23 @@ def event_straddles(chains: pd.DataFrame, surface: pd.DataFrame, events: pd.Data
     expiration. Events without a chain, a covering expiration or a volatility near F get a null
     implied move and ``implied_reason``; a fallback gets a reason too.
     """
+    by = key(events)
     if events.empty:
-        dtypes = {"ticker": "str", "report_date": "datetime64[ns]", "expiration": "datetime64[ns]",
-                  "implied_method": "str", "implied_reason": "str"}
-        return pd.DataFrame({c: pd.Series(dtype=dtypes.get(c, "float64")) for c in IMPLIED_COLUMNS})
+        dtypes = {"as_of": "datetime64[ns]", "ticker": "str", "report_date": "datetime64[ns]",
+                  "expiration": "datetime64[ns]", "implied_method": "str", "implied_reason": "str"}
+        return pd.DataFrame({c: pd.Series(dtype=dtypes.get(c, "float64")) for c in [*by[:-1], *IMPLIED_COLUMNS]})
     out, quotes, has_chain = _event_quotes(chains, surface, events)
-    per_ticker = quotes.assign(stale=quotes["iv_status"] == "stale").groupby("ticker").agg(
+    per_ticker = quotes.assign(stale=quotes["iv_status"] == "stale").groupby(by).agg(
         spot=("underlying_price", "first"), forward=("forward", "first"), t=("t", "first"), rate=("rate", "first"),
         expiration_volume=("volume", "sum"), stale=("stale", "sum"))
     at_forward = _vol_at_forward(_strike_vols(quotes, max_leg_spread), per_ticker["t"])
-    smile = smiles.merge(out[["ticker", "expiration"]].dropna(), on=["ticker", "expiration"]).set_index("ticker")
+    smile = smiles.merge(out[[*by, "expiration"]].dropna(), on=[*by, "expiration"]).set_index(by)
     good_smile = smile["skew_atm_iv"].where(smile["skew_r2"] >= SMILE_MIN_R2).dropna()
     at_forward = at_forward.reindex(at_forward.index.union(good_smile.index))
     at_forward.loc[good_smile.index, "implied_vol"] = good_smile
     at_forward.loc[good_smile.index, "implied_method"] = "smile"
     per_ticker = per_ticker.join(at_forward).join(_tradeable_straddle(quotes))
-    out = out.join(per_ticker, on="ticker")
+    out = out.join(per_ticker, on=by)
     discount = discount_factor(out["rate"], out["t"])
     out["implied_move"] = atm_straddle(out["forward"], out["t"], out["implied_vol"], discount) / out["spot"]
     stale = out["stale"].fillna(0).astype(int)
@@ -159,7 +167,7 @@ def event_straddles(chains: pd.DataFrame, surface: pd.DataFrame, events: pd.Data
          "a bracketing OTM leg rebuilt from put-call parity" + stale_note,
          "usable quotes on one side of the forward only: nearest strike's vol" + stale_note],
         None), index=out.index)
-    return out[IMPLIED_COLUMNS].astype({"implied_method": "str", "implied_reason": "str"})
+    return out[[*by[:-1], *IMPLIED_COLUMNS]].astype({"implied_method": "str", "implied_reason": "str"})
 
 
 def event_only_move(implied_move: pd.Series, ex_earnings_vol: pd.Series, t: pd.Series) -> pd.Series:

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import sessions
-from pipeline.stages.events import as_of_rows
+from pipeline.stages.panel import AS_OF
 
 MOVES_COLUMNS = ["ticker", "report_date", "timing", "timing_source", "ref_date", "reaction_date",
                  "ref_close", "close_move", "gap_move", "max_move"]
@@ -59,9 +59,10 @@ def _candidate_moves(history: pd.DataFrame, prices: pd.DataFrame) -> pd.DataFram
     )
 
 
-def historical_moves(history: pd.DataFrame, prices: pd.DataFrame, as_of) -> pd.DataFrame:
-    """One row per past report that has reacted by ``as_of`` (a date, or per ticker:
-    :func:`pipeline.stages.events.as_of_rows`) and has both bars.
+def historical_moves(history: pd.DataFrame, prices: pd.DataFrame) -> pd.DataFrame:
+    """One row per (as_of, ticker) and past report that has reacted by the as-of date and has
+    both bars. ``history`` holds each as-of date's reports (``as_of`` a column: a ticker's reports
+    once per as-of date they are wanted for); ``prices`` the bars, facts of no as-of date.
 
     UNKNOWN timing is inferred: both candidates (BMO: react on the report date, AMC: the next
     session) are computed and the one with the larger overnight gap wins (``timing_source`` =
@@ -69,9 +70,9 @@ def historical_moves(history: pd.DataFrame, prices: pd.DataFrame, as_of) -> pd.D
     cannot be made. Reports without the bars they need are left out, never filled, and two
     reports mapping to one reaction session count once (the later report).
     """
-    in_range = (history["report_date"].to_numpy() <= as_of_rows(as_of, history["ticker"])) & \
+    in_range = (history["report_date"].to_numpy() <= history[AS_OF].to_numpy(dtype="datetime64[ns]")) & \
         (history["report_date"] > sessions.FIRST_DATE)
-    past = history[in_range][["ticker", "report_date", "timing"]]
+    past = history[in_range][[AS_OF, "ticker", "report_date", "timing"]]
     unknown = past["timing"] == "UNKNOWN"
     candidates = pd.concat([
         past[~unknown].assign(timing_source="vendor"),
@@ -79,14 +80,15 @@ def historical_moves(history: pd.DataFrame, prices: pd.DataFrame, as_of) -> pd.D
         past[unknown].assign(timing="AMC", timing_source="inferred"),
     ], ignore_index=True)
     moves = _candidate_moves(candidates, prices)
-    last_session = sessions.sessions_on_or_before(as_of_rows(as_of, moves["ticker"]))
+    last_session = sessions.sessions_on_or_before(moves[AS_OF].to_numpy(dtype="datetime64[ns]"))
     reacted = moves["reaction_date"].to_numpy() <= last_session
-    candidates = moves.groupby(["ticker", "report_date"], sort=False)["reaction_date"].transform("size")
+    report = [AS_OF, "ticker", "report_date"]
+    candidates = moves.groupby(report, sort=False)["reaction_date"].transform("size")
     decided = reacted & ((moves["timing_source"] == "vendor") | (candidates == 2))
-    moves = moves[decided & (moves.groupby(["ticker", "report_date"], sort=False)["reaction_date"]
+    moves = moves[decided & (moves.groupby(report, sort=False)["reaction_date"]
                              .transform("max").to_numpy() <= last_session)]
     moves = (moves.assign(abs_gap=moves["gap_move"].abs())
-             .sort_values(["ticker", "report_date", "abs_gap"], ascending=[True, True, False], kind="stable")
-             .drop_duplicates(["ticker", "report_date"])
-             .drop_duplicates(["ticker", "reaction_date"], keep="last"))
-    return moves[MOVES_COLUMNS].reset_index(drop=True)
+             .sort_values([*report, "abs_gap"], ascending=[True, True, True, False], kind="stable")
+             .drop_duplicates(report)
+             .drop_duplicates([AS_OF, "ticker", "reaction_date"], keep="last"))
+    return moves[[AS_OF, *MOVES_COLUMNS]].reset_index(drop=True)

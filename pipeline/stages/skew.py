@@ -12,13 +12,11 @@ import pandas as pd
 from scipy.special import ndtri
 
 from pipeline.black76 import black76_d1, normal_pdf
-from pipeline.stages.groups import QUOTE_KEY, quote_groups
+from pipeline.stages.groups import QUOTE_KEY, quote_groups, quote_key
 from pipeline.stages.term import atm_iv_by_expiration, otm_quotes
 
-SKEW_COLUMNS = [
-    *QUOTE_KEY, "skew_atm_iv", "skew_slope", "skew_curvature", "rr25", "bf25", "skew_r2", "skew_n",
-    "skew_reason",
-]
+SKEW_VALUES = ["skew_atm_iv", "skew_slope", "skew_curvature", "rr25", "bf25", "skew_r2", "skew_n", "skew_reason"]
+SKEW_COLUMNS = [*QUOTE_KEY, *SKEW_VALUES]
 # Below this determinant of the normalized normal matrix (see _solve_quadratic) the points cannot
 # separate three coefficients; any three distinct, weighted strikes give far more.
 SINGULAR_DET = 1e-9
@@ -130,7 +128,8 @@ def _risk_reversal_and_butterfly(a, b, c, atm_iv, t, max_abs_x):
 
 def fit_skew(surface: pd.DataFrame, min_points: int = 5, max_abs_x: float = 3.0,
              atm: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Weighted quadratic smile per (ticker, expiration) in surface; one row each, sorted.
+    """Weighted quadratic smile per (ticker, expiration) in surface (per (as_of, ticker, expiration)
+    on a panel: :func:`pipeline.stages.groups.quote_key`); one row each, sorted.
 
     ``atm`` is :func:`pipeline.stages.term.atm_iv_by_expiration` of this ``surface`` (its t and
     atm_iv standardize x); computed here when not given.
@@ -168,7 +167,7 @@ def fit_skew(surface: pd.DataFrame, min_points: int = 5, max_abs_x: float = 3.0,
     reason = np.select([no_atm, too_few, ~solved, np.isnan(rr25)],
                        ["no_atm_iv", "too_few_points", "singular_fit", "no_25_delta"], default="")
     # a, b, c are NaN already for unsolved groups; R^2 of an empty group would read as 1.
-    return atm[QUOTE_KEY].assign(
+    return atm[quote_key(atm)].assign(
         skew_atm_iv=a,
         skew_slope=b,
         skew_curvature=c,
@@ -177,4 +176,4 @@ def fit_skew(surface: pd.DataFrame, min_points: int = 5, max_abs_x: float = 3.0,
         bf25=bf25,
         skew_n=count,
         skew_reason=pd.array(np.where(reason == "", None, reason), dtype="str"),
-    )[SKEW_COLUMNS]
+    )[[*quote_key(atm), *SKEW_VALUES]]

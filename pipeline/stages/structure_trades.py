@@ -19,22 +19,24 @@ import pandas as pd
 from pipeline.black76 import mid, quoted_mid, two_sided_mid
 from pipeline.payoffs import CONTRACT_SIZE, defined_risk
 from pipeline.stages.backtest import fresh_quotes
+from pipeline.stages.panel import key
 from pipeline.stages.structures import SLOT_IS_CALL, SLOT_SIDE, SLOTS, slot_values
 
 EXIT_FIELDS = ("bid", "ask")
 
 
 def exit_quotes(chains: pd.DataFrame, trades: pd.DataFrame) -> pd.DataFrame:
-    """``trades`` with ``exit_<slot>_bid``/``_ask`` of each leg's contract (ticker, expiration,
-    ``<slot>_strike``, the slot's option type) among the fresh quotes of ``chains``
-    (:func:`~pipeline.stages.backtest.fresh_quotes`); NaN where it has none."""
-    keys = ["ticker", "expiration", "strike"]
+    """``trades`` with ``exit_<slot>_bid``/``_ask`` of each leg's contract ([as_of,] ticker,
+    expiration, ``<slot>_strike``, the slot's option type) in ``chains`` (keyed by the trades'
+    as-of dates) among its fresh quotes (:func:`~pipeline.stages.backtest.fresh_quotes`); NaN
+    where it has none."""
+    keys = key(chains, "expiration", "strike")
     quotes = fresh_quotes(chains).drop_duplicates([*keys, "option_type"])
     out = trades
     for slot, is_call in zip(SLOTS, SLOT_IS_CALL):
         side = quotes[quotes["option_type"] == ("C" if is_call else "P")][[*keys, *EXIT_FIELDS]]
         side = side.rename(columns={"strike": f"{slot}_strike", **{f: f"exit_{slot}_{f}" for f in EXIT_FIELDS}})
-        out = out.merge(side, on=["ticker", "expiration", f"{slot}_strike"], how="left")
+        out = out.merge(side, on=[*keys[:-1], f"{slot}_strike"], how="left")
     return out
 
 

@@ -1,5 +1,5 @@
 """From an event to a trade: candidate short-volatility structures per event, priced, scored by
-history and by the market, and sized (DESIGN section 12). Pure: DataFrames and the config in,
+history and by the market, and sized (DESIGN section 12). Pure: DataFrames and the plain parameters (:class:`pipeline.stages.params.StageParams`) in,
 one DataFrame out, vectorized over events x structures (no loop per event).
 
 Structures on the event expiration, at listed strikes (m = implied_move, c = strangle multiple,
@@ -26,7 +26,8 @@ import pandas as pd
 from pipeline import payoffs
 from pipeline.black76 import black76_delta, black76_vega, discount_factor, fresh_mid
 from pipeline.schemas import STRUCTURE_NAMES as STRUCTURES, contract_columns
-from pipeline.stages.groups import QUOTE_KEY
+from pipeline.stages.groups import quote_key
+from pipeline.stages.panel import key
 
 SLOTS = ("short_put", "short_call", "long_put", "long_call")
 SLOT_IS_CALL = np.array([False, True, False, True])
@@ -39,7 +40,6 @@ DEFINED_RISK = np.array([False, False, True, True])
 EVENT_LEG_IS_CALL = np.array([False, True, False, True, False, True])
 EVENT_LEGS_OF = np.array([[0, 1, 4, 5], [2, 3, 4, 5], [2, 3, 4, 5], [0, 1, 4, 5]])
 LEG_FIELDS = ("strike", "bid", "ask", "mid", "iv")
-EVENT_KEY = ["ticker", "report_date"]
 EVENT_LAW_COMPONENTS = 2
 # Shift that keeps a strike strictly below / above another one in a "<=" / ">=" search.
 STRIKE_EPS = 1e-6
@@ -92,35 +92,37 @@ def event_law(metrics: pd.DataFrame, event_std: np.ndarray):
     return np.where(pick, weight, normal_w), np.where(pick, mean, normal_m), np.where(pick, std, normal_s)
 
 
-def _smiles(surface: pd.DataFrame, pairs: pd.DataFrame, config) -> pd.DataFrame:
+def _smiles(surface: pd.DataFrame, pairs: pd.DataFrame, params) -> pd.DataFrame:
     """ATM IV, t and the fitted quadratic smile (a, b, c) of the (ticker, expiration) ``pairs``."""
     from pipeline.stages.skew import fit_skew
     from pipeline.stages.term import atm_iv_by_expiration
 
-    wanted = pd.MultiIndex.from_frame(pairs[QUOTE_KEY].drop_duplicates())
-    rows = pd.MultiIndex.from_arrays([surface["ticker"], surface["expiration"]]).isin(wanted)
+    quote = quote_key(surface)
+    wanted = pd.MultiIndex.from_frame(pairs[quote].drop_duplicates())
+    rows = pd.MultiIndex.from_frame(surface[quote]).isin(wanted)
     sub = surface[rows]
     atm = atm_iv_by_expiration(sub)
-    fits = fit_skew(sub, min_points=config.skew_min_points, max_abs_x=config.skew_max_abs_x, atm=atm)
-    return atm.merge(fits[[*QUOTE_KEY, "skew_atm_iv", "skew_slope", "skew_curvature"]], on=QUOTE_KEY)
+    fits = fit_skew(sub, min_points=params.skew_min_points, max_abs_x=params.skew_max_abs_x, atm=atm)
+    return atm.merge(fits[[*quote, "skew_atm_iv", "skew_slope", "skew_curvature"]], on=quote)
 
 
-def _event_inputs(metrics: pd.DataFrame, surface: pd.DataFrame, config) -> pd.DataFrame:
+def _event_inputs(metrics: pd.DataFrame, surface: pd.DataFrame, params) -> pd.DataFrame:
     """Per event: t of the event expiration, its smile (falling back to flat at implied_vol), the
     next expiration's relative smile shape (b/a, c/a; flat without one), the ex-earnings vol and
     the ATM-equivalent event std: ``ts_event_std``, else sqrt(implied_vol^2 t - ex_vol^2 t)."""
     ev = metrics.reset_index(drop=True)
-    expirations = surface[QUOTE_KEY].drop_duplicates().sort_values(QUOTE_KEY, kind="stable")
-    later = expirations.merge(ev[["ticker", "expiration"]].drop_duplicates(), on="ticker", suffixes=("", "_event"))
+    by, quote = key(ev), quote_key(ev)
+    expirations = surface[quote].drop_duplicates().sort_values(quote, kind="stable")
+    later = expirations.merge(ev[quote].drop_duplicates(), on=by, suffixes=("", "_event"))
     later = later[later["expiration"] > later["expiration_event"]]
-    following = later.groupby(["ticker", "expiration_event"], as_index=False)["expiration"].min()
+    following = later.groupby([*by, "expiration_event"], as_index=False)["expiration"].min()
     following = following.rename(columns={"expiration": "next_expiration", "expiration_event": "expiration"})
-    ev = ev.merge(following, on=["ticker", "expiration"], how="left")
-    smiles = _smiles(surface, pd.concat([ev[QUOTE_KEY], following[["ticker", "next_expiration"]].rename(
-        columns={"next_expiration": "expiration"})], ignore_index=True).dropna(), config)
-    event = ev[QUOTE_KEY].merge(smiles, on=QUOTE_KEY, how="left")
-    nxt = ev[["ticker", "next_expiration"]].rename(columns={"next_expiration": "expiration"}).merge(
-        smiles, on=QUOTE_KEY, how="left")
+    ev = ev.merge(following, on=quote, how="left")
+    smiles = _smiles(surface, pd.concat([ev[quote], following[[*by, "next_expiration"]].rename(
+        columns={"next_expiration": "expiration"})], ignore_index=True).dropna(), params)
+    event = ev[quote].merge(smiles, on=quote, how="left")
+    nxt = ev[[*by, "next_expiration"]].rename(columns={"next_expiration": "expiration"}).merge(
+        smiles, on=quote, how="left")
     fitted = event["skew_atm_iv"].notna().to_numpy() & event["atm_iv"].notna().to_numpy()
     iv0 = ev["implied_vol"].to_numpy(float)
     t0 = event["t"].to_numpy(float)
@@ -149,9 +151,9 @@ def _event_inputs(metrics: pd.DataFrame, surface: pd.DataFrame, config) -> pd.Da
 def _event_quotes(surface: pd.DataFrame, ev: pd.DataFrame) -> pd.DataFrame:
     """The event expirations' quotes, one per contract: event (row of ``ev``), strike, is_call,
     bid, ask, fresh mid (:func:`~pipeline.black76.fresh_mid`, as ``straddle_mid``) and IV."""
-    keys = ev[QUOTE_KEY].assign(event=np.arange(len(ev)))
-    quotes = surface[["ticker", "expiration", "strike", "option_type", "bid", "ask", "iv", "iv_status"]].merge(
-        keys, on=QUOTE_KEY)
+    quote = quote_key(ev)
+    keys = ev[quote].assign(event=np.arange(len(ev)))
+    quotes = surface[[*quote, "strike", "option_type", "bid", "ask", "iv", "iv_status"]].merge(keys, on=quote)
     quotes = quotes.drop_duplicates(["event", "strike", "option_type"])
     mid = fresh_mid(quotes["bid"].to_numpy(float), quotes["ask"].to_numpy(float), (quotes["iv_status"] == "stale").to_numpy())
     return pd.DataFrame({"event": quotes["event"].to_numpy(), "strike": quotes["strike"].to_numpy(float),
@@ -207,16 +209,16 @@ def _drop_reasons(strikes, mid, present, ev_ok):
     return reason
 
 
-def _history_moves(moves: pd.DataFrame, tickers, move_type: str, max_events: int, min_events: int):
-    """(n, max_events) signed past moves of each event's ticker (the last ``max_events`` reports,
-    NaN-padded) and a mask of the events with at least ``min_events``."""
-    ordered = moves.sort_values(["ticker", "reaction_date"], kind="stable")
-    age = ordered.groupby("ticker").cumcount(ascending=False).to_numpy()
+def _history_moves(moves: pd.DataFrame, events: pd.DataFrame, move_type: str, max_events: int, min_events: int):
+    """(n, max_events) signed past moves of each event's ([as_of,] ticker) key (the last
+    ``max_events`` reports, NaN-padded) and a mask of the events with at least ``min_events``."""
+    by = key(events)
+    ordered = moves.sort_values([*by, "reaction_date"], kind="stable")
+    age = ordered.groupby(by).cumcount(ascending=False).to_numpy()
     keep = age < max_events
-    recent = pd.DataFrame({"ticker": ordered["ticker"].to_numpy()[keep], "age": age[keep],
-                           "move": ordered[move_type].to_numpy(float)[keep]})
-    table = recent.pivot(index="ticker", columns="age", values="move").reindex(
-        index=pd.Index(tickers), columns=range(max_events))
+    recent = ordered[by][keep].assign(age=age[keep], move=ordered[move_type].to_numpy(float)[keep])
+    table = recent.pivot(index=by, columns="age", values="move").reindex(
+        index=pd.MultiIndex.from_frame(events[by]), columns=range(max_events))
     values = table.to_numpy(float)
     return values, np.isfinite(values).sum(axis=1) >= min_events
 
@@ -244,25 +246,25 @@ def _pnl(side, mid, half, exit_values, expiring, fill_share, commission, exercis
     return payoffs.CONTRACT_SIZE * (entry[:, None] + exit_cash) - costs
 
 
-def _exit_values(spot, strike, is_call, t_exit, ex_vol, skew_b, skew_c, log_returns, config) -> np.ndarray:
+def _exit_values(spot, strike, is_call, t_exit, ex_vol, skew_b, skew_c, log_returns, params) -> np.ndarray:
     """Per-share value at the exit close of legs ``strike`` (rows, L) at the exit spots
     spot e^r, r = ``log_returns`` (rows, G): :func:`pipeline.payoffs.exit_leg_values` on the
     diffusive smile (per-row ``t_exit``, ``ex_vol``, relative skew ``skew_b``, ``skew_c``; rate and
-    clip from ``config``), floored at intrinsic -> (rows, L, G), undefined values as 0."""
+    clip from ``params``), floored at intrinsic -> (rows, L, G), undefined values as 0."""
     s1 = spot[:, None, None] * np.exp(log_returns)[:, None, :]
     values = payoffs.exit_leg_values(
-        s1, strike[..., None], is_call[..., None], t_exit[:, None, None], config.risk_free_rate,
-        ex_vol[:, None, None], skew_b[:, None, None], skew_c[:, None, None], config.skew_max_abs_x)
+        s1, strike[..., None], is_call[..., None], t_exit[:, None, None], params.risk_free_rate,
+        ex_vol[:, None, None], skew_b[:, None, None], skew_c[:, None, None], params.skew_max_abs_x)
     return np.nan_to_num(values)
 
 
-def exit_pnl(rows: pd.DataFrame, moves, config) -> np.ndarray:
+def exit_pnl(rows: pd.DataFrame, moves, params) -> np.ndarray:
     """Dollar P&L at the exit close (the reaction session) of each structure row of the
     dataset at the underlying moves ``moves`` (fractions of ``spot``): the stored legs repriced by
-    :func:`_exit_values` with the row's EXIT_INPUTS, then :func:`_pnl` at the config's fill share,
+    :func:`_exit_values` with the row's EXIT_INPUTS, then :func:`_pnl` at the parameters' fill share,
     commission and exercise fee (the rules of ``ev_hist``): (rows, G). ``moves`` is (G,) for
     every row or (rows, G) per row. The stage's scenario views use the same two functions."""
-    s = config.structures
+    s = params.structures
     strike = slot_values(rows, "{slot}_strike")
     side = np.where(np.isfinite(strike), SLOT_SIDE, 0.0)
     legs = side != 0
@@ -275,7 +277,7 @@ def exit_pnl(rows: pd.DataFrame, moves, config) -> np.ndarray:
     log_returns = np.broadcast_to(log_returns, (len(rows), log_returns.shape[-1]))
     values = _exit_values(rows["spot"].to_numpy(float), np.where(legs, strike, 1.0), SLOT_IS_CALL[None, :], t_exit,
                           *(rows[c].to_numpy(float) for c in ("exit_ex_vol", "exit_skew_b", "exit_skew_c")),
-                          log_returns, config)
+                          log_returns, params)
     return _pnl(side, mid, half, values, t_exit <= 0, s.fill_share, s.commission, s.exercise_fee)
 
 
@@ -291,7 +293,7 @@ def _margin(side, strikes, mid, spot):
     return payoffs.CONTRACT_SIZE * np.where(put_req >= call_req, put_req + call_p, call_req + put_p)
 
 
-def build_structures(metrics: pd.DataFrame, surface: pd.DataFrame, moves: pd.DataFrame, config) -> pd.DataFrame:
+def build_structures(metrics: pd.DataFrame, surface: pd.DataFrame, moves: pd.DataFrame, params) -> pd.DataFrame:
     """Every candidate structure of every event of ``metrics`` (one row per event x structure,
     STRUCTURE_COLUMNS), priced from ``surface`` (the same date's) and scored with ``moves``.
 
@@ -330,11 +332,12 @@ def build_structures(metrics: pd.DataFrame, surface: pd.DataFrame, moves: pd.Dat
     if metrics.empty:
         from pipeline.schemas import empty
 
-        return empty("structures")[STRUCTURE_COLUMNS]
-    s = config.structures
+        return empty("structures")[STRUCTURE_COLUMNS].reindex(columns=[*key(metrics)[:-1], *STRUCTURE_COLUMNS])
+    s = params.structures
     # Only the events' chains matter; a surface can hold other names' quotes too.
-    surface = surface[surface["ticker"].isin(metrics["ticker"].unique()).to_numpy()]
-    ev = _event_inputs(metrics, surface, config)
+    surface = surface[pd.MultiIndex.from_frame(surface[key(metrics)]).isin(
+        pd.MultiIndex.from_frame(metrics[key(metrics)].drop_duplicates()))]
+    ev = _event_inputs(metrics, surface, params)
     n = len(ev)
     quotes = _event_quotes(surface, ev)
     strikes = _strikes(ev, quotes, s.strangle_multiple, s.wing_multiple)        # (n, 4, 4)
@@ -370,7 +373,7 @@ def build_structures(metrics: pd.DataFrame, surface: pd.DataFrame, moves: pd.Dat
     forward = ev["forward"].to_numpy(float)[e_of]
     t0 = ev["t0"].to_numpy(float)[e_of]
     t1 = ev["t_exit"].to_numpy(float)[e_of]
-    rate = config.risk_free_rate
+    rate = params.risk_free_rate
     n_legs = (side != 0).sum(-1)
     out["n_legs"] = n_legs.astype(float)
     out["credit_mid"] = -(side * mid0).sum(-1)
@@ -387,7 +390,7 @@ def build_structures(metrics: pd.DataFrame, surface: pd.DataFrame, moves: pd.Dat
     iv_c = iv.reshape(-1, 4)
     sigma = np.where(np.isfinite(iv_c), iv_c, payoffs.quadratic_smile(
         priced_strike, forward[:, None], t0[:, None], smile["smile_atm"], smile["smile_a"], smile["smile_b"], smile["smile_c"],
-        config.skew_max_abs_x))
+        params.skew_max_abs_x))
     disc0 = discount_factor(rate, t0)[:, None]
     with np.errstate(invalid="ignore", divide="ignore"):
         to_spot = (forward / spot)[:, None]
@@ -410,10 +413,10 @@ def build_structures(metrics: pd.DataFrame, surface: pd.DataFrame, moves: pd.Dat
 
     def values_at(log_returns):
         values = _exit_values(spot_e, event_leg_strikes, EVENT_LEG_IS_CALL[None, :], t1_e, ex_vol_e,
-                              ev["exit_b"].to_numpy(float), ev["exit_c"].to_numpy(float), log_returns, config)
+                              ev["exit_b"].to_numpy(float), ev["exit_c"].to_numpy(float), log_returns, params)
         return values[e_of[:, None], slot_legs]
 
-    past, enough = _history_moves(moves, ev["ticker"], config.move_type, config.max_events, config.min_events)
+    past, enough = _history_moves(moves, ev, params.move_type, params.max_events, params.min_events)
     z, wz = payoffs.hermite_nodes()
     hist_r = (np.log1p(past)[:, :, None] + diffusion_e[:, None, None] * z).reshape(n, -1)
     hist_w = (np.isfinite(past)[:, :, None] * wz).reshape(n, -1)
@@ -438,8 +441,8 @@ def build_structures(metrics: pd.DataFrame, surface: pd.DataFrame, moves: pd.Dat
     out["breakeven_low_exit"], out["breakeven_high_exit"] = spot * np.exp(low), spot * np.exp(high)
 
     smile_args = [smile[c][:, 0] for c in ("smile_atm", "smile_a", "smile_b", "smile_c")]
-    above_low = payoffs.expiry_exceedance(out["breakeven_low_expiry"], forward, t0, *smile_args, config.skew_max_abs_x)
-    above_high = payoffs.expiry_exceedance(out["breakeven_high_expiry"], forward, t0, *smile_args, config.skew_max_abs_x)
+    above_low = payoffs.expiry_exceedance(out["breakeven_low_expiry"], forward, t0, *smile_args, params.skew_max_abs_x)
+    above_high = payoffs.expiry_exceedance(out["breakeven_high_expiry"], forward, t0, *smile_args, params.skew_max_abs_x)
     out["pop_expiry_rn"] = above_low - above_high
 
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -464,7 +467,7 @@ def build_structures(metrics: pd.DataFrame, surface: pd.DataFrame, moves: pd.Dat
         for field, values in (("strike", leg_strike), ("bid", bid_c), ("ask", ask_c), ("mid", mid_c), ("iv", iv_c)):
             legs[f"{slot}_{field}"] = np.where(side[:, j] != 0, values[:, j], np.nan)
     frame = pd.DataFrame({
-        **{c: ev[c].to_numpy()[e_of] for c in ("ticker", "report_date", "reaction_date", "expiration", "spot",
+        **{c: ev[c].to_numpy()[e_of] for c in (*key(ev), "report_date", "reaction_date", "expiration", "spot",
                                                "forward", "implied_move", "liquidity_tier")},
         **{c: ev[source].to_numpy(float)[e_of] for c, source in zip(EXIT_INPUTS, ("t_exit", "ex_vol", "exit_b", "exit_c"))},
         "structure": np.array(STRUCTURES, dtype=object)[structure],
@@ -474,13 +477,14 @@ def build_structures(metrics: pd.DataFrame, surface: pd.DataFrame, moves: pd.Dat
         "risk_kind": np.where(defined, "defined", "undefined"),
         **out,
     })
-    frame = _suggest(frame, side, half, mid0, config.max_leg_spread)
+    frame = _suggest(frame, side, half, mid0, params.max_leg_spread)
     frame["status"] = frame["status"].astype("str")
     for c in ("ticker", "structure", "reason", "risk_kind", "why", "liquidity_tier"):
         frame[c] = frame[c].astype("str")
     frame["contracts"] = frame["contracts"].astype("Int64")
     frame["n_legs"] = frame["n_legs"].astype("Int64")
-    return frame[STRUCTURE_COLUMNS].sort_values([*EVENT_KEY, "structure"], kind="stable").reset_index(drop=True)
+    event = key(frame, "report_date")
+    return frame[[*event[:-2], *STRUCTURE_COLUMNS]].sort_values([*event, "structure"], kind="stable").reset_index(drop=True)
 
 
 def expiry_pnl(rows: pd.DataFrame, moves, commission: float) -> np.ndarray:
@@ -504,7 +508,7 @@ def _suggest(frame: pd.DataFrame, side, half, mid, max_leg_spread: float) -> pd.
     liquid = (frame["status"] == "ok").to_numpy() & ~wide & (frame["liquidity_tier"] != "REJECT").to_numpy() \
         & frame["return_on_risk"].notna().to_numpy()
     score = np.where(liquid, frame["return_on_risk"].to_numpy(float), -np.inf)
-    event = pd.factorize(pd.MultiIndex.from_frame(frame[EVENT_KEY]))[0]
+    event = pd.factorize(pd.MultiIndex.from_frame(frame[key(frame, "report_date")]))[0]
     best = pd.Series(score).groupby(event).transform("max").to_numpy()
     first = pd.Series(np.where(liquid & (score == best), np.arange(len(frame)), len(frame))).groupby(event).transform("min")
     chosen = first.to_numpy() == np.arange(len(frame))

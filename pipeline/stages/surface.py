@@ -18,6 +18,7 @@ from pipeline.sessions import NEW_YORK, sessions_offset, year_fraction
 from pipeline.stages.groups import (
     contract_runs, group_median, quote_groups, quote_keys, run_means, smallest_per_group, to_rows,
 )
+from pipeline.stages.panel import AS_OF
 
 PARITY_STRIKES = 3   # strikes nearest the money whose parity forwards are combined (median)
 SURFACE_COLUMNS = list(DATASETS["surface"].model.to_schema().columns)
@@ -127,7 +128,7 @@ def build_surface(chains: pd.DataFrame, rate: float) -> pd.DataFrame:
       ``snapshot_time`` (the same for every quote of a pull, whatever the quote's own stamp); ``rate`` the rate used for D = exp(-rate t).
     - ``delta`` = :func:`pipeline.black76.black76_delta` (forward delta, D N(d1) / -D N(-d1))
       where iv is ok.
-    Rows keep the order of ``chains``.
+    Rows keep the order of ``chains``, and its ``as_of`` column on a panel (dropped when stored).
     """
     group, n_groups = quote_groups(chains)
     t = year_fraction(chains["snapshot_time"], chains["expiration"])
@@ -144,6 +145,7 @@ def build_surface(chains: pd.DataFrame, rate: float) -> pd.DataFrame:
     delta[ok] = black76_delta(forward[ok], strike[ok], t[ok], iv[ok], discount[ok], is_call[ok])
 
     columns = {
+        **({AS_OF: chains[AS_OF]} if AS_OF in chains.columns else {}),
         "ticker": chains["ticker"].astype("str"),
         "expiration": chains["expiration"],
         "strike": chains["strike"].astype(float),
@@ -162,4 +164,5 @@ def build_surface(chains: pd.DataFrame, rate: float) -> pd.DataFrame:
     }
     # Columns of ``chains`` are shared, not copied (copy-on-write tracks them as for any view), and
     # the derived ones are new: consolidating the float columns into one block would only copy them.
-    return pd.DataFrame({name: columns[name] for name in SURFACE_COLUMNS}, index=chains.index, copy=False)
+    names = [AS_OF, *SURFACE_COLUMNS] if AS_OF in columns else SURFACE_COLUMNS
+    return pd.DataFrame({name: columns[name] for name in names}, index=chains.index, copy=False)

@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 
 from pipeline.black76 import MEAN_ABS_PER_STD
-from pipeline.sessions import covering_expirations
+from pipeline.sessions import covering_expirations, sessions_offset
 from pipeline.stages.groups import (
-    QUOTE_KEY, contract_runs, group_median, quote_groups, quote_keys, run_means, run_numbers, run_starts,
+    contract_runs, group_median, quote_groups, quote_key, quote_keys, run_means, run_numbers, run_starts,
 )
+from pipeline.stages.panel import AS_OF, key
 
 EVENT_KEY = ["ticker", "report_date"]
 TERM_COLUMNS = [*EVENT_KEY, "ts_event_std", "ts_implied_move", "ex_earnings_vol", "ts_flag"]
@@ -113,19 +114,22 @@ SMILE_COLUMNS = ["ticker", "expiration", "k", "iv"]
 
 
 def event_smiles(surface: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
-    """The smile of each event's expiration (``events``: ticker, expiration; a null expiration has
-    none): its out-of-the-money quotes with a usable IV, one per contract (:func:`otm_quotes`), as
-    k = ln(K/F) and iv (annualized fraction); sorted by ticker, expiration, k. The skew fit
-    (:func:`pipeline.stages.skew.fit_skew`) uses those within its standardized-moneyness range."""
-    pairs = pd.MultiIndex.from_frame(events[QUOTE_KEY].dropna().drop_duplicates())
-    rows = surface[pd.MultiIndex.from_frame(surface[QUOTE_KEY]).isin(pairs)]
+    """The smile of each event's expiration (``events``: [as_of,] ticker, expiration; a null
+    expiration has none): its out-of-the-money quotes with a usable IV, one per contract
+    (:func:`otm_quotes`), as k = ln(K/F) and iv (annualized fraction); sorted by [as_of,] ticker,
+    expiration, k. The skew fit (:func:`pipeline.stages.skew.fit_skew`) uses those within its
+    standardized-moneyness range."""
+    by = quote_key(events)
+    pairs = pd.MultiIndex.from_frame(events[by].dropna().drop_duplicates())
+    rows = surface[pd.MultiIndex.from_frame(surface[by]).isin(pairs)]
     if rows.empty:
-        return pd.DataFrame({"ticker": pd.Series(dtype="str"), "expiration": pd.Series(dtype="datetime64[ns]"),
-                             "k": pd.Series(dtype=float), "iv": pd.Series(dtype=float)})
+        empty = {"ticker": pd.Series(dtype="str"), "expiration": pd.Series(dtype="datetime64[ns]"),
+                 "k": pd.Series(dtype=float), "iv": pd.Series(dtype=float)}
+        return pd.DataFrame(({AS_OF: pd.Series(dtype="datetime64[ns]")} if AS_OF in by else {}) | empty)
     group, n_groups = quote_groups(rows)
     quote_group, _, iv, k = otm_quotes(rows, group)
     quotes = quote_keys(rows, group, n_groups).iloc[quote_group].reset_index(drop=True).assign(k=k, iv=iv)
-    return quotes.sort_values(SMILE_COLUMNS[:3], kind="stable").reset_index(drop=True)
+    return quotes.sort_values([*by, "k"], kind="stable").reset_index(drop=True)
 
 
 def _first_two_expirations(atm: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
@@ -134,13 +138,14 @@ def _first_two_expirations(atm: pd.DataFrame, events: pd.DataFrame) -> pd.DataFr
 
     Expirations without a positive t and a finite ATM IV are skipped.
     """
-    usable = atm[(atm["t"] > 0) & np.isfinite(atm["atm_iv"])][["ticker", "expiration", "t", "atm_iv"]]
-    candidates = events[[*EVENT_KEY, "reaction_date"]].drop_duplicates(EVENT_KEY).merge(usable, on="ticker")
-    chosen = covering_expirations(candidates, EVENT_KEY, 2)
-    first, second = (chosen[chosen["rank"] == r].set_index(EVENT_KEY)[["t", "atm_iv"]] for r in (0, 1))
+    by, event = key(events), key(events, "report_date")
+    usable = atm[(atm["t"] > 0) & np.isfinite(atm["atm_iv"])][[*by, "expiration", "t", "atm_iv"]]
+    candidates = events[[*event, "reaction_date"]].drop_duplicates(event).merge(usable, on=by)
+    chosen = covering_expirations(candidates, event, 2)
+    first, second = (chosen[chosen["rank"] == r].set_index(event)[["t", "atm_iv"]] for r in (0, 1))
     pairs = first.join(second, how="outer", lsuffix="1", rsuffix="2")
     pairs.columns = ["t1", "sigma1", "t2", "sigma2"]
-    return events[[*EVENT_KEY, "reaction_date"]].merge(pairs.reset_index(), on=EVENT_KEY, how="left")
+    return events[[*event, "reaction_date"]].merge(pairs.reset_index(), on=event, how="left")
 
 
 def term_structure(atm: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
@@ -154,8 +159,8 @@ def term_structure(atm: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
     - ``ts_event_std`` = sigma_E, ``ts_implied_move`` = sqrt(2/pi) * sigma_E (expected |move|),
       ``ex_earnings_vol`` = sqrt(diffusive variance) (annualized).
 
-    ``atm``: ticker, expiration, t, atm_iv (see :func:`atm_iv_by_expiration`); ``events``: ticker,
-    report_date, reaction_date. Values are null and ``ts_flag`` says why, first match wins:
+    ``atm``: [as_of,] ticker, expiration, t, atm_iv (see :func:`atm_iv_by_expiration`); ``events``:
+    [as_of,] ticker, report_date, reaction_date; one row per event, keyed like ``events``. Values are null and ``ts_flag`` says why, first match wins:
     ``no_reaction_date``, ``no_expiration_after_event``, ``one_expiration``, ``not_inverted``
     (sigma1 <= sigma2: no event premium to extract), ``negative_diffusive_variance`` (the front
     expiration has more total variance than the back: calendar arbitrage or bad quotes).
@@ -176,13 +181,12 @@ def term_structure(atm: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
     valid = flag == ""
     event_std = np.sqrt(np.where(valid, event_var, np.nan))
     return pd.DataFrame({
-        "ticker": pairs["ticker"].to_numpy(),
-        "report_date": pairs["report_date"].to_numpy(),
+        **{c: pairs[c].to_numpy() for c in key(events, "report_date")},
         "ts_event_std": event_std,
         "ts_implied_move": MEAN_ABS_PER_STD * event_std,
         "ex_earnings_vol": np.sqrt(np.where(valid, diffusive_var, np.nan)),
         "ts_flag": pd.array(np.where(valid, None, flag), dtype="str"),
-    }, index=events.index)[TERM_COLUMNS]
+    }, index=events.index)
 
 
 def flag_disagreement(implied_move, ts_implied_move, ratio: float) -> np.ndarray:
@@ -204,48 +208,61 @@ PERCENTILE_MIN_SESSIONS = 60   # fewer stored sessions: no percentile, and a rea
 
 
 def iv30(atm: pd.DataFrame) -> pd.DataFrame:
-    """30-day constant-maturity ATM IV per ticker: ticker, iv30.
+    """30-day constant-maturity ATM IV per (as_of, ticker): [as_of,] ticker, iv30.
 
     Total variance w = atm_iv^2 t is interpolated linearly in t between the expirations bracketing
     T = 30/365 (the last with t <= T and the first with t >= T), iv30 = sqrt(w(T) / T). It contains
     the coming event when the event is inside 30 days (the ex-earnings vol does not). NaN when no
     expiration lies on one side of 30 days (nothing is extrapolated).
     """
-    usable = atm[(atm["t"] > 0) & np.isfinite(atm["atm_iv"])].sort_values(["ticker", "t"], kind="stable")
-    below = usable[usable["t"] <= IV30_YEARS].groupby("ticker")[["t", "atm_iv"]].last()
-    above = usable[usable["t"] >= IV30_YEARS].groupby("ticker")[["t", "atm_iv"]].first()
+    by = key(atm)
+    usable = atm[(atm["t"] > 0) & np.isfinite(atm["atm_iv"])].sort_values([*by, "t"], kind="stable")
+    below = usable[usable["t"] <= IV30_YEARS].groupby(by)[["t", "atm_iv"]].last()
+    above = usable[usable["t"] >= IV30_YEARS].groupby(by)[["t", "atm_iv"]].first()
     pairs = below.join(above, how="outer", lsuffix="1", rsuffix="2")
     t1, t2, s1, s2 = (pairs[c].to_numpy(float) for c in ("t1", "t2", "atm_iv1", "atm_iv2"))
     w1, w2 = s1 * s1 * t1, s2 * s2 * t2
     with np.errstate(divide="ignore", invalid="ignore"):
         weight = np.where(t2 > t1, (IV30_YEARS - t1) / (t2 - t1), 0.0)
         value = np.sqrt((w1 + weight * (w2 - w1)) / IV30_YEARS)
-    return pd.DataFrame({"ticker": pairs.index.to_numpy(), "iv30": value}).reset_index(drop=True)
+    return pairs.index.to_frame(index=False).assign(iv30=value)
 
 
 def vol_percentiles(today: pd.DataFrame, history: pd.DataFrame,
                     min_sessions: int = PERCENTILE_MIN_SESSIONS) -> pd.DataFrame:
     """Percentiles (0-100) of today's ``iv30`` and ``ex_earnings_vol`` within the name's stored
-    sessions: ``today`` has one row per event (ticker, iv30, ex_earnings_vol), ``history`` the
-    earlier stored sessions of the window (ticker, date, iv30, ex_earnings_vol; one row per
-    ticker and date).
+    sessions: ``today`` has one row per event ([as_of,] ticker, iv30, ex_earnings_vol), ``history``
+    the stored sessions before them (ticker, date, iv30, ex_earnings_vol; one row per ticker and
+    date).
 
     percentile = 100 x (values < x + 0.5 x values == x) / n over the n sessions with a value,
     today's included; null when n < ``min_sessions``, and ``vol_percentile_reason`` says how many
-    sessions there are. Returns iv30_percentile, ex_earnings_vol_percentile,
-    vol_percentile_reason, on today's index.
+    sessions there are. On a panel (``as_of`` a column) the rows of ``today`` count as the
+    sessions of their as-of dates, and a row's sessions are those of the last PERCENTILE_SESSIONS
+    sessions to its as-of date, its own included: a chunk of dates computed in one pass sees the
+    earlier dates of the chunk as a run of those dates one by one would have stored them.
+    Without ``as_of``, ``history`` is the window already. Returns iv30_percentile,
+    ex_earnings_vol_percentile, vol_percentile_reason, on today's index.
     """
+    by = key(today)
     out = pd.DataFrame(index=today.index)
     for column in ("iv30", "ex_earnings_vol"):
-        past = history[["ticker", column]].dropna()
-        sample = pd.concat([past, today[["ticker", column]].dropna()], ignore_index=True)
-        merged = today[["ticker", column]].reset_index().merge(sample, on="ticker", how="left", suffixes=("", "_s"))
+        past = history[["ticker", "date", column]].dropna()
+        own = today[[*by, column]].dropna()
+        own = own.rename(columns={AS_OF: "date"}) if AS_OF in by else own.assign(date=pd.NaT)
+        sample = pd.concat([past, own[["ticker", "date", column]]], ignore_index=True)
+        merged = today[[*by, column]].reset_index().merge(sample, on="ticker", how="left", suffixes=("", "_s"))
         x, s = merged[column].to_numpy(float), merged[f"{column}_s"].to_numpy(float)
+        if AS_OF in by:
+            as_of = merged[AS_OF].to_numpy(dtype="datetime64[ns]")
+            first = sessions_offset(as_of, -(PERCENTILE_SESSIONS - 1), strict=False)
+            date = merged["date"].to_numpy(dtype="datetime64[ns]")
+            s = np.where((date >= first) & (date <= as_of), s, np.nan)
         merged["below"] = (s < x) + 0.5 * (s == x)
         merged["n"] = np.isfinite(s)
-        by = merged.groupby("index")[["below", "n"]].sum()
-        n = by["n"].reindex(today.index).fillna(0).astype(int)
-        share = 100.0 * by["below"].reindex(today.index) / n.where(n > 0)
+        grouped = merged.groupby("index")[["below", "n"]].sum()
+        n = grouped["n"].reindex(today.index).fillna(0).astype(int)
+        share = 100.0 * grouped["below"].reindex(today.index) / n.where(n > 0)
         out[f"{column}_percentile"] = share.where((n >= min_sessions) & today[column].notna())
     # The reason does not carry the count: which earlier sessions are stored depends on which
     # dates were run before this one, and a date's outputs must not (tests/test_seams.py).
