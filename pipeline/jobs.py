@@ -276,8 +276,8 @@ def compute_chunk(ctx: Context, dates: list[pd.Timestamp], fetched: dict | None 
 
 def compute(ctx: Context, as_of: pd.Timestamp) -> pd.DataFrame:
     """Write the as-of date's surface, metrics, term, event_history, smile and structures (from
-    the chunk's pass when :func:`compute_chunk` made one, else from a pass of this date alone), then the outcomes it
-    completes."""
+    the chunk's pass when :func:`compute_chunk` made one, else from a pass of this date alone),
+    then the outcomes it completes."""
     if as_of not in ctx.computed:
         compute_chunk(ctx, [as_of])
     part = ctx.computed.pop(as_of)
