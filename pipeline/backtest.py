@@ -18,7 +18,6 @@ import pandas as pd
 
 from pipeline import sessions
 from pipeline.config import Settings
-from pipeline.engine import chunks, map_dates
 from pipeline.stages import backtest as trades_stage
 from pipeline.files import atomic_write_bytes
 from pipeline.layout import Layout
@@ -197,11 +196,13 @@ def missing_sessions(store: Store, exits: list[pd.Timestamp]) -> list[pd.Timesta
             if not (store.exists("calendar", entry) and store.exists("chains", entry) and store.exists("chains", day))]
 
 
-def run(settings: Settings, spec: Spec, engine: str = "local", scheduler: str | None = None) -> Result:
+def run(settings: Settings, spec: Spec, map_tasks=sessions.map_locally) -> Result:
+    """The backtest of ``spec``; ``map_tasks(task, items, *args)`` runs the chunks of exit sessions
+    (:func:`candidates`) and returns their results in order (the run driver passes its engine's)."""
     if spec.structure != "straddle":
         from pipeline import backtest_structures
 
-        return backtest_structures.run(settings, spec, engine, scheduler)
+        return backtest_structures.run(settings, spec, map_tasks)
     exits = list(sessions.sessions_between(spec.start, spec.end))
     missing = missing_sessions(Store(settings.root), exits)
     if 2 * len(missing) > len(exits):
@@ -209,8 +210,7 @@ def run(settings: Settings, spec: Spec, engine: str = "local", scheduler: str | 
         raise NotReplayed(f"{len(missing)} of {len(exits)} sessions of {spec.start.date()}..{spec.end.date()} have no "
                           f"stored snapshots (entry calendar and chains, exit chains); run `pipeline replay --start "
                           f"{first_entry} --end {spec.end.date()}` first")
-    frames = [f for f in map_dates(candidates, chunks(exits, CHUNK_SESSIONS), settings, engine=engine,
-                                   scheduler=scheduler) if len(f)]
+    frames = [f for f in map_tasks(candidates, sessions.chunks(exits, CHUNK_SESSIONS), settings) if len(f)]
     if not frames:
         raise LookupError(f"no stored snapshots with events to trade between {spec.start.date()} and "
                           f"{spec.end.date()}; run `pipeline replay --start {spec.start.date()} --end {spec.end.date()}` first")

@@ -16,7 +16,6 @@ import pandas as pd
 
 from pipeline import backtest as bt
 from pipeline import sessions
-from pipeline.engine import chunks, map_dates
 from pipeline.stages import backtest as trades_stage
 from pipeline.stages import structure_trades
 from pipeline.stages.panel import AS_OF
@@ -74,10 +73,9 @@ def _summary(trades: pd.DataFrame, by: str, exits=None) -> pd.DataFrame:
     return out
 
 
-def run(settings, spec, engine: str = "local", scheduler: str | None = None) -> bt.Result:
+def run(settings, spec, map_tasks=sessions.map_locally) -> bt.Result:
     exits = list(sessions.sessions_between(spec.start, spec.end))
-    frames = [f for f in map_dates(candidates, chunks(exits, bt.CHUNK_SESSIONS), settings, engine=engine,
-                                   scheduler=scheduler) if len(f)]
+    frames = [f for f in map_tasks(candidates, sessions.chunks(exits, bt.CHUNK_SESSIONS), settings) if len(f)]
     if not frames:
         raise LookupError(f"no stored snapshots with events to trade between {spec.start.date()} and "
                           f"{spec.end.date()}; run `pipeline replay --start {spec.start.date()} --end {spec.end.date()}` first")

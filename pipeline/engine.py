@@ -32,7 +32,7 @@ LOCAL_CLUSTER_CONFIG = {
 def map_dates(task, dates: list, *args, engine: str = "local", scheduler: str | None = None,
               shared: tuple[int, ...] = ()) -> list:
     """``[task(*args, as_of) for as_of in dates]``, run by ``engine``; an item of ``dates`` may be a
-    chunk of dates (:func:`chunks`) for a task that takes one.
+    chunk of dates (:func:`pipeline.sessions.chunks`) for a task that takes one.
 
     ``dask``: a LocalCluster of one single-threaded worker process per core (``scheduler`` None)
     or the existing cluster at ``scheduler`` (``tcp://HOST:PORT``); its workers need this package
@@ -148,11 +148,6 @@ def dask_setup(worker) -> None:
 def _quiet_dask() -> None:
     for name in ("distributed", "tornado", "asyncio"):
         logging.getLogger(name).setLevel(logging.CRITICAL + 1)
-
-
-def chunks(dates: list, size: int) -> list[list]:
-    """``dates`` cut into consecutive runs of at most ``size``: units of work that share reads."""
-    return [list(dates[i:i + size]) for i in range(0, len(dates), size)]
 
 
 def _peak_memory_mib() -> float:

@@ -24,13 +24,14 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
 
-from pipeline import clock, jobs, sources, steps
+from pipeline import clock, jobs, sessions, sources, steps
 from pipeline.config import Settings
-from pipeline.engine import chunks, map_dates
+from pipeline.engine import map_dates
 from pipeline.runlog import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, LockedError,
                              Manifest, RootRefused, data_root_lock, progress, setup_logging)
 from pipeline.files import atomic_write_bytes
@@ -315,7 +316,7 @@ def _each_date(run: Run, names) -> None:
     (:func:`pipeline.jobs.compute_chunk`), then each date's writes and report, date by date."""
     fetching = [name for name in names if name in steps.FETCH]
     writing = [name for name in names if name not in steps.FETCH]
-    for chunk in chunks(run.dates, jobs.CHUNK_SESSIONS):
+    for chunk in sessions.chunks(run.dates, jobs.CHUNK_SESSIONS):
         fetched = {}
         for as_of in chunk:
             run.as_of = as_of
@@ -406,7 +407,7 @@ class Backtest:
 
         with run.manifest.stage("trades") as entry:
             try:
-                result = bt.run(run.settings, self.spec, run.engine, run.scheduler)
+                result = bt.run(run.settings, self.spec, partial(map_dates, engine=run.engine, scheduler=run.scheduler))
             except bt.NotReplayed as exc:
                 raise Refused(str(exc), EXIT_BAD_INPUT) from None
             except LookupError as exc:          # no event in the range, or none matching the selection

@@ -171,3 +171,14 @@ def event_expirations(expirations: pd.DataFrame, events: pd.DataFrame, count: in
         first_far = far.sort_values(["ticker", "expiration"]).drop_duplicates("ticker")[["ticker", "expiration"]]
         chosen = pd.concat([chosen, first_far]).drop_duplicates().sort_values(["ticker", "expiration"])
     return chosen.reset_index(drop=True)
+
+
+def chunks(dates: list, size: int) -> list[list]:
+    """``dates`` cut into consecutive runs of at most ``size``: units of work that share reads."""
+    return [list(dates[i:i + size]) for i in range(0, len(dates), size)]
+
+
+def map_locally(task, items: list, *args) -> list:
+    """``[task(*args, item) for item in items]``: the engine-free way to map a backtest's or a
+    replay's units of work (the run driver passes its engine's map instead)."""
+    return [task(*args, item) for item in items]

@@ -162,18 +162,18 @@ def test_a_refusal_and_an_empty_selection_keep_their_messages_and_leave_a_manife
 # or while it writes its first file ("write"), then runs the CLI as a terminal would.
 INTERRUPTING = """
 import os, signal, sys
-from pipeline import backtest, engine, files
+from pipeline import backtest, files, run
 signum, where = signal.Signals[sys.argv[1]], sys.argv[2]
-engine_map, calls = engine.map_dates, []
+engine_map, calls = run.map_dates, []
 def candidates(settings, exits):
     calls.append(exits)
     if where == "trades" and len(calls) == 2:
         os.kill(os.getpid(), signum)
     return real(settings, exits)
 def chunked(task, dates, *args, **kwargs):
-    from pipeline.engine import chunks
+    from pipeline.sessions import chunks
     return engine_map(task, chunks([d for c in dates for d in c], 2), *args, **kwargs)
-real, backtest.candidates, backtest.map_dates = backtest.candidates, candidates, chunked
+real, backtest.candidates, run.map_dates = backtest.candidates, candidates, chunked
 write = files.atomic_write_bytes
 def signalled(path, body):
     if where == "write":
