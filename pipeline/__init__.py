@@ -8,7 +8,7 @@ def data_root():
     ``examples/analyst.ipynb`` finds the same data from the repo root and from ``examples/``."""
     from pathlib import Path
 
-    from pipeline.config import DEFAULT_DATA_DIR, given_data_root
+    from pipeline.contract.config import DEFAULT_DATA_DIR, given_data_root
 
     given = given_data_root()
     if given is not None:
@@ -28,10 +28,10 @@ def load(dataset: str, date=None, data_dir=None):
     """
     import pandas as pd
 
-    from pipeline import sessions
-    from pipeline.config import resolve
-    from pipeline.schemas import DATASETS
-    from pipeline.store import Store
+    from pipeline.contract import sessions
+    from pipeline.contract.config import resolve
+    from pipeline.contract.schemas import DATASETS
+    from pipeline.contract.store import Store
 
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; the datasets are {', '.join(DATASETS)}")

@@ -24,7 +24,7 @@ def daily_run(root: Path, config: Path, date: str = "2026-11-20"):
     """``pipeline daily`` in-process; fails the caller when it does not exit 0."""
     from click.testing import CliRunner
 
-    from pipeline.cli import main
+    from pipeline.driver.cli import main
 
     result = CliRunner().invoke(main, ["--data-dir", str(root), "--config", str(config), "daily", "--date", date],
                                 catch_exceptions=False)

@@ -10,7 +10,7 @@ import signal
 import sys
 import time
 
-import pipeline.store as store
+import pipeline.contract.store as store
 
 mode, target = sys.argv[1], int(sys.argv[2])
 args = sys.argv[sys.argv.index("--") + 1:]
@@ -40,10 +40,10 @@ for module in list(sys.modules.values()):
     if getattr(module, "atomic_write_bytes", None) is original:
         module.atomic_write_bytes = dying_write
 
-from pipeline.cli import main  # noqa: E402  (after the patch, so every importer sees it)
-import pipeline.report, pipeline.runlog  # noqa: E402,F401
+from pipeline.driver.cli import main  # noqa: E402  (after the patch, so every importer sees it)
+import pipeline.views.report, pipeline.driver.runlog  # noqa: E402,F401
 
-for module in (pipeline.report, pipeline.runlog):
+for module in (pipeline.views.report, pipeline.driver.runlog):
     module.atomic_write_bytes = dying_write
 sys.argv = ["pipeline", *args]
 main()

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline.config import Config, with_environment
-from pipeline.layout import Layout
+from pipeline.contract.config import Config, with_environment
+from pipeline.contract.layout import Layout
 from pipeline.sources.live import LiveSource
 
 # Distinctive values, so a byte search finds any leak.

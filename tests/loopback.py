@@ -30,9 +30,9 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 import pandas as pd
 
-from pipeline import sessions
+from pipeline.contract import sessions
 from pipeline.sources.synthetic import SyntheticMarket
-from pipeline.tickers import from_vendor, to_vendor
+from pipeline.contract.tickers import from_vendor, to_vendor
 
 TRADIER_ROUTES = {
     "/v1/markets/options/expirations": "expirations",
@@ -597,7 +597,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     market = SyntheticMarket(seed=args.seed, universe_size=args.universe_size)
     if args.date is None:
-        from pipeline.clock import current_session
+        from pipeline.contract.clock import current_session
 
         args.date = str(current_session().date())
     server = LoopbackVendor(market, args.date, token=args.token, apikey=args.apikey,

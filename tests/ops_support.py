@@ -8,7 +8,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from pipeline.cli import main
+from pipeline.driver.cli import main
 
 DATE = "2026-11-20"
 TODAY = "2026-12-01"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from pipeline.steps import NAMES
+from pipeline.driver.steps import NAMES
 
 AS_OF = pd.Timestamp("2026-11-20")
 SETTINGS = {"source": "synthetic", "synthetic": {"seed": 7, "universe_size": 120}, "lookahead_days": 7}
@@ -20,7 +20,7 @@ _BUILT: dict = {}
 
 
 def settings_for(root: Path):
-    from pipeline.config import resolve
+    from pipeline.contract.config import resolve
 
     config = root.parent / f"{root.name}-config.yaml"
     config.write_text(yaml.safe_dump(SETTINGS, sort_keys=False))
@@ -28,7 +28,7 @@ def settings_for(root: Path):
 
 
 def run(settings, steps, as_of=AS_OF):
-    from pipeline.run import execute
+    from pipeline.driver.run import execute
 
     outcome = execute("test", [as_of], steps, settings)
     assert outcome.exit_status == 0, outcome.message
@@ -38,7 +38,7 @@ def run(settings, steps, as_of=AS_OF):
 def report_root(tmp_path_factory) -> tuple[Path, str]:
     """(data root, ticker of the failed event)."""
     if "root" not in _BUILT:
-        from pipeline.store import Store
+        from pipeline.contract.store import Store
 
         root = tmp_path_factory.mktemp("report-daily") / "data"
         settings = settings_for(root)

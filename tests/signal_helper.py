@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 
-import pipeline.store as store
+import pipeline.contract.store as store
 
 signum, target = signal.Signals[sys.argv[1]], int(sys.argv[2])
 args = sys.argv[sys.argv.index("--") + 1:]
@@ -28,8 +28,8 @@ def signalled_write(path, write):
 
 
 store.atomic_write_bytes = signalled_write
-from pipeline.cli import main  # noqa: E402
-import pipeline.report, pipeline.run, pipeline.runlog  # noqa: E402,F401
+from pipeline.driver.cli import main  # noqa: E402
+import pipeline.views.report, pipeline.driver.run, pipeline.driver.runlog  # noqa: E402,F401
 
 for module in list(sys.modules.values()):
     if getattr(module, "atomic_write_bytes", None) is original:

@@ -8,10 +8,10 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline import backtest as bt
-from pipeline.cli import main
-from pipeline.config import resolve
+from pipeline.driver.cli import main
+from pipeline.contract.config import resolve
 from pipeline.stages import backtest as trades_stage
-from pipeline.store import Store
+from pipeline.contract.store import Store
 
 # One earnings cycle of the default universe: every name reports once a quarter, so a quarter of
 # 500 names gives ~480 trades, a quarter of the synthetic year's 1,939. t grows with the square
@@ -100,10 +100,10 @@ def test_one_panel_pass_equals_a_run_of_each_entry_session(replayed):
     # The backtest recomputes a month of entry sessions in one compute_metrics pass (each event's
     # rows keyed by its entry session as as_of); the plain route computes each entry session's
     # whole window on its own, as `pipeline rank` would, and keeps the reacting events.
-    from pipeline import sessions
+    from pipeline.contract import sessions
     from pipeline.stages.events import upcoming_events
     from pipeline.stages.panel import dated
-    from pipeline.jobs import stage_params
+    from pipeline.stages.params import stage_params
     from pipeline.stages.metrics import compute_metrics
 
     root, config = replayed
@@ -130,7 +130,7 @@ def test_a_strike_listed_yesterday_is_still_listed_when_the_strike_step_changed_
     # yesterday must still be quoted today when the stock closed above 150. (Kept: yesterday's
     # grid; a strike only listed two or more sessions ago can go, which left 3 of the synthetic
     # year's 1,998 trades without an exit quote, reported as no_exit_quote.)
-    from pipeline import sessions
+    from pipeline.contract import sessions
     from pipeline.sources.synthetic import SyntheticMarket
 
     market = SyntheticMarket(universe_size=500)

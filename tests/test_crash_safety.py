@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from pipeline.cli import main
+from pipeline.driver.cli import main
 
 HELPER = Path(__file__).with_name("crash_helper.py")
 DATE = "2026-11-20"

@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from pipeline.black76 import black76_price, implied_vol
-from pipeline.config import Config
-from pipeline.event_law import martingale_means, mixture_exceedance, mixture_price
+from pipeline.kernel.black76 import black76_price, implied_vol
+from pipeline.contract.config import Config
+from pipeline.kernel.event_law import martingale_means, mixture_exceedance, mixture_price
 from pipeline.stages import density, term
 from pipeline.stages.events import event_expirations, upcoming_events
 from pipeline.stages.panel import dated
-from pipeline.jobs import stage_params
+from pipeline.stages.params import stage_params
 from pipeline.stages.metrics import compute_metrics
 from pipeline.stages.surface import build_surface
 

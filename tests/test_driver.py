@@ -1,6 +1,6 @@
 """One run driver for every command (issue 17, item 4): the step registry is the only list of
 steps, every command takes the global options after its name, ``replay`` and ``backtest`` run
-through :func:`pipeline.run.execute` like ``daily`` (lock, manifest, log, exit codes, Ctrl-C),
+through :func:`pipeline.driver.run.execute` like ``daily`` (lock, manifest, log, exit codes, Ctrl-C),
 and the driver's functions stay short enough to read."""
 import ast
 import json
@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 from ops_support import SETTINGS, TODAY, config, fixed_today  # noqa: F401
 
-from pipeline import jobs, steps
-from pipeline.cli import GLOBAL_OPTIONS, main
-from pipeline.layout import PARTITIONS
+from pipeline.driver import jobs, steps
+from pipeline.driver.cli import GLOBAL_OPTIONS, main
+from pipeline.contract.layout import PARTITIONS
 
 pytestmark = pytest.mark.xdist_group("driver")
 
@@ -130,7 +130,7 @@ def test_replay_and_backtest_leave_a_manifest_and_a_log_like_daily(replayed, con
 
 
 def test_backtest_and_replay_wait_for_the_lock_like_daily(replayed, config, tmp_path):
-    from pipeline.runlog import data_root_lock
+    from pipeline.driver.runlog import data_root_lock
 
     with data_root_lock(replayed, 0):
         for command in (["backtest", "--start", "2026-11-10", "--end", END],
@@ -162,7 +162,9 @@ def test_a_refusal_and_an_empty_selection_keep_their_messages_and_leave_a_manife
 # or while it writes its first file ("write"), then runs the CLI as a terminal would.
 INTERRUPTING = """
 import os, signal, sys
-from pipeline import backtest, files, run
+from pipeline import backtest
+from pipeline.contract import files
+from pipeline.driver import run
 signum, where = signal.Signals[sys.argv[1]], sys.argv[2]
 engine_map, calls = run.map_dates, []
 def candidates(settings, exits):
@@ -171,7 +173,7 @@ def candidates(settings, exits):
         os.kill(os.getpid(), signum)
     return real(settings, exits)
 def chunked(task, dates, *args, **kwargs):
-    from pipeline.sessions import chunks
+    from pipeline.contract.sessions import chunks
     return engine_map(task, chunks([d for c in dates for d in c], 2), *args, **kwargs)
 real, backtest.candidates, run.map_dates = backtest.candidates, candidates, chunked
 write = files.atomic_write_bytes
@@ -180,7 +182,7 @@ def signalled(path, body):
         os.kill(os.getpid(), signum)
     return write(path, body)
 backtest.atomic_write_bytes = signalled
-from pipeline.cli import main
+from pipeline.driver.cli import main
 sys.argv = ["pipeline", *sys.argv[3:]]
 main()
 """

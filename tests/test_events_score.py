@@ -3,8 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import sessions
-from pipeline.config import Config
+from pipeline.contract import sessions
+from pipeline.contract.config import Config
 from pipeline.stages.events import event_expirations, upcoming_events
 from pipeline.stages.panel import dated
 from pipeline.stages.metrics import _status

@@ -4,10 +4,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline.config import ConfigError, parse_config
-from pipeline.schemas import contract_columns, empty, metrics_columns
-from pipeline.levels import level_name
-from pipeline.store import Store
+from pipeline.contract.config import ConfigError, parse_config
+from pipeline.contract.schemas import contract_columns, empty, metrics_columns
+from pipeline.contract.levels import level_name
+from pipeline.contract.store import Store
 
 from conftest import SMALL_SETTINGS, daily_run
 
@@ -51,7 +51,7 @@ def custom_root(tmp_path_factory):
 def test_configured_levels_reach_metrics_report_page_and_explain(custom_root, small_daily_root):
     from click.testing import CliRunner
 
-    from pipeline.cli import main
+    from pipeline.driver.cli import main
 
     data = custom_root / "data"
     metrics = Store(data).scan("metrics", dates=[AS_OF])
@@ -82,7 +82,7 @@ def test_configured_levels_reach_metrics_report_page_and_explain(custom_root, sm
 
 
 def test_the_default_report_keeps_its_columns(small_daily_root):
-    from pipeline.report import REPORT_COLUMNS
+    from pipeline.views.report import REPORT_COLUMNS
 
     header = (small_daily_root / "reports" / f"rank_{AS_OF}.csv").read_text().splitlines()[0].split(",")
     assert header == REPORT_COLUMNS

@@ -8,10 +8,10 @@ from click.testing import CliRunner
 
 from report_support import AS_OF, report_root
 
-from pipeline.cli import main
-from pipeline.config import Config
-from pipeline.explain import explain
-from pipeline.store import Store
+from pipeline.driver.cli import main
+from pipeline.contract.config import Config
+from pipeline.views.explain import explain
+from pipeline.contract.store import Store
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,11 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import pipeline.sources
-from pipeline.cli import main
-from pipeline.config import ConfigError, parse_config
-from pipeline.report import neutralize_text
+from pipeline.driver.cli import main
+from pipeline.contract.config import ConfigError, parse_config
+from pipeline.views.report import neutralize_text
 from pipeline.sources.synthetic import SyntheticMarket
-from pipeline.tickers import InvalidTickerError, validate_ticker
+from pipeline.contract.tickers import InvalidTickerError, validate_ticker
 
 DATE = "2026-11-20"
 

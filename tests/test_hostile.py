@@ -15,7 +15,7 @@ from live_support import clock, server, vendor  # noqa: F401 (fixtures)
 from live_support import APIKEY, TOKEN, cached_urls, files_containing, live_source, vendor_env
 from loopback import HOSTILE_MESSAGE, LoopbackVendor
 
-from pipeline.config import Config, ConfigError, DEFAULT_RESPONSE_LIMITS, parse_config, with_environment
+from pipeline.contract.config import Config, ConfigError, DEFAULT_RESPONSE_LIMITS, parse_config, with_environment
 from pipeline.sources import alphavantage, tradier
 from pipeline.sources.base import SourceUnavailable
 from pipeline.sources.live import LiveSource
@@ -88,7 +88,7 @@ def test_a_hostile_vendor_fails_tickers_not_the_run(tmp_path, small_config, smal
         for ticker, (fault, endpoint, times) in faults.items():
             server.inject(fault, endpoint=endpoint, symbol=ticker, times=times)
         env = os.environ | vendor_env(server)
-        cmd = [sys.executable, "-c", "from pipeline.cli import main; main()", "--data-dir", str(root),
+        cmd = [sys.executable, "-c", "from pipeline.driver.cli import main; main()", "--data-dir", str(root),
                "--config", str(config), "daily", "--date", str(AS_OF.date())]
         began = time.monotonic()
         returncode, peak_mb = _run_child(cmd, env, tmp_path)
@@ -195,7 +195,7 @@ def test_links_planted_under_the_root_are_replaced_not_written_through(tmp_path,
 
     from click.testing import CliRunner
 
-    from pipeline.cli import main
+    from pipeline.driver.cli import main
 
     root = tmp_path / "data"
     shutil.copytree(small_daily_root, root, symlinks=True)
@@ -234,7 +234,7 @@ def test_links_planted_under_the_root_are_replaced_not_written_through(tmp_path,
 def test_a_foreign_home_like_folder_is_refused_with_nothing_written_or_deleted(tmp_path, small_config):
     from click.testing import CliRunner
 
-    from pipeline.cli import main
+    from pipeline.driver.cli import main
 
     home = tmp_path / "someone"
     (home / "Documents").mkdir(parents=True)
@@ -253,7 +253,7 @@ def test_a_foreign_home_like_folder_is_refused_with_nothing_written_or_deleted(t
 def test_the_file_system_root_and_the_home_directory_are_refused(tmp_path):
     from pathlib import Path
 
-    from pipeline.root_check import RootRefused, check_data_root
+    from pipeline.contract.root_check import RootRefused, check_data_root
 
     with pytest.raises(RootRefused, match="file system root"):
         check_data_root("/")
@@ -264,7 +264,7 @@ def test_the_file_system_root_and_the_home_directory_are_refused(tmp_path):
 
 
 def test_an_earlier_versions_root_is_adopted_and_marked(tmp_path):
-    from pipeline.root_check import MARKER, check_data_root, claim_data_root
+    from pipeline.contract.root_check import MARKER, check_data_root, claim_data_root
 
     for name in ("parquet", "reports", "logs", "runs", "cache", "raw"):
         (tmp_path / "old" / name).mkdir(parents=True)
@@ -278,7 +278,7 @@ def test_an_earlier_versions_root_is_adopted_and_marked(tmp_path):
 
 
 def test_the_sweep_removes_only_the_pipelines_exact_temporaries(tmp_path):
-    from pipeline.store import Store
+    from pipeline.contract.store import Store
 
     root = tmp_path / "data"
     ours = [root / "parquet" / "chains" / "date=2026-11-20" / f".tmp-{'0f' * 16}-part-0.parquet.partial",
@@ -298,8 +298,8 @@ def test_the_sweep_removes_only_the_pipelines_exact_temporaries(tmp_path):
 def test_vendor_text_is_escaped_in_every_log_record(tmp_path):
     import logging
 
-    from pipeline.failures import Failures
-    from pipeline.runlog import EscapingFormatter
+    from pipeline.contract.failures import Failures
+    from pipeline.driver.runlog import EscapingFormatter
     from pipeline.sources.limits import RequestRejected
 
     error = RequestRejected("tradier", "history", "AAPL", f"HTTP 400: {HOSTILE_MESSAGE}")
@@ -359,7 +359,7 @@ def test_a_small_limit_fails_the_call_and_keeps_nothing(vendor, tmp_path, clock,
                                            ("tcp://127.0.0.1:8786", False), ("tcp://localhost:8786", False),
                                            ("tls://10.1.2.3:8786", False)])
 def test_scheduler_warning_for_a_non_loopback_address_without_tls(address, warns):
-    from pipeline.engine import scheduler_warning
+    from pipeline.driver.engine import scheduler_warning
 
     warning = scheduler_warning(address)
     assert (warning is not None) == warns

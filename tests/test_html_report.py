@@ -73,7 +73,7 @@ def test_csv_and_html_replaced_together_and_no_html(root, tmp_path):
 def test_html_failure_keeps_the_csv(root, tmp_path, monkeypatch):
     import shutil
 
-    import pipeline.html_report as hr
+    import pipeline.views.html_report as hr
 
     copy = tmp_path / "data"
     shutil.copytree(root, copy)
@@ -85,7 +85,7 @@ def test_html_failure_keeps_the_csv(root, tmp_path, monkeypatch):
 
 
 def test_csv_is_rounded_parquet_is_not(root):
-    from pipeline.store import Store
+    from pipeline.contract.store import Store
 
     text = (root / "reports" / f"rank_{DAY}.csv").read_text().splitlines()
     header = text[0].split(",")
@@ -96,8 +96,8 @@ def test_csv_is_rounded_parquet_is_not(root):
 
 
 def test_every_report_column_is_documented():
-    from pipeline.columns import COLUMNS
-    from pipeline.report import REPORT_COLUMNS
+    from pipeline.views.columns import COLUMNS
+    from pipeline.views.report import REPORT_COLUMNS
 
     assert set(REPORT_COLUMNS) <= set(COLUMNS)
 

@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from pipeline.black76 import atm_straddle, black76_price
-from pipeline.sessions import year_fraction
+from pipeline.kernel.black76 import atm_straddle, black76_price
+from pipeline.contract.sessions import year_fraction
 from pipeline.stages.events import event_expirations, upcoming_events
 from pipeline.stages.panel import dated
 from pipeline.stages.implied import event_straddles

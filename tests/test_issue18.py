@@ -228,7 +228,7 @@ def test_6_doctor_fails_on_a_data_root_it_cannot_write(good_root, config, tmp_pa
 
 
 def test_6_doctor_warns_when_tradier_serves_another_session(tmp_path, config):
-    from pipeline.doctor import WARN, run_checks
+    from pipeline.driver.doctor import WARN, run_checks
 
     with LoopbackVendor(SyntheticMarket(seed=7, universe_size=60), DATE, token=TOKEN, apikey=APIKEY) as server:
         checks = {c.name: c for c in run_checks(tmp_path / "data", str(config), "live",
@@ -241,8 +241,8 @@ def test_6_vendor_checks_run_at_once_within_the_probe_timeout(tmp_path, config, 
     import socket
     import time
 
-    from pipeline import doctor
-    from pipeline.doctor import FAIL, run_checks
+    from pipeline.driver import doctor
+    from pipeline.driver.doctor import FAIL, run_checks
 
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
@@ -265,7 +265,7 @@ def test_6_the_fast_doctor_imports_no_pandas_and_deep_still_validates(good_root,
     import subprocess
     import sys
 
-    code = ("import sys; from pipeline.cli import main\n"
+    code = ("import sys; from pipeline.driver.cli import main\n"
             "try: main()\nexcept SystemExit as e: code = e.code\n"
             "print('heavy:', sorted(m for m in ('pandas', 'pyarrow', 'pandera', 'numpy') if m in sys.modules))\n"
             "sys.exit(code)")

@@ -49,9 +49,9 @@ def test_percentiles_need_60_sessions_and_rank_today_among_them():
 def test_the_daily_reads_earlier_sessions_from_the_store(tmp_path):
     """jobs.vol_history: the earlier metrics partitions of the window, a partition without iv30
     (an earlier version) gives its ex_earnings_vol."""
-    from pipeline.jobs import vol_history
-    from pipeline.schemas import empty
-    from pipeline.store import Store
+    from pipeline.driver.jobs import vol_history
+    from pipeline.contract.schemas import empty
+    from pipeline.contract.store import Store
 
     store = Store(tmp_path)
     row = empty("metrics").reindex(range(1))

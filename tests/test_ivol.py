@@ -8,9 +8,9 @@ import pytest
 import QuantLib as ql
 from hypothesis import given, settings, strategies as st
 
-from pipeline.black76 import IV_STATUSES, black76_delta, black76_price, black76_vega, implied_vol
-from pipeline.schemas import validate
-from pipeline.sessions import year_fraction
+from pipeline.kernel.black76 import IV_STATUSES, black76_delta, black76_price, black76_vega, implied_vol
+from pipeline.contract.schemas import validate
+from pipeline.contract.sessions import year_fraction
 from pipeline.stages.groups import group_median
 from pipeline.stages.surface import SURFACE_COLUMNS, build_surface, implied_forwards
 

@@ -1,10 +1,10 @@
 """Incremental fetch logic: only missing sessions, only stale histories, nothing erased on failure."""
 import pandas as pd
 
-from pipeline import jobs
-from pipeline.config import Config
+from pipeline.driver import jobs
+from pipeline.contract.config import Config
 from pipeline.sources.synthetic import SyntheticMarket
-from pipeline.store import Store
+from pipeline.contract.store import Store
 
 AS_OF = pd.Timestamp("2026-11-20")
 

@@ -1,4 +1,4 @@
-"""The quote kernel of :mod:`pipeline.black76` (mids, fresh mid, discount factor, forwards) and the
+"""The quote kernel of :mod:`pipeline.kernel.black76` (mids, fresh mid, discount factor, forwards) and the
 rule every consumer shares with it: a stale quote is never traded, in the straddle backtest, the
 structure backtest and the outcomes, exactly as ``straddle_mid`` ignores it."""
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 from hypothesis import given, settings, strategies as st
 
-from pipeline.black76 import (
+from pipeline.kernel.black76 import (
     black76_price, carried_forward, discount_factor, fresh_mid, mid, parity_forward, quoted_mid, two_sided_mid,
 )
 

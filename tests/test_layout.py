@@ -1,4 +1,4 @@
-"""The data root has one owner, :class:`pipeline.layout.Layout`: move its folders and every command
+"""The data root has one owner, :class:`pipeline.contract.layout.Layout`: move its folders and every command
 (replay, backtest, explain, doctor, the quarantine of a bad file, the sweep of temporaries)
 follows, writing nothing where the default layout would have put it."""
 from __future__ import annotations
@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from pipeline.cli import main
-from pipeline.layout import FOLDERS, KNOWN_TOP_LEVEL, LOCK, LOCK_HOLDER, MARKER, SWEPT_FOLDERS, Layout
+from pipeline.driver.cli import main
+from pipeline.contract.layout import FOLDERS, KNOWN_TOP_LEVEL, LOCK, LOCK_HOLDER, MARKER, SWEPT_FOLDERS, Layout
 
 AS_OF = "2026-11-20"
 MOVED = {name: f"moved-{name}" for name in FOLDERS}
@@ -28,7 +28,7 @@ def _cli(root, config, *args):
 
 
 def test_every_command_follows_a_moved_layout(moved_layout, tmp_path, small_config, small_daily_root):
-    from pipeline.doctor import run_checks
+    from pipeline.driver.doctor import run_checks
 
     root = tmp_path / "root"
     _cli(root, small_config, "replay", "--start", "2026-11-19", "--end", AS_OF)

@@ -6,8 +6,8 @@ from click.testing import CliRunner
 from live_support import APIKEY, TOKEN, vendor_env
 from loopback import LoopbackVendor
 
-from pipeline.cli import main
-from pipeline.doctor import FAIL, OK, WARN, run_checks
+from pipeline.driver.cli import main
+from pipeline.driver.doctor import FAIL, OK, WARN, run_checks
 from pipeline.sources.synthetic import SyntheticMarket
 
 DATE = "2026-11-20"
@@ -81,7 +81,7 @@ def test_unreachable_vendor_and_bad_config(config, tmp_path):
 
 
 def test_unreadable_budget_ledger_is_named(server, config, tmp_path):
-    from pipeline.layout import Layout
+    from pipeline.contract.layout import Layout
     ledger = Layout(tmp_path).alphavantage_budget
     ledger.parent.mkdir(parents=True)
     ledger.write_bytes(b"\x00\xff not json")

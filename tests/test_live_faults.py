@@ -9,8 +9,8 @@ import pytest
 from live_support import clock, server, vendor  # noqa: F401 (fixtures)
 from live_support import APIKEY, TOKEN, cached_urls, files_containing, live_source, vendor_env
 
-from pipeline.config import Config, with_environment
-from pipeline.layout import Layout
+from pipeline.contract.config import Config, with_environment
+from pipeline.contract.layout import Layout
 from pipeline.sources import alphavantage
 from pipeline.sources.base import SourceUnavailable
 from pipeline.sources.limits import BudgetExhausted, HttpError, ProviderUnavailable, RequestRejected

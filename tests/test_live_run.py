@@ -9,10 +9,10 @@ from click.testing import CliRunner
 from live_support import APIKEY, TOKEN, cached_urls, files_containing, vendor_env
 from loopback import LoopbackVendor
 
-from pipeline.cli import main
+from pipeline.driver.cli import main
 from pipeline.stages.events import upcoming_events
 from pipeline.stages.panel import dated
-from pipeline.store import Store
+from pipeline.contract.store import Store
 
 DATE = "2026-11-20"
 LIVE_SETTINGS = {"source": "live", "live": {"alphavantage_daily_budget": 500, "alphavantage_min_interval": 0.0}}

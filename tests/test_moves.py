@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import sessions
+from pipeline.contract import sessions
 from pipeline.stages.moves import historical_moves
 from pipeline.stages.panel import dated
 

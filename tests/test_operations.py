@@ -1,7 +1,7 @@
 """Issue 10: safe on every date and every failure. One test per numbered case of the issue, the
 live ones against the loopback vendor serving a different day than the as-of date.
 
-``PIPELINE_TODAY`` (pipeline/clock.py) fixes "today", so nothing here reads the wall clock."""
+``PIPELINE_TODAY`` (pipeline/contract/clock.py) fixes "today", so nothing here reads the wall clock."""
 import shutil
 
 import pandas as pd
@@ -14,11 +14,11 @@ from live_support import APIKEY, TOKEN, live_source, vendor_env
 from loopback import LoopbackVendor
 from ops_support import DATE, SETTINGS, TODAY, cli, config, copy, fixed_today, good_root, last_manifest  # noqa: F401
 
-from pipeline.cli import main
-from pipeline.schemas import DATASETS
+from pipeline.driver.cli import main
+from pipeline.contract.schemas import DATASETS
 from pipeline.sources.base import SourceError
 from pipeline.sources.synthetic import SyntheticMarket
-from pipeline.store import CorruptPartition, Store
+from pipeline.contract.store import CorruptPartition, Store
 
 
 
@@ -114,7 +114,7 @@ def test_3_every_read_and_doctor_name_a_bad_file(good_root, two_day_root, tmp_pa
 def test_3_values_changed_behind_the_store_are_caught_by_doctor_not_trusted_silently(good_root, tmp_path, config):
     # Reads check columns and types only (values were validated when written); a file rewritten
     # outside the store with the right schema but impossible values is doctor's to name.
-    from pipeline.store import expected_schema
+    from pipeline.contract.store import expected_schema
 
     root = copy(good_root, tmp_path)
     store = Store(root)
@@ -178,8 +178,8 @@ def test_4_future_and_too_early_dates_exit_2_with_the_real_range_and_write_nothi
 
 
 def test_4_today_and_yesterday_are_dates():
-    from pipeline.cli import resolve_date
-    from pipeline.config import Config
+    from pipeline.driver.cli import resolve_date
+    from pipeline.contract.config import Config
 
     assert resolve_date("today", Config()) == pd.Timestamp(TODAY)
     assert resolve_date("yesterday", Config()) == pd.Timestamp("2026-11-30")
@@ -191,7 +191,7 @@ def test_5_unwritable_lock_log_and_manifest_end_with_a_message(good_root, tmp_pa
     import errno
     import logging
 
-    import pipeline.runlog as runlog
+    import pipeline.driver.runlog as runlog
 
     root = copy(good_root, tmp_path)
 
@@ -236,8 +236,8 @@ def test_5_disk_full_in_the_log_and_in_the_report_keeps_metrics_and_report_toget
     import errno
     import logging
 
-    import pipeline.report as report
-    import pipeline.runlog as runlog
+    import pipeline.views.report as report
+    import pipeline.driver.runlog as runlog
 
     root = copy(good_root, tmp_path)
     before = snapshot(root)
@@ -327,7 +327,7 @@ def test_8_rank_after_widening_the_window_names_what_was_never_fetched(good_root
 
 def test_9_options_after_the_sub_command_symbols_load_and_defaults(good_root, tmp_path, config, monkeypatch):
     from pipeline import load
-    from pipeline.config import parse_config
+    from pipeline.contract.config import parse_config
 
     result = CliRunner().invoke(main, ["doctor", "--data-dir", str(good_root), "--config", str(config),
                                        "--source", "synthetic"], env={"PIPELINE_TODAY": TODAY})
@@ -362,7 +362,7 @@ def test_9_a_rejected_key_is_reported_as_rejected_not_as_not_called(tmp_path):
 
 def test_10_symbol_mapping_round_trips_at_both_vendors():
     from pipeline.sources.alphavantage import parse_calendar
-    from pipeline.tickers import from_vendor, to_vendor
+    from pipeline.contract.tickers import from_vendor, to_vendor
 
     assert to_vendor("BRK.B", "alphavantage") == "BRK-B" and to_vendor("BRK.B", "tradier") == "BRK.B"
     assert from_vendor("BRK-B", "alphavantage") == "BRK.B"

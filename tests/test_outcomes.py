@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.store import Store
+from pipeline.contract.store import Store
 from conftest import daily_run
 
 DATES = ["2026-11-19", "2026-11-20", "2026-11-23"]
@@ -74,7 +74,7 @@ def test_the_report_carries_the_past_outcomes(roots):
 
 @pytest.mark.slow
 def test_explain_lists_a_names_outcomes(roots):
-    from pipeline.explain import name_outcomes
+    from pipeline.views.explain import name_outcomes
 
     root = roots[0]
     outcomes = _outcomes(root)

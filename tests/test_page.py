@@ -74,7 +74,7 @@ def test_axis_labels_read_back_as_their_ticks(first_daily):
 @given(lo=st.floats(-0.5, 0.5), span=st.floats(1e-4, 2.0))
 @settings(max_examples=200, deadline=None)
 def test_percent_ticks_are_exact(lo, span):
-    from pipeline.svg_charts import nice_ticks, percent_labels
+    from pipeline.views.svg_charts import nice_ticks, percent_labels
 
     ticks = nice_ticks(lo, lo + span)
     labels = percent_labels(ticks)
@@ -89,7 +89,7 @@ def test_one_unit_convention(first_daily):
     """Percent for people (page, console, explain text), fractions in the CSV."""
     from click.testing import CliRunner
 
-    from pipeline.cli import main
+    from pipeline.driver.cli import main
 
     root, _, text, csv = first_daily
     assert csv["implied_move"].dropna().lt(1).all()        # fractions in the CSV
@@ -99,7 +99,7 @@ def test_one_unit_convention(first_daily):
     assert out.exit_code == 0, out.output
     smile = next(line for line in out.output.splitlines() if line.startswith("Smile fit"))
     assert re.search(r"skew_atm_iv (\d+\.\d+%|-)", smile), smile
-    from pipeline.display import console_table
+    from pipeline.views.display import console_table
 
     console = console_table(pd.read_csv(root / "reports" / f"rank_{DAY}.csv"))
     assert f"{row['implied_move'] * 100:.2f}%" in console
@@ -108,7 +108,7 @@ def test_one_unit_convention(first_daily):
 def test_daily_prints_the_page_path(first_daily):
     from click.testing import CliRunner
 
-    from pipeline.cli import main
+    from pipeline.driver.cli import main
 
     root, page, _, _ = first_daily
     config = root.parent / f"{root.name}-config.yaml"
@@ -130,10 +130,10 @@ def test_page_fits_1400_px_with_fixed_row_heights(first_daily):
 def test_page_with_every_optional_column_still_fits(first_daily, tmp_path):
     """The density's and the suggested structure's columns (later stages) appear when the frame
     has them, and the table still fits."""
-    from pipeline.config import Config
-    from pipeline.html_report import render_html
-    from pipeline.report import report_frame
-    from pipeline.store import Store
+    from pipeline.contract.config import Config
+    from pipeline.views.html_report import render_html
+    from pipeline.views.report import report_frame
+    from pipeline.contract.store import Store
 
     root, _, _, _ = first_daily
     metrics = Store(root).read("metrics", AS_OF)
@@ -160,7 +160,7 @@ def test_the_readme_picture_is_from_the_current_layout(first_daily):
     a change of the page's layout (LAYOUT_VERSION) without a new picture fails here."""
     from pathlib import Path
 
-    from pipeline.html_report import LAYOUT_VERSION
+    from pipeline.views.html_report import LAYOUT_VERSION
     from tools.screenshot import layout_of_page, layout_of_png
 
     _, page, _, _ = first_daily
@@ -177,7 +177,7 @@ def test_every_suggested_structure_has_its_payoff_with_breakevens(first_daily):
     where that curve crosses zero; the P&L at expiry (dashed, the stage's expiry_pnl) crossing zero
     at the stored expiry breakevens; the past moves as ticks; a row per stored candidate in the
     event's table."""
-    from pipeline.store import Store
+    from pipeline.contract.store import Store
 
     root, _, text, csv = first_daily
     sections = _sections(text)

@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline import load
-from pipeline.cli import main
-from pipeline.report import REPORT_COLUMNS
+from pipeline.driver.cli import main
+from pipeline.views.report import REPORT_COLUMNS
 
 DESIGN_COLUMNS = ["rank", "ticker", "report_date", "timing", "spot", "expiration", "implied_move",
                   "hist_mean_abs_move", "hist_median_abs_move", "n_events", "vrp", "vrp_tier", "ts_implied_move",
@@ -100,6 +100,6 @@ def test_malformed_dates_are_refused(tmp_path, text):
 
 
 def test_cli_start_up_does_not_import_pandas():
-    code = "import sys, pipeline.cli; print('pandas' in sys.modules, 'numpy' in sys.modules)"
+    code = "import sys, pipeline.driver.cli; print('pandas' in sys.modules, 'numpy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]

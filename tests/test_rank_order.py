@@ -32,7 +32,7 @@ def _group(csv: pd.DataFrame) -> np.ndarray:
 
 @pytest.mark.parametrize("day", DATES, ids=[d.date().isoformat() for d in DATES])
 def test_rank_order_rule_in_csv_page_and_console(five_dates, day):
-    from pipeline.display import console_table
+    from pipeline.views.display import console_table
 
     name = f"rank_{day.date().isoformat()}"
     csv = pd.read_csv(five_dates / "reports" / f"{name}.csv")

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import sessions
+from pipeline.contract import sessions
 from pipeline.stages import density, skew, term
 from pipeline.stages.surface import build_surface
 

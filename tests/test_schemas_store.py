@@ -6,8 +6,8 @@ import polars as pl
 import pyarrow.dataset as ds
 import pytest
 
-from pipeline.schemas import DatasetValidationError, validate
-from pipeline.store import Store
+from pipeline.contract.schemas import DatasetValidationError, validate
+from pipeline.contract.store import Store
 
 
 def prices_frame():

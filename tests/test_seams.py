@@ -5,11 +5,11 @@ import hashlib
 import pandas as pd
 import pytest
 
-from pipeline.config import ConfigError, resolve
-from pipeline.failures import Failures
-from pipeline.run import execute
-from pipeline.steps import NAMES
-from pipeline.store import Store
+from pipeline.contract.config import ConfigError, resolve
+from pipeline.contract.failures import Failures
+from pipeline.driver.run import execute
+from pipeline.driver.steps import NAMES
+from pipeline.contract.store import Store
 
 DATES = [pd.Timestamp("2026-11-20"), pd.Timestamp("2026-11-24")]
 STEPS = list(NAMES)

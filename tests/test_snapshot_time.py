@@ -4,8 +4,8 @@ import pandas as pd
 from hypothesis import given, settings, strategies as st
 from test_ivol import QUOTE_TIME, RATE, sample_chains
 
-from pipeline.schemas import validate
-from pipeline.sessions import year_fraction
+from pipeline.contract.schemas import validate
+from pipeline.contract.sessions import year_fraction
 from pipeline.stages.surface import build_surface, stale_quotes
 
 EARLIER = pd.Timestamp("2026-11-17 19:00", tz="UTC")       # three sessions before the snapshot

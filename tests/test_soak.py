@@ -24,7 +24,7 @@ from loopback import LoopbackVendor
 from ops_support import TODAY, cli
 from test_issue18 import read_only
 
-from pipeline import sessions
+from pipeline.contract import sessions
 from pipeline.sources import limits
 from pipeline.sources.synthetic import SyntheticMarket
 

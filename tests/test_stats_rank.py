@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from pipeline.config import DEFAULT_LIQUIDITY
+from pipeline.contract.config import DEFAULT_LIQUIDITY
 from pipeline.stages.consistency import history_stats
 from pipeline.stages.liquidity import liquidity_tier
 from pipeline.stages.rank import rank_events, vrp, vrp_tier

@@ -10,16 +10,16 @@ from click.testing import CliRunner
 from hypothesis import given, settings, strategies as st
 from scipy.stats import spearmanr
 
-from pipeline import payoffs
-from pipeline.black76 import black76_price, black76_vega
-from pipeline.cli import main
-from pipeline.config import ConfigError, load_config, parse_config
-from pipeline.jobs import stage_params
+from pipeline.kernel import payoffs
+from pipeline.kernel.black76 import black76_price, black76_vega
+from pipeline.driver.cli import main
+from pipeline.contract.config import ConfigError, load_config, parse_config
+from pipeline.stages.params import stage_params
 from pipeline.sources.synthetic import SyntheticMarket
 from pipeline.stages import structures as stage
 from pipeline.stages.events import event_expirations
 from pipeline.stages.panel import dated
-from pipeline.store import Store
+from pipeline.contract.store import Store
 
 from conftest import AS_OF, REPO
 
@@ -383,7 +383,7 @@ def test_contracts_from_the_risk_budget_and_capped_kelly(computed):
 
 
 def test_missing_inputs_drop_candidates_with_a_reason(computed):
-    from pipeline.schemas import validate
+    from pipeline.contract.schemas import validate
 
     frame, result, config, _ = computed
     metrics, surface = result.metrics, result.surface

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.sessions import year_fraction
+from pipeline.contract.sessions import year_fraction
 from pipeline.stages.term import TERM_COLUMNS, atm_iv_by_expiration, flag_disagreement, term_structure
 
 QUOTE_TIME = pd.Timestamp("2026-11-20 15:30", tz="UTC")

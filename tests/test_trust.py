@@ -4,12 +4,12 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from pipeline.config import DEFAULT_LIQUIDITY, Config
+from pipeline.contract.config import DEFAULT_LIQUIDITY, Config
 from pipeline.stages.consistency import recent_abs_moves
 from pipeline.stages.events import event_expirations, upcoming_events
 from pipeline.stages.panel import dated
 from pipeline.stages.liquidity import TIERS, liquidity_tier
-from pipeline.jobs import stage_params
+from pipeline.stages.params import stage_params
 from pipeline.stages.metrics import compute_metrics
 from pipeline.stages.rank import vrp_tier
 

@@ -14,8 +14,8 @@ import pytest
 
 from report_support import AS_OF, report_root, settings_for
 
-from pipeline.schemas import DatasetValidationError, validate
-from pipeline.store import Store
+from pipeline.contract.schemas import DatasetValidationError, validate
+from pipeline.contract.store import Store
 
 
 @pytest.fixture(scope="module")
@@ -114,8 +114,8 @@ def _tampered_root(built, tmp_path):
 
 
 def test_explain_and_the_page_show_the_stored_rows(built, tmp_path):
-    from pipeline import jobs
-    from pipeline.explain import explain
+    from pipeline.driver import jobs
+    from pipeline.views.explain import explain
 
     root, event = _tampered_root(built, tmp_path)
     settings = settings_for(root)
@@ -139,9 +139,9 @@ def test_explain_and_the_page_show_the_stored_rows(built, tmp_path):
 
 VIEW_SCRIPT = """
 import json, sys
-from pipeline.config import resolve
-from pipeline.explain import explain
-from pipeline.store import Store
+from pipeline.contract.config import resolve
+from pipeline.views.explain import explain
+from pipeline.contract.store import Store
 settings = resolve({config!r}, {root!r})
 explain(Store(settings.root), {ticker!r}, {day!r}, settings.config)
 print(json.dumps(sorted(m for m in sys.modules if m.startswith("pipeline.stages"))))
@@ -160,14 +160,14 @@ def test_explain_imports_no_stage(built, stored):
 
 PAGE_SCRIPT = """
 import json, sys
-from pipeline.config import resolve
-from pipeline.report import report_frame
-from pipeline.store import Store
+from pipeline.contract.config import resolve
+from pipeline.views.report import report_frame
+from pipeline.contract.store import Store
 settings = resolve({config!r}, {root!r})
 metrics = Store(settings.root).read("metrics", {day!r})
 frame = report_frame(metrics)
 before = {{m for m in sys.modules if m.startswith("pipeline.stages")}}
-from pipeline.html_report import render_html
+from pipeline.views.html_report import render_html
 page = render_html(frame, metrics, settings.root, {day!r}, settings.config)
 assert 'class="chart term"' in page and 'class="chart smile"' in page and 'class="chart moves"' in page
 print(json.dumps(sorted({{m for m in sys.modules if m.startswith("pipeline.stages")}} - before)))
@@ -189,7 +189,7 @@ def test_the_page_draws_history_term_and_smile_without_a_stage(built):
 def test_explain_of_a_date_computed_before_the_view_datasets_says_what_to_run(built, stored, tmp_path):
     from click.testing import CliRunner
 
-    from pipeline.cli import main
+    from pipeline.driver.cli import main
 
     day = str(AS_OF.date())
     ticker = stored["metrics"]["ticker"].iloc[0]

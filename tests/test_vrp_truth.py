@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
-from pipeline import sessions
-from pipeline.config import Config
+from pipeline.contract import sessions
+from pipeline.contract.config import Config
 from pipeline.stages.events import event_expirations, upcoming_events
 from pipeline.stages.panel import dated
-from pipeline.jobs import stage_params
+from pipeline.stages.params import stage_params
 from pipeline.stages.metrics import compute_metrics
 
 END = pd.Timestamp("2026-11-20")

@@ -16,7 +16,7 @@ import tracemalloc
 import numpy as np
 import pandas as pd
 
-from pipeline.jobs import stage_params
+from pipeline.stages.params import stage_params
 
 AS_OF = pd.Timestamp("2026-11-20")
 EVENT = ["as_of", "ticker", "report_date"]     # an event's key in the stages' outputs
@@ -114,10 +114,10 @@ def report_page(result, config) -> tuple[int, int]:
     import tempfile
     from pathlib import Path
 
-    from pipeline.columns import round_for_csv
-    from pipeline.html_report import render_html
-    from pipeline.report import report_frame
-    from pipeline.store import Store
+    from pipeline.views.columns import round_for_csv
+    from pipeline.views.html_report import render_html
+    from pipeline.views.report import report_frame
+    from pipeline.contract.store import Store
 
     metrics = result.metrics.drop(columns="as_of")
     metrics = metrics[metrics["report_date"] <= AS_OF + pd.Timedelta(days=PAGE_WINDOW_DAYS)]
@@ -137,7 +137,7 @@ def structures_daily(n_tickers: int, repeat: int, seed: int = 7) -> tuple[int, f
     """The structures stage on a ``pipeline daily`` of ``n_tickers`` names: the events of the
     look-ahead window and their two event expirations (what pull-chains stores). Returns
     (events, best seconds, peak MiB)."""
-    from pipeline.config import Config
+    from pipeline.contract.config import Config
     from pipeline.sources.synthetic import SyntheticMarket
     from pipeline.stages.events import event_expirations, upcoming_events
     from pipeline.stages.metrics import compute_metrics
@@ -183,7 +183,7 @@ def iv_against_quantlib(surface: pd.DataFrame, sample: int = 2000) -> tuple[floa
     """Options/s of the vectorized solver on every quote, and max |iv - QuantLib| on a sample."""
     import QuantLib as ql
 
-    from pipeline.black76 import implied_vol
+    from pipeline.kernel.black76 import implied_vol
 
     ok = surface[surface["iv_status"] == "ok"]
     price = ok["mid"].to_numpy()
@@ -217,7 +217,7 @@ def loop_reference(inputs, config, sample: int) -> float:
 
 
 def bench(sizes, repeat: int, loop_sample: int) -> None:
-    from pipeline.config import Config
+    from pipeline.contract.config import Config
 
     config = Config()
     rows = []

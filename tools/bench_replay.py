@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pipeline.layout import Layout
+from pipeline.contract.layout import Layout
 
 
 def _timed(args: list[str]) -> tuple[float, float]:
@@ -78,7 +78,7 @@ def bench_daily(date: str, universe: int) -> None:
 
 
 def bench(start: str, end: str, universe: int, keep: bool = False) -> None:
-    from pipeline import sessions
+    from pipeline.contract import sessions
 
     rows = _run(start, end, universe, "local", keep) + _run(start, end, universe, "dask")
     # The same on the first quarter (every name reports once a quarter, so every name's path is

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.layout import Layout
+from pipeline.contract.layout import Layout
 
 
 def make_source(config, root: Path, failures, progress=None):
     """A new source of the configured kind, owned by the caller (the run), which closes it; a live
-    source records per-ticker failures into ``failures`` (:class:`pipeline.failures.Failures`),
+    source records per-ticker failures into ``failures`` (:class:`pipeline.contract.failures.Failures`),
     the one record of the run, and shows its per-ticker calls through ``progress(items, desc,
     unit)`` (an iterable over ``items``; none by default)."""
     if config.source == "synthetic":

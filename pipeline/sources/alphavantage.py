@@ -15,11 +15,11 @@ import json
 
 import pandas as pd
 
-from pipeline.config import CREDENTIAL_VARIABLES
+from pipeline.contract.config import CREDENTIAL_VARIABLES
 from pipeline.sources.http import DAY, HOUR, BodyProblem, HttpClient, Provider, Verdict
 from pipeline.sources.limits import Clock, DailyBudget, SpacedRateLimiter
 from pipeline.sources.payload import Reader, daily_bar
-from pipeline.tickers import from_vendor, is_valid_ticker, same_symbol, to_vendor, validate_ticker
+from pipeline.contract.tickers import from_vendor, is_valid_ticker, same_symbol, to_vendor, validate_ticker
 
 VENDOR = "alphavantage"
 AV_BAR_KEYS = {"open": "1. open", "high": "2. high", "low": "3. low", "close": "4. close", "volume": "5. volume"}

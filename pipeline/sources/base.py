@@ -1,7 +1,7 @@
 """What every market-data source provides, as normalized DataFrames (columns per schemas.py).
 
 A ticker a source cannot deliver is left out of the answer and recorded, with its reason, in the
-run's :class:`pipeline.failures.Failures` given to the source when it is made. Fetch stages talk
+run's :class:`pipeline.contract.failures.Failures` given to the source when it is made. Fetch stages talk
 only to this interface, so the synthetic market and the live vendors are
 interchangeable and a live run can be checked against a synthetic one.
 """

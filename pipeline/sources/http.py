@@ -46,11 +46,11 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
-from pipeline.layout import Layout
-from pipeline.outside_text import escape_controls
+from pipeline.contract.layout import Layout
+from pipeline.contract.outside_text import escape_controls
 from pipeline.sources.base import SourceError
 from pipeline.sources.limits import CircuitBreaker, Clock, HttpError, ProviderUnavailable, RequestRejected
-from pipeline.files import atomic_write_bytes, open_nofollow
+from pipeline.contract.files import atomic_write_bytes, open_nofollow
 
 # Library defaults plus every spelling our vendors use for a credential.
 IGNORED_PARAMETERS = tuple(dict.fromkeys((*DEFAULT_IGNORED_PARAMS, "Authorization", "apikey", "api_key", "token")))

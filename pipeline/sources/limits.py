@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from pipeline.sources.payload import VendorError
-from pipeline.files import atomic_write_bytes
+from pipeline.contract.files import atomic_write_bytes
 
 
 class HttpError(VendorError):

@@ -24,19 +24,19 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
-from pipeline import sessions
-from pipeline.config import CALENDAR_HORIZONS
-from pipeline.clock import session_window_utc
-from pipeline.schemas import DATASETS
+from pipeline.contract import sessions
+from pipeline.contract.config import CALENDAR_HORIZONS
+from pipeline.contract.clock import session_window_utc
+from pipeline.contract.schemas import DATASETS
 from pipeline.sources import alphavantage, tradier
 from pipeline.sources.base import SourceError, SourceUnavailable
 from pipeline.sources.http import HttpClient
-from pipeline.failures import Failures
-from pipeline.outside_text import escape_controls
+from pipeline.contract.failures import Failures
+from pipeline.contract.outside_text import escape_controls
 from pipeline.sources.limits import Clock, ProviderUnavailable
-from pipeline.files import atomic_write_bytes
-from pipeline.layout import Layout
-from pipeline.tickers import is_valid_ticker
+from pipeline.contract.files import atomic_write_bytes
+from pipeline.contract.layout import Layout
+from pipeline.contract.tickers import is_valid_ticker
 
 log = logging.getLogger("pipeline.live")
 
@@ -67,7 +67,7 @@ class LiveSource:
     @classmethod
     def from_config(cls, config, root, failures: Failures | None = None, clock: Clock | None = None,
                     progress=None) -> "LiveSource":
-        """The live source of ``config`` (as :func:`pipeline.config.resolve` gives it: base URLs and
+        """The live source of ``config`` (as :func:`pipeline.contract.config.resolve` gives it: base URLs and
         credentials from the environment) over the data root ``root`` (its cache and raw folders)."""
         token, apikey = config.tradier_token, config.alphavantage_apikey
         missing = [name for name, value in ((tradier.CREDENTIAL_ENV, token), (alphavantage.CREDENTIAL_ENV, apikey))
@@ -197,7 +197,7 @@ class LiveSource:
         """Alpha Vantage TIME_SERIES_DAILY (compact: the last 100 sessions) when Tradier's history
         fails for a ticker: (bars, None) or (None, why not). Never spends the last budget call
         needed elsewhere: only when the daily budget has room and the span fits compact."""
-        from pipeline.sessions import sessions_between
+        from pipeline.contract.sessions import sessions_between
 
         if len(sessions_between(start, end)) > alphavantage.COMPACT_SESSIONS:
             return None, f"the span {start.date()}..{end.date()} exceeds the {alphavantage.COMPACT_SESSIONS} sessions of a free daily series"
@@ -300,7 +300,7 @@ def _reject_stale_calendar(frame: pd.DataFrame, as_of: pd.Timestamp) -> None:
     previous session was served for an earlier day (a stale cache or mirror)."""
     if frame.empty:
         return
-    from pipeline.sessions import previous_sessions
+    from pipeline.contract.sessions import previous_sessions
 
     earliest = pd.Timestamp(frame["report_date"].min())
     previous = pd.Timestamp(previous_sessions([as_of])[0])
@@ -310,7 +310,7 @@ def _reject_stale_calendar(frame: pd.DataFrame, as_of: pd.Timestamp) -> None:
 
 
 def _base_url(config, name: str, allow_plain_http: bool = False) -> str:
-    """The config's base URL ``name`` (the environment's, when :func:`pipeline.config.with_environment`
+    """The config's base URL ``name`` (the environment's, when :func:`pipeline.contract.config.with_environment`
     put it there), checked: http(s), no credentials or query, plain http only to loopback or when allowed."""
     url = getattr(config, name)
     source = getattr(config, "base_url_origins", {}).get(name) or f"config key 'live.{name}'"

@@ -14,7 +14,7 @@ from datetime import date
 
 import pandas as pd
 
-from pipeline.outside_text import escape_controls
+from pipeline.contract.outside_text import escape_controls
 from pipeline.sources.base import SourceError
 
 # Ways vendors spell "no value" (Tradier: null and "null"; Alpha Vantage: "None" and "").

@@ -12,7 +12,7 @@ The model, per ticker:
   for DMH. J's law is a normal mixture (LAW_SHAPES: normal, fat-tailed scale mixture, bimodal
   +-a) with std ``jump_std``;
 - options price the same shape with std ``event_std = true_premium * jump_std``, means shifted to
-  a martingale, in closed form as a mixture of Black-76 prices (pipeline.event_law) over a smooth
+  a martingale, in closed form as a mixture of Black-76 prices (pipeline.kernel.event_law) over a smooth
   SVI-shaped diffusive smile (:meth:`SyntheticMarket.diffusive_variance`); later reports inside a
   long expiration add their variance.
 """
@@ -24,14 +24,14 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtri
 
-from pipeline import sessions
-from pipeline.black76 import black76_delta, carried_forward, discount_factor, implied_vol
-from pipeline.event_law import martingale_means, mixture_exceedance, mixture_price, mixture_variance
-from pipeline.schemas import DATASETS
+from pipeline.contract import sessions
+from pipeline.kernel.black76 import black76_delta, carried_forward, discount_factor, implied_vol
+from pipeline.kernel.event_law import martingale_means, mixture_exceedance, mixture_price, mixture_variance
+from pipeline.contract.schemas import DATASETS
 from pipeline.sources.draws import (S_BAD, S_DMH, S_EPS, S_INTRADAY, S_JUMP, S_LAG, S_OI, S_OVERNIGHT,
                                     S_QUOTE, S_RANGE, S_TVOL, S_VOLUME, normal, uniform)
 from pipeline.sources.universe import universe
-from pipeline.sessions import event_expirations
+from pipeline.contract.sessions import event_expirations
 
 EPOCH = pd.Timestamp("2010-01-04")
 TICK = 0.01
@@ -91,7 +91,7 @@ class SyntheticMarket:
 
     @staticmethod
     def _keep(frame: pd.DataFrame, path) -> None:
-        from pipeline.files import atomic_write_bytes
+        from pipeline.contract.files import atomic_write_bytes
 
         atomic_write_bytes(path, lambda tmp: frame.to_parquet(tmp, index=False))
 

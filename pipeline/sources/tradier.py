@@ -10,11 +10,11 @@ import math
 
 import pandas as pd
 
-from pipeline.config import CREDENTIAL_VARIABLES
+from pipeline.contract.config import CREDENTIAL_VARIABLES
 from pipeline.sources.http import DAY, DO_NOT_CACHE, HOUR, MINUTE, HttpClient, Provider
 from pipeline.sources.limits import Clock, TradierRateLimiter
 from pipeline.sources.payload import Reader, daily_bar
-from pipeline.tickers import same_symbol, to_vendor, validate_ticker
+from pipeline.contract.tickers import same_symbol, to_vendor, validate_ticker
 
 VENDOR = "tradier"
 TRADIER_BAR_KEYS = {name: name for name in ("open", "high", "low", "close", "volume")}

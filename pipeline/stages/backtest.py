@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.black76 import mid, quoted_mid, two_sided_mid
+from pipeline.kernel.black76 import mid, quoted_mid, two_sided_mid
 from pipeline.stages.surface import stale_quotes
 from pipeline.stages.panel import key
 
@@ -23,14 +23,14 @@ QUOTE_FIELDS = ("bid", "ask", "mid")
 def fresh_quotes(chains: pd.DataFrame) -> pd.DataFrame:
     """The quotes of ``chains`` a trade may fill at: every quote but the stale ones
     (:func:`~pipeline.stages.surface.stale_quotes`), which ``straddle_mid`` and the structures
-    ignore too (:func:`~pipeline.black76.fresh_mid`). A stale leg is therefore never traded."""
+    ignore too (:func:`~pipeline.kernel.black76.fresh_mid`). A stale leg is therefore never traded."""
     return chains[~stale_quotes(chains["quote_time"], chains["snapshot_time"])]
 
 
 def leg_quotes(chains: pd.DataFrame, trades: pd.DataFrame, prefix: str) -> pd.DataFrame:
     """``trades`` with ``<prefix>_<call|put>_<bid|ask|mid>`` of the contract each names
     ([as_of,] ticker, expiration, strike: ``chains`` keyed by the trades' as-of dates), NaN where
-    the contract has no fresh quote (:func:`fresh_quotes`); mid = :func:`~pipeline.black76.mid`."""
+    the contract has no fresh quote (:func:`fresh_quotes`); mid = :func:`~pipeline.kernel.black76.mid`."""
     keys = key(chains, "expiration", "strike")
     quotes = fresh_quotes(chains).drop_duplicates([*keys, "option_type"])
     out = trades
@@ -48,9 +48,9 @@ def simulate(trades: pd.DataFrame, fill_share: float, commission: float) -> pd.D
     Per leg, sold at mid - f * half_spread and bought back at mid + f * half_spread, with
     half_spread = (ask - bid) / 2 and f = ``fill_share`` (0 = mid, 1 = the touch). A trade whose
     exit is ``intrinsic`` is bought back at |reaction close - strike| with no spread. Both legs
-    need a two-sided entry quote (:func:`~pipeline.black76.two_sided_mid`; with fresh quotes only,
+    need a two-sided entry quote (:func:`~pipeline.kernel.black76.two_sided_mid`; with fresh quotes only,
     as :func:`leg_quotes` gives them, that is the fresh mid ``straddle_mid`` is priced from) and,
-    for a quoted exit, an ask at or above the bid (:func:`~pipeline.black76.quoted_mid`: a zero bid
+    for a quoted exit, an ask at or above the bid (:func:`~pipeline.kernel.black76.quoted_mid`: a zero bid
     can still be bought back).
     ``entry_credit``/``exit_debit`` per share; ``pnl`` per straddle (x100 shares) net of
     ``commission`` per contract traded (two at entry, two more when bought back);

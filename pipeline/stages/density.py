@@ -30,9 +30,9 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr
 
-from pipeline.black76 import black76_price, discount_factor
-from pipeline.levels import level_name
-from pipeline.event_law import martingale_means
+from pipeline.kernel.black76 import black76_price, discount_factor
+from pipeline.contract.levels import level_name
+from pipeline.kernel.event_law import martingale_means
 from pipeline.stages.consistency import recent_abs_moves
 from pipeline.stages.groups import quote_groups, quote_key
 from pipeline.stages.panel import key

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline import sessions
+from pipeline.contract import sessions
 from pipeline.stages.panel import AS_OF
 # The expiration rule lives with the trading calendar (sources use it too); named here for the stages.
-from pipeline.sessions import FAR_EXPIRATION_DAYS, covering_expirations, event_expirations  # noqa: F401
+from pipeline.contract.sessions import FAR_EXPIRATION_DAYS, covering_expirations, event_expirations  # noqa: F401
 
 
 def upcoming_events(calendar: pd.DataFrame, lookahead_days: int) -> pd.DataFrame:

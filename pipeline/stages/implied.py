@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.black76 import MEAN_ABS_PER_STD, atm_straddle, discount_factor, fresh_mid, two_sided_mid
-from pipeline.sessions import covering_expirations
+from pipeline.kernel.black76 import MEAN_ABS_PER_STD, atm_straddle, discount_factor, fresh_mid, two_sided_mid
+from pipeline.contract.sessions import covering_expirations
 from pipeline.stages.groups import quote_key
 from pipeline.stages.panel import key
 from pipeline.stages.term import interpolate_variance
@@ -90,7 +90,7 @@ def _vol_at_forward(vols: pd.DataFrame, t: pd.Series) -> pd.DataFrame:
 
 def _tradeable_straddle(quotes: pd.DataFrame) -> pd.DataFrame:
     """Per ([as_of,] ticker), at the listed strike nearest the forward (ties to the lower strike): the quoted
-    straddle mid = call mid + put mid (each the leg's :func:`~pipeline.black76.fresh_mid`: two-sided,
+    straddle mid = call mid + put mid (each the leg's :func:`~pipeline.kernel.black76.fresh_mid`: two-sided,
     not stale), straddle_spread = (call ask - bid +
     put ask - bid) / straddle mid, the smaller leg open interest and volume."""
     by = key(quotes)
@@ -119,7 +119,7 @@ def event_straddles(chains: pd.DataFrame, surface: pd.DataFrame, events: pd.Data
     """Implied move per event, at the forward of the event expiration:
 
     implied_move = atm_straddle(F, t, sigma_F, D) / spot = 2 D F (2 N(sigma_F sqrt(t) / 2) - 1) / spot
-    (:func:`pipeline.black76.atm_straddle`; fraction of spot, the expected absolute move to
+    (:func:`pipeline.kernel.black76.atm_straddle`; fraction of spot, the expected absolute move to
     expiry, ~0.8 sigma), with F the surface's parity forward, t its years from the snapshot,
     D = exp(-rate t) and sigma_F (``implied_vol``) the IV at K = F from, first that applies
     (``implied_method``):
@@ -176,7 +176,7 @@ def event_only_move(implied_move: pd.Series, ex_earnings_vol: pd.Series, t: pd.S
     An at-the-money straddle prices sqrt(2/pi) * sqrt(sigma_d^2 t + sigma_E^2) of the spot, so
     event_move = sqrt(max(implied_move^2 - (2/pi) sigma_d^2 t, 0)) = sqrt(2/pi) sigma_E, with
     sigma_d the ex-earnings vol from the term structure and t the straddle's years to expiry;
-    sqrt(2/pi) is :data:`pipeline.black76.MEAN_ABS_PER_STD` (its square is 2/pi exactly).
+    sqrt(2/pi) is :data:`pipeline.kernel.black76.MEAN_ABS_PER_STD` (its square is 2/pi exactly).
     Comparable across names whatever the gap between event and expiration (fractions).
     """
     diffusion = MEAN_ABS_PER_STD ** 2 * ex_earnings_vol ** 2 * t

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.config import LIQUIDITY_TIER_NAMES
+from pipeline.contract.config import LIQUIDITY_TIER_NAMES
 
 TIERS = (*LIQUIDITY_TIER_NAMES, "REJECT")
 REJECT = len(LIQUIDITY_TIER_NAMES)          # index of REJECT in TIERS

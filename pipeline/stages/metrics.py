@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipeline.levels import level_name
-from pipeline.schemas import metrics_columns
+from pipeline.contract.levels import level_name
+from pipeline.contract.schemas import metrics_columns
 from pipeline.stages import consistency, density, events as events_stage, implied, liquidity, moves as moves_stage, rank
 from pipeline.stages import skew, surface as surface_stage, term
 from pipeline.stages.panel import AS_OF

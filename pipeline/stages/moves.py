@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline import sessions
+from pipeline.contract import sessions
 from pipeline.stages.panel import AS_OF
 
 MOVES_COLUMNS = ["ticker", "report_date", "timing", "timing_source", "ref_date", "reaction_date",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.black76 import fresh_mid
+from pipeline.kernel.black76 import fresh_mid
 from pipeline.stages import term
 from pipeline.stages.surface import build_surface, stale_quotes
 
@@ -32,7 +32,7 @@ def event_outcomes(entry_metrics: pd.DataFrame, exit_chains: pd.DataFrame, bars:
     - ``realized_over_implied`` = |realized_close_move| / implied_event_move (the event-only move:
       the straddle's own move includes diffusion to expiry);
     - the straddle at ``straddle_strike`` of the event expiration: entry mid from the metrics, exit
-      value = D's call mid + put mid (each :func:`~pipeline.black76.fresh_mid`, as the entry's
+      value = D's call mid + put mid (each :func:`~pipeline.kernel.black76.fresh_mid`, as the entry's
       ``straddle_mid``), or the intrinsic value |S_D - K| when the expiration is on
       or before D (it settles on the reaction close); ``straddle_return_mid`` = (entry - exit) /
       entry, the short straddle's return on premium at mid; ``short_straddle_lost`` = exit > entry;

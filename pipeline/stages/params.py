@@ -1,14 +1,14 @@
 """The plain parameters of the compute stages: what they read of the configuration, and nothing
-else. The caller maps its configuration here (:func:`pipeline.jobs.stage_params`), so stages never
-see the config, its sources or its file."""
+else. The caller maps its configuration here (:func:`stage_params`), so stages never see the config,
+its sources or its file."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 
 @dataclass(frozen=True)
 class StageParams:
-    """Units and meanings as in :class:`pipeline.config.Config`."""
+    """Units and meanings as in :class:`pipeline.contract.config.Config`."""
 
     lookahead_days: int              # calendar days after the as-of date an event may report
     risk_free_rate: float            # continuously compounded annual fraction
@@ -24,4 +24,10 @@ class StageParams:
     liquidity_tiers: dict            # tier name -> thresholds, best first
     score_weights: dict              # score component -> weight
     exceed_levels: tuple             # density P(|move| > level) levels, fractions
-    structures: object               # pipeline.config.StructureSettings: sizing and fills of the structures
+    structures: object               # pipeline.contract.config.StructureSettings: sizing and fills of the structures
+
+
+def stage_params(config) -> StageParams:
+    """The parameters of ``config`` (any object with an attribute of each field's name, e.g.
+    :class:`pipeline.contract.config.Config`)."""
+    return StageParams(**{f.name: getattr(config, f.name) for f in fields(StageParams)})

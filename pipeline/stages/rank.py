@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.config import SCORE_KEYS
+from pipeline.contract.config import SCORE_KEYS
 from pipeline.stages.implied import FALLBACK_METHODS
 
 LIQUIDITY_SCORE = {"EXCELLENT": 1.0, "GOOD": 0.75, "WARNING": 0.4, "REJECT": 0.0}

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtri
 
-from pipeline.black76 import black76_d1, normal_pdf
+from pipeline.kernel.black76 import black76_d1, normal_pdf
 from pipeline.stages.groups import QUOTE_KEY, quote_groups, quote_key
 from pipeline.stages.term import atm_iv_by_expiration, otm_quotes
 
@@ -31,7 +31,7 @@ def _fit_points(group, t, iv, k, atm_iv, max_abs_x: float):
     Quotes (group, t, iv, k) from :func:`pipeline.stages.term.otm_quotes`, ``atm_iv`` per group.
     x = k / (atm_iv sqrt(t)), kept when |x| <= ``max_abs_x``. Weight = normalized vega
     phi(d1) = vega / (D F sqrt(t)), d1 = -k / (iv sqrt(t)) + iv sqrt(t) / 2 (see
-    :mod:`pipeline.black76`): IV noise from a price tick scales like 1/vega, so far wings, where a
+    :mod:`pipeline.kernel.black76`): IV noise from a price tick scales like 1/vega, so far wings, where a
     cent is a lot of vol, count less.
     """
     root_t = np.sqrt(t)

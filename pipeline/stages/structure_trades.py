@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.black76 import mid, quoted_mid, two_sided_mid
-from pipeline.payoffs import CONTRACT_SIZE, defined_risk
+from pipeline.kernel.black76 import mid, quoted_mid, two_sided_mid
+from pipeline.kernel.payoffs import CONTRACT_SIZE, defined_risk
 from pipeline.stages.backtest import fresh_quotes
 from pipeline.stages.panel import key
 from pipeline.stages.structures import SLOT_IS_CALL, SLOT_SIDE, SLOTS, slot_values
@@ -46,7 +46,7 @@ def simulate(trades: pd.DataFrame, fill_share: float, commission: float, exercis
     Needs the slots' ``<slot>_strike``, ``<slot>_bid``, ``<slot>_ask`` (entry), ``exit_<slot>_bid``,
     ``exit_<slot>_ask``, ``exit_kind`` (``quote`` / ``intrinsic``), ``exit_close``, ``risk_kind``,
     ``margin`` (undefined risk, dollars) and ``status`` (the candidate's, ``ok`` to trade: every
-    leg has a fresh entry mid, :func:`~pipeline.black76.fresh_mid`). Adds
+    leg has a fresh entry mid, :func:`~pipeline.kernel.black76.fresh_mid`). Adds
     ``entry_credit``, ``exit_debit`` (per share), ``pnl``, ``risk`` (defined: 100 (widest wing -
     entry_credit) + round-trip commissions; undefined: ``margin``), ``return_on_premium`` =
     pnl / (100 entry_credit), ``return_on_risk`` = pnl / risk and ``trade_status``.

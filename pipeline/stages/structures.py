@@ -23,9 +23,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline import payoffs
-from pipeline.black76 import black76_delta, black76_vega, discount_factor, fresh_mid
-from pipeline.schemas import STRUCTURE_NAMES as STRUCTURES, contract_columns
+from pipeline.kernel import payoffs
+from pipeline.kernel.black76 import black76_delta, black76_vega, discount_factor, fresh_mid
+from pipeline.contract.schemas import STRUCTURE_NAMES as STRUCTURES, contract_columns
 from pipeline.stages.groups import quote_key
 from pipeline.stages.panel import key
 
@@ -150,7 +150,7 @@ def _event_inputs(metrics: pd.DataFrame, surface: pd.DataFrame, params) -> pd.Da
 
 def _event_quotes(surface: pd.DataFrame, ev: pd.DataFrame) -> pd.DataFrame:
     """The event expirations' quotes, one per contract: event (row of ``ev``), strike, is_call,
-    bid, ask, fresh mid (:func:`~pipeline.black76.fresh_mid`, as ``straddle_mid``) and IV."""
+    bid, ask, fresh mid (:func:`~pipeline.kernel.black76.fresh_mid`, as ``straddle_mid``) and IV."""
     quote = quote_key(ev)
     keys = ev[quote].assign(event=np.arange(len(ev)))
     quotes = surface[[*quote, "strike", "option_type", "bid", "ask", "iv", "iv_status"]].merge(keys, on=quote)
@@ -248,7 +248,7 @@ def _pnl(side, mid, half, exit_values, expiring, fill_share, commission, exercis
 
 def _exit_values(spot, strike, is_call, t_exit, ex_vol, skew_b, skew_c, log_returns, params) -> np.ndarray:
     """Per-share value at the exit close of legs ``strike`` (rows, L) at the exit spots
-    spot e^r, r = ``log_returns`` (rows, G): :func:`pipeline.payoffs.exit_leg_values` on the
+    spot e^r, r = ``log_returns`` (rows, G): :func:`pipeline.kernel.payoffs.exit_leg_values` on the
     diffusive smile (per-row ``t_exit``, ``ex_vol``, relative skew ``skew_b``, ``skew_c``; rate and
     clip from ``params``), floored at intrinsic -> (rows, L, G), undefined values as 0."""
     s1 = spot[:, None, None] * np.exp(log_returns)[:, None, :]
@@ -313,13 +313,13 @@ def build_structures(metrics: pd.DataFrame, surface: pd.DataFrame, moves: pd.Dat
       (dV/dS x 100), ``gamma`` (per $1), ``vega`` (per vol point), ``theta`` (per day), all
       dollars per structure;
     - the two views of holding from the entry close to the reaction close (dt = t0 - t1, a
-      weekend counts), legs repriced by :func:`pipeline.payoffs.exit_leg_values` (diffusive smile,
+      weekend counts), legs repriced by :func:`pipeline.kernel.payoffs.exit_leg_values` (diffusive smile,
       floored at intrinsic), P&L by :func:`_pnl` at the fill (after costs):
       history: log return ln(1 + m_i) + e over the last ``max_events`` past moves m_i, e ~ N(0,
       ex_vol^2 dt) by Gauss-Hermite -> ``pop_hist``, ``ev_hist``; market: J from
       :func:`event_law` plus e (mean -ex_vol^2 dt / 2) on a grid -> ``pop_rn``, ``ev_rn``, and
       ``ev_rn_mid`` (mid fills, no costs: near zero when the model matches the quotes);
-    - ``pop_expiry_rn`` = P(be_low < S_T < be_high) from :func:`pipeline.payoffs.expiry_exceedance`
+    - ``pop_expiry_rn`` = P(be_low < S_T < be_high) from :func:`pipeline.kernel.payoffs.expiry_exceedance`
       (the digitals of the event expiration's fitted quadratic smile; measured closer to the
       source's analytic digitals than the density's spline digitals, see that docstring);
     - ``return_on_risk`` = ev_hist / risk; ``contracts`` = floor(risk_budget / risk), or with
@@ -330,7 +330,7 @@ def build_structures(metrics: pd.DataFrame, surface: pd.DataFrame, moves: pd.Dat
       ``implied.max_leg_spread``), with ``why``.
     """
     if metrics.empty:
-        from pipeline.schemas import empty
+        from pipeline.contract.schemas import empty
 
         return empty("structures")[STRUCTURE_COLUMNS].reindex(columns=[*key(metrics)[:-1], *STRUCTURE_COLUMNS])
     s = params.structures

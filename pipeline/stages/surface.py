@@ -1,20 +1,20 @@
 """The surface stage: implied forwards from put-call parity, then every quote's Black-76 IV and delta.
 
 Units: money in the quote currency, ``t`` in years (ACT/365 from the chain's ``snapshot_time`` to the
-expiration session's close, see :func:`pipeline.sessions.year_fraction`), IV a fraction per sqrt(year), ``rate`` a continuously
-compounded annual fraction, ``discount = exp(-rate * t)``. The maths is :mod:`pipeline.black76`.
+expiration session's close, see :func:`pipeline.contract.sessions.year_fraction`), IV a fraction per sqrt(year), ``rate`` a continuously
+compounded annual fraction, ``discount = exp(-rate * t)``. The maths is :mod:`pipeline.kernel.black76`.
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from pipeline.black76 import (
+from pipeline.kernel.black76 import (
     IV_STATUSES, STATUS_CODE, black76_delta, carried_forward, discount_factor, fresh_mid, implied_vol_codes,
     parity_forward, quoted_mid,
 )
-from pipeline.schemas import DATASETS
-from pipeline.sessions import NEW_YORK, sessions_offset, year_fraction
+from pipeline.contract.schemas import DATASETS
+from pipeline.contract.sessions import NEW_YORK, sessions_offset, year_fraction
 from pipeline.stages.groups import (
     contract_runs, group_median, quote_groups, quote_keys, run_means, smallest_per_group, to_rows,
 )
@@ -48,7 +48,7 @@ def stale_quotes(quote_time: pd.Series, snapshot_time: pd.Series) -> np.ndarray:
 
 
 def _parity_forwards(group, n_groups, strike, is_call, is_put, mid, t, rate):
-    """Per group, the median of :func:`~pipeline.black76.parity_forward` F = K + (C - P)/D over the
+    """Per group, the median of :func:`~pipeline.kernel.black76.parity_forward` F = K + (C - P)/D over the
     PARITY_STRIKES strikes with the smallest |C - P|.
 
     C, P are fresh mids (``mid``, NaN where not two-sided or stale) at the same strike (duplicate quotes
@@ -100,7 +100,7 @@ def implied_forwards(quotes: pd.DataFrame, rate: float) -> pd.DataFrame:
     underlying_price, quote_time, snapshot_time). Only strikes where both legs are two-sided
     (0 < bid <= ask) and fresh (not :func:`stale_quotes`) count (see :func:`_parity_forwards`).
     Without such a pair the forward is the spot carried at the
-    rate, :func:`~pipeline.black76.carried_forward` underlying_price * exp(rate t) (median over the
+    rate, :func:`~pipeline.kernel.black76.carried_forward` underlying_price * exp(rate t) (median over the
     group), which ignores dividends.
     Returns ticker, expiration, forward (money), forward_source ("parity", "spot", or null when
     neither exists), one row per (ticker, expiration), sorted.
@@ -115,18 +115,18 @@ def implied_forwards(quotes: pd.DataFrame, rate: float) -> pd.DataFrame:
 def build_surface(chains: pd.DataFrame, rate: float) -> pd.DataFrame:
     """Every quote with its forward, time to expiry, Black-76 IV and delta (the Surface columns).
 
-    - ``mid`` = :func:`~pipeline.black76.quoted_mid`, (bid + ask)/2 whenever ask >= bid and ask > 0
+    - ``mid`` = :func:`~pipeline.kernel.black76.quoted_mid`, (bid + ask)/2 whenever ask >= bid and ask > 0
       (kept for zero-bid quotes too); NaN for crossed (bid > ask) or missing quotes.
-    - ``iv_status``: :func:`pipeline.black76.implied_vol`'s status on the fresh mid
-      (:func:`~pipeline.black76.fresh_mid`: 0 < bid <= ask, not stale), so ``expired`` comes first, then ``crossed`` for bid > ask and ``no_quote``
+    - ``iv_status``: :func:`pipeline.kernel.black76.implied_vol`'s status on the fresh mid
+      (:func:`~pipeline.kernel.black76.fresh_mid`: 0 < bid <= ask, not stale), so ``expired`` comes first, then ``crossed`` for bid > ask and ``no_quote``
       for missing quotes or bid <= 0 (a zero-bid wing quote says only that the option is worth
       less than its ask), then ``no_forward`` when the group has no forward, then the price-bound
       statuses; ``stale`` (not solved) for a quote stamped before the snapshot's session
       (:func:`stale_quotes`), unless ``expired``.
     - ``forward`` from :func:`implied_forwards` (parity, else carried spot; ``forward_source``
-      says which); ``t`` = :func:`pipeline.sessions.year_fraction` from the chain's
+      says which); ``t`` = :func:`pipeline.contract.sessions.year_fraction` from the chain's
       ``snapshot_time`` (the same for every quote of a pull, whatever the quote's own stamp); ``rate`` the rate used for D = exp(-rate t).
-    - ``delta`` = :func:`pipeline.black76.black76_delta` (forward delta, D N(d1) / -D N(-d1))
+    - ``delta`` = :func:`pipeline.kernel.black76.black76_delta` (forward delta, D N(d1) / -D N(-d1))
       where iv is ok.
     Rows keep the order of ``chains``, and its ``as_of`` column on a panel (dropped when stored).
     """

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.black76 import MEAN_ABS_PER_STD
-from pipeline.sessions import covering_expirations, sessions_offset
+from pipeline.kernel.black76 import MEAN_ABS_PER_STD
+from pipeline.contract.sessions import covering_expirations, sessions_offset
 from pipeline.stages.groups import (
     contract_runs, group_median, quote_groups, quote_key, quote_keys, run_means, run_numbers, run_starts,
 )
@@ -134,7 +134,7 @@ def event_smiles(surface: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
 
 def _first_two_expirations(atm: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
     """Per event: sigma/T of the first two expirations on or after the reaction date (NaN if absent),
-    by :func:`pipeline.sessions.covering_expirations`.
+    by :func:`pipeline.contract.sessions.covering_expirations`.
 
     Expirations without a positive t and a finite ATM IV are skipped.
     """

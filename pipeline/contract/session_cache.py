@@ -2,7 +2,7 @@
 finds the current session here with the standard library alone (no NumPy, pandas or
 exchange_calendars imports: half a second saved).
 
-:func:`pipeline.sessions.table` builds the table with exchange_calendars once and keeps it here,
+:func:`pipeline.contract.sessions.table` builds the table with exchange_calendars once and keeps it here,
 under the library's version; deleting the file is always safe.
 """
 from __future__ import annotations
@@ -45,7 +45,7 @@ def save(arrays: dict) -> None:
     """Write the cache atomically; a cache that cannot be written is only a slower start."""
     import numpy as np
 
-    from pipeline.files import atomic_write_bytes
+    from pipeline.contract.files import atomic_write_bytes
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:        # a handle: np.savez would append ".npz" to a name

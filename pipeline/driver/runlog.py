@@ -17,10 +17,10 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from pipeline.layout import Layout
-from pipeline.root_check import RootRefused, claim_data_root
-from pipeline.outside_text import escape_controls
-from pipeline.files import atomic_write_bytes, open_nofollow
+from pipeline.contract.layout import Layout
+from pipeline.contract.root_check import RootRefused, claim_data_root
+from pipeline.contract.outside_text import escape_controls
+from pipeline.contract.files import atomic_write_bytes, open_nofollow
 
 log = logging.getLogger("pipeline")
 
@@ -44,7 +44,7 @@ class LockedError(RuntimeError):
 
 @contextmanager
 def data_root_lock(root: Path, wait_seconds: float):
-    """Check the data root (:func:`pipeline.root_check.claim_data_root`, raises RootRefused), then
+    """Check the data root (:func:`pipeline.contract.root_check.claim_data_root`, raises RootRefused), then
     hold its lock. Neither the lock file nor the holder note is ever written through a link."""
     claim_data_root(root)
     layout = Layout(root)

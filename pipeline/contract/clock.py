@@ -37,7 +37,7 @@ def today(environ=None) -> pd.Timestamp:
 
 def current_session(environ=None) -> pd.Timestamp:
     """The NYSE session on or before today in New York: the only one a live vendor serves."""
-    from pipeline import sessions
+    from pipeline.contract import sessions
 
     return sessions.session_on_or_before(today(environ))
 
@@ -47,7 +47,7 @@ def session_window_utc(session) -> tuple[pd.Timestamp, pd.Timestamp]:
     this interval was taken during or after ``session`` and before the next one began."""
     import pandas as pd
 
-    from pipeline import sessions
+    from pipeline.contract import sessions
 
     cal = sessions.table()
     session = pd.Timestamp(session)

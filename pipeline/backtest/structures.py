@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import backtest as bt
-from pipeline import sessions
+from pipeline.contract import sessions
 from pipeline.stages import backtest as trades_stage
 from pipeline.stages import structure_trades
 from pipeline.stages.panel import AS_OF
@@ -31,7 +31,7 @@ def candidates(settings, exit_dates: list[pd.Timestamp]) -> pd.DataFrame:
     """Every candidate structure of the events reacting on the chunk's exit sessions, priced
     from the entry session, with each leg's exit quote, the reaction close and the entry metrics
     used for selection and grouping (one task, like :func:`pipeline.backtest.candidates`)."""
-    from pipeline.jobs import stage_params
+    from pipeline.stages.params import stage_params
     from pipeline.stages.structures import build_structures
 
     recomputed = bt.entry_pass(settings, exit_dates)

@@ -2,7 +2,7 @@
 
 It owns what every command shares: the data-root lock, the log, the manifest, the failure record
 handed to the source and the jobs, the exit policy and the handling of interrupts. A command only
-says which dates and what work: steps of the registry (:mod:`pipeline.steps`; daily, rank, replay,
+says which dates and what work: steps of the registry (:mod:`pipeline.driver.steps`; daily, rank, replay,
 a stage command) or a backtest (:class:`Backtest`).
 
 Safety rules enforced here:
@@ -29,14 +29,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import clock, jobs, sessions, sources, steps
-from pipeline.config import Settings
-from pipeline.engine import map_dates
-from pipeline.runlog import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, LockedError,
+from pipeline.contract import clock, sessions
+from pipeline.driver import jobs, steps
+from pipeline import sources
+from pipeline.contract.config import Settings
+from pipeline.driver.engine import map_dates
+from pipeline.driver.runlog import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, LockedError,
                              Manifest, RootRefused, data_root_lock, progress, setup_logging)
-from pipeline.files import atomic_write_bytes
-from pipeline.layout import PARTITIONS, Layout
-from pipeline.store import CorruptPartition, Store
+from pipeline.contract.files import atomic_write_bytes
+from pipeline.contract.layout import PARTITIONS, Layout
+from pipeline.contract.store import CorruptPartition, Store
 
 log = logging.getLogger("pipeline")
 
@@ -124,7 +126,7 @@ def _signals(gate: _SignalGate):
 
 def execute(command: str, dates: list[pd.Timestamp], work, settings: Settings,
             wait_lock: float = 0.0, engine: str = "local", scheduler: str | None = None) -> Outcome:
-    """Run ``work`` over ``dates``: names of :data:`pipeline.steps.STEPS` (run in the registry's
+    """Run ``work`` over ``dates``: names of :data:`pipeline.driver.steps.STEPS` (run in the registry's
     order), or a :class:`Backtest`. ``engine``/``scheduler``: where per-date work executes.
 
     Exit policy: 1 when a step raises (the snapshots written before stay valid), 2 for a date the
@@ -260,7 +262,7 @@ def _finish(run: Run, outcome: Outcome, gate: _SignalGate) -> Outcome:
 class Steps:
     """Steps of the registry over the run's dates (daily, rank, replay, a stage command).
 
-    The steps run in segments of one span (:func:`pipeline.steps.segments`): a range step once
+    The steps run in segments of one span (:func:`pipeline.driver.steps.segments`): a range step once
     over all dates, per-date steps date by date. The per-date steps after the last range step
     run on the engine (each date's work is then independent of the others'); those before feed
     a range step and run here.
@@ -311,9 +313,9 @@ def _once(run: Run, names) -> None:
 
 
 def _each_date(run: Run, names) -> None:
-    """The per-date steps a chunk of sessions at a time (:data:`pipeline.jobs.CHUNK_SESSIONS`): the
+    """The per-date steps a chunk of sessions at a time (:data:`pipeline.driver.jobs.CHUNK_SESSIONS`): the
     chunk's fetch steps date by date, then one pass of the stages over its dates
-    (:func:`pipeline.jobs.compute_chunk`), then each date's writes and report, date by date."""
+    (:func:`pipeline.driver.jobs.compute_chunk`), then each date's writes and report, date by date."""
     fetching = [name for name in names if name in steps.FETCH]
     writing = [name for name in names if name not in steps.FETCH]
     for chunk in sessions.chunks(run.dates, jobs.CHUNK_SESSIONS):
@@ -361,7 +363,7 @@ def _on_engine(run: Run, names) -> None:
 
 def _working_on(exc: BaseException, as_of) -> str:
     """The session being worked on when ``exc`` arrived: the first unfinished one of a dask map
-    (:func:`pipeline.engine.map_dates` attaches them), else the loop's current date."""
+    (:func:`pipeline.driver.engine.map_dates` attaches them), else the loop's current date."""
     unfinished = [d for d in getattr(exc, "unfinished", []) if isinstance(d, pd.Timestamp)]
     if not unfinished:
         return str(as_of.date())

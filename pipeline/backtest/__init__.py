@@ -16,13 +16,13 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from pipeline import sessions
-from pipeline.config import Settings
+from pipeline.contract import sessions
+from pipeline.contract.config import Settings
 from pipeline.stages import backtest as trades_stage
-from pipeline.files import atomic_write_bytes
-from pipeline.layout import Layout
+from pipeline.contract.files import atomic_write_bytes
+from pipeline.contract.layout import Layout
 from pipeline.stages.panel import AS_OF, dated
-from pipeline.store import Store
+from pipeline.contract.store import Store
 
 GROUPS = ("score_quintile", "vrp_tier", "liquidity_tier", "timing")
 # The summary's columns as written to the CSV and printed: each header carries its unit.
@@ -131,7 +131,7 @@ def entry_pass(settings: Settings, exit_dates: list[pd.Timestamp]):
     session in one pass (see :func:`candidates`): (events: as_of (the entry session), ticker,
     exit_date; the pass's inputs; chains by session; :class:`~pipeline.stages.metrics.MetricsResult`),
     or None without any."""
-    from pipeline.jobs import stage_params
+    from pipeline.stages.params import stage_params
     from pipeline.stages.events import upcoming_events
     from pipeline.stages.metrics import compute_metrics
 
@@ -200,7 +200,7 @@ def run(settings: Settings, spec: Spec, map_tasks=sessions.map_locally) -> Resul
     """The backtest of ``spec``; ``map_tasks(task, items, *args)`` runs the chunks of exit sessions
     (:func:`candidates`) and returns their results in order (the run driver passes its engine's)."""
     if spec.structure != "straddle":
-        from pipeline import backtest_structures
+        from pipeline.backtest import structures as backtest_structures
 
         return backtest_structures.run(settings, spec, map_tasks)
     exits = list(sessions.sessions_between(spec.start, spec.end))
@@ -237,7 +237,7 @@ def run(settings: Settings, spec: Spec, map_tasks=sessions.map_locally) -> Resul
 
 def tier_order(config) -> dict[str, tuple[str, ...]]:
     """Each tier column's names in their configured order, best first, then the fallback tier."""
-    from pipeline.schemas import LIQUIDITY_TIERS, VRP_TIERS
+    from pipeline.contract.schemas import LIQUIDITY_TIERS, VRP_TIERS
 
     return {"vrp_tier": (*config.vrp_tiers, VRP_TIERS[-1]),
             "liquidity_tier": (*config.liquidity_tiers, LIQUIDITY_TIERS[-1])}

@@ -18,9 +18,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.files import atomic_write_bytes, fsync_dir as _fsync_dir
-from pipeline.layout import Layout
-from pipeline.schemas import DATASETS, contract_columns, empty, validate
+from pipeline.contract.files import atomic_write_bytes, fsync_dir as _fsync_dir
+from pipeline.contract.layout import Layout
+from pipeline.contract.schemas import DATASETS, contract_columns, empty, validate
 
 # The exact names of the pipeline's own temporaries: atomic writes (``.tmp-<uuid hex>-<name>.partial``)
 # and the report-folder write check (``.tmp-write-check-<random>.partial``). Nothing else is swept.
@@ -44,7 +44,7 @@ def _partition_text(value) -> str:
 
 
 class Store:
-    """Validated writes, schema-checked reads and atomic replacement of the datasets in :mod:`pipeline.schemas`."""
+    """Validated writes, schema-checked reads and atomic replacement of the datasets in :mod:`pipeline.contract.schemas`."""
 
     def __init__(self, root: Path | str):
         self.layout = Layout(root)

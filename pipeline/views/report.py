@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.levels import DEFAULT_LEVEL_SUFFIXES, exceed_levels_in, level_pairs, with_levels
+from pipeline.contract.levels import DEFAULT_LEVEL_SUFFIXES, exceed_levels_in, level_pairs, with_levels
 from pipeline.stages.rank import rank_events
 
 # The suggested structure's key numbers (pipeline.stages.structures), prefixed ``suggested_``.
@@ -74,14 +74,14 @@ def write_report(metrics: pd.DataFrame, root: Path, as_of: pd.Timestamp, config,
     """Write rank_D.csv and (unless ``config.report_html`` is off) rank_D.html, replaced together;
     the page shows the date's ``structures`` and the names' stored ``outcomes``.
 
-    Floats in the CSV are rounded (:func:`pipeline.columns.round_for_csv`); Parquet keeps full
+    Floats in the CSV are rounded (:func:`pipeline.views.columns.round_for_csv`); Parquet keeps full
     precision. When the HTML cannot be made the CSV is still written and a stale rank_D.html of
     the date is removed, so a page never disagrees with the CSV beside it.
     """
-    from pipeline.columns import round_for_csv
-    from pipeline.files import replace_together
-    from pipeline.html_report import html_or_none
-    from pipeline.layout import Layout
+    from pipeline.views.columns import round_for_csv
+    from pipeline.contract.files import replace_together
+    from pipeline.views.html_report import html_or_none
+    from pipeline.contract.layout import Layout
 
     frame = report_frame(metrics, structures)
     day = pd.Timestamp(as_of).date().isoformat()
@@ -96,6 +96,6 @@ def write_report(metrics: pd.DataFrame, root: Path, as_of: pd.Timestamp, config,
 
 
 if __name__ == "__main__":      # the README's table of report columns
-    from pipeline.columns import markdown_table
+    from pipeline.views.columns import markdown_table
 
     print(markdown_table(REPORT_COLUMNS))

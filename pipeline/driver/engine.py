@@ -25,14 +25,14 @@ LOCAL_CLUSTER_CONFIG = {
     "distributed.admin.system-monitor.interval": "2s",
     "distributed.worker.memory.monitor-interval": "1s",
     "distributed.worker.profile.enabled": False,
-    "distributed.worker.preload": ["pipeline.engine"],      # dask_setup: workers leave Ctrl-C to the client
+    "distributed.worker.preload": ["pipeline.driver.engine"],      # dask_setup: workers leave Ctrl-C to the client
 }
 
 
 def map_dates(task, dates: list, *args, engine: str = "local", scheduler: str | None = None,
               shared: tuple[int, ...] = ()) -> list:
     """``[task(*args, as_of) for as_of in dates]``, run by ``engine``; an item of ``dates`` may be a
-    chunk of dates (:func:`pipeline.sessions.chunks`) for a task that takes one.
+    chunk of dates (:func:`pipeline.contract.sessions.chunks`) for a task that takes one.
 
     ``dask``: a LocalCluster of one single-threaded worker process per core (``scheduler`` None)
     or the existing cluster at ``scheduler`` (``tcp://HOST:PORT``); its workers need this package
@@ -103,7 +103,7 @@ def scheduler_warning(address: str) -> str | None:
     anyone who can reach or impersonate it runs code here: only loopback or TLS is quiet."""
     from urllib.parse import urlsplit
 
-    from pipeline.outside_text import escape_controls
+    from pipeline.contract.outside_text import escape_controls
     from pipeline.sources.live import is_loopback
 
     parts = urlsplit(address if "://" in address else f"tcp://{address}")

@@ -13,10 +13,10 @@ import math
 import numpy as np
 import pandas as pd
 
-from pipeline.levels import DEFAULT_LEVEL_SUFFIXES, exceed_levels_in, level_pairs, with_levels
-from pipeline.black76 import mid
-from pipeline.config import Config
-from pipeline.store import Store
+from pipeline.contract.levels import DEFAULT_LEVEL_SUFFIXES, exceed_levels_in, level_pairs, with_levels
+from pipeline.kernel.black76 import mid
+from pipeline.contract.config import Config
+from pipeline.contract.store import Store
 
 SCORE_PARTS = ("vrp", "consistency", "skew", "liquidity")
 HISTORY_FIELDS = ["n_events", "hist_mean_abs_move", "hist_median_abs_move", "mad", "consistency",

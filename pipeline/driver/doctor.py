@@ -34,9 +34,9 @@ class Check:
 def run_checks(data_dir, config_path: str | None, source_override: str | None,
                environ=None, today=None, deep: bool = False) -> list[Check]:
     """Every check, in order; ``data_dir``/``config_path`` as given on the command line (None:
-    resolved like every command, see :func:`pipeline.config.resolve`); ``deep``: validate the
+    resolved like every command, see :func:`pipeline.contract.config.resolve`); ``deep``: validate the
     stored files' schemas and rows too."""
-    from pipeline.config import ConfigError, resolve
+    from pipeline.contract.config import ConfigError, resolve
 
     env = os.environ if environ is None else environ
     try:
@@ -72,8 +72,8 @@ def render(checks: list[Check]) -> str:
 # ---- individual checks -----------------------------------------------------------------------
 
 def _credentials(config) -> list[Check]:
-    """Whether the environment gave each credential (:func:`pipeline.config.with_environment`)."""
-    from pipeline.config import CREDENTIAL_VARIABLES
+    """Whether the environment gave each credential (:func:`pipeline.contract.config.with_environment`)."""
+    from pipeline.contract.config import CREDENTIAL_VARIABLES
 
     checks = []
     for field_name, variable in CREDENTIAL_VARIABLES.items():
@@ -93,7 +93,7 @@ def _writable(root: Path) -> list[Check]:
         if parent is not None and os.access(parent, os.W_OK | os.X_OK):
             return [Check("data root", OK, f"{root} does not exist yet; a run creates it")]
         return [Check("data root", FAIL, f"{root} does not exist and {parent} cannot be written")]
-    from pipeline.layout import Layout
+    from pipeline.contract.layout import Layout
 
     layout = Layout(root)
     folders = [root] + [folder for folder in layout.folders() if folder.is_dir()]
@@ -151,8 +151,8 @@ def _reachability(config, root: Path, env) -> list[Check]:
 
 def _tradier_clock(source, env) -> Check:
     """Tradier's clock: reachable with the token, and serving the current session?"""
-    from pipeline import clock as pipeline_clock
-    from pipeline import sessions
+    from pipeline.contract import clock as pipeline_clock
+    from pipeline.contract import sessions
     from pipeline.sources.base import SourceError
 
     try:
@@ -188,7 +188,7 @@ def _alphavantage_probe(source) -> Check:
 
 
 def _cache(root: Path) -> list[Check]:
-    from pipeline.layout import Layout
+    from pipeline.contract.layout import Layout
 
     layout = Layout(root)
     cache = layout.http_cache
@@ -214,7 +214,7 @@ def _files(root: Path) -> list[Check]:
     """Every stored Parquet file whole: its header and footer magic bytes in place and a footer
     length that fits the file (a truncated, cut or foreign-format file fails). Reads only a few
     bytes per file; ``--deep`` opens them with their schema (:func:`_files_deep`)."""
-    from pipeline.layout import Layout
+    from pipeline.contract.layout import Layout
 
     layout = Layout(root)
     files = sorted(p for p in layout.parquet.rglob("*.parquet") if not p.name.startswith("."))
@@ -250,8 +250,8 @@ def _files_deep(root: Path) -> list[Check]:
     reads (every year of prices, the history, the moves and each dated dataset's newest
     partition): FAIL naming each bad one. Reads trust values checked when written; this is
     where a file changed behind the store's back is caught."""
-    from pipeline.schemas import DATASETS
-    from pipeline.store import Store
+    from pipeline.contract.schemas import DATASETS
+    from pipeline.contract.store import Store
 
     store = Store(root)
     layout = store.layout
@@ -273,9 +273,9 @@ def _files_deep(root: Path) -> list[Check]:
 
 def _freshness(root: Path, today, env=None) -> list[Check]:
     """How recent each dataset is, from the partition folder names alone (no file is read)."""
-    from pipeline import session_cache
-    from pipeline.clock import today_date
-    from pipeline.layout import PARTITIONS, Layout
+    from pipeline.contract import session_cache
+    from pipeline.contract.clock import today_date
+    from pipeline.contract.layout import PARTITIONS, Layout
 
     layout = Layout(root)
     day = str(today)[:10] if today is not None else today_date(env).isoformat()
@@ -325,13 +325,13 @@ def _slow_session(day: str) -> str:
     """Without the session table's cache: build it (exchange_calendars, about a second)."""
     import pandas as pd
 
-    from pipeline import sessions
+    from pipeline.contract import sessions
 
     return str(sessions.session_on_or_before(pd.Timestamp(day)).date())
 
 
 def _slow_sessions_after(start: str, end: str) -> int:
-    from pipeline import sessions
+    from pipeline.contract import sessions
 
     return max(len(sessions.sessions_between(start, end)) - 1, 0)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.levels import DEFAULT_EXCEED_LEVELS
-from pipeline.layout import LIQUIDITY_TIERS, VRP_TIERS
+from pipeline.contract.levels import DEFAULT_EXCEED_LEVELS
+from pipeline.contract.layout import LIQUIDITY_TIERS, VRP_TIERS
 
 MOVE_TYPES = ("close_move", "gap_move", "max_move")
 DEFAULT_CONFIG = "config.yaml"          # looked up in the working directory
@@ -51,7 +51,7 @@ class ConfigError(ValueError):
     file are shown with their control characters escaped)."""
 
     def __init__(self, message: str):
-        from pipeline.outside_text import escape_controls
+        from pipeline.contract.outside_text import escape_controls
 
         super().__init__(escape_controls(message))
 
@@ -229,7 +229,7 @@ def parse_config(raw) -> Config:
     symbols = (raw.get("universe") or {}).get("symbols") or []
     if not isinstance(symbols, list) or not all(isinstance(s, str) for s in symbols):
         raise ConfigError("config key 'universe.symbols': expected a list of ticker strings")
-    from pipeline.tickers import InvalidTickerError, validate_ticker
+    from pipeline.contract.tickers import InvalidTickerError, validate_ticker
 
     try:
         values["symbols"] = tuple(dict.fromkeys(validate_ticker(s.strip().upper(), what="config key 'universe.symbols'")

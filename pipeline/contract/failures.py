@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from pipeline.outside_text import escape_controls
+from pipeline.contract.outside_text import escape_controls
 
 log = logging.getLogger("pipeline")
 

@@ -4,14 +4,14 @@ scenario weights of the two views (history, market). Pure NumPy, broadcasting; n
 Conventions: a structure is up to four legs in fixed slots (short put, short call, long put, long
 call); ``side`` is -1 for a short leg, +1 for a long one and 0 for an empty slot. Prices are per
 share (one contract = 100 shares), moves and vols are fractions, ``t`` in years, ``discount`` =
-exp(-rate t). Pricing is :mod:`pipeline.black76`; this module only adds what structures need.
+exp(-rate t). Pricing is :mod:`pipeline.kernel.black76`; this module only adds what structures need.
 """
 from __future__ import annotations
 
 import numpy as np
 from scipy.special import ndtr
 
-from pipeline.black76 import black76_d1, black76_price, carried_forward, discount_factor, normal_pdf
+from pipeline.kernel.black76 import black76_d1, black76_price, carried_forward, discount_factor, normal_pdf
 
 CONTRACT_SIZE = 100
 DAYS_PER_YEAR = 365.0

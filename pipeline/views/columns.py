@@ -1,14 +1,14 @@
 """What every report column is: unit, CSV precision and meaning.
 
 One table used by the CSV (rounding), the HTML report (header tooltips) and the README column
-table (``python -m pipeline.columns`` prints it as Markdown). Parquet keeps full precision; only
+table (``python -m pipeline.views.columns`` prints it as Markdown). Parquet keeps full precision; only
 the CSV text is rounded. Fractions: 0.052 = 5.2%.
 """
 from __future__ import annotations
 
 import re
 
-from pipeline.levels import EXCEED_LEVEL_COLUMN
+from pipeline.contract.levels import EXCEED_LEVEL_COLUMN
 
 # name: (unit, decimals in the CSV or None for text/integers, meaning)
 COLUMNS: dict[str, tuple[str, int | None, str]] = {

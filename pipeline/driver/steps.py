@@ -1,9 +1,9 @@
 """The step registry: every step a run can take, declared once.
 
-A step is a job of :mod:`pipeline.jobs` with what the driver, the CLI and the failure report
+A step is a job of :mod:`pipeline.driver.jobs` with what the driver, the CLI and the failure report
 need to know about it: whether it runs once per date or once over the run's dates, the datasets
 it reads and writes, the vendor a live source fetches it from, and its command. The CLI, the
-driver (:mod:`pipeline.run`) and the jobs read this table; nothing else lists steps.
+driver (:mod:`pipeline.driver.run`) and the jobs read this table; nothing else lists steps.
 
 No pandas here (nor anything heavy): the CLI reads the registry to build its commands, and
 ``pipeline --help`` must stay fast. Jobs are looked up by name when a step runs.
@@ -20,7 +20,7 @@ RANGE = "range"      # job(ctx, dates), once per run over all of its dates
 @dataclass(frozen=True)
 class Step:
     name: str
-    job: str                              # the function of pipeline.jobs that does it
+    job: str                              # the function of pipeline.driver.jobs that does it
     span: str                             # DATE or RANGE
     reads: tuple[str, ...]                # stored datasets it reads
     writes: tuple[str, ...]               # datasets it replaces (their files are checked before a run)
@@ -42,7 +42,7 @@ class Step:
 
 
 def _job(name: str):
-    return getattr(importlib.import_module("pipeline.jobs"), name)
+    return getattr(importlib.import_module("pipeline.driver.jobs"), name)
 
 
 # In run order: a run takes the steps it is given in this order.

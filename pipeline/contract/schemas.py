@@ -33,10 +33,10 @@ from pandera.typing import Series
 
 TIMINGS = ("BMO", "AMC", "DMH", "UNKNOWN")
 KNOWN_TIMINGS = ("BMO", "AMC", "DMH")
-from pipeline.levels import DEFAULT_LEVEL_SUFFIXES, LEVEL_SUFFIX_PATTERN
-from pipeline.black76 import IV_STATUSES  # the solver's statuses: the Surface's iv_status
-from pipeline.layout import LIQUIDITY_TIERS, PARTITIONS, VRP_TIERS  # noqa: F401 - re-exported
-from pipeline.tickers import TICKER_RE
+from pipeline.contract.levels import DEFAULT_LEVEL_SUFFIXES, LEVEL_SUFFIX_PATTERN
+from pipeline.kernel.black76 import IV_STATUSES  # the solver's statuses: the Surface's iv_status
+from pipeline.contract.layout import LIQUIDITY_TIERS, PARTITIONS, VRP_TIERS  # noqa: F401 - re-exported
+from pipeline.contract.tickers import TICKER_RE
 
 TICKER_PATTERN = TICKER_RE.pattern
 VRP_BASES = ("event", "plain")          # which VRP drove the tier and the score
@@ -44,7 +44,7 @@ IMPLIED_METHODS = ("smile", "interpolated", "parity-rebuilt", "one-sided")   # s
 METRIC_STATUSES = ("ok", "degraded", "failed")
 STRUCTURE_NAMES = ("straddle", "strangle", "iron_condor", "iron_butterfly")   # see stages/structures.py
 NO_TICKER = "<missing ticker>"
-# Exceedance columns at the configured move levels (pipeline.levels.level_name suffixes).
+# Exceedance columns at the configured move levels (pipeline.contract.levels.level_name suffixes).
 EXCEED_LEVEL_REGEX = {side: rf"^{side}_p_exceed_{LEVEL_SUFFIX_PATTERN}$" for side in ("rn", "hist")}
 MAX_PRICE = 1e7        # no listed US equity or option trades near this: larger values are garbage
 
@@ -472,7 +472,7 @@ def contract_columns(name: str, candidates=None) -> list[str]:
 
 def metrics_columns(level_suffixes=DEFAULT_LEVEL_SUFFIXES) -> list[str]:
     """The Metrics columns in order with the exceedance columns of the configured levels
-    (suffixes from pipeline.levels.level_name)."""
+    (suffixes from pipeline.contract.levels.level_name)."""
     return contract_columns("metrics", [f"{side}_p_exceed_{x}" for side in ("rn", "hist") for x in level_suffixes])
 
 

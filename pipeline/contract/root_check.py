@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pipeline.layout import KNOWN_TOP_LEVEL, MARKER, Layout
+from pipeline.contract.layout import KNOWN_TOP_LEVEL, MARKER, Layout
 
 MARKER_TEXT = b"This folder is an ivcrush pipeline data root; the pipeline writes, replaces and sweeps files here.\n"
 
@@ -42,7 +42,7 @@ def check_data_root(root: Path | str, home: Path | str | None = None) -> None:
         return
     unknown = sorted(n for n in names if n not in KNOWN_TOP_LEVEL and not n.startswith(".tmp-"))
     if unknown:
-        from pipeline.outside_text import escape_controls
+        from pipeline.contract.outside_text import escape_controls
 
         shown = ", ".join(escape_controls(n) for n in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
         raise RootRefused(f"data root {root} holds files the pipeline did not make ({shown}) and no {MARKER} marker; "
@@ -58,7 +58,7 @@ def claim_data_root(root: Path | str) -> None:
     marker = layout.marker
     if marker.exists() and not marker.is_symlink():
         return
-    from pipeline.files import open_nofollow
+    from pipeline.contract.files import open_nofollow
 
     fd = open_nofollow(marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:

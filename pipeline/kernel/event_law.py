@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtr
 
-from pipeline.black76 import black76_d1, black76_price, normal_pdf
+from pipeline.kernel.black76 import black76_d1, black76_price, normal_pdf
 
 
 def martingale_means(weights, means, stds):

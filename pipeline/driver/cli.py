@@ -1,4 +1,4 @@
-"""Command line: thin wrappers over :mod:`pipeline.jobs`. Heavy imports happen inside commands
+"""Command line: thin wrappers over :mod:`pipeline.driver.jobs`. Heavy imports happen inside commands
 so ``pipeline --help`` stays fast."""
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from datetime import datetime
 
 import click
 
-from pipeline.steps import NAMES, STEPS
+from pipeline.driver.steps import NAMES, STEPS
 
 
 def _fail(message: str, code: int):
-    from pipeline.outside_text import escape_controls
+    from pipeline.contract.outside_text import escape_controls
 
     click.echo(f"error: {escape_controls(message, keep_newlines=True)}", err=True)
     sys.exit(code)
@@ -22,7 +22,7 @@ def earliest_as_of(config):
     backfill margin) must lie inside the supported calendar."""
     import pandas as pd
 
-    from pipeline import sessions
+    from pipeline.contract import sessions
 
     first = sessions.FIRST_DATE + pd.DateOffset(years=config.history_years) + pd.Timedelta(days=11)
     return pd.Timestamp(sessions.sessions_offset([first], 0, strict=False)[0])
@@ -42,8 +42,8 @@ def _resolve_day(text: str | None, config):
     """(the date given, the session on or before it), checked as :func:`resolve_date` says."""
     import pandas as pd
 
-    from pipeline import clock, sessions
-    from pipeline.runlog import EXIT_BAD_INPUT
+    from pipeline.contract import clock, sessions
+    from pipeline.driver.runlog import EXIT_BAD_INPUT
 
     try:
         today = clock.today()
@@ -82,8 +82,8 @@ class Runner:
         self._settings = None
 
     def settings(self):
-        from pipeline.config import ConfigError, resolve
-        from pipeline.runlog import EXIT_BAD_INPUT
+        from pipeline.contract.config import ConfigError, resolve
+        from pipeline.driver.runlog import EXIT_BAD_INPUT
 
         if self._settings is None:
             try:
@@ -101,8 +101,8 @@ class Runner:
         return self._settings
 
     def run(self, command: str, date: str | None, steps: list[str], as_of=None):
-        """Run the named steps for one as-of date through :func:`pipeline.run.execute`."""
-        from pipeline.run import execute
+        """Run the named steps for one as-of date through :func:`pipeline.driver.run.execute`."""
+        from pipeline.driver.run import execute
 
         settings = self.settings()
         as_of = as_of if as_of is not None else resolve_date(date, settings.config)
@@ -131,7 +131,7 @@ def _conclude(outcome, done=None):
 def _print_top(frame, path, rows: int = 15):
     """The top of the ranked table (percent for moves, as on the page), why any shown row is not
     clean, and where the CSV and the page are."""
-    from pipeline.display import console_table
+    from pipeline.views.display import console_table
 
     if frame.empty:
         click.echo(f"no upcoming events in the window; wrote an empty report {path}")
@@ -237,7 +237,7 @@ def daily(runner: Runner, date, no_html):
 def rank(runner: Runner, date, no_html):
     """Write data/reports/rank_DATE.csv: recompute the date's metrics from its stored snapshots
     (so config changes apply), fetching them first if the date was never run."""
-    from pipeline.store import Store
+    from pipeline.contract.store import Store
 
     runner.no_html = no_html
     as_of = resolve_date(date, runner.settings().config)
@@ -251,7 +251,7 @@ def rank(runner: Runner, date, no_html):
 def doctor(runner: Runner, deep):
     """Check config, a writable data root, credentials (presence only), vendor reachability and
     session, HTTP cache, whole data files and data freshness."""
-    from pipeline.doctor import exit_code, render, run_checks
+    from pipeline.driver.doctor import exit_code, render, run_checks
 
     checks = run_checks(runner.data_dir, runner.config_path, runner.source_override, deep=deep)
     click.echo(render(checks))
@@ -273,8 +273,8 @@ def _range_options(func):
 
 
 def _sessions(runner: Runner, start: str, end: str):
-    from pipeline import sessions
-    from pipeline.runlog import EXIT_BAD_INPUT
+    from pipeline.contract import sessions
+    from pipeline.driver.runlog import EXIT_BAD_INPUT
 
     config = runner.settings().config
     (day, _), (end_day, last) = (_resolve_day(text, config) for text in (start, end))
@@ -298,8 +298,8 @@ def replay(runner: Runner, start, end, engine, scheduler):
     """Run the daily steps for every session from START to END, skipping sessions already
     complete (resumable). The synthetic source builds any range; a live source can only
     recompute dates whose snapshots are stored."""
-    from pipeline.run import execute
-    from pipeline.store import Store
+    from pipeline.driver.run import execute
+    from pipeline.contract.store import Store
 
     # A replay writes the CSV of every session; the HTML page is for the day an analyst reads.
     runner.no_html = True
@@ -340,7 +340,7 @@ def backtest(runner: Runner, start, end, engine, scheduler, **selection):
     """Sell the straddle of every event reacting between START and END at the session before,
     buy it back at the reaction session, from stored snapshots only."""
     from pipeline import backtest as bt
-    from pipeline.run import Backtest, execute
+    from pipeline.driver.run import Backtest, execute
 
     settings = runner.settings()
     dates = _sessions(runner, start, end)
@@ -371,7 +371,7 @@ def _print_backtest(result, spec) -> None:
 def _tier_choice(given, names, option: str) -> tuple[str, ...]:
     """The tiers asked for, case-insensitive, in the configured order; an unknown one exits 2
     listing the valid names."""
-    from pipeline.runlog import EXIT_BAD_INPUT
+    from pipeline.driver.runlog import EXIT_BAD_INPUT
 
     wanted = {text.strip().upper() for text in given}
     unknown = sorted(wanted - set(names))
@@ -391,9 +391,9 @@ def explain(runner: Runner, ticker, date, report_date, as_json):
     moved more than implied, straddle legs, term structure, smile, VRP, score parts, status."""
     import json
 
-    from pipeline.explain import ExplainError, explain as explain_event, render_text
-    from pipeline.runlog import EXIT_BAD_INPUT
-    from pipeline.store import Store
+    from pipeline.views.explain import ExplainError, explain as explain_event, render_text
+    from pipeline.driver.runlog import EXIT_BAD_INPUT
+    from pipeline.contract.store import Store
 
     settings = runner.settings()
     as_of = resolve_date(date, settings.config)

@@ -2,7 +2,7 @@
 network reference) beside ``rank_D.csv``, and the write that replaces both together.
 
 The page is rendered from the Jinja2 template ``report_page.html`` beside this module (autoescape
-on): the ranked table (one line per event, human headers from :data:`pipeline.display.TABLE`
+on): the ranked table (one line per event, human headers from :data:`pipeline.views.display.TABLE`
 and a legend, grouped as ranked), a scatter of the signal-implied against the historical move
 with the VRP tier lines, and for **every** event a ``<details>`` section: past reports against
 today's implied band, the ATM term structure with the ex-earnings vol and the event expiration's
@@ -11,7 +11,7 @@ smile (quotes and fit), all three drawn from the rows compute stored with the me
 and at expiry (from the ``structures`` partition the report step read, priced by the stage's own
 :func:`pipeline.stages.structures.exit_pnl` and :func:`pipeline.stages.structures.expiry_pnl`) with a
 table of every candidate structure, the priced density's numbers, its outcomes where stored and
-every CSV column. Charts are small SVG drawn by :mod:`pipeline.svg_charts` (no matplotlib), so
+every CSV column. Charts are small SVG drawn by :mod:`pipeline.views.svg_charts` (no matplotlib), so
 thousands of events cost milliseconds each.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.layout import UNFILTERED_BACKTEST_STEM, Layout
+from pipeline.contract.layout import UNFILTERED_BACKTEST_STEM, Layout
 
 log = logging.getLogger("pipeline")
 
@@ -68,7 +68,7 @@ def _anchor(ticker, report_date) -> str:
 
 
 def _table_rows(data: pd.DataFrame, entries) -> list[dict]:
-    from pipeline.display import cell_text, unit_of
+    from pipeline.views.display import cell_text, unit_of
 
     rows = []
     for record in data.to_dict("records"):
@@ -111,9 +111,9 @@ def _event_sections(data: pd.DataFrame, metrics: pd.DataFrame, root: Path, as_of
     The past reports, the term structure and the smile quotes are the rows compute stored with
     the metrics (``event_history``, ``term``, ``smile``); ``structures`` and ``outcomes`` come
     from the report step, which read them already."""
-    from pipeline import svg_charts
-    from pipeline.display import format_value
-    from pipeline.store import Store
+    from pipeline.views import svg_charts
+    from pipeline.views.display import format_value
+    from pipeline.contract.store import Store
 
     store = Store(root)
     tickers = sorted(set(data["ticker"]))
@@ -210,7 +210,7 @@ def _payoff_charts(structures: pd.DataFrame | None, history_at: dict, move_value
     pandas). A partition written before the exit inputs were stored gets the expiry curve only."""
     if structures is None:
         return {}
-    from pipeline import svg_charts
+    from pipeline.views import svg_charts
     from pipeline.stages.structures import EXIT_INPUTS, SLOTS, exit_pnl, expiry_pnl
 
     chosen = structures[structures["suggested"].to_numpy(bool) & (structures["status"] == "ok").to_numpy()
@@ -263,7 +263,7 @@ def _payoff_charts(structures: pd.DataFrame | None, history_at: dict, move_value
 def _candidate_tables(structures: pd.DataFrame | None) -> dict:
     """(ticker, report date) -> the event's candidate structures as rows of formatted cells
     (:data:`CANDIDATE_COLUMNS`), formatted a column at a time."""
-    from pipeline.display import format_value
+    from pipeline.views.display import format_value
 
     if structures is None:
         return {}
@@ -295,10 +295,10 @@ def _candidate_tables(structures: pd.DataFrame | None) -> dict:
 def _density_line(record: dict) -> str:
     """The density's numbers where the metrics have them: market (risk-neutral) against history
     exceedance, the bimodal flag and the expected IV crush."""
-    from pipeline.display import format_value
+    from pipeline.views.display import format_value
 
-    from pipeline.columns import level_percent
-    from pipeline.levels import exceed_levels_in
+    from pipeline.views.columns import level_percent
+    from pipeline.contract.levels import exceed_levels_in
 
     pairs = [("P>implied", "implied")] + [(f"P>{level_percent(x)}%", x) for x in exceed_levels_in(record)]
     parts = [f"{label} market {format_value(f'rn_p_exceed_{x}', record.get(f'rn_p_exceed_{x}'))} / history "
@@ -325,7 +325,7 @@ def _smile_chart(on: dict, scale: float, record: dict):
     """The event expiration's quotes (arrays of the ``smile`` dataset's columns) against k = ln(K/F)
     and the fitted quadratic iv = a + b x + c x^2 in x = k / (atm_iv sqrt(t)) = k / ``scale``
     (:func:`pipeline.stages.skew.fit_skew`), over |x| <= 3."""
-    from pipeline import svg_charts
+    from pipeline.views import svg_charts
 
     a, b, c = (_float(record.get(name)) for name in ("skew_atm_iv", "skew_slope", "skew_curvature"))
     quotes_k = on["k"].astype(float)
@@ -347,7 +347,7 @@ def _sorted_outcomes(outcomes: pd.DataFrame | None) -> pd.DataFrame | None:
 
 
 def _outcome_table(frame: pd.DataFrame) -> dict:
-    from pipeline.display import format_value
+    from pipeline.views.display import format_value
 
     frame = frame.drop(columns=[c for c in ("ticker",) if c in frame]).tail(OUTCOME_ROWS)
     return {"header": list(frame.columns),
@@ -356,9 +356,9 @@ def _outcome_table(frame: pd.DataFrame) -> dict:
 
 def render_html(frame: pd.DataFrame, metrics: pd.DataFrame, root: Path, as_of, config,
                 structures: pd.DataFrame | None = None, outcomes: pd.DataFrame | None = None) -> str:
-    """The page for the ranked ``frame`` (from :func:`pipeline.report.report_frame`) of ``metrics``,
+    """The page for the ranked ``frame`` (from :func:`pipeline.views.report.report_frame`) of ``metrics``,
     with the date's candidate ``structures`` and the names' stored ``outcomes`` where given."""
-    from pipeline import display, svg_charts
+    from pipeline.views import display, svg_charts
     from pipeline.stages.rank import rank_group
 
     as_of = pd.Timestamp(as_of)

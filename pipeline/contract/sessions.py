@@ -10,8 +10,8 @@ import functools
 import numpy as np
 import pandas as pd
 
-from pipeline import session_cache
-from pipeline.clock import NEW_YORK  # noqa: F401 - one definition; clock imports sessions lazily
+from pipeline.contract import session_cache
+from pipeline.contract.clock import NEW_YORK  # noqa: F401 - one definition; clock imports sessions lazily
 
 FIRST_DATE = pd.Timestamp(session_cache.FIRST_DAY)
 LAST_DATE = pd.Timestamp(session_cache.LAST_DAY)

@@ -2,23 +2,23 @@
 
 Each job reads what it needs from the store and writes its own snapshot, so any job can be
 rerun alone and a rerun of a date replaces that date's outputs whole. Which job is which step,
-and whether it runs per date or over a run's dates, is declared in :mod:`pipeline.steps`;
+and whether it runs per date or over a run's dates, is declared in :mod:`pipeline.driver.steps`;
 ``write_moves`` runs once per run, before any date is computed and reported (the moves of
 every measured report, for analysis; the views draw each date's ``event_history``).
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import pandas as pd
 
-from pipeline import sessions
-from pipeline.config import Config
-from pipeline.failures import Failures
-from pipeline.schemas import empty, split_valid_tickers
-from pipeline.steps import FETCH
-from pipeline.store import Store
+from pipeline.contract import sessions
+from pipeline.contract.config import Config
+from pipeline.contract.failures import Failures
+from pipeline.contract.schemas import empty, split_valid_tickers
+from pipeline.driver.steps import FETCH
+from pipeline.contract.store import Store
 
 log = logging.getLogger("pipeline")
 
@@ -47,13 +47,6 @@ class Context:
         for ticker, reason in sorted(rejected.items()):
             self.failures.add(ticker, stage, f"invalid {name} data: {reason}")
         return valid
-
-
-def stage_params(config: Config):
-    """The plain parameters the compute stages take, from the config."""
-    from pipeline.stages.params import StageParams
-
-    return StageParams(**{f.name: getattr(config, f.name) for f in fields(StageParams)})
 
 
 def window_tickers(ctx: Context, as_of: pd.Timestamp,
@@ -178,7 +171,7 @@ def pull_chains(ctx: Context, as_of: pd.Timestamp) -> int:
     after the reaction session and one at least FAR_EXPIRATION_DAYS out, so the term structure is
     a curve with a 30-day point), plus the exit marks of the events reacting today (the event
     expiration and the next: see :func:`exit_marks`), in one snapshot."""
-    from pipeline.sessions import FAR_EXPIRATION_DAYS, event_expirations
+    from pipeline.contract.sessions import FAR_EXPIRATION_DAYS, event_expirations
 
     upcoming, tickers = window_tickers(ctx, as_of)
     marks = exit_marks(ctx, as_of)
@@ -233,9 +226,10 @@ def compute_chunk(ctx: Context, dates: list[pd.Timestamp], fetched: dict | None 
     date was computed (``fetched``: date -> how many of ``ctx.failures`` were recorded by then;
     default all) and, when some rows fail validation, its own failing tickers dropped.
     """
-    from pipeline.schemas import DatasetValidationError, validate_panel
+    from pipeline.contract.schemas import DatasetValidationError, validate_panel
     from pipeline.stages.metrics import compute_metrics
     from pipeline.stages.panel import AS_OF, dated
+    from pipeline.stages.params import stage_params
     from pipeline.stages.structures import build_structures
 
     calendars = {as_of: ctx.store.read("calendar", as_of) for as_of in dates}
@@ -299,7 +293,7 @@ def vol_history(store: Store, tickers: list[str], dates: list[pd.Timestamp]) -> 
     ticker, date, iv30, ex_earnings_vol from the stored ``metrics`` (a name has a row on the days
     its event is in the window). Partitions written before ``iv30`` existed give ex_earnings_vol."""
     from pipeline.stages.term import PERCENTILE_SESSIONS
-    from pipeline.store import CorruptPartition
+    from pipeline.contract.store import CorruptPartition
 
     first = pd.Timestamp(sessions.sessions_offset([min(dates)], -(PERCENTILE_SESSIONS - 1), strict=False)[0])
     computed = {pd.Timestamp(d) for d in dates}
@@ -351,7 +345,7 @@ def write_outcomes(ctx: Context, as_of: pd.Timestamp) -> int:
 
 
 def report(ctx: Context, as_of: pd.Timestamp) -> None:
-    from pipeline.report import write_report
+    from pipeline.views.report import write_report
 
     from pipeline.stages.outcomes import past_summary
 
@@ -384,6 +378,7 @@ def write_moves(ctx: Context) -> int:
     """
     from pipeline.stages.moves import historical_moves
     from pipeline.stages.panel import AS_OF, dated
+    from pipeline.stages.params import stage_params
 
     prices = ctx.store.read_or_empty("prices")
     history = ctx.store.read_or_empty("earnings_history")

@@ -1,6 +1,6 @@
 """Where everything lives under a data root (:class:`Layout`), the tier names and each dataset's
 hive partition key. Cheap to import (no pandas, no pandera): ``doctor``, config loading and the
-root check use it; :mod:`pipeline.schemas` builds its contracts from :data:`PARTITIONS`."""
+root check use it; :mod:`pipeline.contract.schemas` builds its contracts from :data:`PARTITIONS`."""
 from __future__ import annotations
 
 import re

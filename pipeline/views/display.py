@@ -2,7 +2,7 @@
 the per-event details.
 
 Units: Parquet, CSV and ``explain --json`` keep fractions (0.052); people read percent (5.20%).
-A column's display follows its unit in :data:`pipeline.columns.COLUMNS`; columns other stages
+A column's display follows its unit in :data:`pipeline.views.columns.COLUMNS`; columns other stages
 add later without an entry there get their unit from :data:`UNIT_PATTERNS` (by name).
 
 :data:`TABLE` is the ranked table of the page and the console: one entry per shown column, with
@@ -19,7 +19,7 @@ from functools import lru_cache
 
 import pandas as pd
 
-from pipeline.columns import COLUMNS
+from pipeline.views.columns import COLUMNS
 
 # unit -> (kind, decimals). percent: value x 100 with a % sign; vol points the same.
 UNIT_FORMAT: dict[str, tuple[str, int]] = {

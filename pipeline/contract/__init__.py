@@ -1,0 +1,1 @@
+"""The data contract: data-root layout, schemas, store, config, the trading calendar and file safety."""

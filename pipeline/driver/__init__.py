@@ -1,0 +1,1 @@
+"""The run driver: CLI, steps, run loop with lock/manifest/log, engine, doctor."""
