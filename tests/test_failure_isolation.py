@@ -47,7 +47,7 @@ def broken_run(tmp_path_factory):
     window = ["IFEB", "YY", "ZVYR", "KIQ", "NST", "GZ"]
     damage = dict(zip(["no_chain", "crossed_chain", "nan_spot", "missing_prices", "absurd_prices"], window))
     original = pipeline.sources.make_source
-    pipeline.sources.make_source = lambda config, r, failures: BrokenMarket(damage, archive=None)
+    pipeline.sources.make_source = lambda config, r, failures, progress=None: BrokenMarket(damage, archive=None)
     try:
         result = CliRunner().invoke(main, ["--data-dir", str(root), "daily", "--date", DATE])
     finally:
