@@ -59,3 +59,14 @@ def test_the_listing_and_quotes_do_not_depend_on_what_else_was_asked_for(market,
     key = ["ticker", "expiration", "option_type", "strike"]
     pd.testing.assert_frame_equal(parts.sort_values(key, ignore_index=True), whole.sort_values(key, ignore_index=True))
     assert len(whole) > 5_000
+
+
+def test_the_lattice_is_fixed_on_the_first_session_that_lists_the_expiration(market, sample):
+    day = DAYS[-1]
+    listed = market.expirations(sample, day).drop_duplicates("expiration")      # weeklies and monthlies
+    first = market.listing_sessions(listed["expiration"])
+    assert (first <= day.to_datetime64()).all() and len(set(first)) > 8
+    for ticker, expiration, on in zip(listed["ticker"], listed["expiration"], first):
+        prior = pd.Timestamp(sessions.previous_sessions([on])[0])
+        assert expiration in set(market.expirations([ticker], on)["expiration"])
+        assert expiration not in set(market.expirations([ticker], prior)["expiration"])

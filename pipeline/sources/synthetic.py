@@ -14,7 +14,10 @@ The model, per ticker:
 - options price the same shape with std ``event_std = true_premium * jump_std``, means shifted to
   a martingale, in closed form as a mixture of Black-76 prices (pipeline.event_law) over a smooth
   SVI-shaped diffusive smile (:meth:`SyntheticMarket.diffusive_variance`); later reports inside a
-  long expiration add their variance.
+  long expiration add their variance;
+- expirations are listed months ahead on a strike lattice fixed at listing that widens with every
+  close since, so a strike once listed stays listed until it expires
+  (:meth:`SyntheticMarket._listed_strikes`).
 """
 from __future__ import annotations
 
