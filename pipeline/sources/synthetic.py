@@ -46,6 +46,11 @@ SIMULATION_CHUNK = 1000               # tickers simulated at once: bounded memor
 MONTHLY_LISTING_DAYS = 250
 WEEKLY_LISTING_DAYS = 42
 REPORTS_PER_YEAR = 4
+# A new expiration's strikes reach this many ATM stds (at its listing) at the fine step, then this
+# many more at the double step: narrower than a whole-life band would be, since every close after
+# listing widens the range and the wings of a near expiry listed months ago are dead (zero bids).
+LISTING_INNER_STDS = 1.0
+LISTING_OUTER_STDS = 1.3
 CHAIN_COLUMNS = list(DATASETS["chains"].model.to_schema().columns)
 # Event-law shapes with zero mean and unit variance (weights, means, stds of two components; a
 # zero weight pads a one-component law). Scaled by jump_std (real world) or event_std (priced).
@@ -400,8 +405,8 @@ class SyntheticMarket:
         Fixed when the expiration is listed (session L, :meth:`listing_sessions`; an expiration
         asked for before it is listed counts from ``as_of``), from L's close S_L and the time to
         expiry t_L: ``strike_step`` (:meth:`_strike_step` of S_L), ``inner_steps`` =
-        clip(ceil(1.2 F_L sd / step), 3, 20) and ``outer_steps`` = clip(ceil(1.6 F_L sd / (2 step)),
-        2, 12) double steps, F_L = S_L e^((r - q) t_L) and sd = the ATM total std it was listed
+        clip(ceil(LISTING_INNER_STDS F_L sd / step), 3, 20) and ``outer_steps`` =
+        clip(ceil(LISTING_OUTER_STDS F_L sd / (2 step)), 2, 12) double steps, F_L = S_L e^((r - q) t_L) and sd = the ATM total std it was listed
         with in closed form, sqrt((sigma_d^2 + REPORTS_PER_YEAR event_std^2) t_L) (a fraction).
         Moving since: ``listing_low`` and ``listing_high``, the lowest and highest close of the
         sessions L to ``as_of``; they only widen, so the listing only grows.
@@ -422,8 +427,8 @@ class SyntheticMarket:
         forward = listing_close * np.exp((self.rate - g["dividend_yield"].to_numpy()) * t)
         step = self._strike_step(listing_close)
         g["strike_step"] = step
-        g["inner_steps"] = np.clip(np.ceil(forward * sd * 1.2 / step), 3, 20).astype(int)
-        g["outer_steps"] = np.clip(np.ceil(forward * sd * 1.6 / (2 * step)), 2, 12).astype(int)
+        g["inner_steps"] = np.clip(np.ceil(forward * sd * LISTING_INNER_STDS / step), 3, 20).astype(int)
+        g["outer_steps"] = np.clip(np.ceil(forward * sd * LISTING_OUTER_STDS / (2 * step)), 2, 12).astype(int)
         return g
 
     @staticmethod
