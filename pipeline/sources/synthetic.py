@@ -28,6 +28,7 @@ import pandas as pd
 from scipy.special import ndtri
 
 from pipeline import sessions
+from pipeline.bimodality import BIMODAL_WINDOW, bimodal, trough_depth
 from pipeline.black76 import black76_delta, implied_vol
 from pipeline.event_law import martingale_means, mixture_exceedance, mixture_price, mixture_variance
 from pipeline.schemas import DATASETS
@@ -602,11 +603,10 @@ class SyntheticMarket:
         model straddle at K = F over the spot, ATM IV and the ATM-equivalent event std (the normal
         event std with the same ATM total variance), exact two-sided exceedance probabilities
         P(|S_T/F - 1| > k) from the analytic digitals at k = model implied move, 5% and 10%,
-        ``true_rn_bimodal`` (the density rule of pipeline.stages.density on the exact density)
-        and the quadratic smile the skew stage fits to the exact IVs at the listed strikes.
+        and ``true_rn_bimodal`` (the rule of :mod:`pipeline.bimodality` on the exact density). The
+        smile's truth is in the chains themselves: ``vendor_iv`` is the exact IV at each listed
+        strike (to 4 decimals).
         """
-        from pipeline.stages import density, skew
-
         n = len(g)
         fwd, t, disc = g["forward"].to_numpy(), g["t"].to_numpy(), g["discount"].to_numpy()
         weights, means, stds = self.law(g)
@@ -632,24 +632,12 @@ class SyntheticMarket:
         for level in (0.05, 0.10):
             out[f"true_rn_p_exceed_{round(level * 100)}pct"] = exceed(np.full(n, level))
         # The exact density of ln(S_T/F) on the rule's window, from differences of the digitals.
-        z = np.linspace(-density.BIMODAL_WINDOW, density.BIMODAL_WINDOW, 161)
+        z = np.linspace(-BIMODAL_WINDOW, BIMODAL_WINDOW, 161)
         rows = np.repeat(np.arange(n), z.size)
         k = (np.sqrt(atm_vol ** 2 * t)[:, None] * z[None, :]).ravel()
         w, slope = self.diffusive_variance(g.iloc[rows], k)
         p_up = mixture_exceedance(fwd[rows], fwd[rows] * np.exp(k), w, slope, weights[rows], means[rows],
                                   stds[rows]).reshape(n, z.size)
-        out["true_rn_trough_depth"] = density.trough_depth(-np.diff(p_up, axis=1), np.ones((n, z.size - 1), bool))
-        out["true_rn_bimodal"] = out["true_rn_trough_depth"] >= density.BIMODAL_TROUGH
-        # The skew truth: the skew stage on noise-free OTM IVs at the listed strikes.
-        gi, strike = self._listed_strikes(g)
-        rows = g.iloc[gi].reset_index(drop=True)
-        is_call = strike >= rows["forward"].to_numpy()
-        _, vol, _ = self.model_prices(rows, strike, is_call)
-        exact = pd.DataFrame({"ticker": rows["ticker"], "expiration": rows["expiration"], "strike": strike,
-                              "option_type": np.where(is_call, "C", "P"), "iv_status": "ok",
-                              "forward": rows["forward"], "t": rows["t"], "iv": vol})
-        fits = skew.fit_skew(exact).rename(columns={"skew_slope": "true_skew_slope",
-                                                    "skew_curvature": "true_skew_curvature"})
-        out = out.merge(fits[["ticker", "expiration", "true_skew_slope", "true_skew_curvature"]],
-                        left_on=["ticker", "event_expiration"], right_on=["ticker", "expiration"], how="left")
-        return out.drop(columns="expiration")
+        out["true_rn_trough_depth"] = trough_depth(-np.diff(p_up, axis=1), np.ones((n, z.size - 1), bool))
+        out["true_rn_bimodal"] = bimodal(out["true_rn_trough_depth"].to_numpy())
+        return out
