@@ -127,9 +127,8 @@ def test_one_panel_pass_equals_a_run_of_each_entry_session(replayed):
 
 def test_a_strike_listed_yesterday_is_still_listed_when_the_strike_step_changed_overnight():
     # Strike steps widen with the spot (2.5 below 150, 5 above...): a straddle sold at 142.5
-    # yesterday must still be quoted today when the stock closed above 150. (Kept: yesterday's
-    # grid; a strike only listed two or more sessions ago can go, which left 3 of the synthetic
-    # year's 1,998 trades without an exit quote, reported as no_exit_quote.)
+    # yesterday must still be quoted today when the stock closed above 150 (each expiration keeps
+    # the step it was listed with; tests/test_listing.py checks every strike on every session).
     from pipeline.contract import sessions
     from pipeline.sources.synthetic import SyntheticMarket
 
@@ -145,7 +144,7 @@ def test_a_strike_listed_yesterday_is_still_listed_when_the_strike_step_changed_
         wanted = market.expirations([row.ticker], yesterday)
         wanted = wanted[wanted["expiration"] > today].head(2)
         before, after = (market.chains(wanted, day) for day in (yesterday, today))
-        # Yesterday's own grid near its spot (at yesterday's step): what the market keeps listing.
+        # The strikes listed yesterday near its spot, where a straddle was sold.
         spot = before["underlying_price"].iloc[0]
         step = SyntheticMarket._strike_step(np.array([spot]))[0]
         grid = np.round(np.round(spot / step) * step + step * np.arange(-2, 3), 2)

@@ -23,8 +23,12 @@ def recovered(market, truth):
     surface = build_surface(chains, market.rate)
     truth = truth(14)
     ts = term.term_structure(term.atm_iv_by_expiration(surface), events).merge(truth, on=["ticker", "report_date"])
-    fits = skew.fit_skew(surface).merge(truth, left_on=["ticker", "expiration"],
-                                        right_on=["ticker", "event_expiration"])
+    # The smile's truth: the skew stage on the exact IVs at the listed strikes (the chains' vendor_iv).
+    exact = skew.fit_skew(surface.assign(iv=chains["vendor_iv"], iv_status="ok"))
+    exact = exact[["ticker", "expiration", "skew_slope", "skew_curvature"]].rename(
+        columns={"skew_slope": "true_skew_slope", "skew_curvature": "true_skew_curvature"})
+    fits = skew.fit_skew(surface).merge(exact, on=["ticker", "expiration"]).merge(
+        truth, left_on=["ticker", "expiration"], right_on=["ticker", "event_expiration"])
     return surface, chains, ts, fits
 
 

@@ -14,7 +14,10 @@ The model, per ticker:
 - options price the same shape with std ``event_std = true_premium * jump_std``, means shifted to
   a martingale, in closed form as a mixture of Black-76 prices (pipeline.kernel.event_law) over a smooth
   SVI-shaped diffusive smile (:meth:`SyntheticMarket.diffusive_variance`); later reports inside a
-  long expiration add their variance.
+  long expiration add their variance;
+- expirations are listed months ahead on a strike lattice fixed at listing that widens with every
+  close since, so a strike once listed stays listed until it expires
+  (:meth:`SyntheticMarket._listed_strikes`).
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from pipeline.contract import sessions
 from pipeline.kernel.black76 import black76_delta, carried_forward, discount_factor, implied_vol
 from pipeline.kernel.event_law import martingale_means, mixture_exceedance, mixture_price, mixture_variance
 from pipeline.contract.schemas import DATASETS
+from pipeline.kernel.bimodality import BIMODAL_WINDOW, bimodal, trough_depth
 from pipeline.sources.draws import (S_BAD, S_DMH, S_EPS, S_INTRADAY, S_JUMP, S_LAG, S_OI, S_OVERNIGHT,
                                     S_QUOTE, S_RANGE, S_TVOL, S_VOLUME, normal, uniform)
 from pipeline.sources.universe import universe
@@ -37,6 +41,17 @@ EPOCH = pd.Timestamp("2010-01-04")
 TICK = 0.01
 OVERNIGHT_SHARE = 0.3
 MEAN_REVERSION = 1.0 / 500.0          # per session: a half-life of about 350 sessions
+SIMULATION_CHUNK = 1000               # tickers simulated at once: bounded memory for large universes
+# An expiration is listed this many calendar days before its Friday: monthlies (third Fridays)
+# for eight months, weeklies (other Fridays, liquid names) for six weeks.
+MONTHLY_LISTING_DAYS = 250
+WEEKLY_LISTING_DAYS = 42
+REPORTS_PER_YEAR = 4
+# A new expiration's strikes reach this many ATM stds (at its listing) at the fine step, then this
+# many more at the double step: narrower than a whole-life band would be, since every close after
+# listing widens the range and the wings of a near expiry listed months ago are dead (zero bids).
+LISTING_INNER_STDS = 1.0
+LISTING_OUTER_STDS = 1.3
 CHAIN_COLUMNS = list(DATASETS["chains"].model.to_schema().columns)
 # Event-law shapes with zero mean and unit variance (weights, means, stds of two components; a
 # zero weight pads a one-component law). Scaled by jump_std (real world) or event_std (priced).
@@ -68,6 +83,11 @@ def _ar1(shocks: np.ndarray, phi: float) -> np.ndarray:
         level = by_day[t] + phi * level
         out[t] = level
     return np.ascontiguousarray(out.T)
+
+
+def _third_friday(fridays: pd.DatetimeIndex) -> np.ndarray:
+    """Which Fridays are a month's third (a monthly expiration)."""
+    return np.asarray((fridays.day >= 15) & (fridays.day <= 21))
 
 
 class SyntheticMarket:
@@ -177,8 +197,9 @@ class SyntheticMarket:
         return out.sort_values(["ticker", "report_date"], kind="stable").reset_index(drop=True)
 
     # ---- prices --------------------------------------------------------------------------
-    def _paths(self, p: pd.DataFrame, end: pd.Timestamp):
-        """Bars from EPOCH to ``end`` for the tickers in ``p`` (2-D arrays, rows in ``p`` order).
+    def _paths(self, p: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp):
+        """Bars of the sessions ``start`` to ``end`` for the tickers in ``p`` (2-D arrays, rows in
+        ``p`` order).
 
         Each ticker is simulated once, on first request, to a year past the latest date asked
         for, and kept: paths are causal and every ticker's draws are its own, so a longer or
@@ -201,9 +222,9 @@ class SyntheticMarket:
             for name, values in bars.items():
                 cache["bars"][name] = np.concatenate([cache["bars"][name], values]) if kept else values
             cache["row"][new] = np.arange(kept, kept + new.size)
-        n = cache["days"].searchsorted(end, side="right")
+        first, n = cache["days"].searchsorted(pd.Timestamp(start)), cache["days"].searchsorted(end, side="right")
         rows = cache["row"][ids]
-        return cache["days"][:n], {k: v[rows, :n] for k, v in cache["bars"].items()}
+        return cache["days"][first:n], {k: v[rows, first:n] for k, v in cache["bars"].items()}
 
     def simulated_tickers(self) -> list[str]:
         """Tickers whose price paths this market has simulated (those a stage asked for)."""
@@ -250,20 +271,28 @@ class SyntheticMarket:
             raise ValueError(f"synthetic market starts on {EPOCH.date()}")
         frames = []
         p_all = self._params(tickers)
-        for lo in range(0, len(p_all), 1000):   # bounded memory for large universes
-            p = p_all.iloc[lo:lo + 1000]
-            days, bars = self._paths(p, end)
-            keep = days >= start
-            n_days = int(keep.sum())
+        for lo in range(0, len(p_all), SIMULATION_CHUNK):
+            p = p_all.iloc[lo:lo + SIMULATION_CHUNK]
+            days, bars = self._paths(p, start, end)
             frames.append(pd.DataFrame({
-                "ticker": np.repeat(p["ticker"].to_numpy(), n_days),
-                "date": np.tile(days[keep].values, len(p)),
-                **{k: np.round(v[:, keep], 4 if k != "volume" else 0).ravel() for k, v in bars.items()},
+                "ticker": np.repeat(p["ticker"].to_numpy(), len(days)),
+                "date": np.tile(days.values, len(p)),
+                **{k: np.round(v, 4 if k != "volume" else 0).ravel() for k, v in bars.items()},
                 "source": self.name,
             }))
         if not frames:
             return pd.DataFrame(columns=["ticker", "date", "open", "high", "low", "close", "volume", "source"])
         return pd.concat(frames, ignore_index=True)
+
+    def _closes(self, p: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> tuple[pd.DatetimeIndex, np.ndarray]:
+        """Closes as :meth:`prices` publishes them (4 decimals) of the sessions ``start`` to
+        ``end``: (sessions, 2-D array with rows in ``p`` order)."""
+        days = sessions.sessions_between(start, end)
+        parts = [np.zeros((0, len(days)))]
+        for lo in range(0, len(p), SIMULATION_CHUNK):
+            days, bars = self._paths(p.iloc[lo:lo + SIMULATION_CHUNK], start, end)
+            parts.append(np.round(bars["close"], 4))
+        return days, np.concatenate(parts)
 
     # ---- calendar and history ------------------------------------------------------------
     def calendar(self, as_of, horizon_days: int) -> pd.DataFrame:
@@ -292,12 +321,13 @@ class SyntheticMarket:
 
     # ---- options -------------------------------------------------------------------------
     def expirations(self, tickers, as_of) -> pd.DataFrame:
-        """Weekly Fridays for six weeks (liquid names) and monthly third Fridays for eight months."""
+        """Weekly Fridays for six weeks (liquid names) and monthly third Fridays for eight months
+        (WEEKLY_LISTING_DAYS, MONTHLY_LISTING_DAYS)."""
         as_of = pd.Timestamp(as_of)
         p = self._params(tickers)
-        fridays = pd.date_range(as_of + pd.Timedelta(days=1), as_of + pd.Timedelta(days=250), freq="W-FRI")
-        third = (fridays.day >= 15) & (fridays.day <= 21)
-        weekly = fridays <= as_of + pd.Timedelta(days=42)
+        fridays = pd.date_range(as_of + pd.Timedelta(days=1), as_of + pd.Timedelta(days=MONTHLY_LISTING_DAYS), freq="W-FRI")
+        third = _third_friday(fridays)
+        weekly = fridays <= as_of + pd.Timedelta(days=WEEKLY_LISTING_DAYS)
         expiry = pd.DatetimeIndex(sessions.last_session_on_or_before_friday(fridays.values))
         listed_all = pd.DataFrame({"expiration": expiry, "monthly": third, "weekly": weekly})
         listed_all = listed_all[listed_all["expiration"] > as_of]
@@ -316,11 +346,7 @@ class SyntheticMarket:
         g = wanted[["ticker", "expiration"]].drop_duplicates().reset_index(drop=True)
         p = self._params(g["ticker"].unique())
         g = g.merge(p, on="ticker", how="left")
-        previous = pd.Timestamp(sessions.previous_sessions([as_of])[0])
-        bars = self._bars(p["ticker"].tolist(), previous, as_of)
-        closes = bars.pivot(index="ticker", columns="date", values="close")
-        g["spot"] = g["ticker"].map(closes[as_of])
-        g["previous_close"] = g["ticker"].map(closes[previous])
+        g = self._strike_lattice(g, p, as_of)
         quote_time = sessions.session_closes_utc([as_of])[0]
         g["quote_time"] = quote_time
         g["t"] = sessions.year_fraction(np.full(len(g), quote_time), g["expiration"])
@@ -361,6 +387,49 @@ class SyntheticMarket:
         g["skew_beta"] = 2.0 * g["smile_slope"]
         g["skew_gamma"] = np.abs(g["skew_beta"]) + 2.0 * g["smile_curvature"]
         g["is_event_expiry"] = is_event_expiry
+        return g
+
+    @staticmethod
+    def listing_sessions(expiration) -> np.ndarray:
+        """The first session on which :meth:`expirations` lists each expiration (datetime64[ns]):
+        MONTHLY_LISTING_DAYS before its Friday for a third Friday, WEEKLY_LISTING_DAYS for another
+        Friday, never before EPOCH. (An expiration moved to Thursday by a holiday keeps its Friday.)"""
+        expiry = pd.DatetimeIndex(expiration)
+        friday = expiry + pd.to_timedelta((4 - expiry.dayofweek) % 7, unit="D")
+        lead = np.where(_third_friday(friday), MONTHLY_LISTING_DAYS, WEEKLY_LISTING_DAYS)
+        listed = np.maximum((friday - pd.to_timedelta(lead, unit="D")).values, EPOCH.to_datetime64())
+        return sessions.sessions_offset(listed, 0, strict=False)
+
+    def _strike_lattice(self, g: pd.DataFrame, p: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+        """``g`` with ``spot`` (the close of ``as_of``) and what :meth:`_listed_strikes` lists from.
+
+        Fixed when the expiration is listed (session L, :meth:`listing_sessions`; an expiration
+        asked for before it is listed counts from ``as_of``), from L's close S_L and the time to
+        expiry t_L: ``strike_step`` (:meth:`_strike_step` of S_L), ``inner_steps`` =
+        clip(ceil(LISTING_INNER_STDS F_L sd / step), 3, 20) and ``outer_steps`` =
+        clip(ceil(LISTING_OUTER_STDS F_L sd / (2 step)), 2, 12) double steps, F_L = S_L e^((r - q) t_L) and sd = the ATM total std it was listed
+        with in closed form, sqrt((sigma_d^2 + REPORTS_PER_YEAR event_std^2) t_L) (a fraction).
+        Moving since: ``listing_low`` and ``listing_high``, the lowest and highest close of the
+        sessions L to ``as_of``; they only widen, so the listing only grows.
+        """
+        listed_on = np.minimum(self.listing_sessions(g["expiration"]), as_of.to_datetime64())
+        days, close = self._closes(p, pd.Timestamp(listed_on.min()) if len(g) else as_of, as_of)
+        row = pd.Index(p["ticker"]).get_indexer(g["ticker"])
+        since = days.searchsorted(listed_on)
+        # Extremes from each session to as_of: minimum and maximum accumulated backwards in time.
+        low = np.minimum.accumulate(close[:, ::-1], axis=1)[:, ::-1]
+        high = np.maximum.accumulate(close[:, ::-1], axis=1)[:, ::-1]
+        g["spot"] = close[row, -1]
+        g["listing_low"], g["listing_high"] = low[row, since], high[row, since]
+        listing_close = close[row, since]
+        t = sessions.year_fraction(sessions.session_closes_utc(listed_on), g["expiration"])
+        event_std = g["jump_std"].to_numpy() * g["true_premium"].to_numpy()
+        sd = np.sqrt((g["diffusive_vol"].to_numpy() ** 2 + REPORTS_PER_YEAR * event_std ** 2) * t)
+        forward = listing_close * np.exp((self.rate - g["dividend_yield"].to_numpy()) * t)
+        step = self._strike_step(listing_close)
+        g["strike_step"] = step
+        g["inner_steps"] = np.clip(np.ceil(forward * sd * LISTING_INNER_STDS / step), 3, 20).astype(int)
+        g["outer_steps"] = np.clip(np.ceil(forward * sd * LISTING_OUTER_STDS / (2 * step)), 2, 12).astype(int)
         return g
 
     @staticmethod
@@ -413,49 +482,26 @@ class SyntheticMarket:
             vol[mixed] = np.where(np.isfinite(inverted), inverted, whole)
         return price, vol, k
 
-    def _listed_strikes(self, g: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """(row of g, strike) of every listed strike, sorted by row then strike."""
-        step = self._strike_step(g["spot"].to_numpy())
-        width = g["atm_vol"].to_numpy() * np.sqrt(g["t"].to_numpy())
-        inner = np.clip(np.ceil(g["forward"].to_numpy() * width * 1.2 / step), 3, 20).astype(int)
-        outer = np.clip(np.ceil(g["forward"].to_numpy() * width * 1.6 / (2 * step)), 2, 12).astype(int)
-        per_side = inner + outer
-        count = 2 * per_side + 1
-        gi = np.repeat(np.arange(len(g)), count)
-        k = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count) - per_side[gi]
-        inner_g = inner[gi]
-        # Denser near the money: one step inside, two steps outside.
-        offset = np.where(np.abs(k) <= inner_g, k, np.sign(k) * (inner_g + 2 * (np.abs(k) - inner_g)))
-        # A strike once listed stays listed until expiration: the grid around the previous
-        # session's close, at that session's strike step, is still quoted, so a straddle opened
-        # yesterday can be closed today (even when the spot crossed a step boundary overnight).
-        steps = (step, self._strike_step(g["previous_close"].to_numpy()))
-        grids = [np.round(g[c].to_numpy() / by) * by for c, by in zip(("spot", "previous_close"), steps)]
-        strike = np.round(np.concatenate([grid[gi] + offset * by[gi] for grid, by in zip(grids, steps)]), 2)
-        gi = np.concatenate([gi, gi])
-        gi, strike = np.unique(np.stack([gi, strike]), axis=1)
-        gi = gi.astype(int)
-        valid = strike > 0
-        return gi[valid], strike[valid]
+    @staticmethod
+    def _listed_strikes(g: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(row of g, strike) of every listed strike, sorted by row then strike.
 
-    def _kept_from_previous_session(self, g: pd.DataFrame, as_of: pd.Timestamp) -> tuple[np.ndarray, np.ndarray]:
-        """(row of g, strike) of the previous session's whole listing of the expirations whose
-        event reacts on ``as_of``. Its grid was wider (the event was still priced), and every
-        strike once listed stays listed: a condor opened there keeps its wings quoted at exit.
-        The listing is the previous session's own :meth:`_listed_strikes`, so it is exact."""
-        previous = pd.Timestamp(sessions.previous_sessions([as_of])[0])
-        tickers = sorted(set(g["ticker"]))
-        reacting = self.events(previous - pd.Timedelta(days=7), as_of, tickers)
-        reacting = set(reacting.loc[reacting["reaction_date"] == as_of, "ticker"])
-        # Every listed expiration is after the as-of session, so it holds today's reaction.
-        rows = np.flatnonzero(g["ticker"].isin(reacting).to_numpy() & (g["expiration"] >= as_of).to_numpy())
-        if rows.size == 0 or previous < EPOCH:
-            return np.zeros(0, int), np.zeros(0)
-        before = self._expiry_groups(g.iloc[rows][["ticker", "expiration"]], previous)
-        index = pd.MultiIndex.from_frame(g.iloc[rows][["ticker", "expiration"]]).get_indexer(
-            pd.MultiIndex.from_frame(before[["ticker", "expiration"]]))
-        gi, strike = self._listed_strikes(before)
-        return rows[index[gi]], strike
+        On the lattice fixed at listing (:meth:`_strike_lattice`), in steps s: every multiple of s
+        from round(listing_low / s) - inner_steps to round(listing_high / s) + inner_steps (denser
+        near every price the stock has had since), and every multiple of 2 s within outer_steps
+        double steps beyond. The step and widths never change and the range only widens, so every
+        strike once listed stays listed until its expiration: a trade opened at any strike (also
+        a condor's wings after a large move) is still quoted when it is closed.
+        """
+        step = g["strike_step"].to_numpy()
+        outer = g["outer_steps"].to_numpy()
+        first = np.round(g["listing_low"].to_numpy() / step).astype(int) - g["inner_steps"].to_numpy()
+        last = np.round(g["listing_high"].to_numpy() / step).astype(int) + g["inner_steps"].to_numpy()
+        count = last - first + 1 + 4 * outer
+        gi = np.repeat(np.arange(len(g)), count)
+        k = first[gi] - 2 * outer[gi] + np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+        listed = (((k >= first[gi]) & (k <= last[gi])) | (k % 2 == 0)) & (k > 0)
+        return gi[listed], np.round(k[listed] * step[gi[listed]], 2)
 
     def chains(self, wanted: pd.DataFrame, as_of) -> pd.DataFrame:
         as_of = pd.Timestamp(as_of)
@@ -463,11 +509,6 @@ class SyntheticMarket:
         if g.empty:
             return self._archive("chains", as_of, pd.DataFrame(columns=CHAIN_COLUMNS))
         gi, strike = self._listed_strikes(g)
-        kept_gi, kept_strike = self._kept_from_previous_session(g, as_of)
-        if kept_gi.size:
-            gi, strike = np.unique(np.stack([np.concatenate([gi, kept_gi]), np.concatenate([strike, kept_strike])]),
-                                   axis=1)
-            gi = gi.astype(int)
         rows = g.iloc[gi].reset_index(drop=True)
         n = len(rows)
         rows = pd.concat([rows, rows], ignore_index=True)
@@ -528,7 +569,7 @@ class SyntheticMarket:
         end = as_of + pd.Timedelta(days=horizon_days)
         ev = self.events(EPOCH, end)
         priced = self.universe if tickers is None else self._params(sorted(set(tickers)))
-        days, bars = self._paths(priced, as_of)
+        days, bars = self._paths(priced, EPOCH, as_of)
         row = pd.Index(priced["ticker"]).get_indexer(ev["ticker"])
         col = days.get_indexer(pd.DatetimeIndex(ev["reaction_date"]))
         reacted = (row >= 0) & (col > 0) & (ev["reaction_date"] <= as_of).to_numpy()
@@ -562,11 +603,10 @@ class SyntheticMarket:
         model straddle at K = F over the spot, ATM IV and the ATM-equivalent event std (the normal
         event std with the same ATM total variance), exact two-sided exceedance probabilities
         P(|S_T/F - 1| > k) from the analytic digitals at k = model implied move, 5% and 10%,
-        ``true_rn_bimodal`` (the density rule of pipeline.stages.density on the exact density)
-        and the quadratic smile the skew stage fits to the exact IVs at the listed strikes.
+        and ``true_rn_bimodal`` (the rule of :mod:`pipeline.kernel.bimodality` on the exact density). The
+        smile's truth is in the chains themselves: ``vendor_iv`` is the exact IV at each listed
+        strike (to 4 decimals).
         """
-        from pipeline.stages import density, skew
-
         n = len(g)
         fwd, t, disc = g["forward"].to_numpy(), g["t"].to_numpy(), g["discount"].to_numpy()
         weights, means, stds = self.law(g)
@@ -592,24 +632,12 @@ class SyntheticMarket:
         for level in (0.05, 0.10):
             out[f"true_rn_p_exceed_{round(level * 100)}pct"] = exceed(np.full(n, level))
         # The exact density of ln(S_T/F) on the rule's window, from differences of the digitals.
-        z = np.linspace(-density.BIMODAL_WINDOW, density.BIMODAL_WINDOW, 161)
+        z = np.linspace(-BIMODAL_WINDOW, BIMODAL_WINDOW, 161)
         rows = np.repeat(np.arange(n), z.size)
         k = (np.sqrt(atm_vol ** 2 * t)[:, None] * z[None, :]).ravel()
         w, slope = self.diffusive_variance(g.iloc[rows], k)
         p_up = mixture_exceedance(fwd[rows], fwd[rows] * np.exp(k), w, slope, weights[rows], means[rows],
                                   stds[rows]).reshape(n, z.size)
-        out["true_rn_trough_depth"] = density.trough_depth(-np.diff(p_up, axis=1), np.ones((n, z.size - 1), bool))
-        out["true_rn_bimodal"] = out["true_rn_trough_depth"] >= density.BIMODAL_TROUGH
-        # The skew truth: the skew stage on noise-free OTM IVs at the listed strikes.
-        gi, strike = self._listed_strikes(g)
-        rows = g.iloc[gi].reset_index(drop=True)
-        is_call = strike >= rows["forward"].to_numpy()
-        _, vol, _ = self.model_prices(rows, strike, is_call)
-        exact = pd.DataFrame({"ticker": rows["ticker"], "expiration": rows["expiration"], "strike": strike,
-                              "option_type": np.where(is_call, "C", "P"), "iv_status": "ok",
-                              "forward": rows["forward"], "t": rows["t"], "iv": vol})
-        fits = skew.fit_skew(exact).rename(columns={"skew_slope": "true_skew_slope",
-                                                    "skew_curvature": "true_skew_curvature"})
-        out = out.merge(fits[["ticker", "expiration", "true_skew_slope", "true_skew_curvature"]],
-                        left_on=["ticker", "event_expiration"], right_on=["ticker", "expiration"], how="left")
-        return out.drop(columns="expiration")
+        out["true_rn_trough_depth"] = trough_depth(-np.diff(p_up, axis=1), np.ones((n, z.size - 1), bool))
+        out["true_rn_bimodal"] = bimodal(out["true_rn_trough_depth"].to_numpy())
+        return out

@@ -30,16 +30,15 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr
 
-from pipeline.kernel.black76 import black76_price, discount_factor
 from pipeline.contract.levels import level_name
+from pipeline.kernel.bimodality import BIMODAL_WINDOW, bimodal, trough_depth
+from pipeline.kernel.black76 import black76_price, discount_factor
 from pipeline.kernel.event_law import martingale_means
 from pipeline.stages.consistency import recent_abs_moves
 from pipeline.stages.groups import quote_groups, quote_key
 from pipeline.stages.panel import key
 from pipeline.stages.term import otm_quotes
 
-BIMODAL_WINDOW = 2.0        # ATM standard deviations either side of the forward
-BIMODAL_TROUGH = 0.10       # the trough is at least this far below the lower peak (fraction)
 N_INTERVALS = 5             # spline intervals over the quotes' range: N_INTERVALS + 3 cubic B-splines
 PENALTY = 3.5e-3            # weight of the squared second differences of the spline coefficients (tuned: precision/recall of rn_bimodal 0.85/0.88)
 NATURAL_END_WEIGHT = 1e3     # soft constraint: zero second derivative at both ends
@@ -63,27 +62,6 @@ def density_columns(levels) -> list[str]:
             "rn_bimodal", "rn_trough_depth", "rn_arbitrage_mass", "rn_mass_inside", *LAW_COLUMNS, "density_reason"]
 
 
-# --- the bimodality rule ---------------------------------------------------------------------------
-def trough_depth(density: np.ndarray, inside: np.ndarray) -> np.ndarray:
-    """Per row of ``density`` (on an increasing grid, only cells where ``inside`` count): the
-    deepest trough between two maxima, 1 - f(j) / min(max f left of j, max f right of j) over the
-    cells j (0 for a unimodal density)."""
-    f = np.where(inside, density, -np.inf)
-    left = np.maximum.accumulate(f, axis=1)
-    right = np.maximum.accumulate(f[:, ::-1], axis=1)[:, ::-1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        depth = np.where(inside, 1.0 - density / np.minimum(left, right), 0.0)
-    # Negative density (arbitrage in a fit) would read deeper than empty: a trough is at most 1.
-    return np.clip(np.max(np.where(np.isfinite(depth), depth, 0.0), axis=1, initial=0.0), 0.0, 1.0)
-
-
-def bimodal(density: np.ndarray, inside: np.ndarray) -> np.ndarray:
-    """The bimodality rule: two maxima within the window with a trough at least BIMODAL_TROUGH below
-    the lower peak (:func:`trough_depth` >= BIMODAL_TROUGH)."""
-    return trough_depth(density, inside) >= BIMODAL_TROUGH
-
-
-# --- the spline smile ------------------------------------------------------------------------------
 def _basis(u: np.ndarray):
     """Uniform cubic B-splines on [0, 1] with N_INTERVALS intervals: the first of the four nonzero
     basis functions at each u, their values and their derivatives in u (u clipped to [0, 1])."""
@@ -455,7 +433,7 @@ def event_densities(surface: pd.DataFrame, atm: pd.DataFrame, events: pd.DataFra
         atm_sd = np.sqrt(sub.total_variance(np.zeros((n, 1))))[:, 0]
         window = np.abs(k_cells) <= BIMODAL_WINDOW * atm_sd[:, None]
         depth = trough_depth(cell_mass, window)                                 # equal cell widths in k
-        is_bimodal = depth >= BIMODAL_TROUGH
+        is_bimodal = bimodal(depth)
         diffusive_var = ex_vol ** 2 * t
         law = fit_event_law(np.maximum(cell_mass, 0.0), k_cells, diffusive_var, atm_sd ** 2 - diffusive_var, is_bimodal)
     else:
