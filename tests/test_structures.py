@@ -59,6 +59,22 @@ def test_the_stored_dataset_is_the_stage_on_the_stored_snapshots(computed):
     assert (frame.groupby(["ticker", "report_date"])["suggested"].sum() <= 1).all()
 
 
+def test_the_suggestion_is_a_structure_the_risk_budget_can_size(computed):
+    frame, _, config, _ = computed
+    bid, ask, mid = (stage.slot_values(frame, f"{{slot}}_{f}") for f in ("bid", "ask", "mid"))
+    tight = np.isfinite(bid) & ~(ask - bid <= config.max_leg_spread * mid)
+    liquid = (frame["status"] == "ok") & ~tight.any(axis=1) & (frame["liquidity_tier"] != "REJECT")
+    sizeable = frame[liquid & (frame["contracts"] >= 1)].set_index(["ticker", "report_date"]).index
+    chosen = frame[frame["suggested"]].set_index(["ticker", "report_date"])
+    fits = chosen.index.isin(sizeable)
+    assert fits.sum() > 10
+    # Where a liquid candidate fits the risk budget, the suggestion is one of them (never "Qty 0") ...
+    assert (chosen.loc[fits, "contracts"] >= 1).all()
+    assert chosen.loc[fits, "why"].str.contains("within the risk budget").all()
+    # ... and where none does, the suggestion says so.
+    assert chosen.loc[~fits, "why"].str.contains("none fits the risk budget").all()
+
+
 def test_strikes_follow_the_rules_at_listed_strikes(computed):
     frame, result, config, _ = computed
     ok = frame[frame["status"] == "ok"].merge(result.metrics[["ticker", "straddle_strike"]], on="ticker")

@@ -327,7 +327,8 @@ def build_structures(metrics: pd.DataFrame, surface: pd.DataFrame, moves: pd.Dat
       of R = P&L / risk over the history scenarios (the small-edge Kelly fraction);
     - ``suggested``: per event, the ok candidate with the best ev_hist per unit of risk among
       those meeting the liquidity tier (event tier not REJECT, every leg's (ask - bid) / mid <=
-      ``implied.max_leg_spread``), with ``why``.
+      ``implied.max_leg_spread``) and sized to at least one contract by the risk budget (all
+      liquid ones when none is), with ``why``.
     """
     if metrics.empty:
         from pipeline.contract.schemas import empty
@@ -502,20 +503,27 @@ def expiry_pnl(rows: pd.DataFrame, moves, commission: float) -> np.ndarray:
 
 def _suggest(frame: pd.DataFrame, side, half, mid, max_leg_spread: float) -> pd.DataFrame:
     """Mark per event the ok candidate with the largest return_on_risk (ev_hist / risk) among the
-    liquid ones (see :func:`build_structures`) and say why."""
+    liquid ones that the risk budget can size (contracts >= 1; see :func:`build_structures`), or
+    among all liquid ones when none fits (``why`` says so), and say why."""
     with np.errstate(invalid="ignore", divide="ignore"):
         wide = ((side != 0) & ~(2.0 * half <= max_leg_spread * mid)).any(-1)
     liquid = (frame["status"] == "ok").to_numpy() & ~wide & (frame["liquidity_tier"] != "REJECT").to_numpy() \
         & frame["return_on_risk"].notna().to_numpy()
-    score = np.where(liquid, frame["return_on_risk"].to_numpy(float), -np.inf)
     event = pd.factorize(pd.MultiIndex.from_frame(frame[key(frame, "report_date")]))[0]
+    # A suggestion of zero contracts is no trade: a structure the budget can size comes first.
+    sized = liquid & (frame["contracts"].to_numpy(float) >= 1)
+    any_sized = pd.Series(sized).groupby(event).transform("any").to_numpy()
+    eligible = np.where(any_sized, sized, liquid)
+    score = np.where(eligible, frame["return_on_risk"].to_numpy(float), -np.inf)
     best = pd.Series(score).groupby(event).transform("max").to_numpy()
-    first = pd.Series(np.where(liquid & (score == best), np.arange(len(frame)), len(frame))).groupby(event).transform("min")
+    first = pd.Series(np.where(eligible & (score == best), np.arange(len(frame)), len(frame))).groupby(event).transform("min")
     chosen = first.to_numpy() == np.arange(len(frame))
-    count = pd.Series(liquid).groupby(event).transform("sum").to_numpy()
+    count = pd.Series(eligible).groupby(event).transform("sum").to_numpy()
     straddle_ror = pd.Series(np.where(frame["structure"] == "straddle", frame["return_on_risk"], np.nan)).groupby(
         event).transform("max").to_numpy()
-    text = ("best ev_hist per $ of risk among " + pd.Series(count).astype(str) + " liquid candidates: "
-            + pd.Series(score).map("{:.4f}".format) + " (straddle " + pd.Series(straddle_ror).map("{:.4f}".format)
+    among = np.where(any_sized, " liquid candidates within the risk budget: ",
+                     " liquid candidates (none fits the risk budget: 0 contracts): ")
+    text = ("best ev_hist per $ of risk among " + pd.Series(count).astype(str) + among + pd.Series(score).map("{:.4f}".format)
+            + " (straddle " + pd.Series(straddle_ror).map("{:.4f}".format)
             + "); ev_hist " + frame["ev_hist"].map("{:.2f}".format) + " on risk " + frame["risk"].map("{:.2f}".format))
     return frame.assign(suggested=chosen, why=np.where(chosen, text.to_numpy(), None))
