@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from pipeline.kernel.black76 import (
@@ -126,3 +127,22 @@ def test_an_outcome_is_not_marked_at_a_stale_quote():
     out = event_outcomes(metrics, chain, pd.DataFrame(columns=["ticker", "date", "high", "low"]),
                          "2026-11-19", "2026-11-20", 0.04).set_index("ticker")
     assert np.isfinite(out.loc["AAA", "straddle_exit_value"]) and np.isnan(out.loc["BBB", "straddle_exit_value"])
+
+
+def test_an_outcome_marks_a_leg_nobody_bids_for_at_its_mid():
+    """After the move the far leg is often offered with no bid: the outcome marks it at (0 + ask)/2,
+    as the backtest's exit does (it can be bought back), instead of leaving the outcome empty."""
+    from pipeline.stages.outcomes import event_outcomes
+
+    metrics = pd.DataFrame({"ticker": ["AAA"], "report_date": [pd.Timestamp("2026-11-19")],
+                            "reaction_date": [pd.Timestamp("2026-11-20")], "expiration": [EXPIRATION],
+                            "straddle_strike": [100.0], "straddle_mid": [4.2], "spot": [100.0],
+                            "implied_move": [0.05], "implied_event_move": [0.04], "ts_implied_move": [0.04],
+                            "event_atm_iv": [0.6], "crush_expiration": [EXPIRATION], "expected_iv_crush": [0.2]})
+    chain = _chain().assign(underlying_price=92.0)
+    call = (chain["ticker"] == "AAA") & (chain["strike"] == 100.0) & (chain["option_type"] == "C")
+    chain.loc[call, ["bid", "ask"]] = [0.0, 0.06]
+    put = chain[(chain["ticker"] == "AAA") & (chain["strike"] == 100.0) & (chain["option_type"] == "P")].iloc[0]
+    out = event_outcomes(metrics, chain, pd.DataFrame(columns=["ticker", "date", "high", "low"]),
+                         "2026-11-19", "2026-11-20", 0.04).set_index("ticker")
+    assert out.loc["AAA", "straddle_exit_value"] == pytest.approx(0.03 + (put["bid"] + put["ask"]) / 2)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.kernel.black76 import fresh_mid
+from pipeline.kernel.black76 import quoted_mid
 from pipeline.stages import term
 from pipeline.stages.surface import build_surface, stale_quotes
 
@@ -32,8 +32,8 @@ def event_outcomes(entry_metrics: pd.DataFrame, exit_chains: pd.DataFrame, bars:
     - ``realized_over_implied`` = |realized_close_move| / implied_event_move (the event-only move:
       the straddle's own move includes diffusion to expiry);
     - the straddle at ``straddle_strike`` of the event expiration: entry mid from the metrics, exit
-      value = D's call mid + put mid (each :func:`~pipeline.kernel.black76.fresh_mid`, as the entry's
-      ``straddle_mid``), or the intrinsic value |S_D - K| when the expiration is on
+      value = D's call mid + put mid (each :func:`~pipeline.kernel.black76.quoted_mid` of a quote that
+      is not stale, as the backtest exits), or the intrinsic value |S_D - K| when the expiration is on
       or before D (it settles on the reaction close); ``straddle_return_mid`` = (entry - exit) /
       entry, the short straddle's return on premium at mid; ``short_straddle_lost`` = exit > entry;
     - ``beat_breakeven``: |close(D) - K| > entry mid (the move went beyond a breakeven);
@@ -55,9 +55,11 @@ def event_outcomes(entry_metrics: pd.DataFrame, exit_chains: pd.DataFrame, bars:
     up, down = high / ref - 1, low / ref - 1
     strike = m["straddle_strike"].to_numpy(float)
     expiration = m["expiration"].to_numpy("datetime64[ns]")
-    # The exit marks: call mid + put mid at the straddle strike on D.
-    marks = fresh_mid(exit_chains["bid"].to_numpy(float), exit_chains["ask"].to_numpy(float),
-                      stale_quotes(exit_chains["quote_time"], exit_chains["snapshot_time"]))
+    # The exit marks: call mid + put mid at the straddle strike on D, by the backtest's exit rule:
+    # a quoted mid (a zero bid kept: the leg the move left far out of the money is still offered
+    # and can be bought back), never a stale quote.
+    marks = np.where(stale_quotes(exit_chains["quote_time"], exit_chains["snapshot_time"]), np.nan,
+                     quoted_mid(exit_chains["bid"].to_numpy(float), exit_chains["ask"].to_numpy(float)))
     quotes = exit_chains.assign(mid=marks)[np.isfinite(marks)]
     mids = quotes.pivot_table(index=["ticker", "expiration", "strike"], columns="option_type", values="mid")
     keys = pd.MultiIndex.from_arrays([m["ticker"], m["expiration"], m["straddle_strike"]])
