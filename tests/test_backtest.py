@@ -174,7 +174,7 @@ def test_dask_engine_with_a_real_scheduler_writes_the_same_bytes(replayed):
     trades = sorted((root / "parquet" / "backtest").glob("run=*/trades/part-0.parquet"))
     local = {p: _digest(p) for p in [reports, *trades]}
     with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", scheduler_port=0,
-                      dashboard_address=None, processes=True) as cluster:
+                      dashboard_address=":0", processes=True) as cluster:
         out = _cli(root, config, *args, "--engine", "dask", "--scheduler", cluster.scheduler_address)
     assert out.exit_code == 0, out.output
     assert {p: _digest(p) for p in local} == local

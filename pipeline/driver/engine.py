@@ -66,7 +66,9 @@ def map_dates(task, dates: list, *args, engine: str = "local", scheduler: str | 
             client = Client(scheduler)
         else:
             with dask.config.set(LOCAL_CLUSTER_CONFIG), _sigint_held():
-                cluster = LocalCluster(processes=True, threads_per_worker=1, dashboard_address=None)
+                # A dashboard on a free port: None still binds the default 8787, and a second
+                # cluster on the machine then warns on stderr.
+                cluster = LocalCluster(processes=True, threads_per_worker=1, dashboard_address=":0")
                 client = Client(cluster)
                 client.wait_for_workers(len(cluster.workers))    # a Ctrl-C meets a cluster up, not half-started
         try:
