@@ -108,21 +108,21 @@ TABLE: list[Shown] = [
           "without premium (SKIP), then not tradeable; by score within each", 28),
     Shown("Ticker", ("ticker",), "stock symbol; \u26a0 degraded (a qualifier missing), \u2717 failed", 58),
     Shown("Report", ("report_date", "timing"), "report date and timing (BMO before open, AMC after close, "
-          "DMH during market)", 112, joiner=" "),
+          "DMH during market)", 106, joiner=" "),
     Shown("Implied", ("implied_move",), "straddle-implied expected move to expiration, percent of spot", 56),
     Shown("Method", ("implied_method",), "how the implied move was obtained (smile fit, interpolated; "
           "fallbacks degrade the event)", 78, console=False),
     Shown("Hist. mean", ("hist_mean_abs_move",), "mean absolute move over the last reports", 76),
     Shown("VRP", ("signal_vrp",), "signal VRP: event-only VRP where the term structure gives it, else "
           "implied / historical", 38),
-    Shown("Tier", ("vrp_tier",), "VRP tier from the signal VRP (EXCELLENT / GOOD / MARGINAL / SKIP)", 82, badge=True),
+    Shown("Tier", ("vrp_tier",), "VRP tier from the signal VRP (EXCELLENT / GOOD / MARGINAL / SKIP)", 88, badge=True),
     Shown("Beyond", ("exceed_k_n",), "past reports whose move exceeded today's implied move, k of n", 56),
     Shown("P>impl mkt/hist", ("rn_p_exceed_implied", "hist_p_exceed_implied"),
           "probability of a move beyond the implied move: market density / history at the same horizon", 108),
     Shown("Straddle", ("straddle_strike", "straddle_mid"), "the tradeable straddle: strike @ mid price "
-          "(call + put)", 104, joiner=" @ "),
+          "(call + put)", 98, joiner=" @ "),
     Shown("Liquidity", ("liquidity_tier",), "liquidity tier at the straddle (spread, open interest, volume)",
-          82, badge=True),
+          88, badge=True),
     Shown("Score", ("score",), "0-100 composite: VRP, consistency, skew, liquidity points", 44),
     Shown("Status", ("status",), "ok / degraded / failed", 70, badge=True),
     Shown("Trade", ("suggested_structure",), "suggested structure", 96),
