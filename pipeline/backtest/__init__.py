@@ -137,16 +137,17 @@ def entry_pass(settings: Settings, exit_dates: list[pd.Timestamp]):
 
     store = Store(settings.root)
     params = stage_params(settings.config)
-    events, calendars = [], []
-    for exit_date, entry in zip(exit_dates, pd.DatetimeIndex(sessions.previous_sessions(exit_dates))):
-        if not (store.exists("calendar", entry) and store.exists("chains", entry)):
-            continue
-        calendar = dated(store.read("calendar", entry), entry)
-        reacting = upcoming_events(calendar, params.lookahead_days)
-        reacting = reacting.loc[reacting["reaction_date"] == exit_date, [AS_OF, "ticker"]]
-        events.append(reacting.assign(exit_date=exit_date))
-        calendars.append(calendar[calendar["ticker"].isin(reacting["ticker"])])
-    events = pd.concat(events, ignore_index=True) if events else pd.DataFrame()
+    entries = pd.DatetimeIndex(sessions.previous_sessions(exit_dates))
+    exit_of = {entry: exit_date for exit_date, entry in zip(exit_dates, entries)
+               if store.exists("calendar", entry) and store.exists("chains", entry)}
+    if not exit_of:
+        return None
+    # The chunk's entry calendars as one panel: one pass finds every entry session's events.
+    calendar = pd.concat([dated(store.read("calendar", entry), entry) for entry in exit_of], ignore_index=True)
+    upcoming = upcoming_events(calendar, params.lookahead_days)
+    exit_date = upcoming[AS_OF].map(exit_of)
+    events = upcoming.loc[(upcoming["reaction_date"] == exit_date).to_numpy(), [AS_OF, "ticker"]]
+    events = events.assign(exit_date=exit_date[events.index]).reset_index(drop=True)
     if events.empty:
         return None
     tickers = sorted(set(events["ticker"]))
@@ -154,7 +155,7 @@ def entry_pass(settings: Settings, exit_dates: list[pd.Timestamp]):
     quotes = {day: store.scan("chains", dates=[day]).drop(columns="date")
               for day in sorted(set(events[AS_OF]) | set(events["exit_date"]))}
     inputs = {
-        "calendar": pd.concat(calendars, ignore_index=True),
+        "calendar": calendar.merge(events[[AS_OF, "ticker"]], on=[AS_OF, "ticker"]),
         "chains": event_chains(quotes, events, AS_OF),
         "history": store.scan("earnings_history", tickers=tickers),
         "prices": store.scan("prices", tickers=tickers),
