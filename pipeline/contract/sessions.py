@@ -179,6 +179,6 @@ def chunks(dates: list, size: int) -> list[list]:
 
 
 def map_locally(task, items: list, *args) -> list:
-    """``[task(*args, item) for item in items]``: the engine-free way to map a backtest's or a
-    replay's units of work (the run driver passes its engine's map instead)."""
+    """``[task(*args, item) for item in items]``: the engine-free way to map a backtest's chunks of
+    sessions (the run driver passes its engine's map instead)."""
     return [task(*args, item) for item in items]

@@ -11,7 +11,8 @@ import pandas as pd
 
 from pipeline.kernel.black76 import quoted_mid
 from pipeline.stages import term
-from pipeline.stages.surface import build_surface, stale_quotes
+from pipeline.stages.backtest import fresh_quotes
+from pipeline.stages.surface import build_surface
 
 OUTCOME_COLUMNS = [
     "ticker", "report_date", "entry_date", "exit_date", "expiration", "straddle_strike", "implied_move",
@@ -58,9 +59,9 @@ def event_outcomes(entry_metrics: pd.DataFrame, exit_chains: pd.DataFrame, bars:
     # The exit marks: call mid + put mid at the straddle strike on D, by the backtest's exit rule:
     # a quoted mid (a zero bid kept: the leg the move left far out of the money is still offered
     # and can be bought back), never a stale quote.
-    marks = np.where(stale_quotes(exit_chains["quote_time"], exit_chains["snapshot_time"]), np.nan,
-                     quoted_mid(exit_chains["bid"].to_numpy(float), exit_chains["ask"].to_numpy(float)))
-    quotes = exit_chains.assign(mid=marks)[np.isfinite(marks)]
+    quotes = fresh_quotes(exit_chains)
+    quotes = quotes.assign(mid=quoted_mid(quotes["bid"].to_numpy(float), quotes["ask"].to_numpy(float)))
+    quotes = quotes[np.isfinite(quotes["mid"]).to_numpy()]
     mids = quotes.pivot_table(index=["ticker", "expiration", "strike"], columns="option_type", values="mid")
     keys = pd.MultiIndex.from_arrays([m["ticker"], m["expiration"], m["straddle_strike"]])
     found = mids.reindex(keys)
