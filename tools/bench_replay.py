@@ -8,33 +8,41 @@ worker included), read from ``getrusage(RUSAGE_CHILDREN)``.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 from pipeline.contract.layout import Layout
 
 
-def _timed(args: list[str]) -> tuple[float, float]:
+def _timed(args: list[str], env: dict | None = None) -> tuple[float, float]:
     """(seconds, peak MiB) of one command; the peak is measured in a fresh child of this one."""
     probe = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
              "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
              "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)")
-    out = subprocess.run([sys.executable, "-c", probe, *args], check=True, capture_output=True, text=True).stdout
+    out = subprocess.run([sys.executable, "-c", probe, *args], check=True, capture_output=True, text=True,
+                         env=env).stdout
     seconds, peak = out.split()
     return float(seconds), float(peak)
+
+
+def _universe_root(prefix: str, universe: int) -> tuple[Path, list[str]]:
+    """A fresh data root whose config sets the universe, and the options naming both."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    config = Layout(root).config_file
+    config.write_text(f"synthetic:\n  universe_size: {universe}\n")
+    return root, ["--data-dir", str(root), "--config", str(config)]
 
 
 def _run(start: str, end: str, universe: int, engine: str, keep: bool = False) -> list[tuple]:
     """Replay then backtest of [start, end] on a fresh data root:
     (command, engine, seconds, peak MiB of any process, largest dask worker peak MiB or NaN)."""
-    pipeline = [str(Path(sys.executable).parent / "pipeline")]
-    root = Path(tempfile.mkdtemp(prefix=f"bench-{engine}-"))
-    config = Layout(root).config_file
-    config.write_text(f"synthetic:\n  universe_size: {universe}\n")
-    common = ["--data-dir", str(root), "--config", str(config)]
+    pipeline = Code.installed().command
+    root, common = _universe_root(f"bench-{engine}-", universe)
     rows = []
     # "structures": the backtest of every structure (``--structure suggested`` prices all four).
     for command, run, extra in (("replay", "replay", []), ("backtest", "backtest", []),
@@ -57,16 +65,78 @@ def _worker_peaks(root: Path) -> list[list[float]]:
     return [[float(v) for v in line.rsplit(":", 1)[1].replace("MiB", "").split(",")] for line in lines]
 
 
-def _daily(date: str, universe: int, *flags: str) -> tuple[float, float]:
-    """``pipeline daily`` of one date on a fresh data root: (seconds, peak MiB)."""
-    root = Path(tempfile.mkdtemp(prefix="bench-daily-"))
-    config = Layout(root).config_file
-    config.write_text(f"synthetic:\n  universe_size: {universe}\n")
-    pipeline = str(Path(sys.executable).parent / "pipeline")
+def _daily(date: str, universe: int, *flags: str, code: "Code | None" = None) -> tuple[float, float]:
+    """``pipeline daily`` of one date on a fresh data root: (seconds, peak MiB); ``code``: the
+    pipeline to run (default this checkout's)."""
+    code = code or Code.installed()
+    root, common = _universe_root("bench-daily-", universe)
     try:
-        return _timed([pipeline, "--data-dir", str(root), "--config", str(config), "daily", "--date", date, *flags])
+        return _timed([*code.command, *common, "daily", "--date", date, *flags], code.env)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+class Code:
+    """The pipeline a benchmark runs: this checkout's installed command, or a git revision's
+    source in a worktree of its own (its entry point read from its pyproject), run by this
+    interpreter with the worktree first on the import path."""
+
+    def __init__(self, command: list[str], env: dict | None = None, label: str = "this checkout"):
+        self.command, self.env, self.label = command, env, label
+
+    @classmethod
+    def installed(cls) -> "Code":
+        return cls([str(Path(sys.executable).parent / "pipeline")])
+
+    @classmethod
+    def revision(cls, ref: str, folder: Path) -> "Code":
+        repo = Path(__file__).resolve().parents[1]
+        subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", "--quiet", str(folder), ref], check=True)
+        entry = tomllib.loads((folder / "pyproject.toml").read_text())["project"]["scripts"]["pipeline"]
+        module, function = entry.split(":")
+        start = f"import sys; sys.argv[0] = 'pipeline'; from {module} import {function}; sys.exit({function}())"
+        env = {**os.environ, "PYTHONPATH": str(folder)}
+        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", ref], check=True,
+                                capture_output=True, text=True).stdout.strip()
+        return cls([sys.executable, "-c", start], env, f"{ref} ({commit})")
+
+    @staticmethod
+    def remove(folder: Path) -> None:
+        repo = Path(__file__).resolve().parents[1]
+        subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(folder)], check=False)
+
+
+def _local_year(start: str, end: str, universe: int, code: Code) -> dict[str, float]:
+    """Seconds of a local replay of [start, end], then of its straddle backtest, on a fresh data root."""
+    root, common = _universe_root("bench-compare-", universe)
+    try:
+        span = ["--start", start, "--end", end, "--engine", "local"]
+        return {command: _timed([*code.command, command, *common, *span], code.env)[0]
+                for command in ("replay", "backtest")}
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def compare(ref: str, start: str, end: str, universe: int, daily_universe: int) -> None:
+    """Before (the revision ``ref``) and after (this checkout) in one run: the daily of
+    ``daily_universe`` names (CSV), the local replay of [start, end] and its backtest at ``universe``."""
+    folder = Path(tempfile.mkdtemp(prefix="bench-baseline-")) / "src"
+    before = Code.revision(ref, folder)
+    after = Code.installed()
+    try:
+        times = {}
+        for label, code in (("before", before), ("after", after)):
+            times[label] = {"daily": _daily(end, daily_universe, "--no-html", code=code)[0],
+                            **_local_year(start, end, universe, code)}
+    finally:
+        Code.remove(folder)
+    print(f"before: {before.label}; after: {after.label}")
+    print(f"{'run':44}{'before s':>10}{'after s':>10}{'after/before':>14}")
+    for key, label in (("daily", f"daily, {daily_universe} tickers, {end} (CSV)"),
+                       ("replay", f"replay {start}..{end}, {universe} tickers, local"),
+                       ("backtest", "backtest of that range, local")):
+        b, a = times["before"][key], times["after"][key]
+        print(f"{label:44}{b:>10.1f}{a:>10.1f}{a / b:>14.2f}")
 
 
 def bench_daily(date: str, universe: int) -> None:
@@ -105,7 +175,13 @@ def main(argv=None) -> None:
     parser.add_argument("--universe", type=int, default=500)
     parser.add_argument("--daily-universe", type=int, default=5000, help="universe of the one-date daily run")
     parser.add_argument("--keep", action="store_true", help="keep the local run's data root (its path goes to stderr)")
+    parser.add_argument("--baseline", metavar="REF",
+                        help="instead: before (git revision REF) and after (this checkout) of the daily, the local "
+                             "replay and its backtest, one after the other in this run")
     args = parser.parse_args(argv)
+    if args.baseline:
+        compare(args.baseline, args.start, args.end, args.universe, args.daily_universe)
+        return
     bench_daily(args.end, args.daily_universe)
     bench(args.start, args.end, args.universe, args.keep)
 

@@ -142,8 +142,9 @@ def entry_pass(settings: Settings, exit_dates: list[pd.Timestamp]):
                if store.exists("calendar", entry) and store.exists("chains", entry)}
     if not exit_of:
         return None
-    # The chunk's entry calendars as one panel: one pass finds every entry session's events.
-    calendar = pd.concat([dated(store.read("calendar", entry), entry) for entry in exit_of], ignore_index=True)
+    # The chunk's entry calendars as one panel (one read): one pass finds every entry session's events.
+    calendar = store.scan("calendar", dates=list(exit_of))
+    calendar = calendar.drop(columns="asof").assign(**{AS_OF: calendar["asof"]})
     upcoming = upcoming_events(calendar, params.lookahead_days)
     exit_date = upcoming[AS_OF].map(exit_of)
     events = upcoming.loc[(upcoming["reaction_date"] == exit_date).to_numpy(), [AS_OF, "ticker"]]
@@ -151,9 +152,11 @@ def entry_pass(settings: Settings, exit_dates: list[pd.Timestamp]):
     if events.empty:
         return None
     tickers = sorted(set(events["ticker"]))
-    # Whole partitions (a few thousand rows): cheaper than a filtered read, trimmed to the events.
-    quotes = {day: store.scan("chains", dates=[day]).drop(columns="date")
-              for day in sorted(set(events[AS_OF]) | set(events["exit_date"]))}
+    # The events' tickers' chains on every entry and exit session of the chunk, in one read.
+    days = sorted(set(events[AS_OF]) | set(events["exit_date"]))
+    chains = store.scan("chains", dates=days, tickers=tickers)
+    by_day = dict(tuple(chains.groupby("date", sort=True)))
+    quotes = {day: by_day.get(day, chains.iloc[:0]).drop(columns="date") for day in days}
     inputs = {
         "calendar": calendar.merge(events[[AS_OF, "ticker"]], on=[AS_OF, "ticker"]),
         "chains": event_chains(quotes, events, AS_OF),

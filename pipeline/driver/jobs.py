@@ -299,18 +299,21 @@ def vol_history(store: Store, tickers: list[str], dates: list[pd.Timestamp]) -> 
     computed = {pd.Timestamp(d) for d in dates}
     days = [d for d in store.partitions("metrics")
             if first <= pd.Timestamp(d) < max(dates) and pd.Timestamp(d) not in computed]
+    columns = ["date", "ticker", "iv30", "ex_earnings_vol"]
+    if not days:
+        return pd.DataFrame({"date": pd.Series(dtype="datetime64[ns]"), "ticker": pd.Series(dtype="str"),
+                             "iv30": pd.Series(dtype=float), "ex_earnings_vol": pd.Series(dtype=float)})
+    try:
+        return store.scan("metrics", dates=days, tickers=tickers, columns=columns[1:]).reindex(columns=columns)
+    except CorruptPartition:
+        pass
     frames = []
     for day in days:
         try:
-            frames.append(store.scan("metrics", dates=[day], tickers=tickers,
-                                     columns=["ticker", "iv30", "ex_earnings_vol"]))
+            frames.append(store.scan("metrics", dates=[day], tickers=tickers, columns=columns[1:]))
         except CorruptPartition:
             # A partition of an earlier version has no iv30; a really damaged file fails again here.
             frames.append(store.scan("metrics", dates=[day], tickers=tickers, columns=["ticker", "ex_earnings_vol"]))
-    columns = ["date", "ticker", "iv30", "ex_earnings_vol"]
-    if not frames:
-        return pd.DataFrame({"date": pd.Series(dtype="datetime64[ns]"), "ticker": pd.Series(dtype="str"),
-                             "iv30": pd.Series(dtype=float), "ex_earnings_vol": pd.Series(dtype=float)})
     return pd.concat(frames, ignore_index=True).reindex(columns=columns)
 
 

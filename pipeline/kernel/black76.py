@@ -1,5 +1,5 @@
-"""The numeric kernel: the prices taken from a quote (mid, quoted, two-sided and fresh mid), the
-discount factor, carried and put-call-parity forwards, Black-76 prices, greeks, implied volatility
+"""The numeric kernel: the prices taken from a quote (mid, quoted, two-sided and fresh mid, the
+fill at a share of the spread), the discount factor, carried and put-call-parity forwards, Black-76 prices, greeks, implied volatility
 with its statuses, normal constants.
 
 NumPy and scipy.special (ndtr, ndtri: NumPy has no normal CDF) only, so the stages, the synthetic
@@ -77,6 +77,14 @@ def fresh_mid(bid, ask, stale):
     implied move's straddle, parity forwards, IVs and structures are priced from it, and no
     backtest ever fills at a stale quote."""
     return np.where(stale, np.nan, two_sided_mid(bid, ask))
+
+
+def fill_price(bid, ask, fill_share, direction):
+    """The price a leg trades at: :func:`mid` moved a share f = ``fill_share`` of the half spread
+    against the trader, mid + direction * f * (ask - bid) / 2 (money). ``direction`` +1 buys (at or
+    above the mid), -1 sells (at or below); f = 0 fills at the mid, 1 at the touch. Which quotes
+    may be traded at all is :func:`two_sided_mid` (entry) and :func:`quoted_mid` (exit)."""
+    return mid(bid, ask) + direction * fill_share * (0.5 * (ask - bid))
 
 
 def discount_factor(rate, t):

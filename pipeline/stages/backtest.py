@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.kernel.black76 import mid, quoted_mid, two_sided_mid
+from pipeline.kernel.black76 import fill_price, mid, quoted_mid, two_sided_mid
 from pipeline.stages.surface import stale_quotes
 from pipeline.stages.panel import key
 
@@ -46,7 +46,8 @@ def simulate(trades: pd.DataFrame, fill_share: float, commission: float) -> pd.D
     """Fills and P&L of each trade.
 
     Per leg, sold at mid - f * half_spread and bought back at mid + f * half_spread, with
-    half_spread = (ask - bid) / 2 and f = ``fill_share`` (0 = mid, 1 = the touch). A trade whose
+    half_spread = (ask - bid) / 2 and f = ``fill_share`` (0 = mid, 1 = the touch:
+    :func:`~pipeline.kernel.black76.fill_price`). A trade whose
     exit is ``intrinsic`` is bought back at |reaction close - strike| with no spread. Both legs
     need a two-sided entry quote (:func:`~pipeline.kernel.black76.two_sided_mid`; with fresh quotes only,
     as :func:`leg_quotes` gives them, that is the fresh mid ``straddle_mid`` is priced from) and,
@@ -59,9 +60,9 @@ def simulate(trades: pd.DataFrame, fill_share: float, commission: float) -> pd.D
     """
     f = float(fill_share)
 
-    def fill(prefix, sign):
-        legs = [trades[f"{prefix}_{leg}_mid"] + sign * f * 0.5 * (trades[f"{prefix}_{leg}_ask"]
-                                                                  - trades[f"{prefix}_{leg}_bid"]) for leg in LEGS.values()]
+    def fill(prefix, direction):
+        legs = [fill_price(trades[f"{prefix}_{leg}_bid"], trades[f"{prefix}_{leg}_ask"], f, direction)
+                for leg in LEGS.values()]
         return legs[0] + legs[1]
 
     def quoted(prefix, rule):

@@ -4,7 +4,7 @@ A trade opens one structure (a contract per leg, slots of :mod:`pipeline.stages.
 the entry session's quotes and closes every leg at the reaction session's quotes of the same
 contract, each leg with its own fill and its own commission: a short leg sells at
 mid - f * half_spread and is bought back at mid + f * half_spread, a long leg the other way round
-(f = 0 mid, 1 the touch). No leg is valued below its intrinsic value from the reaction close
+(f = 0 mid, 1 the touch: :func:`~pipeline.kernel.black76.fill_price`). No leg is valued below its intrinsic value from the reaction close
 (American exercise). When the expiration is the reaction session every leg settles at its
 intrinsic value, with no spread and no commission, plus ``exercise_fee`` per in-the-money leg. A
 leg without a fresh quote at exit (no two-sided or ask-only quote of the contract that is not
@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.kernel.black76 import mid, quoted_mid, two_sided_mid
+from pipeline.kernel.black76 import fill_price, quoted_mid, two_sided_mid
 from pipeline.kernel.payoffs import CONTRACT_SIZE, defined_risk
 from pipeline.stages.backtest import fresh_quotes
 from pipeline.stages.panel import key
@@ -62,9 +62,9 @@ def simulate(trades: pd.DataFrame, fill_share: float, commission: float, exercis
     exit_ok = intrinsic_exit | np.all(~legs | np.isfinite(quoted_mid(xbid, xask)), axis=1)
     close = trades["exit_close"].to_numpy(float)[:, None]
     intrinsic = np.where(SLOT_IS_CALL, np.maximum(close - strike, 0.0), np.maximum(strike - close, 0.0))
-    half, xhalf = 0.5 * (ask - bid), 0.5 * (xask - xbid)
-    entry_price = mid(bid, ask) + side * f * half           # short: below mid, long: above
-    exit_price = np.maximum(mid(xbid, xask) - side * f * xhalf, intrinsic)   # short: buy above mid, long: sell below
+    # A short leg (side -1) sells at or below the mid and buys back at or above it; a long leg the other way.
+    entry_price = fill_price(bid, ask, f, side)
+    exit_price = np.maximum(fill_price(xbid, xask, f, -side), intrinsic)
     exit_price = np.where(intrinsic_exit[:, None], intrinsic, exit_price)
     entry_credit = -np.where(legs, side * entry_price, 0.0).sum(1)
     exit_debit = -np.where(legs, side * exit_price, 0.0).sum(1)
