@@ -86,7 +86,13 @@ class Code:
 
     @classmethod
     def installed(cls) -> "Code":
-        return cls([str(Path(sys.executable).parent / "pipeline")])
+        repo = Path(__file__).resolve().parents[1]
+        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True).stdout.strip()
+        changed = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                                 capture_output=True, text=True).stdout.strip()
+        label = f"this checkout ({head}{' with uncommitted changes' if changed else ''})" if head else "this checkout"
+        return cls([str(Path(sys.executable).parent / "pipeline")], label=label)
 
     @classmethod
     def revision(cls, ref: str, folder: Path) -> "Code":
@@ -98,7 +104,8 @@ class Code:
         env = {**os.environ, "PYTHONPATH": str(folder)}
         commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", ref], check=True,
                                 capture_output=True, text=True).stdout.strip()
-        return cls([sys.executable, "-c", start], env, f"{ref} ({commit})")
+        # -P: the current folder (perhaps this checkout) must not shadow the worktree on the import path.
+        return cls([sys.executable, "-P", "-c", start], env, f"{ref} ({commit})")
 
     @staticmethod
     def remove(folder: Path) -> None:
@@ -131,12 +138,12 @@ def compare(ref: str, start: str, end: str, universe: int, daily_universe: int) 
     finally:
         Code.remove(folder)
     print(f"before: {before.label}; after: {after.label}")
-    print(f"{'run':44}{'before s':>10}{'after s':>10}{'after/before':>14}")
+    print(f"{'run':52}{'before s':>10}{'after s':>10}{'after/before':>14}")
     for key, label in (("daily", f"daily, {daily_universe} tickers, {end} (CSV)"),
                        ("replay", f"replay {start}..{end}, {universe} tickers, local"),
                        ("backtest", "backtest of that range, local")):
         b, a = times["before"][key], times["after"][key]
-        print(f"{label:44}{b:>10.1f}{a:>10.1f}{a / b:>14.2f}")
+        print(f"{label:52}{b:>10.1f}{a:>10.1f}{a / b:>14.2f}")
 
 
 def bench_daily(date: str, universe: int) -> None:

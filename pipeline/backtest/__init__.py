@@ -21,7 +21,7 @@ from pipeline.contract.config import Settings
 from pipeline.stages import backtest as trades_stage
 from pipeline.contract.files import atomic_write_bytes
 from pipeline.contract.layout import Layout
-from pipeline.stages.panel import AS_OF, dated
+from pipeline.stages.panel import AS_OF
 from pipeline.contract.store import Store
 
 GROUPS = ("score_quintile", "vrp_tier", "liquidity_tier", "timing")
@@ -129,8 +129,8 @@ def candidates(settings: Settings, exit_dates: list[pd.Timestamp]) -> pd.DataFra
 def entry_pass(settings: Settings, exit_dates: list[pd.Timestamp]):
     """The events reacting on each exit session of the chunk, recomputed as of their entry
     session in one pass (see :func:`candidates`): (events: as_of (the entry session), ticker,
-    exit_date; the pass's inputs; chains by session; :class:`~pipeline.stages.metrics.MetricsResult`),
-    or None without any."""
+    exit_date; the pass's inputs; the events' stored chains of the entry and exit sessions;
+    :class:`~pipeline.stages.metrics.MetricsResult`), or None without any."""
     from pipeline.stages.params import stage_params
     from pipeline.stages.events import upcoming_events
     from pipeline.stages.metrics import compute_metrics
@@ -153,10 +153,7 @@ def entry_pass(settings: Settings, exit_dates: list[pd.Timestamp]):
         return None
     tickers = sorted(set(events["ticker"]))
     # The events' tickers' chains on every entry and exit session of the chunk, in one read.
-    days = sorted(set(events[AS_OF]) | set(events["exit_date"]))
-    chains = store.scan("chains", dates=days, tickers=tickers)
-    by_day = dict(tuple(chains.groupby("date", sort=True)))
-    quotes = {day: by_day.get(day, chains.iloc[:0]).drop(columns="date") for day in days}
+    quotes = store.scan("chains", dates=sorted(set(events[AS_OF]) | set(events["exit_date"])), tickers=tickers)
     inputs = {
         "calendar": calendar.merge(events[[AS_OF, "ticker"]], on=[AS_OF, "ticker"]),
         "chains": event_chains(quotes, events, AS_OF),
@@ -184,12 +181,11 @@ def with_exit_close(trades: pd.DataFrame, prices: pd.DataFrame) -> pd.DataFrame:
     return trades.assign(exit_close=exit_close, realized_move=exit_close / entry_close - 1.0)
 
 
-def event_chains(quotes: dict, events: pd.DataFrame, session: str) -> pd.DataFrame:
+def event_chains(quotes: pd.DataFrame, events: pd.DataFrame, session: str) -> pd.DataFrame:
     """Each event's ticker's chain on its ``session`` (as_of: the entry, or exit_date), keyed by
-    the event's as-of session as the trades are."""
-    frames = [dated(quotes[day][quotes[day]["ticker"].isin(group["ticker"])], group[AS_OF].iloc[0])
-              for day, group in events.groupby(session, sort=True)]
-    return pd.concat(frames, ignore_index=True)
+    the event's as-of session as the trades are. ``quotes``: stored chains with their ``date``."""
+    wanted = pd.DataFrame({"date": events[session], "ticker": events["ticker"], AS_OF: events[AS_OF]})
+    return quotes.merge(wanted.drop_duplicates(), on=["date", "ticker"]).drop(columns="date")
 
 
 def missing_sessions(store: Store, exits: list[pd.Timestamp]) -> list[pd.Timestamp]:
