@@ -181,6 +181,38 @@ def test_dask_engine_with_a_real_scheduler_writes_the_same_bytes(replayed):
 
 
 @pytest.mark.slow
+def test_a_dask_replay_writes_a_local_replays_bytes_each_session_after_the_ones_before(tmp_path, monkeypatch):
+    # A session's vol percentiles read the metrics stored for the sessions before it (and its page
+    # the outcomes): with 3 stored sessions enough for a percentile (a year's replay never has the
+    # 60 it takes), a session computed before its predecessors were stored would differ. Workers
+    # are threads of this process, so they see the lowered minimum.
+    import functools
+
+    from dask.distributed import LocalCluster
+
+    from pipeline.stages import term
+
+    monkeypatch.setattr(term, "vol_percentiles", functools.partial(term.vol_percentiles, min_sessions=3))
+    config = tmp_path / "config.yaml"
+    config.write_text("synthetic:\n  universe_size: 60\n")
+    span = ["replay", "--start", "2026-09-14", "--end", "2026-10-30"]    # 34 sessions: two chunks
+    assert _cli(tmp_path / "local", config, *span).exit_code == 0
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, protocol="tcp", host="127.0.0.1",
+                      dashboard_address=":0") as cluster:
+        out = _cli(tmp_path / "dask", config, *span, "--engine", "dask", "--scheduler", cluster.scheduler_address)
+    assert out.exit_code == 0, out.output
+
+    def written(root):
+        return {p.relative_to(root): _digest(p) for folder in ("parquet", "reports")
+                for p in sorted((root / folder).rglob("*")) if p.is_file()}
+
+    local = written(tmp_path / "local")
+    assert written(tmp_path / "dask") == local and len(local) > 300
+    metrics = Store(tmp_path / "local").scan("metrics", columns=["ticker", "iv30_percentile"])
+    assert metrics["iv30_percentile"].notna().sum() > 50
+
+
+@pytest.mark.slow
 def test_an_interrupted_replay_resumes_with_only_the_missing_sessions(tmp_path, replayed):
     config = replayed[1]
     part, whole = "2026-10-27", "2026-10-30"

@@ -1,5 +1,6 @@
 """Where per-date work executes: in this process, or on a dask.distributed cluster, one task per
-date (a replay) or per chunk of consecutive dates (a backtest).
+chunk of consecutive dates (a replay's fetch, then its stages and report after the previous
+chunk's; a backtest's month of exit sessions).
 
 The unit of work is a date or a chunk: a task reads shared datasets and writes only its own
 dates' partitions, so no two tasks write one file. Results come back in date order whatever the
@@ -30,9 +31,14 @@ LOCAL_CLUSTER_CONFIG = {
 
 
 def map_dates(task, dates: list, *args, engine: str = "local", scheduler: str | None = None,
-              shared: tuple[int, ...] = ()) -> list:
+              shared: tuple[int, ...] = (), then=None) -> list:
     """``[task(*args, as_of) for as_of in dates]``, run by ``engine``; an item of ``dates`` may be a
     chunk of dates (:func:`pipeline.contract.sessions.chunks`) for a task that takes one.
+
+    ``then``: a second task per item, run in item order: ``then(*args, item, task's result, the
+    previous item's then result or None)`` starts once both are done, and the results are then's.
+    The ``task`` of later items runs meanwhile, whenever a worker is free (a replay fetches ahead
+    while the stages run date after date).
 
     ``dask``: a LocalCluster of one single-threaded worker process per core (``scheduler`` None)
     or the existing cluster at ``scheduler`` (``tcp://HOST:PORT``); its workers need this package
@@ -46,7 +52,8 @@ def map_dates(task, dates: list, *args, engine: str = "local", scheduler: str | 
         results = []
         try:
             for as_of in dates:
-                results.append(task(*args, as_of))
+                first = task(*args, as_of)
+                results.append(first if then is None else then(*args, as_of, first, results[-1] if results else None))
         except BaseException as exc:
             exc.unfinished = list(dates[len(results):])      # what was being worked on, and after
             raise
@@ -73,7 +80,7 @@ def map_dates(task, dates: list, *args, engine: str = "local", scheduler: str | 
                 client.wait_for_workers(len(cluster.workers))    # a Ctrl-C meets a cluster up, not half-started
         try:
             args = [client.scatter(a, broadcast=True) if i in shared else a for i, a in enumerate(args)]
-            futures = [client.submit(task, *args, as_of, pure=False) for as_of in dates]
+            futures = _submit(client, task, then, dates, args)
             results = client.gather(futures)
         except BaseException as exc:
             exc.unfinished = [d for d, f in zip(dates, futures or []) if not f.done()] or list(dates)
@@ -97,6 +104,20 @@ def map_dates(task, dates: list, *args, engine: str = "local", scheduler: str | 
             client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _submit(client, task, then, dates: list, args: list) -> list:
+    """The futures whose results :func:`map_dates` returns. With ``then``, each item's ``task`` is
+    submitted just before its ``then``: dask runs the earlier-submitted of two ready tasks first, so
+    a worker freed picks the next ``then`` as soon as it can start, and the tasks ahead otherwise."""
+    if then is None:
+        return [client.submit(task, *args, as_of, pure=False) for as_of in dates]
+    futures, previous = [], None
+    for as_of in dates:
+        first = client.submit(task, *args, as_of, pure=False)
+        previous = client.submit(then, *args, as_of, first, previous, pure=False)
+        futures.append(previous)
+    return futures
 
 
 def scheduler_warning(address: str) -> str | None:

@@ -21,7 +21,7 @@ import errno
 import logging
 import signal
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
@@ -314,23 +314,36 @@ def _once(run: Run, names) -> None:
 
 def _each_date(run: Run, names) -> None:
     """The per-date steps a chunk of sessions at a time (:data:`pipeline.driver.jobs.CHUNK_SESSIONS`): the
-    chunk's fetch steps date by date, then one pass of the stages over its dates
-    (:func:`pipeline.driver.jobs.compute_chunk`), then each date's writes and report, date by date."""
-    fetching = [name for name in names if name in steps.FETCH]
-    writing = [name for name in names if name not in steps.FETCH]
+    chunk's fetch steps date by date, then :func:`_write_chunk`."""
+    fetching, writing = _fetching_and_writing(names)
+
+    def run_names(as_of, names):
+        run.as_of = as_of
+        _date_names(run, as_of, names)
+
     for chunk in sessions.chunks(run.dates, jobs.CHUNK_SESSIONS):
         fetched = {}
         for as_of in chunk:
-            run.as_of = as_of
-            _date_names(run, as_of, fetching)
+            run_names(as_of, fetching)
             fetched[as_of] = len(run.ctx.failures)
-        if "compute" in writing and len(chunk) > 1:
-            with run.manifest.stage("compute", run.ctx):
-                jobs.compute_chunk(run.ctx, chunk, fetched)
-        for as_of in chunk:
-            run.as_of = as_of
-            with _metrics_and_report_together(run.store, as_of, writing):
-                _date_names(run, as_of, writing)
+        _write_chunk(run.ctx, chunk, writing, fetched, run_names, lambda name: run.manifest.stage(name, run.ctx))
+
+
+def _fetching_and_writing(names) -> tuple[list, list]:
+    return [name for name in names if name in steps.FETCH], [name for name in names if name not in steps.FETCH]
+
+
+def _write_chunk(ctx: jobs.Context, chunk: list, names: list, fetched: dict, run_names, stage=None) -> None:
+    """A chunk's steps after its fetch: one pass of the stages over its dates
+    (:func:`pipeline.driver.jobs.compute_chunk`; ``fetched``: date -> how many of ``ctx.failures``
+    its fetch had recorded), then each date's writes and report, date by date (``run_names(as_of,
+    names)``; ``stage(name)``: the manifest's record of the pass, if any)."""
+    if "compute" in names and len(chunk) > 1:
+        with stage("compute") if stage else nullcontext():
+            jobs.compute_chunk(ctx, chunk, fetched)
+    for as_of in chunk:
+        with _metrics_and_report_together(ctx.store, as_of, names):
+            run_names(as_of, names)
 
 
 def _date_names(run: Run, as_of, names) -> None:
@@ -340,8 +353,10 @@ def _date_names(run: Run, as_of, names) -> None:
 
 
 def _on_engine(run: Run, names) -> None:
-    """The per-date steps of every date as tasks of the engine (:func:`_date_steps`), merged in
-    date order."""
+    """The per-date steps on the engine, a chunk of sessions per task as a local run does them: each
+    chunk's fetch (:func:`_fetch_task`) runs whenever a worker is free, its compute and report
+    (:func:`_write_task`) after the previous chunk's, so every date sees the sessions before it
+    stored, as in a local run. Results merged in date order."""
     ctx, config = run.ctx, run.settings.config
     # The fetch failures so far go along: a date's report rows name them as the local engine's do.
     fetched = [f for f in ctx.failures if f[1] in steps.FETCH]
@@ -352,10 +367,11 @@ def _on_engine(run: Run, names) -> None:
         market = sources.make_source(config, run.settings.root, ctx.failures, progress)
         run.closing.append(market)
     with run.manifest.stage("+".join(names) + f" on {run.engine}", ctx):
-        for failures, reports, said in map_dates(_date_steps, run.dates, run.settings, names, fetched, market,
+        for failures, reports, said in map_dates(_fetch_task, sessions.chunks(run.dates, jobs.CHUNK_SESSIONS),
+                                                 run.settings, names, fetched, market, then=_write_task,
                                                  engine=run.engine, scheduler=run.scheduler,
                                                  shared=(3,) if market is not None else ()):
-            for failure in failures:
+            for failure in failures:       # logged here: a worker's log lines stay on the worker
                 ctx.failures.add(*failure)
             ctx.reports.extend(reports)
             ctx.notes.extend(said)
@@ -363,32 +379,61 @@ def _on_engine(run: Run, names) -> None:
 
 def _working_on(exc: BaseException, as_of) -> str:
     """The session being worked on when ``exc`` arrived: the first unfinished one of a dask map
-    (:func:`pipeline.driver.engine.map_dates` attaches them), else the loop's current date."""
-    unfinished = [d for d in getattr(exc, "unfinished", []) if isinstance(d, pd.Timestamp)]
+    (:func:`pipeline.driver.engine.map_dates` attaches its unfinished items, chunks of sessions),
+    else the loop's current date."""
+    items = getattr(exc, "unfinished", [])
+    unfinished = [d for item in items for d in (item if isinstance(item, list) else [item])
+                  if isinstance(d, pd.Timestamp)]
     if not unfinished:
         return str(as_of.date())
     more = f" ({len(unfinished)} sessions unfinished, to {unfinished[-1].date()})" if len(unfinished) > 1 else ""
     return f"{unfinished[0].date()}{more}"
 
 
-def _date_steps(settings: Settings, names: list[str], known: list, market, as_of: pd.Timestamp) -> tuple[list, list, list]:
-    """One date's per-date steps in a fresh context (seeded with the run's ``known`` failures):
-    the task a dask worker runs. ``market``: the run's synthetic market (its owner closes it), or
-    None to make and close a source here. Returns the failures, the reports written and the notes."""
-    store = Store(settings.root)
-    ctx = jobs.Context(config=settings.config, store=store)
+def _fetch_task(settings: Settings, names: list[str], known: list, market, chunk: list) -> list[list]:
+    """A chunk's fetch steps, date by date, in a fresh context seeded with the run's ``known``
+    failures: a task of a dask worker. ``market``: the run's synthetic market (its owner closes
+    it), or None to make and close a source here. Returns, per date, the failures it recorded."""
+    fetching, _ = _fetching_and_writing(names)
+    ctx = jobs.Context(config=settings.config, store=Store(settings.root))
     ctx.failures.seed(known)
-    own = None
-    if any(name in steps.FETCH for name in names):
-        ctx.source = market if market is not None else sources.make_source(settings.config, settings.root, ctx.failures, progress)
-        own = None if market is not None else ctx.source
+    if not fetching:
+        return [[] for _ in chunk]
+    ctx.source = market if market is not None else sources.make_source(settings.config, settings.root, ctx.failures,
+                                                                       progress)
     try:
-        with _metrics_and_report_together(store, as_of, names):
-            for name in names:
+        recorded = []
+        for as_of in chunk:
+            before = len(ctx.failures)
+            for name in fetching:
                 steps.BY_NAME[name].run(ctx, as_of)
+            recorded.append(list(ctx.failures)[before:])
+        return recorded
     finally:
-        if own is not None:
-            own.close()
+        if market is None:
+            ctx.source.close()
+
+
+def _write_task(settings: Settings, names: list[str], known: list, market, chunk: list, recorded: list[list],
+                previous: tuple | None) -> tuple[list, list, list]:
+    """A chunk's compute and report (:func:`_write_chunk`) once its fetch recorded ``recorded``
+    (:func:`_fetch_task`) and the previous chunk's write task returned ``previous``: the failure
+    record starts as a local run's would be there (the previous task's, else the run's ``known``),
+    and the earlier sessions' metrics and outcomes, which the vol percentiles and the report read,
+    are stored. Returns the failures so far, the reports written and the notes."""
+    _, writing = _fetching_and_writing(names)
+    ctx = jobs.Context(config=settings.config, store=Store(settings.root))
+    ctx.failures.seed(known if previous is None else previous[0])
+    fetched = {}
+    for as_of, failures in zip(chunk, recorded):
+        ctx.failures.seed(failures)
+        fetched[as_of] = len(ctx.failures)
+
+    def run_names(as_of, names):
+        for name in names:
+            steps.BY_NAME[name].run(ctx, as_of)
+
+    _write_chunk(ctx, chunk, writing, fetched, run_names)
     return list(ctx.failures), ctx.reports, ctx.notes
 
 
@@ -440,7 +485,7 @@ class Backtest:
 # ---- refusals --------------------------------------------------------------------------------
 
 def _refuse_unservable(source: str, dates, names, store: Store) -> None:
-    fetching = [name for name in names if name in steps.FETCH]
+    fetching, _ = _fetching_and_writing(names)
     if not fetching:
         return
     current = clock.current_session()
