@@ -236,10 +236,9 @@ def vrp_scatter(hist: np.ndarray, implied: np.ndarray, tiers: list, tickers: lis
 def payoff(moves: np.ndarray, pnl: np.ndarray, breakevens: np.ndarray, expiry_moves: np.ndarray,
            expiry_pnl: np.ndarray, implied_move: float, past: np.ndarray, title: str) -> Markup:
     """One structure's P&L in dollars per structure against the underlying's move (fractions,
-    sorted): at the exit close (``pnl`` at ``moves``, from
-    :func:`pipeline.stages.structures.exit_pnl`; solid, class ``pnl``) and held to expiry
-    (``expiry_pnl`` at ``expiry_moves``, from :func:`pipeline.stages.structures.expiry_pnl`;
-    dashed, class ``pnl-expiry``), with the exit breakevens (moves; class ``breakeven``,
+    sorted), the two curves of the stored ``payoff`` rows: at the exit close (``pnl`` at ``moves``;
+    solid, class ``pnl``) and held to expiry (``expiry_pnl`` at ``expiry_moves``; dashed, class
+    ``pnl-expiry``), with the exit breakevens (moves; class ``breakeven``,
     ``data-value`` the move), the +/- implied-move band and the past reports' moves as ticks on
     the zero line (class ``past``)."""
     moves, pnl = np.asarray(moves, float), np.asarray(pnl, float)
