@@ -357,8 +357,10 @@ def report(ctx: Context, as_of: pd.Timestamp) -> None:
     outcomes = ctx.store.scan("outcomes", tickers=sorted(set(metrics["ticker"])))
     # What each name's past implied moves then did (stored outcomes up to today), where known.
     metrics = metrics.merge(past_summary(outcomes, as_of), on="ticker", how="left")
-    structures, payoff = (ctx.store.read(name, as_of) if ctx.store.exists(name, as_of) else None
-                          for name in ("structures", "payoff"))
+    structures = ctx.store.read("structures", as_of) if ctx.store.exists("structures", as_of) else None
+    # The payoff curves are the page's alone (a replay writes the CSV only).
+    drawn = ctx.config.report_html and ctx.store.exists("payoff", as_of)
+    payoff = ctx.store.read("payoff", as_of) if drawn else None
     # Read once: the page draws the same structures, payoff curves and outcomes.
     ctx.reports.append(write_report(metrics, ctx.store.root, as_of, ctx.config, structures=structures,
                                     outcomes=outcomes, payoff=payoff))

@@ -500,7 +500,8 @@ def expiry_pnl(rows: pd.DataFrame, moves, commission: float) -> np.ndarray:
     strike = slot_values(rows, "{slot}_strike")
     side = np.where(np.isfinite(strike), SLOT_SIDE, 0.0)
     moves = np.asarray(moves, float)
-    price = rows["spot"].to_numpy(float)[:, None, None] * (1.0 + np.broadcast_to(moves, (len(rows), moves.shape[-1])))[:, None, :]
+    moves = np.broadcast_to(moves, (len(rows), moves.shape[-1]))
+    price = rows["spot"].to_numpy(float)[:, None, None] * (1.0 + moves)[:, None, :]
     k = np.nan_to_num(strike)[..., None]
     intrinsic = np.where(SLOT_IS_CALL[None, :, None], np.maximum(price - k, 0.0), np.maximum(k - price, 0.0))
     held = (side[..., None] * intrinsic).sum(1)
@@ -527,7 +528,8 @@ def payoff_curves(structures: pd.DataFrame, history: pd.DataFrame, params) -> pd
       -r, r, the legs' strikes and the expiry breakevens (``breakeven`` true), each once, sorted.
 
     ``move`` is a fraction of the entry spot, ``pnl`` dollars per structure (the fills, commission
-    and exercise fee of ``params.structures``)."""
+    and exercise fee of ``params.structures``). Rows event by event in the order of ``structures``,
+    the exit curve first, each curve from the left."""
     by = key(structures, "report_date")
     chosen = structures[structures["suggested"].to_numpy(bool) & (structures["status"] == "ok").to_numpy()
                         & (structures["spot"].to_numpy(float) > 0)].reset_index(drop=True)
@@ -566,18 +568,18 @@ def payoff_curves(structures: pd.DataFrame, history: pd.DataFrame, params) -> pd
     repeated[:, 1:] = corners[:, 1:] == corners[:, :-1]
     expiry_moves = np.sort(np.where(repeated, np.nan, corners), axis=1)
     expiry_marks = (expiry_moves[:, :, None] == breakevens[:, None, :]).any(-1)
-    curves = [("exit", exit_moves, exit_pnl(chosen, exit_moves, params), exit_marks),
-              ("expiry", expiry_moves, expiry_pnl(chosen, expiry_moves, params.structures.commission), expiry_marks)]
-    frames = []
-    for curve, moves, pnl, marks in curves:
-        event, point = np.nonzero(np.isfinite(moves))
-        frames.append(pd.DataFrame({
-            **{c: chosen[c].to_numpy()[event] for c in (*by, "structure")},
-            "curve": np.full(len(event), curve, dtype=object), "point": point.astype("int64"),
-            "move": moves[event, point], "pnl": pnl[event, point], "breakeven": marks[event, point]}))
-    frame = pd.concat(frames, ignore_index=True).sort_values([*by, "curve", "point"], kind="stable")
-    frame[["ticker", "structure", "curve"]] = frame[["ticker", "structure", "curve"]].astype("str")
-    return frame.reset_index(drop=True)
+    # One row per finite point, event by event (the structures' order), the exit curve first.
+    moves = np.column_stack([exit_moves, expiry_moves])
+    pnl = np.column_stack([exit_pnl(chosen, exit_moves, params),
+                           expiry_pnl(chosen, expiry_moves, params.structures.commission)])
+    marks = np.column_stack([exit_marks, expiry_marks])
+    widths = [exit_moves.shape[1], expiry_moves.shape[1]]
+    curve = np.repeat(np.array(["exit", "expiry"], dtype=object), widths)
+    point = np.concatenate([np.arange(width) for width in widths])
+    event, column = np.nonzero(np.isfinite(moves))
+    return chosen[[*by, "structure"]].take(event).reset_index(drop=True).assign(
+        curve=pd.array(curve[column], dtype="str"), point=point[column], move=moves[event, column],
+        pnl=pnl[event, column], breakeven=marks[event, column])
 
 
 def _suggest(frame: pd.DataFrame, side, half, mid, max_leg_spread: float) -> pd.DataFrame:

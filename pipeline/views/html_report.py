@@ -9,8 +9,8 @@ today's implied band, the ATM term structure with the ex-earnings vol and the ev
 smile (quotes and fit), all three drawn from the rows compute stored with the metrics
 (``event_history``, ``term``, ``smile``), never recomputed; the suggested structure's payoff at exit
 and at expiry (the curves compute stored in ``payoff``, read by the report step with the
-``structures``) with a table of every candidate structure, the priced density's numbers, its outcomes where stored and
-every CSV column. Charts are small SVG drawn by :mod:`pipeline.views.svg_charts` (no matplotlib), so
+``structures``) with a table of every candidate structure, the priced density's numbers, its
+outcomes where stored and every CSV column. Charts are small SVG drawn by :mod:`pipeline.views.svg_charts` (no matplotlib), so
 thousands of events cost milliseconds each.
 """
 from __future__ import annotations
