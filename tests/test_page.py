@@ -74,7 +74,8 @@ def test_axis_labels_read_back_as_their_ticks(first_daily):
 @given(lo=st.floats(-0.5, 0.5), span=st.floats(1e-4, 2.0))
 @settings(max_examples=200, deadline=None)
 def test_percent_ticks_are_exact(lo, span):
-    from pipeline.views.svg_charts import nice_ticks, percent_labels
+    from pipeline.kernel.ticks import nice_ticks
+    from pipeline.views.svg_charts import percent_labels
 
     ticks = nice_ticks(lo, lo + span)
     labels = percent_labels(ticks)
@@ -172,11 +173,11 @@ def test_the_readme_picture_is_from_the_current_layout(first_daily):
 
 
 def test_every_suggested_structure_has_its_payoff_with_breakevens(first_daily):
-    """Issue 20's structures on the page: the suggested structure's P&L at exit (solid, priced by
-    the stage's exit_pnl from the stored row) with a dashed marker at each stored exit breakeven,
-    where that curve crosses zero; the P&L at expiry (dashed, the stage's expiry_pnl) crossing zero
-    at the stored expiry breakevens; the past moves as ticks; a row per stored candidate in the
-    event's table."""
+    """Issue 20's structures on the page: the suggested structure's P&L at exit (solid, the stored
+    ``payoff`` curve, priced by the stage's exit_pnl) with a dashed marker at each stored exit
+    breakeven, where that curve crosses zero; the P&L at expiry (dashed, the stage's expiry_pnl)
+    crossing zero at the stored expiry breakevens; the past moves as ticks; a row per stored
+    candidate in the event's table."""
     from pipeline.contract.store import Store
 
     root, _, text, csv = first_daily

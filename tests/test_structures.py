@@ -470,3 +470,87 @@ def test_exit_pnl_of_the_stored_rows_reproduces_ev_hist_and_the_exit_breakevens(
         at = stage.exit_pnl(rows[have], be[have][:, None], stage_params(config))[:, 0]
         scale = 100 * rows.loc[have, "credit_fill"].to_numpy(float)
         assert (np.abs(at) <= 0.05 * scale).mean() >= 0.95, np.sort(np.abs(at) / scale)[-10:]
+
+
+def _curve(payoff: pd.DataFrame, events: pd.DataFrame, curve: str):
+    """(events, points) moves, P&Ls and breakeven marks of one stored curve, NaN-padded, rows in
+    ``events`` order."""
+    rows = payoff[payoff["curve"] == curve]
+    index = pd.MultiIndex.from_frame(events[["ticker", "report_date"]])
+    wide = {c: rows.pivot(index=["ticker", "report_date"], columns="point", values=c).reindex(index)
+            for c in ("move", "pnl", "breakeven")}
+    return (wide["move"].to_numpy(float), wide["pnl"].to_numpy(float),
+            wide["breakeven"].fillna(False).to_numpy(bool))
+
+
+def test_the_stored_payoff_curves_are_the_stage_formulas_at_the_stored_moves(computed):
+    """The ``payoff`` rows of each suggested structure: the P&L at exit is exit_pnl and the P&L at
+    expiry is expiry_pnl of the stored structures row at the stored moves (recomputed here one
+    event at a time), on [-r, r] with r a tick of the chart's axis reaching the implied band,
+    the strikes and the past moves; the marked points are the stored breakevens, where the P&L
+    is zero (exactly at expiry; at exit within the stage's market grid)."""
+    from pipeline.kernel.ticks import nice_ticks
+
+    _, _, config, store = computed
+    params = stage_params(config)
+    payoff, structures = store.read("payoff", AS_OF), store.read("structures", AS_OF)
+    history = store.read("event_history", AS_OF)
+    chosen = structures[structures["suggested"] & (structures["status"] == "ok") & (structures["spot"] > 0)]
+    chosen = chosen.reset_index(drop=True)
+    assert len(chosen) >= 20
+    events = payoff.drop_duplicates(["ticker", "report_date"])[["ticker", "report_date", "structure"]]
+    pd.testing.assert_frame_equal(events.reset_index(drop=True),
+                                  chosen[["ticker", "report_date", "structure"]], check_dtype=False)
+    exit_moves, exit_pnl, exit_marks = _curve(payoff, chosen, "exit")
+    expiry_moves, expiry_pnl, expiry_marks = _curve(payoff, chosen, "expiry")
+    assert exit_moves.shape[1] == stage.PAYOFF_EXIT_POINTS + 2 and np.isfinite(exit_moves).all()
+    assert (np.diff(exit_moves, axis=1) >= 0).all() and (np.diff(expiry_moves, axis=1) > 0).sum() > 0
+    spot = chosen["spot"].to_numpy(float)
+    for i in range(len(chosen)):
+        row = chosen.iloc[[i]]
+        on = np.isfinite(expiry_moves[i])
+        np.testing.assert_allclose(stage.exit_pnl(row, exit_moves[i], params)[0], exit_pnl[i], rtol=1e-12, atol=1e-9)
+        np.testing.assert_allclose(stage.expiry_pnl(row, expiry_moves[i, on], config.structure_commission)[0],
+                                   expiry_pnl[i, on], rtol=1e-12, atol=1e-9)
+        assert (np.diff(expiry_moves[i, on]) > 0).all()               # each corner once, sorted
+    # The reach: the curves share their ends, an axis tick, wide enough for what the chart shows.
+    reach = exit_moves[:, -1]
+    np.testing.assert_array_equal(exit_moves[:, 0], -reach)
+    np.testing.assert_array_equal(expiry_moves[:, 0], -reach)
+    np.testing.assert_array_equal(np.nanmax(expiry_moves, axis=1), reach)
+    assert all(r == stage.PAYOFF_MAX_REACH or nice_ticks(-r, r)[-1] == r for r in reach)
+    full = reach < stage.PAYOFF_MAX_REACH
+    implied = chosen["implied_move"].to_numpy(float)
+    assert (reach[full] >= stage.PAYOFF_REACH_IMPLIED * np.nan_to_num(implied[full])).all()
+    strikes = stage.slot_values(chosen, "{slot}_strike") / spot[:, None] - 1
+    assert (np.nan_to_num(np.abs(strikes[full])) <= reach[full, None]).all()
+    past = history.assign(size=history[config.move_type].abs()).groupby(["ticker", "report_date"])["size"].max()
+    past = past.reindex(pd.MultiIndex.from_frame(chosen[["ticker", "report_date"]])).fillna(0).to_numpy(float)
+    assert (past > 0).mean() > 0.5 and (stage.PAYOFF_REACH_MARGIN * past[full] <= reach[full]).all()
+    # Breakevens: the marks are the stored ones (within reach), zero P&L there.
+    for side, column in enumerate(("breakeven_low_expiry", "breakeven_high_expiry")):
+        be = chosen[column].to_numpy(float) / spot - 1
+        inside = np.isfinite(be) & (np.abs(be) <= reach)
+        assert inside.mean() > 0.8
+        hit = expiry_marks & (expiry_moves == be[:, None])
+        assert (hit.sum(1) == inside).all()
+    np.testing.assert_allclose(expiry_pnl[expiry_marks], 0.0, atol=1e-6)
+    exit_be = np.column_stack([chosen[c].to_numpy(float) for c in ("breakeven_low_exit", "breakeven_high_exit")]) \
+        / spot[:, None] - 1
+    inside = np.isfinite(exit_be) & (np.abs(exit_be) <= reach[:, None])
+    assert (exit_marks.sum(1) == inside.sum(1)).all() and inside.mean() > 0.8
+    np.testing.assert_array_equal(np.sort(exit_moves[exit_marks]), np.sort(exit_be[inside]))
+    scale = 100 * np.repeat(chosen["credit_fill"].to_numpy(float), exit_marks.sum(1))
+    assert (np.abs(exit_pnl[exit_marks]) <= 0.05 * scale).mean() >= 0.95
+    # A missing (or out of reach) exit breakeven repeats the left end, so the count stays fixed.
+    np.testing.assert_array_equal((exit_moves == -reach[:, None]).sum(1), 3 - inside.sum(1))
+
+
+def test_payoff_curves_of_no_suggested_structure_are_empty(computed):
+    frame, result, config, _ = computed
+    none = frame.assign(suggested=False)
+    empty_curves = stage.payoff_curves(none, result.event_history.drop(columns="as_of"), stage_params(config))
+    assert empty_curves.empty
+    from pipeline.contract.schemas import validate
+
+    validate("payoff", empty_curves)

@@ -26,12 +26,12 @@ def built(tmp_path_factory):
 @pytest.fixture(scope="module")
 def stored(built):
     store = Store(built)
-    return {name: store.read(name, AS_OF) for name in ("metrics", "term", "event_history", "smile", "surface")}
+    return {name: store.read(name, AS_OF) for name in ("metrics", "term", "event_history", "smile", "surface", "payoff")}
 
 
 def test_the_view_datasets_validate_and_their_contracts_bite(built, stored):
     store = Store(built)
-    for name in ("term", "event_history", "smile"):
+    for name in ("term", "event_history", "smile", "payoff"):
         assert len(stored[name])
         assert store.check_file(name, store.partition_path(name, AS_OF), values=True) is None
         validate(name, stored[name])
@@ -44,6 +44,13 @@ def test_the_view_datasets_validate_and_their_contracts_bite(built, stored):
         validate("term", stored["term"].assign(atm_iv=-1.0))
     with pytest.raises(DatasetValidationError, match="iv"):
         validate("smile", stored["smile"].assign(iv=0.0))
+    payoff = stored["payoff"]
+    with pytest.raises(DatasetValidationError, match="point"):
+        validate("payoff", pd.concat([payoff, payoff.iloc[:1]], ignore_index=True))
+    with pytest.raises(DatasetValidationError, match="curve"):
+        validate("payoff", payoff.assign(curve="mid"))
+    with pytest.raises(DatasetValidationError, match="move"):
+        validate("payoff", payoff.assign(move=-1.0))
 
 
 def test_history_rows_recompute_the_statistics(stored):
@@ -164,26 +171,47 @@ from pipeline.contract.config import resolve
 from pipeline.views.report import report_frame
 from pipeline.contract.store import Store
 settings = resolve({config!r}, {root!r})
-metrics = Store(settings.root).read("metrics", {day!r})
-frame = report_frame(metrics)
+store = Store(settings.root)
+metrics, structures, payoff = (store.read(name, {day!r}) for name in ("metrics", "structures", "payoff"))
+frame = report_frame(metrics, structures)
 before = {{m for m in sys.modules if m.startswith("pipeline.stages")}}
 from pipeline.views.html_report import render_html
-page = render_html(frame, metrics, settings.root, {day!r}, settings.config)
+page = render_html(frame, metrics, settings.root, {day!r}, settings.config, structures, None, payoff)
 assert 'class="chart term"' in page and 'class="chart smile"' in page and 'class="chart moves"' in page
+assert page.count('class="chart payoff"') >= 5 and '<table class="cand">' in page
 print(json.dumps(sorted({{m for m in sys.modules if m.startswith("pipeline.stages")}} - before)))
 """
 
 
-def test_the_page_draws_history_term_and_smile_without_a_stage(built):
-    """Drawing the past reports, the term structure and the smile loads no pipeline.stages module.
-    Not covered: the ranking that orders the page is the report's (loaded before); the payoff of
-    a suggested structure is priced by the structures stage's own formulas, so the page is drawn
-    here without structures."""
+def test_the_page_draws_history_term_smile_and_payoff_without_a_stage(built):
+    """Drawing the past reports, the term structure, the smile and the suggested structures'
+    payoffs (the stored ``payoff`` curves) loads no pipeline.stages module, the structures
+    stage included. Not covered: the ranking that orders the page is the report's (loaded before)."""
     settings_for(built)
     config = built.parent / f"{built.name}-config.yaml"
     script = PAGE_SCRIPT.format(config=str(config), root=str(built), day=str(AS_OF.date()))
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+def test_a_date_stored_before_the_payoff_dataset_has_its_page_without_payoff_charts(built, tmp_path):
+    """A partition written before compute stored ``payoff``: the report step draws the page with
+    the candidate tables and every other chart, and no payoff chart (nothing recomputed); a
+    compute of the date stores the curves and the charts come back."""
+    from report_support import run
+
+    root = tmp_path / "data"
+    shutil.copytree(built, root)
+    settings = settings_for(root)
+    page = root / "reports" / f"rank_{AS_OF.date()}.html"
+    drawn = page.read_text().count('class="chart payoff"')
+    assert drawn >= 5
+    Store(root).partition_path("payoff", AS_OF).unlink()
+    run(settings, ["report"])
+    text = page.read_text()
+    assert 'class="chart payoff"' not in text and '<table class="cand">' in text and 'class="chart term"' in text
+    run(settings, ["compute", "report"])
+    assert page.read_text().count('class="chart payoff"') == drawn
 
 
 def test_explain_of_a_date_computed_before_the_view_datasets_says_what_to_run(built, stored, tmp_path):

@@ -25,6 +25,7 @@ PARTITIONS: dict[str, str | None] = {
     "event_history": "date",
     "smile": "date",
     "structures": "date",
+    "payoff": "date",
     "outcomes": "date",
 }
 

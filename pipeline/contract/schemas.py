@@ -43,6 +43,7 @@ VRP_BASES = ("event", "plain")          # which VRP drove the tier and the score
 IMPLIED_METHODS = ("smile", "interpolated", "parity-rebuilt", "one-sided")   # see stages/implied.py
 METRIC_STATUSES = ("ok", "degraded", "failed")
 STRUCTURE_NAMES = ("straddle", "strangle", "iron_condor", "iron_butterfly")   # see stages/structures.py
+PAYOFF_CURVES = ("exit", "expiry")      # the suggested structure's P&L at the exit close, held to expiry
 NO_TICKER = "<missing ticker>"
 # Exceedance columns at the configured move levels (pipeline.contract.levels.level_name suffixes).
 EXCEED_LEVEL_REGEX = {side: rf"^{side}_p_exceed_{LEVEL_SUFFIX_PATTERN}$" for side in ("rn", "hist")}
@@ -404,6 +405,26 @@ class Structures(_Model):
         unique = ["ticker", "report_date", "structure"]
 
 
+class Payoff(_Model):
+    """The P&L curves of each event's suggested structure by underlying move (partition ``date``;
+    :func:`pipeline.stages.structures.payoff_curves`): one row per point of a curve, ``curve``
+    ``exit`` (at the exit close) or ``expiry`` (held to expiry), ``point`` its position from the
+    left, ``move`` a fraction of the entry spot, ``pnl`` dollars per structure and ``breakeven``
+    true where the point is that curve's stored breakeven (``structures``' ``breakeven_*``)."""
+
+    ticker: Series[str] = _ticker()
+    report_date: Series[pa.DateTime]
+    structure: Series[str] = pa.Field(isin=STRUCTURE_NAMES)
+    curve: Series[str] = pa.Field(isin=PAYOFF_CURVES)
+    point: Series[int] = pa.Field(ge=0)
+    move: Series[float] = pa.Field(gt=-1)
+    pnl: Series[float] = pa.Field(nullable=True)
+    breakeven: Series[bool]
+
+    class Config:
+        unique = ["ticker", "report_date", "curve", "point"]
+
+
 class Outcomes(_Model):
     """What happened to each event after its entry session (partition ``date`` = the exit
     session; see :mod:`pipeline.stages.outcomes`)."""
@@ -448,7 +469,7 @@ class Dataset:
 
 _MODELS = {"calendar": Calendar, "earnings_history": EarningsHistory, "prices": Prices, "chains": Chains,
            "surface": Surface, "moves": Moves, "metrics": Metrics, "term": Term, "event_history": EventHistory,
-           "smile": Smile, "structures": Structures, "outcomes": Outcomes}
+           "smile": Smile, "structures": Structures, "payoff": Payoff, "outcomes": Outcomes}
 DATASETS: dict[str, Dataset] = {name: Dataset(name, _MODELS[name], partition) for name, partition in PARTITIONS.items()}
 
 

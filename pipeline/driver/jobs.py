@@ -214,6 +214,8 @@ def _with_fetch_causes(metrics: pd.DataFrame, failures) -> pd.DataFrame:
 
 # Sessions computed in one pass of the stages by a local replay: a month, as the backtest's tasks.
 CHUNK_SESSIONS = 21
+# The per-date datasets a pass of the stages writes (:func:`compute`), in write order.
+COMPUTED = ("surface", "metrics", "term", "event_history", "smile", "structures", "payoff")
 
 
 def compute_chunk(ctx: Context, dates: list[pd.Timestamp], fetched: dict | None = None) -> None:
@@ -230,7 +232,7 @@ def compute_chunk(ctx: Context, dates: list[pd.Timestamp], fetched: dict | None 
     from pipeline.stages.metrics import compute_metrics
     from pipeline.stages.panel import AS_OF, dated
     from pipeline.stages.params import stage_params
-    from pipeline.stages.structures import build_structures
+    from pipeline.stages.structures import build_structures, payoff_curves
 
     calendars = {as_of: ctx.store.read("calendar", as_of) for as_of in dates}
     tickers = sorted(set().union(*(window_tickers(ctx, d, c)[1] for d, c in calendars.items())))
@@ -256,33 +258,33 @@ def compute_chunk(ctx: Context, dates: list[pd.Timestamp], fetched: dict | None 
                              for as_of, rows in caused.groupby(AS_OF, sort=True)], ignore_index=True)
     structures = build_structures(metrics, result.surface, result.moves, params)
     # What the views show beside the metrics, so explain, the page and notebooks read, never
-    # recompute: the history rows and smiles of the events whose metrics are stored.
+    # recompute: the history rows and smiles of the events whose metrics are stored, and the
+    # payoff curves of their suggested structures.
     events = metrics[[AS_OF, "ticker", "report_date"]]
     history = result.event_history.merge(events, on=[AS_OF, "ticker", "report_date"])
     smile = result.smile.merge(events[[AS_OF, "ticker"]].drop_duplicates(), on=[AS_OF, "ticker"])
     stored = {"metrics": metrics, "surface": validate_panel("surface", result.surface),
               "term": validate_panel("term", result.term), "event_history": validate_panel("event_history", history),
-              "smile": validate_panel("smile", smile), "structures": validate_panel("structures", structures)}
+              "smile": validate_panel("smile", smile), "structures": validate_panel("structures", structures),
+              "payoff": validate_panel("payoff", payoff_curves(structures, history, params))}
     for as_of in dates:
         ctx.computed[as_of] = {name: frame[(frame[AS_OF] == as_of).to_numpy()].drop(columns=AS_OF)
                                for name, frame in stored.items()}
 
 
 def compute(ctx: Context, as_of: pd.Timestamp) -> pd.DataFrame:
-    """Write the as-of date's surface, metrics, term, event_history, smile and structures (from
-    the chunk's pass when :func:`compute_chunk` made one, else from a pass of this date alone),
-    then the outcomes it completes."""
+    """Write the as-of date's COMPUTED datasets (from the chunk's pass when :func:`compute_chunk`
+    made one, else from a pass of this date alone), then the outcomes it completes."""
     if as_of not in ctx.computed:
         compute_chunk(ctx, [as_of])
     part = ctx.computed.pop(as_of)
     metrics = part["metrics"]
-    for name in ("surface", "metrics", "term", "event_history", "smile", "structures"):
+    for name in COMPUTED:
         ctx.store.write(name, part[name], as_of, validated=True)
     for ticker, reason in zip(metrics.loc[metrics["status"] == "failed", "ticker"],
                               metrics.loc[metrics["status"] == "failed", "reason"]):
         ctx.failures.add(ticker, "compute", reason)
-    ctx.row_counts.update({name: len(part[name]) for name in ("surface", "metrics", "term", "event_history", "smile",
-                                                              "structures")})
+    ctx.row_counts.update({name: len(part[name]) for name in COMPUTED})
     write_outcomes(ctx, as_of)
     return metrics
 
@@ -359,9 +361,12 @@ def report(ctx: Context, as_of: pd.Timestamp) -> None:
     # What each name's past implied moves then did (stored outcomes up to today), where known.
     metrics = metrics.merge(past_summary(outcomes, as_of), on="ticker", how="left")
     structures = ctx.store.read("structures", as_of) if ctx.store.exists("structures", as_of) else None
-    # Read once: the page draws the same structures and outcomes.
+    # The payoff curves are the page's alone (a replay writes the CSV only).
+    drawn = ctx.config.report_html and ctx.store.exists("payoff", as_of)
+    payoff = ctx.store.read("payoff", as_of) if drawn else None
+    # Read once: the page draws the same structures, payoff curves and outcomes.
     ctx.reports.append(write_report(metrics, ctx.store.root, as_of, ctx.config, structures=structures,
-                                    outcomes=outcomes))
+                                    outcomes=outcomes, payoff=payoff))
     if had_page and not page.exists():
         # The old page showed the previous metrics: removed so it never disagrees with the CSV, and said.
         why = ("--no-html (or report.html: false) skipped the page" if not ctx.config.report_html

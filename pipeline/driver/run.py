@@ -532,7 +532,7 @@ def _metrics_and_report_together(store: Store, as_of, names):
         yield
         return
     saved = {}
-    for name in ("metrics", "surface", "term", "event_history", "smile", "structures"):
+    for name in jobs.COMPUTED:
         path = store.partition_path(name, as_of)
         saved[path] = path.read_bytes() if path.exists() else None
     try:

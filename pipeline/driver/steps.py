@@ -58,10 +58,11 @@ STEPS = (
     # Moves are facts about past reports (stored history and prices only), and the report draws
     # them: written once, before any date is computed, so a first run's page has them.
     Step("compute", "compute", DATE, reads=("calendar", "earnings_history", "prices", "chains", "metrics"),
-         writes=("surface", "metrics", "term", "event_history", "smile", "moves", "outcomes", "structures"),
+         writes=("surface", "metrics", "term", "event_history", "smile", "moves", "outcomes", "structures",
+                 "payoff"),
          once=("moves", "write_moves"),
          help="Compute moves, surface and metrics from the stored snapshots."),
-    Step("report", "report", DATE, reads=("metrics", "term", "event_history", "smile", "outcomes", "structures"),
+    Step("report", "report", DATE, reads=("metrics", "term", "event_history", "smile", "outcomes", "structures", "payoff"),
          writes=()),
 )
 BY_NAME = {step.name: step for step in STEPS}

@@ -25,6 +25,7 @@ import pandas as pd
 
 from pipeline.kernel import payoffs
 from pipeline.kernel.black76 import black76_delta, black76_vega, discount_factor, fresh_mid
+from pipeline.kernel.ticks import nice_ticks
 from pipeline.contract.schemas import STRUCTURE_NAMES as STRUCTURES, contract_columns
 from pipeline.stages.groups import quote_key
 from pipeline.stages.panel import key
@@ -48,6 +49,10 @@ STRIKE_EPS = 1e-6
 # repriced at the exit: years from the reaction close to expiry, the ex-earnings vol, the next
 # expiration's relative skew slope and curvature (b/a, c/a).
 EXIT_INPUTS = ["t_exit", "exit_ex_vol", "exit_skew_b", "exit_skew_c"]
+PAYOFF_EXIT_POINTS = 121    # even moves of a P&L-at-exit curve (payoff_curves)
+# A payoff curve's reach (fraction move each side): enough for the implied band, the past moves,
+# the breakevens and the strikes; a price cannot fall 100%.
+PAYOFF_REACH_IMPLIED, PAYOFF_REACH_MARGIN, PAYOFF_MIN_REACH, PAYOFF_MAX_REACH = 1.6, 1.15, 0.02, 0.95
 NUMBERS = [
     "n_legs", "credit_mid", "credit_fill", "risk", "breakeven_low_expiry", "breakeven_high_expiry",
     "breakeven_low_exit", "breakeven_high_exit", "delta_shares", "gamma", "vega", "theta",
@@ -490,15 +495,91 @@ def build_structures(metrics: pd.DataFrame, surface: pd.DataFrame, moves: pd.Dat
 
 def expiry_pnl(rows: pd.DataFrame, moves, commission: float) -> np.ndarray:
     """Dollar P&L at expiry of each structure row (the dataset's legs and ``credit_fill``) at the
-    underlying moves ``moves`` (fractions of ``spot``), held to expiry: (rows, moves)."""
+    underlying moves ``moves`` (fractions of ``spot``), held to expiry: (rows, G). ``moves`` is
+    (G,) for every row or (rows, G) per row."""
     strike = slot_values(rows, "{slot}_strike")
     side = np.where(np.isfinite(strike), SLOT_SIDE, 0.0)
-    price = rows["spot"].to_numpy(float)[:, None, None] * (1.0 + np.asarray(moves, float))[None, None, :]
+    moves = np.asarray(moves, float)
+    moves = np.broadcast_to(moves, (len(rows), moves.shape[-1]))
+    price = rows["spot"].to_numpy(float)[:, None, None] * (1.0 + moves)[:, None, :]
     k = np.nan_to_num(strike)[..., None]
     intrinsic = np.where(SLOT_IS_CALL[None, :, None], np.maximum(price - k, 0.0), np.maximum(k - price, 0.0))
     held = (side[..., None] * intrinsic).sum(1)
     legs = (side != 0).sum(1)[:, None]
     return payoffs.CONTRACT_SIZE * (rows["credit_fill"].to_numpy(float)[:, None] + held) - commission * legs
+
+
+def payoff_curves(structures: pd.DataFrame, history: pd.DataFrame, params) -> pd.DataFrame:
+    """The P&L curves of each event's suggested structure (``ok``, spot > 0) by underlying move,
+    the points the page draws: one row per point, ([as_of,] ticker, report_date) x ``curve`` x
+    ``point`` (the ``payoff`` dataset's columns).
+
+    Reach r of an event (fraction move each side): the largest of PAYOFF_REACH_IMPLIED x
+    implied_move and PAYOFF_REACH_MARGIN x |m| for m the legs' strikes, the expiry and exit
+    breakevens (each as K / spot - 1) and the event's past moves (``history``: its
+    ``event_history`` rows, column ``params.move_type``), at least PAYOFF_MIN_REACH; then out to the
+    outer tick of an axis over [-r, r] (:func:`pipeline.kernel.ticks.nice_ticks`, so the curve spans
+    the drawn axis), at most PAYOFF_MAX_REACH. Points beyond r are left out.
+
+    - ``exit``: :func:`exit_pnl` at PAYOFF_EXIT_POINTS even moves over [-r, r] plus the two exit
+      breakevens (``breakeven`` true), sorted; a missing breakeven repeats -r, so every event has
+      PAYOFF_EXIT_POINTS + 2 points (a smooth curve: no kinks to place points on);
+    - ``expiry``: :func:`expiry_pnl`, exact where the piecewise-linear payoff bends or crosses zero:
+      -r, r, the legs' strikes and the expiry breakevens (``breakeven`` true), each once, sorted.
+
+    ``move`` is a fraction of the entry spot, ``pnl`` dollars per structure (the fills, commission
+    and exercise fee of ``params.structures``). Rows event by event in the order of ``structures``,
+    the exit curve first, each curve from the left."""
+    by = key(structures, "report_date")
+    chosen = structures[structures["suggested"].to_numpy(bool) & (structures["status"] == "ok").to_numpy()
+                        & (structures["spot"].to_numpy(float) > 0)].reset_index(drop=True)
+    n = len(chosen)
+    spot = chosen["spot"].to_numpy(float)[:, None]
+    strikes = slot_values(chosen, "{slot}_strike") / spot - 1.0
+    breakevens = np.column_stack([chosen[c].to_numpy(float) for c in
+                                  ("breakeven_low_expiry", "breakeven_high_expiry")]) / spot - 1.0
+    exit_breakevens = np.column_stack([chosen[c].to_numpy(float) for c in
+                                       ("breakeven_low_exit", "breakeven_high_exit")]) / spot - 1.0
+    past = history[by].assign(size=history[params.move_type].abs())
+    past = past[np.isfinite(past["size"].to_numpy(float))].groupby(by)["size"].max()
+    past_reach = past.reindex(pd.MultiIndex.from_frame(chosen[by])).fillna(0.0).to_numpy(float)
+    with np.errstate(invalid="ignore"):
+        reach = np.nanmax(np.column_stack([
+            PAYOFF_REACH_IMPLIED * chosen["implied_move"].to_numpy(float), PAYOFF_REACH_MARGIN * np.abs(strikes),
+            PAYOFF_REACH_MARGIN * np.abs(breakevens), PAYOFF_REACH_MARGIN * np.abs(exit_breakevens),
+            PAYOFF_REACH_MARGIN * past_reach, np.full(n, PAYOFF_MIN_REACH)]), axis=1)
+    # One axis per event (a scalar rule, as the page's axes): a few hundred events a date.
+    reach = np.minimum([nice_ticks(-r, r)[-1] for r in reach], PAYOFF_MAX_REACH)
+
+    def within(moves):
+        return np.where(np.abs(moves) <= reach[:, None], moves, np.nan)
+
+    breakevens, exit_breakevens = within(breakevens), within(exit_breakevens)
+    # At exit: the even grid and the breakevens (a missing one at -r), sorted, the breakevens marked.
+    exit_grid = np.column_stack([reach[:, None] * np.linspace(-1.0, 1.0, PAYOFF_EXIT_POINTS),
+                                 np.where(np.isfinite(exit_breakevens), exit_breakevens, -reach[:, None])])
+    order = np.argsort(exit_grid, axis=1, kind="stable")
+    exit_moves = np.take_along_axis(exit_grid, order, axis=1)
+    exit_marks = np.take_along_axis(np.column_stack([np.zeros((n, PAYOFF_EXIT_POINTS), bool),
+                                                     np.isfinite(exit_breakevens)]), order, axis=1)
+    # At expiry: the ends, strikes and breakevens within reach, each once (NaN last), sorted.
+    corners = np.sort(within(np.column_stack([-reach, reach, strikes, breakevens])), axis=1)
+    repeated = np.zeros(corners.shape, bool)
+    repeated[:, 1:] = corners[:, 1:] == corners[:, :-1]
+    expiry_moves = np.sort(np.where(repeated, np.nan, corners), axis=1)
+    expiry_marks = (expiry_moves[:, :, None] == breakevens[:, None, :]).any(-1)
+    # One row per finite point, event by event (the structures' order), the exit curve first.
+    moves = np.column_stack([exit_moves, expiry_moves])
+    pnl = np.column_stack([exit_pnl(chosen, exit_moves, params),
+                           expiry_pnl(chosen, expiry_moves, params.structures.commission)])
+    marks = np.column_stack([exit_marks, expiry_marks])
+    widths = [exit_moves.shape[1], expiry_moves.shape[1]]
+    curve = np.repeat(np.array(["exit", "expiry"], dtype=object), widths)
+    point = np.concatenate([np.arange(width) for width in widths])
+    event, column = np.nonzero(np.isfinite(moves))
+    return chosen[[*by, "structure"]].take(event).reset_index(drop=True).assign(
+        curve=pd.array(curve[column], dtype="str"), point=point[column], move=moves[event, column],
+        pnl=pnl[event, column], breakeven=marks[event, column])
 
 
 def _suggest(frame: pd.DataFrame, side, half, mid, max_leg_spread: float) -> pd.DataFrame:

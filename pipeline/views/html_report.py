@@ -8,10 +8,9 @@ with the VRP tier lines, and for **every** event a ``<details>`` section: past r
 today's implied band, the ATM term structure with the ex-earnings vol and the event expiration's
 smile (quotes and fit), all three drawn from the rows compute stored with the metrics
 (``event_history``, ``term``, ``smile``), never recomputed; the suggested structure's payoff at exit
-and at expiry (from the ``structures`` partition the report step read, priced by the stage's own
-:func:`pipeline.stages.structures.exit_pnl` and :func:`pipeline.stages.structures.expiry_pnl`) with a
-table of every candidate structure, the priced density's numbers, its outcomes where stored and
-every CSV column. Charts are small SVG drawn by :mod:`pipeline.views.svg_charts` (no matplotlib), so
+and at expiry (the curves compute stored in ``payoff``, read by the report step with the
+``structures``) with a table of every candidate structure, the priced density's numbers, its
+outcomes where stored and every CSV column. Charts are small SVG drawn by :mod:`pipeline.views.svg_charts` (no matplotlib), so
 thousands of events cost milliseconds each.
 """
 from __future__ import annotations
@@ -35,11 +34,6 @@ GROUP_TITLES = ("Tradeable with premium (VRP tier MARGINAL or better)", "Tradeab
                 "Not tradeable (no VRP or REJECT liquidity)")
 SMILE_MAX_ABS_X = 3.0       # the smile fit's range in standardized moneyness (pipeline.stages.skew)
 OUTCOME_ROWS = 8
-PAYOFF_CHUNK = 32           # events priced together by one expiry_pnl call (their move grids joined)
-PAYOFF_EXIT_POINTS = 121    # even moves of the P&L-at-exit curve (smooth: no kinks to place points on)
-# The payoff chart's reach (fraction move each side): enough for the implied band, the past moves,
-# the breakevens and the strikes; a price cannot fall 100%.
-PAYOFF_REACH_IMPLIED, PAYOFF_REACH_MARGIN, PAYOFF_MIN_REACH, PAYOFF_MAX_REACH = 1.6, 1.15, 0.02, 0.95
 # The candidate table of an event section: (header, structures column(s)).
 CANDIDATE_COLUMNS = (("structure", ("structure",)), ("status", ("status",)), ("credit/sh", ("credit_fill",)),
                      ("risk $", ("risk",)), ("breakevens", ("breakeven_low_expiry", "breakeven_high_expiry")),
@@ -105,12 +99,13 @@ def _by_event(frame: pd.DataFrame) -> dict:
 
 
 def _event_sections(data: pd.DataFrame, metrics: pd.DataFrame, root: Path, as_of: pd.Timestamp, config,
-                    structures: pd.DataFrame | None, outcomes: pd.DataFrame | None) -> list[dict]:
+                    structures: pd.DataFrame | None, outcomes: pd.DataFrame | None,
+                    payoff: pd.DataFrame | None) -> list[dict]:
     """One section per event of the ranked ``data`` (display columns added), in rank order.
 
     The past reports, the term structure and the smile quotes are the rows compute stored with
-    the metrics (``event_history``, ``term``, ``smile``); ``structures`` and ``outcomes`` come
-    from the report step, which read them already."""
+    the metrics (``event_history``, ``term``, ``smile``); ``structures``, ``outcomes`` and the
+    suggested structures' ``payoff`` curves come from the report step, which read them already."""
     from pipeline.views import svg_charts
     from pipeline.views.display import format_value
     from pipeline.contract.store import Store
@@ -137,8 +132,9 @@ def _event_sections(data: pd.DataFrame, metrics: pd.DataFrame, root: Path, as_of
     quote_days = ((pd.to_datetime(quotes["expiration"]) - as_of).dt.days.to_numpy(float) if len(quotes)
                   else np.array([]))
     report_columns = [c for c in data.columns if c not in ("signal_vrp", "exceed_k_n")]
+    implied_of = dict(zip(zip(data["ticker"], data["report_date"]), data["implied_move"].map(_float)))
     try:
-        payoff_charts = _payoff_charts(structures, history_at, move_values, config)
+        payoff_charts = _payoff_charts(payoff, implied_of, history_at, move_values)
         candidates = _candidate_tables(structures)
     except Exception:  # noqa: BLE001 - the structures are an optional view: the page stands without them
         log.warning("the structures could not be drawn on the page", exc_info=True)
@@ -196,67 +192,27 @@ def _page_structures(structures: pd.DataFrame | None) -> pd.DataFrame | None:
         .reset_index(drop=True)
 
 
-def _payoff_charts(structures: pd.DataFrame | None, history_at: dict, move_values: np.ndarray, config) -> dict:
-    """(ticker, report date) -> payoff chart of the event's suggested structure: the P&L at the
-    exit close (the reaction session) and held to expiry.
-
-    Both P&Ls belong to the stage (:mod:`pipeline.stages.structures` owns the formulas). At exit:
-    :func:`~pipeline.stages.structures.exit_pnl` on :data:`PAYOFF_EXIT_POINTS` even moves across the
-    chart plus the stored exit breakevens (a smooth curve; one call for every event, each row
-    its own moves). At expiry: :func:`~pipeline.stages.structures.expiry_pnl`, evaluated exactly
-    where the piecewise-linear payoff bends or crosses zero: the chart's two ends, the legs'
-    strikes and the stored expiry breakevens, as moves of the spot. Events are priced
-    :data:`PAYOFF_CHUNK` at a time on the union of their points (one call per chunk, no per-event
-    pandas). A partition written before the exit inputs were stored gets the expiry curve only."""
-    if structures is None:
+def _payoff_charts(payoff: pd.DataFrame | None, implied_of: dict, history_at: dict, move_values: np.ndarray) -> dict:
+    """(ticker, report date) -> payoff chart of the event's suggested structure from the date's
+    stored ``payoff`` rows (:func:`pipeline.stages.structures.payoff_curves` priced them): the P&L
+    at the exit close with its breakevens, and held to expiry, by move, with the event's implied
+    band and past moves. None or no rows (a partition from before that dataset): no charts."""
+    if payoff is None or payoff.empty:
         return {}
     from pipeline.views import svg_charts
-    from pipeline.stages.structures import EXIT_INPUTS, SLOTS, exit_pnl, expiry_pnl
 
-    chosen = structures[structures["suggested"].to_numpy(bool) & (structures["status"] == "ok").to_numpy()
-                        & (structures["spot"].to_numpy(float) > 0)].reset_index(drop=True)
-    if chosen.empty:
-        return {}
-    spot = chosen["spot"].to_numpy(float)[:, None]
-    kinks = np.column_stack([chosen[f"{slot}_strike"].to_numpy(float) for slot in SLOTS]) / spot - 1.0
-    breakevens = np.column_stack([chosen[c].to_numpy(float) for c in
-                                  ("breakeven_low_expiry", "breakeven_high_expiry")]) / spot - 1.0
-    exit_breakevens = np.column_stack([chosen[c].to_numpy(float) for c in
-                                       ("breakeven_low_exit", "breakeven_high_exit")]) / spot - 1.0
-    implied = chosen["implied_move"].to_numpy(float)
-    tickers, days = chosen["ticker"].to_numpy(), chosen["report_date"].to_numpy()
+    payoff = payoff.sort_values(["ticker", "report_date", "curve", "point"], kind="stable").reset_index(drop=True)
+    moves, pnl = payoff["move"].to_numpy(float), payoff["pnl"].to_numpy(float)
+    marked, at_exit = payoff["breakeven"].to_numpy(bool), (payoff["curve"] == "exit").to_numpy()
+    structure = payoff["structure"].to_numpy()
     empty = np.array([], int)
-    past = [move_values[history_at.get((t, d), empty)] for t, d in zip(tickers, days)]
-    past_reach = np.array([np.abs(p[np.isfinite(p)]).max(initial=0.0) for p in past])
-    with np.errstate(invalid="ignore"):
-        reach = np.nanmax(np.column_stack([
-            PAYOFF_REACH_IMPLIED * implied, PAYOFF_REACH_MARGIN * np.abs(kinks), PAYOFF_REACH_MARGIN * np.abs(breakevens),
-            PAYOFF_REACH_MARGIN * np.abs(exit_breakevens), PAYOFF_REACH_MARGIN * past_reach,
-            np.full(len(chosen), PAYOFF_MIN_REACH)]), axis=1)
-    # Out to the axis's outer ticks, so the curve spans the chart.
-    reach = np.minimum([svg_charts.nice_ticks(-r, r)[-1] for r in reach], PAYOFF_MAX_REACH)
-    points = np.column_stack([-reach, reach, kinks, breakevens])
-    points = np.where(np.abs(points) <= reach[:, None], points, np.nan)
-    exit_breakevens = np.where(np.abs(exit_breakevens) <= reach[:, None], exit_breakevens, np.nan)
-    # The exit grid: even steps, plus the breakevens (a NaN breakeven repeats the left end).
-    exit_moves = np.sort(np.column_stack([reach[:, None] * np.linspace(-1.0, 1.0, PAYOFF_EXIT_POINTS),
-                                          np.where(np.isfinite(exit_breakevens), exit_breakevens, -reach[:, None])]),
-                         axis=1)
-    if all(c in chosen.columns for c in EXIT_INPUTS):
-        at_exit = exit_pnl(chosen, exit_moves, config)
-    else:
-        at_exit = np.full(exit_moves.shape, np.nan)
     charts = {}
-    for start in range(0, len(chosen), PAYOFF_CHUNK):
-        block = slice(start, start + PAYOFF_CHUNK)
-        grid = np.unique(points[block][np.isfinite(points[block])])
-        pnl = expiry_pnl(chosen.iloc[block], grid, config.structure_commission)
-        for row, i in enumerate(range(start, min(start + PAYOFF_CHUNK, len(chosen)))):
-            mine = np.unique(points[i][np.isfinite(points[i])])
-            at = np.searchsorted(grid, mine)
-            title = f"suggested {str(chosen['structure'].iat[i]).replace('_', ' ')}: P&L by move"
-            charts[(tickers[i], days[i])] = svg_charts.payoff(
-                exit_moves[i], at_exit[i], exit_breakevens[i], mine, pnl[row, at], implied[i], past[i], title)
+    for event, rows in _by_event(payoff).items():
+        exit_rows, expiry_rows = rows[at_exit[rows]], rows[~at_exit[rows]]
+        title = f"suggested {str(structure[rows[0]]).replace('_', ' ')}: P&L by move"
+        charts[event] = svg_charts.payoff(
+            moves[exit_rows], pnl[exit_rows], moves[exit_rows[marked[exit_rows]]], moves[expiry_rows],
+            pnl[expiry_rows], implied_of.get(event, float("nan")), move_values[history_at.get(event, empty)], title)
     return charts
 
 
@@ -355,9 +311,11 @@ def _outcome_table(frame: pd.DataFrame) -> dict:
 
 
 def render_html(frame: pd.DataFrame, metrics: pd.DataFrame, root: Path, as_of, config,
-                structures: pd.DataFrame | None = None, outcomes: pd.DataFrame | None = None) -> str:
+                structures: pd.DataFrame | None = None, outcomes: pd.DataFrame | None = None,
+                payoff: pd.DataFrame | None = None) -> str:
     """The page for the ranked ``frame`` (from :func:`pipeline.views.report.report_frame`) of ``metrics``,
-    with the date's candidate ``structures`` and the names' stored ``outcomes`` where given."""
+    with the date's candidate ``structures``, their ``payoff`` curves and the names' stored
+    ``outcomes`` where given."""
     from pipeline.views import display, svg_charts
     from pipeline.stages.rank import rank_group
 
@@ -385,14 +343,15 @@ def render_html(frame: pd.DataFrame, metrics: pd.DataFrame, root: Path, as_of, c
         summary=", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "degraded", "failed")),
         backtest=_backtest_links(Layout(root).reports), columns=columns,
         widths=display.widths(entries), groups=groups, scatter=scatter,
-        events=_event_sections(data, metrics, Path(root), as_of, config, structures, outcomes) if len(frame) else [])
+        events=_event_sections(data, metrics, Path(root), as_of, config, structures, outcomes, payoff)
+        if len(frame) else [])
 
 
-def html_or_none(frame, metrics, root, as_of, config, structures=None, outcomes=None) -> bytes | None:
+def html_or_none(frame, metrics, root, as_of, config, structures=None, outcomes=None, payoff=None) -> bytes | None:
     """The page as bytes, or None (logged) when it cannot be made: the CSV is written regardless."""
     started = time.perf_counter()
     try:
-        page = render_html(frame, metrics, root, as_of, config, structures, outcomes).encode()
+        page = render_html(frame, metrics, root, as_of, config, structures, outcomes, payoff).encode()
     except Exception:  # noqa: BLE001 - the HTML is a view; its failure must not lose the CSV
         log.exception("HTML report for %s could not be made; writing the CSV only", pd.Timestamp(as_of).date())
         return None

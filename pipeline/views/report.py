@@ -70,9 +70,11 @@ def report_frame(metrics: pd.DataFrame, structures: pd.DataFrame | None = None) 
 
 def write_report(metrics: pd.DataFrame, root: Path, as_of: pd.Timestamp, config,
                  structures: pd.DataFrame | None = None,
-                 outcomes: pd.DataFrame | None = None) -> tuple[Path, pd.DataFrame]:
+                 outcomes: pd.DataFrame | None = None,
+                 payoff: pd.DataFrame | None = None) -> tuple[Path, pd.DataFrame]:
     """Write rank_D.csv and (unless ``config.report_html`` is off) rank_D.html, replaced together;
-    the page shows the date's ``structures`` and the names' stored ``outcomes``.
+    the page shows the date's ``structures`` with their ``payoff`` curves and the names' stored
+    ``outcomes``.
 
     Floats in the CSV are rounded (:func:`pipeline.views.columns.round_for_csv`); Parquet keeps full
     precision. When the HTML cannot be made the CSV is still written and a stale rank_D.html of
@@ -88,7 +90,7 @@ def write_report(metrics: pd.DataFrame, root: Path, as_of: pd.Timestamp, config,
     path, page_path = Layout(root).rank_csv(day), Layout(root).rank_html(day)
     text = round_for_csv(frame).to_csv(index=False, float_format="%.10g", lineterminator="\n")
     files = {path: text.encode()}
-    page = html_or_none(frame, metrics, root, as_of, config, structures, outcomes) if config.report_html else None
+    page = html_or_none(frame, metrics, root, as_of, config, structures, outcomes, payoff) if config.report_html else None
     if page is not None:
         files[page_path] = page
     replace_together(files, remove=() if page is not None else (page_path,))

@@ -13,6 +13,8 @@ import math
 import numpy as np
 from markupsafe import Markup, escape
 
+from pipeline.kernel.ticks import nice_ticks
+
 EXCEED = "#c0392b"
 INSIDE = "#2e86c1"
 BAND = "#f5b041"
@@ -24,17 +26,6 @@ MARGIN = (44, 10, 22, 30)               # left, right, top, bottom
 
 def _text(value) -> str:
     return str(escape(str(value)))
-
-
-def nice_ticks(lo: float, hi: float, count: int = 5) -> np.ndarray:
-    """Ticks at multiples of a step of 1, 2, 2.5 or 5 x 10^k covering [lo, hi] with about ``count``."""
-    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
-        hi = lo + (abs(lo) or 1.0)
-    raw = (hi - lo) / max(count - 1, 1)
-    power = 10.0 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw - 1e-15)
-    first, last = math.floor(lo / step + 1e-9), math.ceil(hi / step - 1e-9)
-    return np.round(np.arange(first, last + 1) * step, 12)
 
 
 def percent_decimals(ticks: np.ndarray) -> int:
@@ -245,10 +236,9 @@ def vrp_scatter(hist: np.ndarray, implied: np.ndarray, tiers: list, tickers: lis
 def payoff(moves: np.ndarray, pnl: np.ndarray, breakevens: np.ndarray, expiry_moves: np.ndarray,
            expiry_pnl: np.ndarray, implied_move: float, past: np.ndarray, title: str) -> Markup:
     """One structure's P&L in dollars per structure against the underlying's move (fractions,
-    sorted): at the exit close (``pnl`` at ``moves``, from
-    :func:`pipeline.stages.structures.exit_pnl`; solid, class ``pnl``) and held to expiry
-    (``expiry_pnl`` at ``expiry_moves``, from :func:`pipeline.stages.structures.expiry_pnl`;
-    dashed, class ``pnl-expiry``), with the exit breakevens (moves; class ``breakeven``,
+    sorted), the two curves of the stored ``payoff`` rows: at the exit close (``pnl`` at ``moves``;
+    solid, class ``pnl``) and held to expiry (``expiry_pnl`` at ``expiry_moves``; dashed, class
+    ``pnl-expiry``), with the exit breakevens (moves; class ``breakeven``,
     ``data-value`` the move), the +/- implied-move band and the past reports' moves as ticks on
     the zero line (class ``past``)."""
     moves, pnl = np.asarray(moves, float), np.asarray(pnl, float)
