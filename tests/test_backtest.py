@@ -221,6 +221,11 @@ def test_an_interrupted_replay_resumes_with_only_the_missing_sessions(tmp_path, 
     assert "2 already complete, 3 to run" in resumed.output
     once = _cli(tmp_path / "b", config, "replay", "--start", "2026-10-26", "--end", whole)
     assert once.exit_code == resumed.exit_code == 0
+    # Nothing left to run: still a run, with its manifest for the operator.
+    again = _cli(tmp_path / "b", config, "replay", "--start", "2026-10-26", "--end", whole)
+    assert again.exit_code == 0 and "5 already complete, 0 to run" in again.output
+    manifests = sorted((tmp_path / "b" / "runs").glob("*.json"))
+    assert len(manifests) == 2 and '"dates": []' in manifests[-1].read_text()
     for name in sorted(p.name for p in (tmp_path / "b" / "reports").glob("rank_*.csv")):
         assert _digest(tmp_path / "a" / "reports" / name) == _digest(tmp_path / "b" / "reports" / name)
 

@@ -190,7 +190,7 @@ def _start(command, dates, settings: Settings, engine, scheduler) -> Run:
         log.warning("removed %d partial file(s) left by a run killed mid-write", leftovers)
     manifest.data.update(dates=[str(d.date()) for d in dates], config=settings.origin, data_root=str(root.resolve()))
     return Run(command, dates, settings, engine, scheduler, store, manifest,
-               jobs.Context(config=config, store=store), as_of=dates[0])
+               jobs.Context(config=config, store=store), as_of=dates[0] if dates else None)
 
 
 def _failed(run: Run, work, exc: BaseException, outcome: Outcome) -> None:
@@ -263,9 +263,9 @@ class Steps:
     """Steps of the registry over the run's dates (daily, rank, replay, a stage command).
 
     The steps run in segments of one span (:func:`pipeline.driver.steps.segments`): a range step once
-    over all dates, per-date steps date by date. The per-date steps after the last range step
-    run on the engine (each date's work is then independent of the others'); those before feed
-    a range step and run here.
+    over all dates, per-date steps a chunk of sessions at a time. The per-date steps after the
+    last range step run on the engine (:func:`_on_engine`); those before feed a range step and
+    run here.
     """
 
     def __init__(self, names):
@@ -274,6 +274,8 @@ class Steps:
     def plan(self, run: Run) -> None:
         """Refuse what the source cannot serve, check the files the steps read or replace (adding
         the steps that fetch bad ones again), check the report can be written; then the source."""
+        if not run.dates:          # e.g. a replay of a range already complete: a manifest says it ran
+            return
         config, root = run.settings.config, run.settings.root
         _refuse_unservable(config.source, run.dates, self.names, run.store)
         self.names = _preflight(run.store, config.source, run.dates, self.names, run.manifest, run.notes)
@@ -282,7 +284,7 @@ class Steps:
             run.ctx.source = sources.make_source(config, root, run.ctx.failures, progress)
 
     def execute(self, run: Run) -> None:
-        cut = steps.segments(self.names)
+        cut = steps.segments(self.names) if run.dates else []
         for i, (span, names) in enumerate(cut):
             if span == steps.RANGE:
                 for name in names:
