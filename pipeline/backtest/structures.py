@@ -73,9 +73,9 @@ def _summary(trades: pd.DataFrame, by: str, exits=None) -> pd.DataFrame:
     return out
 
 
-def run(settings, spec, map_tasks=sessions.map_locally) -> bt.Result:
+def run(settings, spec, map_tasks=sessions.map_locally, chunk_sessions: int = bt.LOCAL_CHUNK_SESSIONS) -> bt.Result:
     exits = list(sessions.sessions_between(spec.start, spec.end))
-    frames = [f for f in map_tasks(candidates, sessions.chunks(exits, bt.CHUNK_SESSIONS), settings) if len(f)]
+    frames = [f for f in map_tasks(candidates, sessions.chunks(exits, chunk_sessions), settings) if len(f)]
     if not frames:
         raise LookupError(f"no stored snapshots with events to trade between {spec.start.date()} and "
                           f"{spec.end.date()}; run `pipeline replay --start {spec.start.date()} --end {spec.end.date()}` first")

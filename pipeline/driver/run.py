@@ -416,13 +416,14 @@ def _fetch_task(settings: Settings, names: list[str], known: list, market, chunk
             ctx.source.close()
 
 
-def _write_task(settings: Settings, names: list[str], known: list, market, chunk: list, recorded: list[list],
+def _write_task(settings: Settings, names: list[str], known: list, _market, chunk: list, recorded: list[list],
                 previous: tuple | None) -> tuple[list, list, list]:
     """A chunk's compute and report (:func:`_write_chunk`) once its fetch recorded ``recorded``
     (:func:`_fetch_task`) and the previous chunk's write task returned ``previous``: the failure
     record starts as a local run's would be there (the previous task's, else the run's ``known``),
     and the earlier sessions' metrics and outcomes, which the vol percentiles and the report read,
-    are stored. Returns the failures so far, the reports written and the notes."""
+    are stored (``_market``: the fetch's, unused here). Returns the failures so far, the reports
+    written and the notes."""
     _, writing = _fetching_and_writing(names)
     ctx = jobs.Context(config=settings.config, store=Store(settings.root))
     ctx.failures.seed(known if previous is None else previous[0])
@@ -456,7 +457,9 @@ class Backtest:
 
         with run.manifest.stage("trades") as entry:
             try:
-                result = bt.run(run.settings, self.spec, partial(map_dates, engine=run.engine, scheduler=run.scheduler))
+                chunk = bt.CHUNK_SESSIONS if run.engine == "dask" else bt.LOCAL_CHUNK_SESSIONS
+                result = bt.run(run.settings, self.spec, partial(map_dates, engine=run.engine, scheduler=run.scheduler),
+                                chunk)
             except bt.NotReplayed as exc:
                 raise Refused(str(exc), EXIT_BAD_INPUT) from None
             except LookupError as exc:          # no event in the range, or none matching the selection

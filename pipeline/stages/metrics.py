@@ -36,6 +36,12 @@ class MetricsResult:
     smile: pd.DataFrame
 
 
+# The columns of the stored chains and bars the stages read: a loader may read only these.
+CHAIN_INPUTS = ("ticker", "expiration", "strike", "option_type", "bid", "ask", "volume", "open_interest",
+                "underlying_price", "quote_time", "snapshot_time")
+PRICE_INPUTS = ("ticker", "date", "open", "high", "low", "close")
+
+
 def compute_metrics(calendar: pd.DataFrame, history: pd.DataFrame, prices: pd.DataFrame, chains: pd.DataFrame,
                     params: StageParams, vol_history: pd.DataFrame | None = None) -> MetricsResult:
     """Every metric of the events in the look-ahead window of each as-of date of the panel.
