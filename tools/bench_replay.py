@@ -124,26 +124,32 @@ def _local_year(start: str, end: str, universe: int, code: Code) -> dict[str, fl
         shutil.rmtree(root, ignore_errors=True)
 
 
-def compare(ref: str, start: str, end: str, universe: int, daily_universe: int) -> None:
+def compare(ref: str, start: str, end: str, universe: int, daily_universe: int, daily_pairs: int = 3) -> None:
     """Before (the revision ``ref``) and after (this checkout) in one run: the daily of
-    ``daily_universe`` names (CSV), the local replay of [start, end] and its backtest at ``universe``."""
+    ``daily_universe`` names (CSV), ``daily_pairs`` times each, before and after in turn (a few
+    seconds each: the median of each side and of the pairs' ratios, so the machine's drift cancels),
+    then the local replay of [start, end] and its backtest at ``universe``, once each."""
+    import statistics
+
     folder = Path(tempfile.mkdtemp(prefix="bench-baseline-")) / "src"
     before = Code.revision(ref, folder)
     after = Code.installed()
+    codes = {"before": before, "after": after}
     try:
-        times = {}
-        for label, code in (("before", before), ("after", after)):
-            times[label] = {"daily": _daily(end, daily_universe, "--no-html", code=code)[0],
-                            **_local_year(start, end, universe, code)}
+        daily = [{label: _daily(end, daily_universe, "--no-html", code=code)[0] for label, code in codes.items()}
+                 for _ in range(daily_pairs)]
+        times = {label: {"daily": statistics.median(pair[label] for pair in daily),
+                         **_local_year(start, end, universe, code)} for label, code in codes.items()}
     finally:
         Code.remove(folder)
+    ratios = {key: times["after"][key] / times["before"][key] for key in ("replay", "backtest")}
+    ratios["daily"] = statistics.median(pair["after"] / pair["before"] for pair in daily)
     print(f"before: {before.label}; after: {after.label}")
     print(f"{'run':52}{'before s':>10}{'after s':>10}{'after/before':>14}")
-    for key, label in (("daily", f"daily, {daily_universe} tickers, {end} (CSV)"),
+    for key, label in (("daily", f"daily, {daily_universe} tickers, {end} (CSV), median of {daily_pairs}"),
                        ("replay", f"replay {start}..{end}, {universe} tickers, local"),
                        ("backtest", "backtest of that range, local")):
-        b, a = times["before"][key], times["after"][key]
-        print(f"{label:52}{b:>10.1f}{a:>10.1f}{a / b:>14.2f}")
+        print(f"{label:52}{times['before'][key]:>10.1f}{times['after'][key]:>10.1f}{ratios[key]:>14.2f}")
 
 
 def bench_daily(date: str, universe: int) -> None:

@@ -175,6 +175,8 @@ class Store:
             table = found.to_table(columns=([key] if key else []) + names, filter=where)
         except (OSError, pa.ArrowException, ValueError):
             return None      # read one by one: the failing file is named there
+        if key and table.column(key).null_count:
+            return None      # a folder name that is not <key>=<date>: the values :meth:`scan` knows
         frame = table.to_pandas(date_as_object=False)
         dates = [c for c in DATASETS[name].date_columns if c in frame.columns]
         if key:
