@@ -4,6 +4,10 @@
 Each command runs as a subprocess on a fresh data root, so its wall time includes start-up and
 its peak memory is the largest resident set of the command or any process it started (a dask
 worker included), read from ``getrusage(RUSAGE_CHILDREN)``.
+
+``--baseline REV`` measures a change instead: the same daily, local replay and backtest of a git
+revision (checked out in a temporary worktree) and of this checkout, one after the other in one
+run, with the ratios.
 """
 from __future__ import annotations
 
