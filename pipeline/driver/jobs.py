@@ -212,7 +212,7 @@ def _with_fetch_causes(metrics: pd.DataFrame, failures) -> pd.DataFrame:
     return metrics.assign(reason=reason.str.rstrip("; ").astype(metrics["reason"].dtype))
 
 
-# Sessions computed in one pass of the stages by a local replay: a month, as the backtest's tasks.
+# Sessions computed in one pass of the stages by a replay (a task on dask): a month, as the backtest's dask tasks.
 CHUNK_SESSIONS = 21
 # The per-date datasets a pass of the stages writes (:func:`compute`), in write order.
 COMPUTED = ("surface", "metrics", "term", "event_history", "smile", "structures", "payoff")
