@@ -3,7 +3,6 @@ so ``pipeline --help`` stays fast."""
 from __future__ import annotations
 
 import sys
-from datetime import datetime
 
 import click
 
@@ -17,21 +16,10 @@ def _fail(message: str, code: int):
     sys.exit(code)
 
 
-def earliest_as_of(config):
-    """The first as-of date the store can be built for: ``history.years`` of sessions (plus the
-    backfill margin) must lie inside the supported calendar."""
-    import pandas as pd
-
-    from pipeline.contract import sessions
-
-    first = sessions.FIRST_DATE + pd.DateOffset(years=config.history_years) + pd.Timedelta(days=11)
-    return pd.Timestamp(sessions.sessions_offset([first], 0, strict=False)[0])
-
-
 def resolve_date(text: str | None, config):
     """The as-of session: ``YYYY-MM-DD``, ``today`` or ``yesterday`` (default today, New York); a
     non-session maps to the previous session, and says so. Dates after the current session or
-    before the supported range exit 2 (the range starts ``config.history_years`` after the calendar's first date)."""
+    before the supported range exit 2 (:func:`pipeline.contract.clock.resolve_day`)."""
     day, session = _resolve_day(text, config)
     if session != day:
         click.echo(f"{day.date()} is not an NYSE session; using the previous session {session.date()}", err=True)
@@ -39,35 +27,14 @@ def resolve_date(text: str | None, config):
 
 
 def _resolve_day(text: str | None, config):
-    """(the date given, the session on or before it), checked as :func:`resolve_date` says."""
-    import pandas as pd
-
-    from pipeline.contract import clock, sessions
+    """(the date given, the session on or before it), or exit 2 with the reason."""
+    from pipeline.contract import clock
     from pipeline.driver.runlog import EXIT_BAD_INPUT
 
     try:
-        today = clock.today()
-        current = sessions.session_on_or_before(today)
-    except ValueError as exc:
+        return clock.resolve_day(text, config.history_years)
+    except ValueError as exc:        # clock.DateError, or a PIPELINE_TODAY that is not a date
         _fail(str(exc), EXIT_BAD_INPUT)
-    word = (text or "today").strip().lower()
-    if word == "today":
-        day = today
-    elif word == "yesterday":
-        day = today - pd.Timedelta(days=1)
-    else:
-        try:
-            day = pd.Timestamp(datetime.strptime(text, "%Y-%m-%d"))
-        except ValueError:
-            _fail(f"--date {text!r} is not a date in YYYY-MM-DD form (or 'today', 'yesterday')", EXIT_BAD_INPUT)
-    first = earliest_as_of(config)
-    supported = (f"supported as-of dates are {first.date()} (history.years = {config.history_years} of "
-                 f"sessions since {sessions.FIRST_DATE.date()}) to the current session {current.date()}")
-    if day > today:
-        _fail(f"--date {day.date()} is in the future; {supported}", EXIT_BAD_INPUT)
-    if day < first:
-        _fail(f"--date {day.date()} is too early; {supported}", EXIT_BAD_INPUT)
-    return day, sessions.session_on_or_before(day)
 
 
 class Runner:
