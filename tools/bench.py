@@ -90,27 +90,30 @@ def stage_functions(inputs, config):
                                           inputs["chains"], stage_params(config))
 
     def run_structures():
-        from pipeline.stages.structures import build_structures
+        from pipeline.stages.structures import build_structures, payoff_curves
 
-        result = state["result"]
-        build_structures(result.metrics, result.surface, result.moves, stage_params(config))
+        result, params = state["result"], stage_params(config)
+        state["structures"] = build_structures(result.metrics, result.surface, result.moves, params)
+        state["payoff"] = payoff_curves(state["structures"], result.event_history, params)
 
     def run_html():
-        state["html_events"], state["html_bytes"] = report_page(state["result"], config)
+        state["html_events"], state["html_bytes"] = report_page(state["result"], config, state["structures"],
+                                                                state["payoff"])
 
     return [("moves", run_moves), ("history_stats", run_stats), ("surface (IV)", run_surface),
             ("skew", run_skew), ("straddle", run_straddle), ("term", run_term), ("density + law", run_density),
-            ("market pricer", run_pricer), ("end-to-end compute", run_all), ("structures", run_structures),
+            ("market pricer", run_pricer), ("end-to-end compute", run_all), ("structures + payoff", run_structures),
             ("report CSV+HTML", run_html)], state
 
 
 PAGE_WINDOW_DAYS = 7        # the daily's default look-ahead: the events one day's page shows
 
 
-def report_page(result, config) -> tuple[int, int]:
+def report_page(result, config, structures: pd.DataFrame, payoff: pd.DataFrame) -> tuple[int, int]:
     """The ranked frame and HTML page of the events a default daily would show (reports within
     PAGE_WINDOW_DAYS), with the term structure, event history and smiles stored in a temporary
-    data root as the daily leaves them. Returns (events, page bytes)."""
+    data root as the daily leaves them, and their candidate structures and payoff curves as the
+    report step hands them to the page. Returns (events, page bytes)."""
     import tempfile
     from pathlib import Path
 
@@ -129,7 +132,9 @@ def report_page(result, config) -> tuple[int, int]:
             store.write(name, rows[rows["ticker"].isin(tickers)].reset_index(drop=True), AS_OF)
         frame = report_frame(metrics)
         round_for_csv(frame).to_csv(index=False)
-        page = render_html(frame, metrics, Path(folder), AS_OF, config)
+        shown = {name: rows[rows["ticker"].isin(tickers)].drop(columns="as_of").reset_index(drop=True)
+                 for name, rows in (("structures", structures), ("payoff", payoff))}
+        page = render_html(frame, metrics, Path(folder), AS_OF, config, **shown)
     return len(frame), len(page.encode())
 
 

@@ -150,8 +150,8 @@ class Store:
         their columns are unioned as before."""
         key = DATASETS[name].partition if DATASETS[name].partition != "year" else None
         files = [str(path) for path in paths.values()]
-        found = ds.dataset(files, format="parquet",
-                           partitioning=ds.partitioning(pa.schema([(key, pa.date32())]), flavor="hive") if key else None,
+        hive = ds.partitioning(pa.schema([(key, pa.date32())]), flavor="hive") if key else None
+        found = ds.dataset(files, format="parquet", partitioning=hive,
                            partition_base_dir=str(self.layout.dataset(name)) if key else None)
         first = None
         for fragment in found.get_fragments():

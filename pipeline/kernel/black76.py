@@ -1,6 +1,6 @@
 """The numeric kernel: the prices taken from a quote (mid, quoted, two-sided and fresh mid, the
-fill at a share of the spread), the discount factor, carried and put-call-parity forwards, Black-76 prices, greeks, implied volatility
-with its statuses, normal constants.
+fill at a share of the spread), the discount factor, carried and put-call-parity forwards,
+Black-76 prices, greeks, implied volatility with its statuses, normal constants.
 
 NumPy and scipy.special (ndtr, ndtri: NumPy has no normal CDF) only, so the stages, the synthetic
 market and the schemas can all use it. Units: money in the quote currency, ``t`` in years,
